@@ -1,0 +1,15 @@
+// TypeScript ESM tests run through ts-jest under `node --experimental-vm-modules` (see package.json "test").
+/** @type {import('jest').Config} */
+export default {
+  testEnvironment: 'node',
+  extensionsToTreatAsEsm: ['.ts'],
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', isolatedModules: true, diagnostics: false }],
+  },
+  roots: ['<rootDir>/test', '<rootDir>/examples'],
+  testMatch: ['**/*.test.ts'],
+  testTimeout: 30000,
+  // Two cores here: two workers keep PGlite (WASM, one thread each) and TLS tests from starving each other.
+  maxWorkers: 2,
+};
