@@ -1,0 +1,181 @@
+import { z } from 'zod';
+
+/**
+ * The shape of `tether.config.yaml`. Every field is validated at start; an error names the path of
+ * the bad field (see load_config.ts). Durations are seconds or strings like "5m", "90s", "1h".
+ */
+
+const DURATION = /^(\d+)(s|m|h)?$/;
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600 };
+
+const durationSeconds = z
+  .union([z.number().int().positive(), z.string().regex(DURATION, 'expected a duration such as 300, "90s", "5m" or "1h"')])
+  .transform((value) => {
+    if (typeof value === 'number') return value;
+    const [, amount, unit] = DURATION.exec(value)!;
+    return Number(amount) * UNIT_SECONDS[unit ?? 's']!;
+  });
+
+/** Resource URIs are compared as exact registered strings (RFC 8707 §2); they must be absolute and fragment-free. */
+const resourceUri = z.string().refine((value) => {
+  const parsed = URL.parse(value);
+  return parsed !== null && !value.includes('#');
+}, 'expected an absolute URI without a fragment');
+
+const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'expected a scope token (RFC 6749 §3.3)');
+
+export const resourceSchema = z.strictObject({
+  uri: resourceUri,
+  scopes: z.array(scopeToken).default([]),
+  lifetime: durationSeconds.default(300),
+  format: z.enum(['jwt', 'opaque']).default('jwt'),
+  /** Legacy escape hatch: unbound (bearer) tokens for this resource. Visible in the ledger. */
+  allowBearer: z.boolean().default(false),
+});
+
+const jwksSchema = z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) });
+
+const clientAuthSchema = z.discriminatedUnion('method', [
+  z.strictObject({ method: z.literal('client_secret_basic'), secret: z.string().min(16, 'client secrets must be at least 16 characters') }),
+  z.strictObject({ method: z.literal('client_secret_post'), secret: z.string().min(16, 'client secrets must be at least 16 characters') }),
+  z.strictObject({ method: z.literal('private_key_jwt'), jwks: jwksSchema.optional(), jwksUri: z.url().optional() })
+    .refine((auth) => Boolean(auth.jwks) !== Boolean(auth.jwksUri), 'give exactly one of jwks or jwksUri'),
+  z.strictObject({
+    method: z.literal('tls_client_auth'),
+    // RFC 8705 §2.1.2: exactly one subject metadata value is used for matching.
+    subjectDn: z.string().optional(),
+    sanDns: z.string().optional(),
+    sanUri: z.string().optional(),
+    sanIp: z.string().optional(),
+    sanEmail: z.string().optional(),
+  }).refine(
+    (auth) => [auth.subjectDn, auth.sanDns, auth.sanUri, auth.sanIp, auth.sanEmail].filter(Boolean).length === 1,
+    'give exactly one of subjectDn, sanDns, sanUri, sanIp, sanEmail',
+  ),
+  z.strictObject({ method: z.literal('self_signed_tls_client_auth'), jwks: jwksSchema }),
+]);
+
+export const clientSchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9._~-]+$/, 'expected letters, digits and . _ ~ -'),
+  owner: z.string().min(1),
+  purpose: z.string().min(1),
+  auth: clientAuthSchema,
+  /** How this client's tokens are sender-constrained (RFC 8705 / RFC 9449). `none` needs resources that allow bearer tokens. */
+  binding: z.enum(['mtls', 'dpop', 'none']),
+  /** resource URI → scopes this client may obtain there with client_credentials. */
+  resources: z.record(resourceUri, z.array(scopeToken)).default({}),
+  defaultResource: resourceUri.optional(),
+  /** Token exchange (RFC 8693) rules for this client as the requesting party. */
+  exchange: z.strictObject({
+    /** resource URI → scopes this client may obtain there by exchange (always also ⊆ the subject token's). */
+    targets: z.record(resourceUri, z.array(scopeToken)).default({}),
+    /** client ids whose tokens this client may present as subject tokens (delegation; `act` is recorded). */
+    actFor: z.array(z.string()).default([]),
+    /** Allow exchanging a subject token bound to another key (delegation from a token it was handed). */
+    acceptBoundSubjectTokens: z.boolean().default(false),
+  }).default({ targets: {}, actFor: [], acceptBoundSubjectTokens: false }),
+});
+
+const listenerSchema = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535),
+});
+
+export const configSchema = z.strictObject({
+  issuer: z.url(),
+  /** PostgreSQL URL; when absent the embedded PGlite under `dataDir` is used. Overridden by DATABASE_URL. */
+  databaseUrl: z.string().optional(),
+  dataDir: z.string().default('.tether'),
+  listeners: z.strictObject({
+    https: listenerSchema.extend({
+      /** PEM files; `tether dev` generates them under dataDir/pki when absent. */
+      certFile: z.string().optional(),
+      keyFile: z.string().optional(),
+      /** CA bundle that tls_client_auth client certificates must chain to. */
+      clientCaFile: z.string().optional(),
+    }).optional(),
+    http: listenerSchema.optional(),
+  }).default({}),
+  /** Addresses (IPs or CIDRs) of TLS-terminating proxies whose client-certificate header is honoured. */
+  trustedProxies: z.array(z.string()).default([]),
+  clientCertHeader: z.enum(['client-cert', 'x-ssl-client-cert']).default('client-cert'),
+  signing: z.strictObject({
+    algorithm: z.enum(['ES256', 'PS256', 'EdDSA']).default('ES256'),
+    /** Secret that encrypts private signing keys at rest. Overridden by TETHER_KEY_ENCRYPTION_SECRET. */
+    encryptionSecret: z.string().min(32, 'use at least 32 characters').optional(),
+  }).default({ algorithm: 'ES256' }),
+  dpop: z.strictObject({
+    /** RFC 9449 §8: require a server-provided nonce in every proof (clients retry on `use_dpop_nonce`). */
+    requireNonce: z.boolean().default(false),
+  }).default({ requireNonce: false }),
+  exchange: z.strictObject({
+    /** RFC 8693 §4.1: how many nested `act` claims a token may carry. */
+    maxChainDepth: z.number().int().min(1).max(10).default(3),
+  }).default({ maxChainDepth: 3 }),
+  resources: z.array(resourceSchema).min(1),
+  clients: z.array(clientSchema).min(1),
+});
+
+export type TetherConfig = z.output<typeof configSchema>;
+export type ResourceConfig = z.output<typeof resourceSchema>;
+export type ClientConfig = z.output<typeof clientSchema>;
+export type ClientAuthConfig = ClientConfig['auth'];
+
+type Issue = { path: (string | number)[]; message: string };
+
+/** Cross-references that a per-field schema cannot see: every name a client uses must be declared. */
+export function crossReferenceIssues(config: TetherConfig): Issue[] {
+  const issues: Issue[] = [];
+  const resources = new Map(config.resources.map((resource) => [resource.uri, resource]));
+  const clientIds = new Set<string>();
+
+  config.resources.forEach((resource, index) => {
+    if (config.resources.findIndex((other) => other.uri === resource.uri) !== index) {
+      issues.push({ path: ['resources', index, 'uri'], message: `duplicate resource ${JSON.stringify(resource.uri)}` });
+    }
+  });
+
+  config.clients.forEach((client, index) => {
+    const at = (...rest: (string | number)[]) => ['clients', index, ...rest];
+    if (clientIds.has(client.id)) issues.push({ path: at('id'), message: `duplicate client id ${JSON.stringify(client.id)}` });
+    clientIds.add(client.id);
+
+    const checkGrants = (grants: Record<string, string[]>, field: string) => {
+      for (const [uri, scopes] of Object.entries(grants)) {
+        const resource = resources.get(uri);
+        if (!resource) {
+          issues.push({ path: at(field, uri), message: `unknown resource ${JSON.stringify(uri)}` });
+          continue;
+        }
+        for (const scope of scopes) {
+          if (!resource.scopes.includes(scope)) {
+            issues.push({ path: at(field, uri), message: `scope ${JSON.stringify(scope)} is not declared by resource ${JSON.stringify(uri)}` });
+          }
+        }
+      }
+    };
+    checkGrants(client.resources, 'resources');
+    checkGrants(client.exchange.targets, 'exchange.targets');
+
+    if (client.defaultResource && !(client.defaultResource in client.resources)) {
+      issues.push({ path: at('defaultResource'), message: 'the default resource must be one of the client\'s resources' });
+    }
+    if (client.binding === 'none') {
+      const strict = [...Object.keys(client.resources), ...Object.keys(client.exchange.targets)]
+        .filter((uri) => resources.get(uri)?.allowBearer === false);
+      if (strict.length > 0) {
+        issues.push({ path: at('binding'), message: `binding "none" needs resources that allow bearer tokens; ${strict.join(', ')} does not` });
+      }
+    }
+    if (client.binding === 'mtls' && !['tls_client_auth', 'self_signed_tls_client_auth'].includes(client.auth.method) && !config.listeners.https) {
+      issues.push({ path: at('binding'), message: 'binding "mtls" needs an https listener' });
+    }
+  });
+
+  config.clients.forEach((client, index) => {
+    client.exchange.actFor.forEach((id, position) => {
+      if (!clientIds.has(id)) issues.push({ path: ['clients', index, 'exchange', 'actFor', position], message: `unknown client ${JSON.stringify(id)}` });
+    });
+  });
+  return issues;
+}

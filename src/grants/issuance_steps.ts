@@ -1,0 +1,209 @@
+import { createHash } from 'node:crypto';
+import { decodeJwt } from 'jose';
+import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { ClientConfig, ResourceConfig } from '../config/schema.js';
+import type { IssuedToken, TokenBinding } from '../ledger/events.js';
+import { validateDpopProof } from '../provider/internals.js';
+import { PolicyError, selectBinding } from '../provider/resource_policy.js';
+import { recordProofOnce } from '../storage/dpop_replay.js';
+import type { GrantContext } from './grant_context.js';
+
+/**
+ * The steps every Tether grant shares, in the order a grant uses them. Each throws the OAuth error a
+ * client should see; the private reason travels as `error_detail`, which oidc-provider never renders.
+ */
+
+type OAuthError = InstanceType<typeof errors.OIDCProviderError> & { error_detail?: string };
+
+function withDetail<E extends OAuthError>(error: E, detail: string): E {
+  error.error_detail = detail;
+  return error;
+}
+
+/** Runs pure policy and converts its PolicyError into the OAuth error it names. */
+export function withPolicyErrors<T>(decide: () => T): T {
+  try {
+    return decide();
+  } catch (error) {
+    if (!(error instanceof PolicyError)) throw error;
+    const OAuthErrorClass = {
+      invalid_target: errors.InvalidTarget,
+      invalid_scope: errors.InvalidScope,
+      invalid_request: errors.InvalidRequest,
+    }[error.error];
+    throw withDetail(new OAuthErrorClass(error.description), error.reason);
+  }
+}
+
+/** The Tether configuration of the authenticated client (oidc-provider has already authenticated it). */
+export function tetherClientOf(grant: GrantContext, ctx: KoaContextWithOIDC): ClientConfig {
+  const client = grant.clients.get(ctx.oidc.client!.clientId);
+  if (!client) throw new Error(`client ${ctx.oidc.client!.clientId} is registered in oidc-provider but not in the configuration`);
+  return client;
+}
+
+/** A suspended client gets no new tokens (its live tokens were revoked when it was suspended). */
+export async function requireActiveClient(grant: GrantContext, _ctx: KoaContextWithOIDC, client: ClientConfig): Promise<void> {
+  const suspended = await databaseStep(() => grant.ledger.isClientSuspended(client.id));
+  if (suspended) {
+    throw withDetail(new errors.UnauthorizedClient('the client may not obtain tokens at this time'), `client ${client.id} is suspended`);
+  }
+}
+
+/**
+ * The sender constraint of the token about to be minted, chosen per client (DESIGN: every token is
+ * bound by default). mTLS: RFC 8705 §3; DPoP: RFC 9449 §5, with replay detection in the shared database.
+ */
+export async function bindToken(grant: GrantContext, ctx: KoaContextWithOIDC, client: ClientConfig, resource: ResourceConfig): Promise<TokenBinding> {
+  const method = withPolicyErrors(() => selectBinding(client, resource));
+  const dpopHeader = ctx.get('DPoP');
+
+  if (method === 'mtls') {
+    if (dpopHeader) {
+      throw withDetail(new errors.InvalidRequest('this client\'s tokens are certificate-bound; DPoP is not accepted'), 'DPoP proof sent by an mTLS-bound client');
+    }
+    const certificate = grant.certificateOf(ctx);
+    if (!certificate) {
+      throw withDetail(new errors.InvalidRequest('a TLS client certificate is required: this client\'s tokens are certificate-bound'), 'no client certificate on the connection');
+    }
+    return { method: 'mtls', thumbprint: certificate.thumbprint };
+  }
+
+  if (method === 'dpop') {
+    const proof = await validateDpopProof(grant.provider, ctx);
+    if (!proof) {
+      throw withDetail(new errors.InvalidRequest('a DPoP proof is required: this client\'s tokens are DPoP-bound'), 'no DPoP header');
+    }
+    await rejectReplayedProof(grant, proof.thumbprint, proof.jti, proof.iat);
+    return { method: 'dpop', thumbprint: proof.thumbprint };
+  }
+
+  return { method: 'bearer' };
+}
+
+/** oidc-provider accepts a proof whose iat is within this many seconds of now (its CHALLENGE_OK_WINDOW). */
+const DPOP_PROOF_WINDOW_SECONDS = 300;
+
+/**
+ * RFC 9449 §11.1: a proof is single-use. The check is one atomic insert in the shared database, so two
+ * instances (or two concurrent requests) presenting one proof give exactly one token.
+ */
+async function rejectReplayedProof(grant: GrantContext, jkt: string, jti: string, iat: number): Promise<void> {
+  const key = createHash('sha256').update(`${jkt}\0${jti}`).digest('base64url');
+  const expiresAt = new Date((Math.max(iat, Date.now() / 1000) + DPOP_PROOF_WINDOW_SECONDS) * 1000);
+  const first = await databaseStep(() => recordProofOnce(grant.knex, { key, expiresAt }));
+  if (!first) {
+    throw withDetail(new errors.InvalidDpopProof('DPoP proof JWT replay detected'), `replayed DPoP proof jti for jkt ${jkt}`);
+  }
+}
+
+interface MintRequest {
+  client: ClientConfig;
+  resource: ResourceConfig;
+  scopes: string[];
+  binding: TokenBinding;
+  lifetimeSeconds: number;
+  parentTokenId?: string;
+  act?: Record<string, unknown>;
+}
+
+/** Mints the access token through oidc-provider's token model (RFC 9068 JWT, or opaque per resource). */
+export async function mintAccessToken(grant: GrantContext, ctx: KoaContextWithOIDC, request: MintRequest): Promise<IssuedToken> {
+  const { provider, config } = grant;
+  const token = new provider.ClientCredentials({
+    client: ctx.oidc.client!,
+    scope: request.scopes.join(' ') || undefined,
+    expiresIn: request.lifetimeSeconds,
+  });
+  token.resourceServer = new provider.ResourceServer(request.resource.uri, {
+    scope: request.resource.scopes.join(' '),
+    accessTokenFormat: request.resource.format,
+    accessTokenTTL: request.lifetimeSeconds,
+    jwt: { sign: { alg: config.signing.algorithm } },
+  });
+  if (request.binding.method === 'mtls') (token as unknown as Record<string, unknown>)['x5t#S256'] = request.binding.thumbprint;
+  if (request.binding.method === 'dpop') token.setThumbprint('jkt', request.binding.thumbprint);
+  // Read back by the provider's extraTokenClaims hook (create_provider.ts), which otherwise resets it.
+  if (request.act) token.extra = { act: request.act };
+
+  ctx.oidc.entity('ClientCredentials', token);
+  const value = await databaseStep(() => token.save());
+  const { tokenId, issuedAt, expiresAt } = tokenFacts(request.resource.format, value, token);
+
+  return {
+    value,
+    format: request.resource.format,
+    tokenId,
+    clientId: request.client.id,
+    resource: request.resource.uri,
+    scope: request.scopes,
+    binding: request.binding,
+    issuedAt,
+    expiresAt,
+    parentTokenId: request.parentTokenId,
+    act: request.act,
+  };
+}
+
+/** Hash of an opaque token's id, as the ledger stores it (the id itself is a bearer secret). */
+export function opaqueTokenId(jti: string): string {
+  return createHash('sha256').update(jti).digest('base64url');
+}
+
+function tokenFacts(format: 'jwt' | 'opaque', value: string, token: { jti?: string; iat?: number; exp?: number; expiration: number }) {
+  if (format === 'jwt') {
+    const { jti, iat, exp } = decodeJwt(value);
+    return { tokenId: jti!, issuedAt: new Date(iat! * 1000), expiresAt: new Date(exp! * 1000) };
+  }
+  const iat = token.iat ?? Math.floor(Date.now() / 1000);
+  return { tokenId: opaqueTokenId(token.jti!), issuedAt: new Date(iat * 1000), expiresAt: new Date((token.exp ?? iat + token.expiration) * 1000) };
+}
+
+/**
+ * DESIGN "no token without a record": the response is built only after the issuance event is committed.
+ * If the database cannot commit, the client gets 503 + Retry-After and no token.
+ */
+export async function recordIssuance(grant: GrantContext, ctx: KoaContextWithOIDC, event: { type: 'token.issued' | 'token.exchanged'; issued: IssuedToken }): Promise<void> {
+  try {
+    await grant.ledger.recordIssuance(event, grant.requestFactsOf(ctx));
+  } catch (error) {
+    if (event.issued.format === 'opaque') {
+      // The client never sees this token; remove it so nothing usable exists without its record.
+      // (An opaque token's value is its id.)
+      await grant.provider.ClientCredentials.adapter.destroy(event.issued.value).catch(() => undefined);
+    }
+    throw unavailable(error);
+  }
+}
+
+/** Runs a database step of the token path; a database failure becomes 503 temporarily_unavailable. */
+export async function databaseStep<T>(step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    if (error instanceof errors.OIDCProviderError) throw error;
+    throw unavailable(error);
+  }
+}
+
+/**
+ * RFC 6749 §5.2 has no 5xx; `temporarily_unavailable` with 503 is the common practice. The HTTP layer
+ * adds Retry-After to every 503.
+ */
+export function unavailable(cause: unknown): OAuthError {
+  const error = withDetail(new errors.TemporarilyUnavailable('the server cannot record tokens right now; retry later'), `database unavailable: ${(cause as Error)?.message ?? String(cause)}`);
+  error.status = 503;
+  error.statusCode = 503;
+  return error;
+}
+
+/** RFC 6749 §5.1 (and RFC 8693 §2.2.1 for exchange) success response. */
+export function respondWithToken(ctx: KoaContextWithOIDC, issued: IssuedToken, extra: Record<string, unknown> = {}): void {
+  ctx.body = {
+    access_token: issued.value,
+    ...extra,
+    token_type: issued.binding.method === 'dpop' ? 'DPoP' : 'Bearer',
+    expires_in: Math.max(0, Math.round((issued.expiresAt.getTime() - Date.now()) / 1000)),
+    scope: issued.scope.join(' ') || undefined,
+  };
+}

@@ -1,0 +1,55 @@
+import type { ClientMetadata } from 'oidc-provider';
+import type { ClientConfig } from '../config/schema.js';
+
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+/** Client authentication methods Tether accepts (RFC 6749 §2.3, RFC 7523, RFC 8705 §2). */
+export const CLIENT_AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+  'tls_client_auth',
+  'self_signed_tls_client_auth',
+] as const;
+
+/** Asymmetric algorithms only: never none, HS* (a shared secret is not a proof of key) or RS256. */
+export const ALLOWED_JWS_ALGORITHMS = ['ES256', 'PS256', 'EdDSA'];
+
+/** Tether's client configuration → oidc-provider client metadata (RFC 7591 names). */
+export function clientMetadataOf(client: ClientConfig): ClientMetadata {
+  const metadata: ClientMetadata = {
+    client_id: client.id,
+    grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: client.auth.method,
+    // RFC 8705 §3.4 / RFC 9449 §5.2: oidc-provider refuses unbound tokens for these clients as well.
+    tls_client_certificate_bound_access_tokens: client.binding === 'mtls',
+    dpop_bound_access_tokens: client.binding === 'dpop',
+  };
+  return { ...metadata, ...authenticationMetadata(client.auth) };
+}
+
+function authenticationMetadata(auth: ClientConfig['auth']): Partial<ClientMetadata> {
+  switch (auth.method) {
+    case 'client_secret_basic':
+    case 'client_secret_post':
+      return { client_secret: auth.secret };
+    case 'private_key_jwt':
+      return {
+        ...(auth.jwks ? { jwks: auth.jwks as ClientMetadata['jwks'] } : { jwks_uri: auth.jwksUri }),
+        token_endpoint_auth_signing_alg: undefined,
+      };
+    case 'tls_client_auth':
+      // RFC 8705 §2.1.2: exactly one of these is registered.
+      return {
+        tls_client_auth_subject_dn: auth.subjectDn,
+        tls_client_auth_san_dns: auth.sanDns,
+        tls_client_auth_san_uri: auth.sanUri,
+        tls_client_auth_san_ip: auth.sanIp,
+        tls_client_auth_san_email: auth.sanEmail,
+      };
+    case 'self_signed_tls_client_auth':
+      return { jwks: auth.jwks as ClientMetadata['jwks'] };
+  }
+}

@@ -1,0 +1,101 @@
+import type { X509Certificate } from 'node:crypto';
+import Provider, { errors, type AdapterFactory, type JWKS, type KoaContextWithOIDC } from 'oidc-provider';
+import type { TetherConfig } from '../config/schema.js';
+import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, clientMetadataOf } from './client_metadata.js';
+import { certificateSubjectMatches, issuedByTrustedAuthority } from './certificate_checks.js';
+
+/** The caller's certificate as the HTTP layer resolved it (TLS socket, or a trusted proxy's header). */
+export interface CallerCertificateView {
+  x509: X509Certificate;
+  /** True when the TLS stack already verified the chain against the listener's client CA. */
+  authorized: boolean;
+}
+
+export interface ProviderDependencies {
+  config: TetherConfig;
+  adapter: AdapterFactory;
+  /** Private signing keys, current signing key first (keys/signing_keys.ts). */
+  jwks: JWKS;
+  /** 32 bytes shared by all instances, so a DPoP nonce from one instance is accepted by another. */
+  dpopNonceSecret: Buffer;
+  clientAuthorities: readonly X509Certificate[];
+  callerCertificate(ctx: KoaContextWithOIDC): CallerCertificateView | undefined;
+}
+
+/**
+ * oidc-provider configured for Tether: client_credentials and token exchange only, resource
+ * indicators, mTLS and DPoP, JWT access tokens. Tether's own grant handlers (grants/) replace the
+ * built-in client_credentials handler; the policy hooks below refuse anything they do not cover.
+ */
+export function createProvider(deps: ProviderDependencies): Provider {
+  const { config } = deps;
+  const provider = new Provider(config.issuer, {
+    adapter: deps.adapter,
+    clients: config.clients.map(clientMetadataOf),
+    jwks: deps.jwks,
+    clientAuthMethods: [...CLIENT_AUTH_METHODS],
+    clientDefaults: {
+      grant_types: ['client_credentials'],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: config.signing.algorithm,
+    },
+    enabledJWA: {
+      clientAuthSigningAlgValues: ALLOWED_JWS_ALGORITHMS as never,
+      dPoPSigningAlgValues: ALLOWED_JWS_ALGORITHMS as never,
+    },
+    responseTypes: ['none'],
+    scopes: [],
+    claims: {},
+    features: {
+      devInteractions: { enabled: false },
+      userinfo: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        // Tether's grants resolve resources themselves (provider/resource_policy.ts); reaching these
+        // hooks means a built-in path we do not support, so refuse rather than fall back.
+        defaultResource: async () => undefined,
+        getResourceServerInfo: async () => {
+          throw new errors.InvalidTarget();
+        },
+        useGrantedResource: async () => true,
+      },
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        tlsClientAuth: true,
+        selfSignedTlsClientAuth: true,
+        getCertificate: (ctx) => deps.callerCertificate(ctx)?.x509 as never,
+        // RFC 8705 §2.1: chain validation for tls_client_auth.
+        certificateAuthorized: (ctx) => {
+          const certificate = deps.callerCertificate(ctx);
+          if (!certificate) return false;
+          return certificate.authorized || issuedByTrustedAuthority(certificate.x509, deps.clientAuthorities);
+        },
+        certificateSubjectMatches: (ctx, property, expected) => {
+          const certificate = deps.callerCertificate(ctx);
+          return certificate ? certificateSubjectMatches(certificate.x509, property, expected) : false;
+        },
+      },
+      dPoP: {
+        enabled: true,
+        nonceSecret: deps.dpopNonceSecret,
+        requireNonce: () => config.dpop.requireNonce,
+        // Replay is checked by Tether in the shared database (grants/issuance_steps.ts).
+        allowReplay: false,
+      },
+    },
+    // Token lifetimes are chosen per resource by the grant handlers; this is only a safety net.
+    ttl: { ClientCredentials: 300 },
+    // Keeps the `act` claim that token exchange sets on the token before it is saved.
+    extraTokenClaims: async (_ctx, token) => (token as unknown as { extra?: Record<string, unknown> }).extra,
+    renderError: async (ctx, out) => {
+      ctx.type = 'json';
+      ctx.body = out;
+    },
+  });
+  return provider;
+}
