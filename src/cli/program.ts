@@ -1,0 +1,78 @@
+import { Command } from 'commander';
+import { ConfigError } from '../config/load_config.js';
+import { createLogger } from './logger.js';
+import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer } from './run_server.js';
+import { migrateToLatest } from '../storage/migrate.js';
+
+/** Loads the configuration a command names: `--config`, else ./tether.config.yaml, else the dev defaults. */
+export async function configForCommand(configFile: string | undefined) {
+  return process.env.DATABASE_URL && configFile ? loadProductionConfig(configFile) : loadDevConfig(configFile);
+}
+
+function stopOnSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`tether: ${signal}: finishing in-flight requests\n`);
+    stop().then(() => process.exit(0), (error: unknown) => {
+      process.stderr.write(`tether: error while stopping: ${(error as Error).message}\n`);
+      process.exit(1);
+    });
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}
+
+/** The `tether` command line. */
+export function buildProgram(): Command {
+  const program = new Command('tether')
+    .description('OAuth 2.0 authorization server: every access token bound to one API and one client key')
+    .showHelpAfterError();
+
+  program.command('dev')
+    .description('run with the embedded database and a generated development PKI')
+    .option('-c, --config <file>', 'configuration file (default: ./tether.config.yaml, else the built-in development configuration)')
+    .action(async (options: { config?: string }) => {
+      const { stop } = await runServer({ mode: 'dev', configFile: options.config, logger: createLogger() });
+      stopOnSignals(stop);
+    });
+
+  program.command('start')
+    .description('production mode: needs a configuration file and DATABASE_URL; generates nothing')
+    .requiredOption('-c, --config <file>', 'configuration file')
+    .action(async (options: { config: string }) => {
+      const { stop } = await runServer({ mode: 'start', configFile: options.config, logger: createLogger() });
+      stopOnSignals(stop);
+    });
+
+  program.command('migrate')
+    .description('apply database migrations and exit')
+    .option('-c, --config <file>', 'configuration file')
+    .action(async (options: { config?: string }) => {
+      const config = await configForCommand(options.config);
+      const database = await openConfiguredDatabase(config);
+      try {
+        const { applied } = await migrateToLatest(database.knex);
+        process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'already up to date\n');
+      } finally {
+        await database.close();
+      }
+    });
+
+  return program;
+}
+
+/** Runs the CLI; a configuration error is one clear line and exit code 2, nothing half-started. */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`tether: ${error.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`tether: ${(error as Error).stack ?? String(error)}\n`);
+    process.exit(1);
+  }
+}

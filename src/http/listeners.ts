@@ -1,0 +1,70 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+
+export interface TlsMaterial {
+  certPem: string;
+  keyPem: string;
+  /** CAs for client certificates; the chain check result is `socket.authorized`, never a refusal. */
+  clientCaPem?: string;
+}
+
+export interface ListenerSpec {
+  host: string;
+  port: number;
+}
+
+export interface RunningListener {
+  kind: 'https' | 'http';
+  server: http.Server;
+  /** e.g. https://localhost:8443 (the port actually bound, when 0 was asked for). */
+  origin: string;
+}
+
+/**
+ * The HTTPS listener asks every caller for a certificate but accepts connections without one or with
+ * one from an unknown CA: whether a certificate is needed, and whose, is decided per client by the
+ * token path (RFC 8705 §2 allows self-signed certificates, and secret-authenticated DPoP clients need none).
+ */
+export async function listenHttps(handler: http.RequestListener, spec: ListenerSpec, tls: TlsMaterial, publicHost = 'localhost'): Promise<RunningListener> {
+  const server = https.createServer({
+    cert: tls.certPem,
+    key: tls.keyPem,
+    ca: tls.clientCaPem,
+    requestCert: true,
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2',
+    keepAliveTimeout: 65_000,
+  }, handler);
+  return bind(server, 'https', spec, publicHost);
+}
+
+export async function listenHttp(handler: http.RequestListener, spec: ListenerSpec, publicHost = 'localhost'): Promise<RunningListener> {
+  const server = http.createServer({ keepAliveTimeout: 65_000 }, handler);
+  return bind(server, 'http', spec, publicHost);
+}
+
+async function bind(server: http.Server, kind: 'https' | 'http', spec: ListenerSpec, publicHost: string): Promise<RunningListener> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(spec.port, spec.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  return { kind, server, origin: `${kind}://${publicHost}:${port}` };
+}
+
+/**
+ * Graceful stop: no new connections, idle keep-alive connections closed now, in-flight requests
+ * finished (bounded by `graceMs`, after which the remaining connections are cut).
+ */
+export async function closeListener(listener: RunningListener, graceMs = 10_000): Promise<void> {
+  const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
+  listener.server.closeIdleConnections();
+  const timer = setTimeout(() => listener.server.closeAllConnections(), graceMs);
+  timer.unref();
+  await closed;
+  clearTimeout(timer);
+}

@@ -1,0 +1,92 @@
+import { randomUUID, X509Certificate } from 'node:crypto';
+import type Provider from 'oidc-provider';
+import type { Logger } from 'pino';
+import type { TetherConfig } from '../config/schema.js';
+import { clientCredentialsHandler, clientCredentialsParameters } from '../grants/client_credentials.js';
+import type { GrantContext } from '../grants/grant_context.js';
+import { recordIssuance, isClientSuspended } from '../ledger/append_event.js';
+import { loadServerSecret, loadSigningKeys } from '../keys/signing_keys.js';
+import { createProvider } from '../provider/create_provider.js';
+import { resourceRegistry } from '../provider/resource_policy.js';
+import { createAdapterFactory } from '../storage/adapter.js';
+import type { Database } from '../storage/database.js';
+import {
+  certificateOf, discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
+} from './middleware.js';
+
+export interface TetherAppOptions {
+  config: TetherConfig;
+  database: Database;
+  logger: Logger;
+  /** PEM bundle of CAs that tls_client_auth certificates must chain to (also given to the TLS listener). */
+  clientCaPem?: string;
+  instanceId?: string;
+}
+
+/** Tether's request handling: oidc-provider with Tether's grants and middleware, over one database. */
+export interface TetherApp {
+  provider: Provider;
+  /** A node:http request listener, for any number of listeners. */
+  callback: ReturnType<Provider['callback']>;
+  instanceId: string;
+  grant: GrantContext;
+}
+
+/** Splits a PEM bundle into certificates. */
+export function certificatesOf(pem: string | undefined): X509Certificate[] {
+  return (pem?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((block) => new X509Certificate(block));
+}
+
+/**
+ * Wires the token path of DESIGN.md: keys from the database, oidc-provider configured for Tether,
+ * Tether's grant handlers, and the middleware that runs around them.
+ */
+export async function createTetherApp(options: TetherAppOptions): Promise<TetherApp> {
+  const { config, database, logger } = options;
+  const { knex } = database;
+  const instanceId = options.instanceId ?? randomUUID();
+
+  const [{ jwks }, dpopNonceSecret] = await Promise.all([
+    loadSigningKeys(knex, { algorithm: config.signing.algorithm, encryptionSecret: config.signing.encryptionSecret }),
+    loadServerSecret(knex, 'dpop_nonce'),
+  ]);
+
+  const provider = createProvider({
+    config,
+    adapter: createAdapterFactory(knex),
+    jwks: jwks as never,
+    dpopNonceSecret,
+    clientAuthorities: certificatesOf(options.clientCaPem),
+    callerCertificate: (ctx) => {
+      const certificate = certificateOf(ctx);
+      return certificate && { x509: certificate.x509, authorized: certificate.authorized };
+    },
+  });
+  provider.proxy = config.trustedProxies.length > 0;
+
+  const grant: GrantContext = {
+    provider,
+    config,
+    knex,
+    resources: resourceRegistry(config),
+    clients: new Map(config.clients.map((client) => [client.id, client])),
+    ledger: {
+      recordIssuance: ({ type, issued }, facts) => recordIssuance(knex, type, issued, facts),
+      isClientSuspended: (clientId) => isClientSuspended(knex, clientId),
+    },
+    instanceId,
+    certificateOf: (ctx) => certificateOf(ctx),
+    requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
+  };
+
+  // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
+  provider.registerGrantType('client_credentials', clientCredentialsHandler(grant), clientCredentialsParameters, ['resource']);
+
+  provider.use(requestContext(logger));
+  provider.use(healthEndpoints(knex));
+  provider.use(retryAfterOnUnavailable);
+  provider.use(resolveCallerCertificate({ trustedProxies: config.trustedProxies, header: config.clientCertHeader }, logger));
+  provider.use(discoveryAdditions(config.listeners.https ? new URL(config.issuer).origin : undefined));
+
+  return { provider, callback: provider.callback(), instanceId, grant };
+}

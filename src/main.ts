@@ -1,0 +1,3 @@
+import { main } from './cli/program.js';
+
+await main(process.argv);
