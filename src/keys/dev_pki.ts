@@ -1,0 +1,619 @@
+/**
+ * The development PKI: a private CA, a TLS server certificate and one client certificate per
+ * development client, so that `tether dev` and the in-process test harness serve real mTLS and mint
+ * real certificate-bound tokens (RFC 8705) without any setup.
+ *
+ * All keys are ECDSA P-256: generating them takes about a millisecond each, so a fresh PKI costs a few
+ * tens of milliseconds and reusing one on disk costs only file reads.
+ */
+import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
+import type { JsonWebKey as NodeJsonWebKey } from 'node:crypto';
+import { mkdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import type * as X509 from '@peculiar/x509';
+import { thumbprintOf } from '../binding/certificate_thumbprint.js';
+
+/** A certificate together with its private key, both PEM, and its RFC 8705 `x5t#S256` thumbprint. */
+export interface CertificateAndKey {
+  /** The certificate, PEM (`-----BEGIN CERTIFICATE-----`). */
+  readonly certificatePem: string;
+  /** The private key, PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). */
+  readonly privateKeyPem: string;
+  /** base64url(SHA-256(DER)) of the certificate (RFC 8705 §3.1). */
+  readonly thumbprint: string;
+}
+
+/** The TLS server certificate and the host names and addresses it is valid for. */
+export interface ServerCertificate extends CertificateAndKey {
+  readonly hostnames: readonly string[];
+}
+
+/** A client certificate with subject `CN=<name>` and a `dNSName` SAN `<name>`. */
+export interface ClientCertificate extends CertificateAndKey {
+  readonly name: string;
+}
+
+/** A public JWK carrying its certificate (RFC 7517 §4.7 `x5c`, §4.9 `x5t#S256`). */
+export interface PublicJwkWithCertificate extends NodeJsonWebKey {
+  readonly kty: string;
+  readonly x5c: readonly string[];
+  readonly 'x5t#S256': string;
+}
+
+/** A client certificate from {@link issueClientCertificate}, with its public key as a JWK. */
+export interface IssuedClientCertificate extends ClientCertificate {
+  /** True when the certificate signs itself (for `self_signed_tls_client_auth`, RFC 8705 §2.2). */
+  readonly selfSigned: boolean;
+  /** The public key with `x5c` = [this certificate], ready for a client's registered `jwks`. */
+  readonly jwk: PublicJwkWithCertificate;
+}
+
+/** An in-memory development PKI. */
+export interface Pki {
+  /** The CA; its certificate is what servers and clients trust. */
+  readonly ca: CertificateAndKey;
+  readonly server: ServerCertificate;
+  /** Client certificates by name (a prototype-less object: only the names asked for are keys). */
+  readonly clients: Readonly<Record<string, ClientCertificate>>;
+}
+
+/** Where a certificate and its key are stored. */
+export interface PemFilePaths {
+  readonly certificatePath: string;
+  readonly privateKeyPath: string;
+}
+
+/** A development PKI stored in a directory, as returned by {@link ensureDevPki}. */
+export interface DevPki extends Pki {
+  readonly directory: string;
+  readonly ca: CertificateAndKey & PemFilePaths;
+  readonly server: ServerCertificate & PemFilePaths;
+  readonly clients: Readonly<Record<string, ClientCertificate & PemFilePaths>>;
+  /** Files written by this call (empty when everything was reused). */
+  readonly created: readonly string[];
+}
+
+/** Options of {@link ensureDevPki}. */
+export interface EnsureDevPkiOptions {
+  /** Directory holding `ca.pem`, `server.pem`, `clients/<name>.pem` and their `.key.pem` keys. */
+  directory: string;
+  /** One client certificate per name; names are file names, so `[A-Za-z0-9][A-Za-z0-9._-]*`. */
+  clientNames: readonly string[];
+  /** DNS names and IP addresses of the server certificate. */
+  serverHostnames?: readonly string[];
+}
+
+/** Options of {@link createEphemeralPki}. */
+export interface EphemeralPkiOptions {
+  clientNames?: readonly string[];
+  serverHostnames?: readonly string[];
+}
+
+/** Options of {@link issueClientCertificate}. */
+export interface IssueClientCertificateOptions {
+  /** Sign the certificate with its own key instead of the CA's. */
+  selfSigned?: boolean;
+  /** Defaults to an hour ago (tolerates clock skew between machines). */
+  notBefore?: Date;
+  /** Defaults to {@link LEAF_VALIDITY_DAYS} days from now; a past date gives an expired certificate. */
+  notAfter?: Date;
+}
+
+/** Server certificates cover these unless told otherwise. */
+export const DEFAULT_SERVER_HOSTNAMES: readonly string[] = Object.freeze(['localhost', '127.0.0.1', '::1']);
+
+const CA_VALIDITY_DAYS = 3650;
+// 397 days is the longest validity browsers accept for a server certificate.
+const LEAF_VALIDITY_DAYS = 397;
+// A stored certificate this close to expiry is reissued, so a running dev server never crosses it.
+const RENEW_BEFORE_DAYS = 30;
+const DAY_MS = 86_400_000;
+const CLOCK_SKEW_MS = 3_600_000;
+const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+const EC_KEY = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+const EC_SIGNING = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+// Passed explicitly to @peculiar/x509 so that its global crypto provider is never consulted or set.
+const nodeCrypto = webcrypto;
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
+// ---------------------------------------------------------------------------------------------------
+// Public API
+
+/**
+ * Makes sure `directory` holds a development PKI and returns it.
+ *
+ * The first call creates the CA, the server certificate for `serverHostnames` and one client
+ * certificate per name. Later calls only read the files; they create what is missing and reissue what
+ * is unusable: a certificate that no longer chains to the stored CA, does not match its key, expires
+ * within 30 days, or (for the server) does not cover all `serverHostnames`. A new CA reissues
+ * everything. Private keys are written with mode 0600, atomically (temporary file + rename), under a
+ * lock directory so that concurrent processes agree on one CA.
+ *
+ * @throws TypeError for a client name that is not a safe file name or an empty host name
+ */
+export async function ensureDevPki(options: EnsureDevPkiOptions): Promise<DevPki> {
+  const request = normalizeRequest(options.clientNames, options.serverHostnames);
+  const layout = layoutOf(options.directory, request.clientNames);
+  const stored = await readStoredPki(layout, request, new Date());
+  if (isComplete(stored, request)) return devPkiFrom(layout, request, stored, []);
+  return withDirectoryLock(options.directory, async () => {
+    // Another process may have repaired the directory while we waited for the lock.
+    const current = await readStoredPki(layout, request, new Date());
+    const created = await repairStoredPki(layout, request, current);
+    return devPkiFrom(layout, request, current, created);
+  });
+}
+
+/**
+ * Creates a development PKI in memory only (for tests and the in-process harness): a CA, a server
+ * certificate for `serverHostnames` and one client certificate per name. Takes a few milliseconds
+ * per certificate.
+ */
+export async function createEphemeralPki(options: EphemeralPkiOptions = {}): Promise<Pki> {
+  const request = normalizeRequest(options.clientNames ?? [], options.serverHostnames);
+  const x509 = await loadX509();
+  const ca = await generateCa(x509);
+  const [server, ...clients] = await Promise.all([
+    generateServer(x509, ca, request.serverHostnames),
+    ...request.clientNames.map((name) => generateClient(x509, ca, name, {})),
+  ]);
+  return {
+    ca: publicPart(ca),
+    server: { ...publicPart(server!), hostnames: request.serverHostnames },
+    clients: recordOf(clients.map((client, index) => ({ ...publicPart(client), name: request.clientNames[index]! }))),
+  };
+}
+
+/**
+ * Issues one more client certificate (`CN=<name>`, SAN DNS `<name>`, clientAuth), signed by the PKI's
+ * CA or, with `selfSigned`, by its own key (for `self_signed_tls_client_auth`, RFC 8705 §2.2). Nothing
+ * is written to disk. `notBefore`/`notAfter` allow not-yet-valid or expired certificates for negative
+ * tests.
+ *
+ * @throws TypeError for a name that is not `[A-Za-z0-9][A-Za-z0-9._-]*` (at most 64 characters)
+ */
+export async function issueClientCertificate(
+  pki: Pki,
+  name: string,
+  options: IssueClientCertificateOptions = {},
+): Promise<IssuedClientCertificate> {
+  assertClientName(name);
+  const x509 = await loadX509();
+  const selfSigned = options.selfSigned === true;
+  const issued = selfSigned
+    ? await generateSelfSignedClient(x509, name, options)
+    : await generateClient(x509, await signerFromPem(pki.ca), name, options);
+  return { ...publicPart(issued), name, selfSigned, jwk: publicJwkOf(issued.der) };
+}
+
+type X509Module = typeof X509;
+let x509Loading: Promise<X509Module> | undefined;
+
+/**
+ * Loads `@peculiar/x509`. Its dependency tsyringe refuses to load unless a `reflect-metadata`-style
+ * polyfill is installed, but it only reads metadata while its `@injectable()` classes are being
+ * defined, that is during this import. So a do-nothing shim is put on `Reflect` for the import and
+ * removed afterwards: no dependency and no lasting global change. Loaded lazily because only
+ * certificate generation needs it; reusing a stored PKI does not.
+ */
+export function loadX509(): Promise<X509Module> {
+  x509Loading ??= importX509WithReflectShim().catch((error: unknown) => {
+    x509Loading = undefined;
+    throw error;
+  });
+  return x509Loading;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Requests and layout
+
+interface NormalizedRequest {
+  readonly clientNames: readonly string[];
+  readonly serverHostnames: readonly string[];
+}
+
+function normalizeRequest(clientNames: readonly string[], serverHostnames: readonly string[] | undefined): NormalizedRequest {
+  clientNames.forEach(assertClientName);
+  const hostnames = serverHostnames ?? DEFAULT_SERVER_HOSTNAMES;
+  if (hostnames.length === 0) throw new TypeError('serverHostnames must name at least one host');
+  hostnames.forEach(assertHostname);
+  return { clientNames: [...new Set(clientNames)], serverHostnames: [...new Set(hostnames)] };
+}
+
+function assertClientName(name: string): void {
+  // The name becomes a file name and a certificate CN: no path separators, no DN syntax.
+  if (typeof name !== 'string' || !CLIENT_NAME.test(name)) {
+    throw new TypeError(`client name ${JSON.stringify(name)} must match ${CLIENT_NAME.source}`);
+  }
+}
+
+function assertHostname(hostname: string): void {
+  if (typeof hostname !== 'string' || hostname.length === 0 || /[\s,/]/.test(hostname)) {
+    throw new TypeError(`server hostname ${JSON.stringify(hostname)} is not a host name or IP address`);
+  }
+}
+
+interface PkiLayout {
+  readonly directory: string;
+  readonly ca: PemFilePaths;
+  readonly server: PemFilePaths;
+  readonly clients: ReadonlyMap<string, PemFilePaths>;
+}
+
+function layoutOf(directory: string, clientNames: readonly string[]): PkiLayout {
+  const pair = (base: string): PemFilePaths => ({ certificatePath: `${base}.pem`, privateKeyPath: `${base}.key.pem` });
+  return {
+    directory,
+    ca: pair(join(directory, 'ca')),
+    server: pair(join(directory, 'server')),
+    clients: new Map(clientNames.map((name) => [name, pair(join(directory, 'clients', name))])),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading and checking a stored PKI (the fast path: file reads and a few signature checks)
+
+interface StoredPair {
+  readonly certificatePem: string;
+  readonly privateKeyPem: string;
+  readonly certificate: X509Certificate;
+}
+
+interface StoredPki {
+  ca: StoredPair | undefined;
+  server: StoredPair | undefined;
+  clients: Map<string, StoredPair | undefined>;
+}
+
+async function readStoredPki(layout: PkiLayout, request: NormalizedRequest, now: Date): Promise<StoredPki> {
+  const [ca, server, ...clients] = await Promise.all([
+    readPair(layout.ca),
+    readPair(layout.server),
+    ...request.clientNames.map((name) => readPair(layout.clients.get(name)!)),
+  ]);
+  const usableCa = ca && isUsableCa(ca, now) ? ca : undefined;
+  const usableLeaf = (pair: StoredPair | undefined, check: (certificate: X509Certificate) => boolean) =>
+    pair && usableCa && isUsableLeaf(pair, usableCa, now) && check(pair.certificate) ? pair : undefined;
+  return {
+    ca: usableCa,
+    server: usableLeaf(server, (certificate) => coversHostnames(certificate, request.serverHostnames)),
+    clients: new Map(
+      request.clientNames.map((name, index) => [name, usableLeaf(clients[index], (certificate) => hasCommonName(certificate, name))]),
+    ),
+  };
+}
+
+async function readPair(paths: PemFilePaths): Promise<StoredPair | undefined> {
+  const [certificatePem, privateKeyPem] = await Promise.all([readOptional(paths.certificatePath), readOptional(paths.privateKeyPath)]);
+  if (certificatePem === undefined || privateKeyPem === undefined) return undefined;
+  try {
+    const certificate = new X509Certificate(certificatePem);
+    // A crash between writing a key and its certificate leaves a mismatched pair: treat it as missing.
+    if (!certificate.checkPrivateKey(createPrivateKey(privateKeyPem))) return undefined;
+    return { certificatePem, privateKeyPem, certificate };
+  } catch {
+    return undefined;
+  }
+}
+
+async function readOptional(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+function isUsableCa(pair: StoredPair, now: Date): boolean {
+  const { certificate } = pair;
+  return certificate.ca && certificate.checkIssued(certificate) && isValidLongEnough(certificate, now);
+}
+
+function isUsableLeaf(pair: StoredPair, ca: StoredPair, now: Date): boolean {
+  const { certificate } = pair;
+  return (
+    !certificate.ca &&
+    certificate.checkIssued(ca.certificate) &&
+    certificate.verify(ca.certificate.publicKey) &&
+    isValidLongEnough(certificate, now)
+  );
+}
+
+function isValidLongEnough(certificate: X509Certificate, now: Date): boolean {
+  const time = now.getTime();
+  return certificate.validFromDate.getTime() <= time && certificate.validToDate.getTime() - time > RENEW_BEFORE_DAYS * DAY_MS;
+}
+
+function coversHostnames(certificate: X509Certificate, hostnames: readonly string[]): boolean {
+  return hostnames.every((hostname) =>
+    isIP(hostname) ? certificate.checkIP(hostname) !== undefined : certificate.checkHost(hostname, { wildcards: false }) !== undefined,
+  );
+}
+
+function hasCommonName(certificate: X509Certificate, name: string): boolean {
+  return certificate.subject === `CN=${name}`;
+}
+
+function isComplete(stored: StoredPki, request: NormalizedRequest): boolean {
+  return stored.ca !== undefined && stored.server !== undefined && request.clientNames.every((name) => stored.clients.get(name));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Repairing a stored PKI (the slow path, under the directory lock)
+
+async function repairStoredPki(layout: PkiLayout, request: NormalizedRequest, stored: StoredPki): Promise<string[]> {
+  if (isComplete(stored, request)) return [];
+  const x509 = await loadX509();
+  await mkdir(join(layout.directory, 'clients'), { recursive: true, mode: 0o700 });
+  const written: string[] = [];
+  const save = async (paths: PemFilePaths, generated: Generated): Promise<StoredPair> => {
+    // Key first: a crash before the certificate is written leaves a mismatch that the next run repairs.
+    await writeFileAtomically(paths.privateKeyPath, generated.privateKeyPem, 0o600);
+    await writeFileAtomically(paths.certificatePath, generated.certificatePem, 0o644);
+    written.push(paths.privateKeyPath, paths.certificatePath);
+    return { certificatePem: generated.certificatePem, privateKeyPem: generated.privateKeyPem, certificate: new X509Certificate(generated.der) };
+  };
+
+  let signer: Signer;
+  if (stored.ca) {
+    signer = await signerFromPem(stored.ca);
+  } else {
+    const ca = await generateCa(x509);
+    stored.ca = await save(layout.ca, ca);
+    signer = ca;
+    // Certificates of a replaced CA no longer chain: reissue all of them.
+    stored.server = undefined;
+    for (const name of stored.clients.keys()) stored.clients.set(name, undefined);
+  }
+
+  const jobs: Promise<void>[] = [];
+  if (!stored.server) {
+    jobs.push(generateServer(x509, signer, request.serverHostnames).then(async (server) => void (stored.server = await save(layout.server, server))));
+  }
+  for (const name of request.clientNames) {
+    if (stored.clients.get(name)) continue;
+    jobs.push(generateClient(x509, signer, name, {}).then(async (client) => void stored.clients.set(name, await save(layout.clients.get(name)!, client))));
+  }
+  await Promise.all(jobs);
+  return written;
+}
+
+async function writeFileAtomically(path: string, contents: string, mode: number): Promise<void> {
+  const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await writeFile(temporary, contents, { mode, flag: 'wx' });
+    await rename(temporary, path);
+  } catch (error) {
+    await unlink(temporary).catch(() => undefined);
+    throw error;
+  }
+}
+
+const LOCK_STALE_MS = 30_000;
+const LOCK_WAIT_MS = 60_000;
+const LOCK_POLL_MS = 20;
+
+/** Runs `action` while holding `<directory>/.lock` (a directory: mkdir is atomic on every platform). */
+async function withDirectoryLock<T>(directory: string, action: () => Promise<T>): Promise<T> {
+  await mkdir(directory, { recursive: true, mode: 0o700 });
+  const lock = join(directory, '.lock');
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if (await isStaleLock(lock)) {
+        await rmdir(lock).catch(() => undefined);
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for the development PKI lock ${lock}`);
+      await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+    }
+  }
+  try {
+    return await action();
+  } finally {
+    await rmdir(lock).catch(() => undefined);
+  }
+}
+
+async function isStaleLock(lock: string): Promise<boolean> {
+  try {
+    // A process killed while holding the lock leaves it behind; generation takes well under a second.
+    return Date.now() - (await stat(lock)).mtimeMs > LOCK_STALE_MS;
+  } catch {
+    return false;
+  }
+}
+
+function devPkiFrom(layout: PkiLayout, request: NormalizedRequest, stored: StoredPki, created: readonly string[]): DevPki {
+  const entry = (pair: StoredPair | undefined, paths: PemFilePaths) => {
+    if (!pair) throw new Error(`development PKI in ${layout.directory} is incomplete`);
+    return { certificatePem: pair.certificatePem, privateKeyPem: pair.privateKeyPem, thumbprint: thumbprintOf(pair.certificate.raw), ...paths };
+  };
+  return {
+    directory: layout.directory,
+    ca: entry(stored.ca, layout.ca),
+    server: { ...entry(stored.server, layout.server), hostnames: request.serverHostnames },
+    clients: recordOf(request.clientNames.map((name) => ({ ...entry(stored.clients.get(name), layout.clients.get(name)!), name }))),
+    created,
+  };
+}
+
+function recordOf<T extends { name: string }>(items: readonly T[]): Record<string, T> {
+  // Prototype-less, so that a lookup of a name nobody asked for ("constructor") is undefined.
+  const record = Object.create(null) as Record<string, T>;
+  for (const item of items) record[item.name] = item;
+  return record;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Generating certificates
+
+/** A key that can sign certificates, with the name and identifier it signs as. */
+interface Signer {
+  readonly subject: string;
+  readonly privateKey: CryptoKey;
+  readonly authorityKeyIdentifier: X509.AuthorityKeyIdentifierExtension;
+}
+
+interface Generated extends Signer {
+  readonly der: Buffer;
+  readonly certificatePem: string;
+  readonly privateKeyPem: string;
+}
+
+async function generateCa(x509: X509Module): Promise<Generated> {
+  const keys = await generateKeyPair();
+  const subject = `CN=Tether development CA ${randomBytes(4).toString('hex')}, O=Tether`;
+  const now = Date.now();
+  const certificate = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: serialNumber(),
+      subject,
+      issuer: subject,
+      notBefore: new Date(now - CLOCK_SKEW_MS),
+      notAfter: new Date(now + CA_VALIDITY_DAYS * DAY_MS),
+      publicKey: keys.publicKey,
+      signingKey: keys.privateKey,
+      signingAlgorithm: EC_SIGNING,
+      extensions: [
+        // pathLen 0: the development CA signs end-entity certificates only.
+        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, nodeCrypto),
+      ],
+    },
+    nodeCrypto,
+  );
+  return generated(x509, certificate, keys.privateKey);
+}
+
+function generateServer(x509: X509Module, ca: Signer, hostnames: readonly string[]): Promise<Generated> {
+  const names = hostnames.map((hostname) => ({ type: isIP(hostname) ? ('ip' as const) : ('dns' as const), value: hostname }));
+  return generateLeaf(x509, ca, 'CN=Tether development server', names, x509.ExtendedKeyUsage.serverAuth, {});
+}
+
+function generateClient(x509: X509Module, ca: Signer, name: string, validity: IssueClientCertificateOptions): Promise<Generated> {
+  return generateLeaf(x509, ca, `CN=${name}`, [{ type: 'dns', value: name }], x509.ExtendedKeyUsage.clientAuth, validity);
+}
+
+async function generateSelfSignedClient(x509: X509Module, name: string, validity: IssueClientCertificateOptions): Promise<Generated> {
+  const keys = await generateKeyPair();
+  const subject = `CN=${name}`;
+  const self: Signer = {
+    subject,
+    privateKey: keys.privateKey,
+    authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey, false, nodeCrypto),
+  };
+  return generateLeaf(x509, self, subject, [{ type: 'dns', value: name }], x509.ExtendedKeyUsage.clientAuth, validity, keys);
+}
+
+async function generateLeaf(
+  x509: X509Module,
+  issuer: Signer,
+  subject: string,
+  alternativeNames: X509.JsonGeneralNames,
+  extendedKeyUsage: X509.ExtendedKeyUsage,
+  validity: IssueClientCertificateOptions,
+  keys?: CryptoKeyPair,
+): Promise<Generated> {
+  const keyPair = keys ?? (await generateKeyPair());
+  const now = Date.now();
+  const certificate = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: serialNumber(),
+      subject,
+      issuer: issuer.subject,
+      notBefore: validity.notBefore ?? new Date(now - CLOCK_SKEW_MS),
+      notAfter: validity.notAfter ?? new Date(now + LEAF_VALIDITY_DAYS * DAY_MS),
+      publicKey: keyPair.publicKey,
+      signingKey: issuer.privateKey,
+      signingAlgorithm: EC_SIGNING,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([extendedKeyUsage], false),
+        new x509.SubjectAlternativeNameExtension(alternativeNames, false),
+        await x509.SubjectKeyIdentifierExtension.create(keyPair.publicKey, false, nodeCrypto),
+        issuer.authorityKeyIdentifier,
+      ],
+    },
+    nodeCrypto,
+  );
+  return generated(x509, certificate, keyPair.privateKey);
+}
+
+async function generated(x509: X509Module, certificate: X509.X509Certificate, privateKey: CryptoKey): Promise<Generated> {
+  const der = Buffer.from(certificate.rawData);
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', privateKey));
+  return {
+    der,
+    certificatePem: pemOf('CERTIFICATE', der),
+    privateKeyPem: pemOf('PRIVATE KEY', pkcs8),
+    subject: certificate.subject,
+    privateKey,
+    authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(certificate.publicKey, false, nodeCrypto),
+  };
+}
+
+/** Rebuilds a signer from a stored CA (only needed when something must be issued). */
+async function signerFromPem(ca: Pick<CertificateAndKey, 'certificatePem' | 'privateKeyPem'>): Promise<Signer> {
+  const x509 = await loadX509();
+  const certificate = new x509.X509Certificate(ca.certificatePem);
+  const pkcs8 = createPrivateKey(ca.privateKeyPem).export({ format: 'der', type: 'pkcs8' });
+  const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, EC_KEY, false, ['sign']);
+  return {
+    subject: certificate.subject,
+    privateKey,
+    authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(certificate.publicKey, false, nodeCrypto),
+  };
+}
+
+async function generateKeyPair(): Promise<CryptoKeyPair> {
+  return webcrypto.subtle.generateKey(EC_KEY, true, ['sign', 'verify']);
+}
+
+/** 16 random bytes, positive (RFC 5280 §4.1.2.2: a positive integer of at most 20 octets). */
+function serialNumber(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
+  return bytes.toString('hex');
+}
+
+function pemOf(label: string, der: Buffer): string {
+  const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
+}
+
+function publicPart(generated: Generated): CertificateAndKey {
+  return { certificatePem: generated.certificatePem, privateKeyPem: generated.privateKeyPem, thumbprint: thumbprintOf(generated.der) };
+}
+
+function publicJwkOf(der: Buffer): PublicJwkWithCertificate {
+  const jwk = new X509Certificate(der).publicKey.export({ format: 'jwk' });
+  return { ...jwk, kty: jwk.kty ?? 'EC', x5c: [der.toString('base64')], 'x5t#S256': thumbprintOf(der) };
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+async function importX509WithReflectShim(): Promise<X509Module> {
+  const reflect = Reflect as unknown as Record<string, unknown>;
+  if (typeof reflect.getMetadata === 'function') return import('@peculiar/x509');
+  const noMetadata = (): undefined => undefined;
+  reflect.getMetadata = noMetadata;
+  reflect.getOwnMetadata = noMetadata;
+  try {
+    return await import('@peculiar/x509');
+  } finally {
+    if (reflect.getMetadata === noMetadata) delete reflect.getMetadata;
+    if (reflect.getOwnMetadata === noMetadata) delete reflect.getOwnMetadata;
+  }
+}
