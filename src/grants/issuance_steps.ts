@@ -26,12 +26,13 @@ export function withPolicyErrors<T>(decide: () => T): T {
     return decide();
   } catch (error) {
     if (!(error instanceof PolicyError)) throw error;
-    const OAuthErrorClass = {
-      invalid_target: errors.InvalidTarget,
-      invalid_scope: errors.InvalidScope,
-      invalid_request: errors.InvalidRequest,
-    }[error.error];
-    throw withDetail(new OAuthErrorClass(error.description), error.reason);
+    const oauthError = {
+      invalid_target: () => new errors.InvalidTarget(error.description),
+      // The refused scopes stay private (ledger): the response carries no `scope` member.
+      invalid_scope: () => new errors.InvalidScope(error.description, undefined as unknown as string),
+      invalid_request: () => new errors.InvalidRequest(error.description),
+    }[error.error]();
+    throw withDetail(oauthError, error.reason);
   }
 }
 

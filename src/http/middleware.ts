@@ -3,7 +3,7 @@ import type { Knex } from 'knex';
 import type { Context, Next } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
-import { BindingError } from '../binding/proxy_certificate.js';
+import { BindingError } from '../binding/binding_error.js';
 import { callerCertificate, type CallerCertificateOptions } from '../binding/caller_certificate.js';
 import type { PeerCertificate } from '../binding/socket_certificate.js';
 import type { RequestFacts } from '../ledger/events.js';

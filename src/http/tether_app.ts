@@ -56,7 +56,6 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     adapter: createAdapterFactory(knex),
     jwks: jwks as never,
     dpopNonceSecret,
-    clientAuthorities: certificatesOf(options.clientCaPem),
     callerCertificate: (ctx) => {
       const certificate = certificateOf(ctx);
       return certificate && { x509: certificate.x509, authorized: certificate.authorized };
@@ -85,7 +84,10 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   provider.use(requestContext(logger));
   provider.use(healthEndpoints(knex));
   provider.use(retryAfterOnUnavailable);
-  provider.use(resolveCallerCertificate({ trustedProxies: config.trustedProxies, header: config.clientCertHeader }, logger));
+  const proxy = config.trustedProxies.length > 0
+    ? { trustedProxies: config.trustedProxies, header: config.clientCertHeader, ca: certificatesOf(options.clientCaPem) }
+    : undefined;
+  provider.use(resolveCallerCertificate({ proxy }, logger));
   provider.use(discoveryAdditions(config.listeners.https ? new URL(config.issuer).origin : undefined));
 
   return { provider, callback: provider.callback(), instanceId, grant };

@@ -1,19 +1,9 @@
 import type { X509Certificate } from 'node:crypto';
 
 /**
- * RFC 8705 §2.1 (PKI mutual TLS): the client certificate must chain to a configured CA and its subject
- * must match the one metadata value the client registered.
+ * RFC 8705 §2.1 (PKI mutual TLS): besides chaining to a configured CA (checked by binding/), the
+ * client certificate's subject must match the one metadata value the client registered.
  */
-
-/** Whether `certificate` was issued by one of `authorities` and is currently valid. */
-export function issuedByTrustedAuthority(certificate: X509Certificate, authorities: readonly X509Certificate[], now = new Date()): boolean {
-  if (!withinValidity(certificate, now)) return false;
-  return authorities.some((authority) => withinValidity(authority, now) && certificate.checkIssued(authority) && certificate.verify(authority.publicKey));
-}
-
-function withinValidity(certificate: X509Certificate, now: Date): boolean {
-  return new Date(certificate.validFrom) <= now && now <= new Date(certificate.validTo);
-}
 
 type SubjectProperty =
   | 'tls_client_auth_subject_dn'

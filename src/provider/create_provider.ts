@@ -2,7 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import Provider, { errors, type AdapterFactory, type JWKS, type KoaContextWithOIDC } from 'oidc-provider';
 import type { TetherConfig } from '../config/schema.js';
 import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, clientMetadataOf } from './client_metadata.js';
-import { certificateSubjectMatches, issuedByTrustedAuthority } from './certificate_checks.js';
+import { certificateSubjectMatches } from './certificate_checks.js';
 
 /** The caller's certificate as the HTTP layer resolved it (TLS socket, or a trusted proxy's header). */
 export interface CallerCertificateView {
@@ -18,7 +18,6 @@ export interface ProviderDependencies {
   jwks: JWKS;
   /** 32 bytes shared by all instances, so a DPoP nonce from one instance is accepted by another. */
   dpopNonceSecret: Buffer;
-  clientAuthorities: readonly X509Certificate[];
   callerCertificate(ctx: KoaContextWithOIDC): CallerCertificateView | undefined;
 }
 
@@ -71,9 +70,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
         getCertificate: (ctx) => deps.callerCertificate(ctx)?.x509 as never,
         // RFC 8705 §2.1: chain validation for tls_client_auth.
         certificateAuthorized: (ctx) => {
-          const certificate = deps.callerCertificate(ctx);
-          if (!certificate) return false;
-          return certificate.authorized || issuedByTrustedAuthority(certificate.x509, deps.clientAuthorities);
+          // `authorized`: the chain was verified against the client CA (TLS handshake or binding/proxy_certificate.ts).
+          return deps.callerCertificate(ctx)?.authorized ?? false;
         },
         certificateSubjectMatches: (ctx, property, expected) => {
           const certificate = deps.callerCertificate(ctx);

@@ -1,0 +1,60 @@
+import { fetch, type Agent } from 'undici';
+import { startTether, type RunningTether, type StartTetherOptions } from '../../src/testing/start_tether.js';
+import { openTestDatabase } from './database.js';
+
+/**
+ * A Tether for one test file, on the database the run is configured for: PostgreSQL when
+ * DATABASE_URL is set (a fresh database per call), else in-memory PGlite.
+ */
+export async function startTestTether(options: Omit<StartTetherOptions, 'database'> = {}): Promise<RunningTether> {
+  const database = await openTestDatabase();
+  try {
+    const tether = await startTether({ ...options, database });
+    return {
+      ...tether,
+      async close() {
+        await tether.close();
+        await database.close();
+      },
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}
+
+export interface TokenResponse {
+  status: number;
+  headers: Headers;
+  body: Record<string, unknown>;
+}
+
+/** POSTs a form to the token endpoint (or another endpoint) over real TLS. */
+export async function postForm(
+  url: string,
+  form: Record<string, string | string[]>,
+  options: { dispatcher: Agent; headers?: Record<string, string> },
+): Promise<TokenResponse> {
+  const body = new URLSearchParams();
+  for (const [name, value] of Object.entries(form)) {
+    for (const item of Array.isArray(value) ? value : [value]) body.append(name, item);
+  }
+  const response = await fetch(url, {
+    method: 'POST',
+    body,
+    headers: { accept: 'application/json', ...options.headers },
+    dispatcher: options.dispatcher,
+  });
+  const text = await response.text();
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    parsed = { raw: text };
+  }
+  return { status: response.status, headers: response.headers as unknown as Headers, body: parsed };
+}
+
+export function basicAuth(clientId: string, secret: string): string {
+  return `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+}
