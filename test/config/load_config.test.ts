@@ -1,0 +1,79 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load_config.js';
+import { DEV_CONFIG } from '../../src/config/dev_defaults.js';
+
+const minimal = () => ({
+  issuer: 'https://auth.example',
+  resources: [{ uri: 'https://api.example', scopes: ['read'] }],
+  clients: [{ id: 'c1', owner: 'o', purpose: 'p', binding: 'mtls', auth: { method: 'tls_client_auth', subjectDn: 'CN=c1' }, resources: { 'https://api.example': ['read'] } }],
+  listeners: { https: { port: 8443 } },
+});
+
+function messageOf(raw: unknown, env: NodeJS.ProcessEnv = {}): string {
+  try {
+    parseConfig(raw, { source: 'tether.config.yaml', env });
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration', () => {
+  test('defaults: 5 minute JWT tokens, ES256, chain depth 3', () => {
+    const config = parseConfig(minimal());
+    expect(config.resources[0]).toMatchObject({ lifetime: 300, format: 'jwt', allowBearer: false });
+    expect(config.signing.algorithm).toBe('ES256');
+    expect(config.exchange.maxChainDepth).toBe(3);
+  });
+
+  test('durations accept seconds and units', () => {
+    const raw = minimal();
+    raw.resources[0] = { ...raw.resources[0]!, lifetime: '2m' } as never;
+    expect(parseConfig(raw).resources[0]!.lifetime).toBe(120);
+  });
+
+  test.each([
+    ['a bad enum names the path and the value', (raw: ReturnType<typeof minimal>) => { (raw.clients[0] as Record<string, unknown>).binding = 'magic'; }, /^tether\.config\.yaml: clients\[0\]\.binding: .*\(got "magic"\)$/],
+    ['a missing field', (raw: ReturnType<typeof minimal>) => { delete (raw.clients[0] as Record<string, unknown>).owner; }, /clients\[0\]\.owner/],
+    ['an unknown field', (raw: ReturnType<typeof minimal>) => { (raw.resources[0] as Record<string, unknown>).audience = 'x'; }, /resources\[0\].*audience/],
+    ['a resource with a fragment', (raw: ReturnType<typeof minimal>) => { raw.resources[0]!.uri = 'https://api.example#x'; }, /resources\[0\]\.uri: expected an absolute URI without a fragment/],
+    ['a client resource that is not registered', (raw: ReturnType<typeof minimal>) => { raw.clients[0]!.resources = { 'https://other.example': ['read'] }; }, /clients\[0\]\.resources\.https:\/\/other\.example: unknown resource/],
+    ['a scope the resource does not declare', (raw: ReturnType<typeof minimal>) => { raw.clients[0]!.resources = { 'https://api.example': ['write'] }; }, /scope "write" is not declared/],
+    ['binding none on a resource without allowBearer', (raw: ReturnType<typeof minimal>) => { (raw.clients[0] as Record<string, unknown>).binding = 'none'; }, /clients\[0\]\.binding: binding "none" needs resources that allow bearer tokens/],
+    ['a short client secret, without echoing it', (raw: ReturnType<typeof minimal>) => { (raw.clients[0] as Record<string, unknown>).auth = { method: 'client_secret_basic', secret: 'short' }; }, /^tether\.config\.yaml: clients\[0\]\.auth\.secret: client secrets must be at least 16 characters$/],
+    ['tls_client_auth with two subject values', (raw: ReturnType<typeof minimal>) => { (raw.clients[0] as Record<string, unknown>).auth = { method: 'tls_client_auth', subjectDn: 'CN=a', sanDns: 'a' }; }, /exactly one of subjectDn/],
+    ['duplicate client ids', (raw: ReturnType<typeof minimal>) => { raw.clients.push({ ...raw.clients[0]! }); }, /clients\[1\]\.id: duplicate client id "c1"/],
+  ])('%s', (_label, mutate, expected) => {
+    const raw = minimal();
+    mutate(raw);
+    expect(messageOf(raw)).toMatch(expected);
+  });
+
+  test('environment overrides the file, and a bad override is reported by path', () => {
+    const config = parseConfig(minimal(), { env: { TETHER_ISSUER: 'https://other.example', TETHER_HTTPS_PORT: '9443' } });
+    expect(config.issuer).toBe('https://other.example');
+    expect(config.listeners.https!.port).toBe(9443);
+    expect(messageOf(minimal(), { TETHER_HTTPS_PORT: 'eighty' })).toMatch(/listeners\.https\.port: .*\(got "eighty"\)/);
+  });
+
+  test('YAML and JSON files; a syntax error names the line', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tether-config-'));
+    const json = path.join(dir, 'tether.config.json');
+    await writeFile(json, JSON.stringify(minimal()));
+    expect((await loadConfigFile(json, {})).issuer).toBe('https://auth.example');
+
+    const broken = path.join(dir, 'broken.yaml');
+    await writeFile(broken, 'issuer: https://a\nresources: [\n  - x: : y\n');
+    await expect(loadConfigFile(broken, {})).rejects.toThrow(/broken\.yaml: not valid YAML or JSON at line \d+/);
+    await expect(loadConfigFile(path.join(dir, 'missing.yaml'), {})).rejects.toThrow(/cannot read the configuration file \(ENOENT\)/);
+  });
+
+  test('the documented example and the development defaults are valid', async () => {
+    const example = await loadConfigFile(new URL('../../docs/tether.config.example.yaml', import.meta.url).pathname, {});
+    expect(example.clients.map((client) => client.id)).toEqual(['orders-worker', 'payments-api', 'nightly-report']);
+    expect(parseConfig(DEV_CONFIG).clients).toHaveLength(3);
+  });
+});
