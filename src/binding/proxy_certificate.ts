@@ -298,11 +298,20 @@ function isIssuedBy(x509: X509Certificate, authority: X509Certificate): boolean 
   }
 }
 
+function isSelfSigned(x509: X509Certificate): boolean {
+  // Not checkIssued(itself): that also demands keyCertSign, which a self-signed client certificate lacks.
+  try {
+    return x509.issuer === x509.subject && x509.verify(x509.publicKey);
+  } catch {
+    return false;
+  }
+}
+
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
 
 function chainErrorOf(x509: X509Certificate, issuer: X509Certificate | undefined): string | undefined {
-  if (!issuer) return x509.checkIssued(x509) ? 'DEPTH_ZERO_SELF_SIGNED_CERT' : 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY';
+  if (!issuer) return isSelfSigned(x509) ? 'DEPTH_ZERO_SELF_SIGNED_CERT' : 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY';
   if (!issuer.ca) return 'INVALID_CA';
   // RFC 5280 §4.2.1.12: when the extension is present, the certificate is for those purposes only.
   const purposes = x509.keyUsage;
