@@ -311,7 +311,13 @@ async function readOptional(path: string): Promise<string | undefined> {
 
 function isUsableCa(pair: StoredPair, now: Date): boolean {
   const { certificate } = pair;
-  return certificate.ca && certificate.checkIssued(certificate) && isValidLongEnough(certificate, now);
+  return (
+    certificate.ca &&
+    certificate.checkIssued(certificate) &&
+    // Issuing with it later imports its key as ECDSA P-256.
+    certificate.publicKey.asymmetricKeyDetails?.namedCurve === 'prime256v1' &&
+    isValidLongEnough(certificate, now)
+  );
 }
 
 function isUsableLeaf(pair: StoredPair, ca: StoredPair, now: Date): boolean {
@@ -460,6 +466,8 @@ function recordOf<T extends { name: string }>(items: readonly T[]): Record<strin
 /** A key that can sign certificates, with the name and identifier it signs as. */
 interface Signer {
   readonly subject: string;
+  /** End of the issuer's validity; issued certificates end no later (undefined when self-signing). */
+  readonly notAfter: Date | undefined;
   readonly privateKey: CryptoKey;
   readonly authorityKeyIdentifier: X509.AuthorityKeyIdentifierExtension;
 }
@@ -510,6 +518,7 @@ async function generateSelfSignedClient(x509: X509Module, name: string, validity
   const subject = `CN=${name}`;
   const self: Signer = {
     subject,
+    notAfter: undefined,
     privateKey: keys.privateKey,
     authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey, false, nodeCrypto),
   };
@@ -533,7 +542,7 @@ async function generateLeaf(
       subject,
       issuer: issuer.subject,
       notBefore: validity.notBefore ?? new Date(now - CLOCK_SKEW_MS),
-      notAfter: validity.notAfter ?? new Date(now + LEAF_VALIDITY_DAYS * DAY_MS),
+      notAfter: validity.notAfter ?? earliest(new Date(now + LEAF_VALIDITY_DAYS * DAY_MS), issuer.notAfter),
       publicKey: keyPair.publicKey,
       signingKey: issuer.privateKey,
       signingAlgorithm: EC_SIGNING,
@@ -559,6 +568,7 @@ async function generated(x509: X509Module, certificate: X509.X509Certificate, pr
     certificatePem: pemOf('CERTIFICATE', der),
     privateKeyPem: pemOf('PRIVATE KEY', pkcs8),
     subject: certificate.subject,
+    notAfter: certificate.notAfter,
     privateKey,
     authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(certificate.publicKey, false, nodeCrypto),
   };
@@ -572,6 +582,7 @@ async function signerFromPem(ca: Pick<CertificateAndKey, 'certificatePem' | 'pri
   const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, EC_KEY, false, ['sign']);
   return {
     subject: certificate.subject,
+    notAfter: certificate.notAfter,
     privateKey,
     authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(certificate.publicKey, false, nodeCrypto),
   };
@@ -586,6 +597,10 @@ function serialNumber(): string {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0]! & 0x7f) | 0x01;
   return bytes.toString('hex');
+}
+
+function earliest(date: Date, limit: Date | undefined): Date {
+  return limit && limit < date ? limit : date;
 }
 
 function pemOf(label: string, der: Buffer): string {

@@ -281,6 +281,12 @@ describe('issueClientCertificate', () => {
     expect(result.output).toMatch(/expired/);
   });
 
+  it('never lets a certificate outlive its issuer', async () => {
+    const shortLived = await issueClientCertificate(pki, 'issuer', { notAfter: new Date(Date.now() + 10 * 86_400_000) });
+    const issued = await issueClientCertificate({ ...pki, ca: shortLived }, 'leaf');
+    expect(new X509Certificate(issued.certificatePem).validToDate).toEqual(new X509Certificate(shortLived.certificatePem).validToDate);
+  });
+
   it('refuses an unsafe name', async () => {
     await expect(issueClientCertificate(pki, 'CN=evil, O=x')).rejects.toThrow(TypeError);
   });
