@@ -29,7 +29,7 @@ export interface ServerCertificate extends CertificateAndKey {
   readonly hostnames: readonly string[];
 }
 
-/** A client certificate with subject `CN=<name>` and a `dNSName` SAN `<name>`. */
+/** A client certificate with subject `CN=<name>` and, when `<name>` is a host name, a `dNSName` SAN `<name>`. */
 export interface ClientCertificate extends CertificateAndKey {
   readonly name: string;
 }
@@ -78,7 +78,7 @@ export interface DevPki extends Pki {
 export interface EnsureDevPkiOptions {
   /** Directory holding `ca.pem`, `server.pem`, `clients/<name>.pem` and their `.key.pem` keys. */
   directory: string;
-  /** One client certificate per name; names are file names, so `[A-Za-z0-9][A-Za-z0-9._-]*`. */
+  /** One client certificate per name (a client id: letters, digits, `. _ ~ -`, no leading dot, at most 64). */
   clientNames: readonly string[];
   /** DNS names and IP addresses of the server certificate. */
   serverHostnames?: readonly string[];
@@ -110,7 +110,10 @@ const LEAF_VALIDITY_DAYS = 397;
 const RENEW_BEFORE_DAYS = 30;
 const DAY_MS = 86_400_000;
 const CLOCK_SKEW_MS = 3_600_000;
-const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+// Client ids as the configuration allows them (letters, digits, . _ ~ -), limited to what is safe as
+// a file name (no leading dot) and fits a CN (RFC 5280 ub-common-name: 64).
+const CLIENT_NAME = /^(?!\.)[A-Za-z0-9._~-]{1,64}$/;
+const DNS_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
 const EC_KEY = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const EC_SIGNING = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -169,12 +172,12 @@ export async function createEphemeralPki(options: EphemeralPkiOptions = {}): Pro
 }
 
 /**
- * Issues one more client certificate (`CN=<name>`, SAN DNS `<name>`, clientAuth), signed by the PKI's
+ * Issues one more client certificate (`CN=<name>`, SAN DNS `<name>` if a host name, clientAuth), signed by the PKI's
  * CA or, with `selfSigned`, by its own key (for `self_signed_tls_client_auth`, RFC 8705 §2.2). Nothing
  * is written to disk. `notBefore`/`notAfter` allow not-yet-valid or expired certificates for negative
  * tests.
  *
- * @throws TypeError for a name that is not `[A-Za-z0-9][A-Za-z0-9._-]*` (at most 64 characters)
+ * @throws TypeError for a name that is not letters, digits and `. _ ~ -` (no leading dot, at most 64)
  */
 export async function issueClientCertificate(
   pki: Pki,
@@ -510,7 +513,12 @@ function generateServer(x509: X509Module, ca: Signer, hostnames: readonly string
 }
 
 function generateClient(x509: X509Module, ca: Signer, name: string, validity: IssueClientCertificateOptions): Promise<Generated> {
-  return generateLeaf(x509, ca, `CN=${name}`, [{ type: 'dns', value: name }], x509.ExtendedKeyUsage.clientAuth, validity);
+  return generateLeaf(x509, ca, `CN=${name}`, clientAlternativeNames(name), x509.ExtendedKeyUsage.clientAuth, validity);
+}
+
+/** SAN dNSName = the client name when it is a host name, for `tls_client_auth_san_dns` (RFC 8705 §2.1.2). */
+function clientAlternativeNames(name: string): X509.JsonGeneralNames {
+  return DNS_NAME.test(name) ? [{ type: 'dns', value: name }] : [];
 }
 
 async function generateSelfSignedClient(x509: X509Module, name: string, validity: IssueClientCertificateOptions): Promise<Generated> {
@@ -522,7 +530,7 @@ async function generateSelfSignedClient(x509: X509Module, name: string, validity
     privateKey: keys.privateKey,
     authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey, false, nodeCrypto),
   };
-  return generateLeaf(x509, self, subject, [{ type: 'dns', value: name }], x509.ExtendedKeyUsage.clientAuth, validity, keys);
+  return generateLeaf(x509, self, subject, clientAlternativeNames(name), x509.ExtendedKeyUsage.clientAuth, validity, keys);
 }
 
 async function generateLeaf(
@@ -550,7 +558,7 @@ async function generateLeaf(
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
         new x509.ExtendedKeyUsageExtension([extendedKeyUsage], false),
-        new x509.SubjectAlternativeNameExtension(alternativeNames, false),
+        ...(alternativeNames.length > 0 ? [new x509.SubjectAlternativeNameExtension(alternativeNames, false)] : []),
         await x509.SubjectKeyIdentifierExtension.create(keyPair.publicKey, false, nodeCrypto),
         issuer.authorityKeyIdentifier,
       ],

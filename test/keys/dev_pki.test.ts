@@ -212,7 +212,20 @@ describe('ensureDevPki repairs what is unusable', () => {
     }
   });
 
-  it.each([['../escape'], ['a/b'], [''], ['.hidden'], ['white space'], ['x'.repeat(65)]])('refuses the client name %j', async (name) => {
+  it('accepts every client id the configuration allows, with a DNS SAN only for host names', async () => {
+    const names = ['orders-worker', 'svc_1~beta', 'a.b.c', 'x'.repeat(64)];
+    const pki = await ensureDevPki({ directory: freshDirectory(), clientNames: names });
+    for (const name of names) {
+      const certificate = new X509Certificate(pki.clients[name]!.certificatePem);
+      expect(certificate.subject).toBe(`CN=${name}`);
+      expect(opensslVerify(pki.ca.certificatePem, pki.clients[name]!.certificatePem, 'sslclient').ok).toBe(true);
+    }
+    expect(new X509Certificate(pki.clients['svc_1~beta']!.certificatePem).subjectAltName).toBeUndefined();
+    expect(new X509Certificate(pki.clients['a.b.c']!.certificatePem).subjectAltName).toBe('DNS:a.b.c');
+    expect((await ensureDevPki({ directory: pki.directory, clientNames: names })).created).toEqual([]);
+  });
+
+  it.each([['../escape'], ['a/b'], [''], ['.hidden'], ['..'], ['white space'], ['CN=x,O=y'], ['x'.repeat(65)]])('refuses the client name %j', async (name) => {
     await expect(ensureDevPki({ directory: freshDirectory(), clientNames: [name] })).rejects.toThrow(TypeError);
   });
 });
