@@ -1,0 +1,38 @@
+/**
+ * Strict base64url (RFC 4648 §5, no padding) for JWS segments.
+ *
+ * Node's own decoder is lenient: it skips characters outside the alphabet and ignores non-zero
+ * trailing bits, so `abc`, `abd` and `ab=c` can all decode to the same bytes. For a signature that
+ * would make one valid token have many accepted spellings (a different string for the same
+ * signature), which breaks anything keyed on the token string (introspection caches, replay
+ * records, ledgers). Only the canonical encoding is accepted here.
+ *
+ * @module
+ */
+
+const ALPHABET = /^[A-Za-z0-9_-]*$/;
+
+/** Value (0–63) of each base64url character, indexed by char code; -1 outside the alphabet. */
+const VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 64; i++) {
+  VALUE['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charCodeAt(i)] = i;
+}
+
+/** True when `s` is a canonical unpadded base64url string (RFC 7515 §2 `BASE64URL`). */
+export function isCanonicalBase64url(s: string): boolean {
+  if (!ALPHABET.test(s)) return false;
+  const rest = s.length % 4;
+  // A single leftover character carries 6 bits: never a whole byte, so never valid.
+  if (rest === 1) return false;
+  if (rest === 0) return true;
+  // The unused low bits of the last character must be zero (RFC 4648 §3.5 canonical encoding).
+  const last = VALUE[s.charCodeAt(s.length - 1)] ?? -1;
+  const unusedBitsMask = rest === 2 ? 0x0f : 0x03;
+  return (last & unusedBitsMask) === 0;
+}
+
+/** Decodes canonical base64url, or returns `undefined` when `s` is not canonical. */
+export function decodeBase64url(s: string): Buffer | undefined {
+  if (!isCanonicalBase64url(s)) return undefined;
+  return Buffer.from(s, 'base64url');
+}

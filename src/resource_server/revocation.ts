@@ -1,0 +1,185 @@
+/**
+ * Optional revocation check after a token passed every local check: ask the issuer (RFC 7662
+ * token introspection) or consult a cached list of revoked `jti` values. Off by default: a
+ * self-contained JWT is valid until `exp`, and Tether keeps lifetimes to minutes.
+ *
+ * Both variants fail closed: when the answer cannot be had, the request gets 503
+ * (`ERR_REVOCATION_UNAVAILABLE`), never access.
+ *
+ * @module
+ */
+import type { JsonObject } from './compact_jws.js';
+import { VerifierError } from './errors.js';
+import { fetchJson, type FetchJsonOptions } from './fetch_json.js';
+import type { AccessTokenClaims } from './verify_access_token.js';
+
+/** How the resource server authenticates to the introspection endpoint (RFC 7662 §2.1). */
+export type IntrospectionClientAuth =
+  /** RFC 6749 §2.3.1 HTTP Basic with the form-encoded client id and secret. */
+  | { readonly method?: 'client_secret_basic'; readonly clientId: string; readonly clientSecret: string }
+  /** RFC 6749 §2.3.1 credentials in the request body. */
+  | { readonly method: 'client_secret_post'; readonly clientId: string; readonly clientSecret: string }
+  /**
+   * RFC 8705 §2: mutual TLS; `client_id` is sent in the body and the certificate comes from the
+   * connection, i.e. from `fetchOptions.dispatcher` (an undici `Agent` with `connect: { cert, key }`)
+   * or from the verifier's `fetch`.
+   */
+  | { readonly method: 'tls_client_auth'; readonly clientId: string }
+  /** Anything else (a pre-built `Authorization` header, private_key_jwt made by the caller). */
+  | { readonly method: 'custom'; readonly headers?: Readonly<Record<string, string>>; readonly body?: Readonly<Record<string, string>> };
+
+/** Options of the introspection check. */
+export interface IntrospectionOptions {
+  /** The introspection endpoint; default: `introspection_endpoint` from the issuer metadata. */
+  readonly endpoint?: string;
+  readonly clientAuth: IntrospectionClientAuth;
+  /** Extra `fetch` options, e.g. `{ dispatcher }` for mutual TLS. */
+  readonly fetchOptions?: RequestInit & { readonly dispatcher?: unknown };
+  /**
+   * How long an `active: true` answer is reused for the same `jti` (default 0: ask every time).
+   * Revocation takes up to this long to be seen.
+   */
+  readonly cacheTtlMs?: number;
+}
+
+/** Options of the revocation list check. */
+export interface RevocationListOptions {
+  /** Loads the `jti` values of revoked, not yet expired tokens. */
+  readonly load: () => Promise<Iterable<string>>;
+  /** How long a loaded list is used before it is loaded again (default 60 000 ms). */
+  readonly refreshMs?: number;
+}
+
+/** Revocation checking: `{ introspect }` or `{ revocationList }`. */
+export type RevocationOptions = { readonly introspect: IntrospectionOptions } | { readonly revocationList: RevocationListOptions };
+
+/** Checks that a validated token has not been revoked. */
+export interface RevocationChecker {
+  check(token: string, claims: AccessTokenClaims): Promise<void>;
+}
+
+/** What the checkers need from the verifier. */
+export interface RevocationContext {
+  readonly http: FetchJsonOptions;
+  /** Resolves the introspection endpoint from the issuer metadata. */
+  readonly discoverEndpoint: () => Promise<string | undefined>;
+  readonly now: () => number;
+}
+
+/** Creates the checker the options describe. */
+export function createRevocationChecker(options: RevocationOptions, context: RevocationContext): RevocationChecker {
+  return 'introspect' in options
+    ? createIntrospectionChecker(options.introspect, context)
+    : createRevocationListChecker(options.revocationList, context);
+}
+
+const MAX_CACHED_INTROSPECTIONS = 10_000;
+
+function createIntrospectionChecker(options: IntrospectionOptions, context: RevocationContext): RevocationChecker {
+  const cacheTtlMs = options.cacheTtlMs ?? 0;
+  const activeUntil = new Map<string, number>();
+
+  async function endpoint(): Promise<string> {
+    const url = options.endpoint ?? (await context.discoverEndpoint());
+    if (url === undefined) throw new Error('the issuer publishes no introspection_endpoint');
+    return url;
+  }
+
+  return {
+    async check(token, claims) {
+      const now = context.now();
+      const cached = activeUntil.get(claims.jti);
+      if (cached !== undefined && cached > now) return;
+      let answer: JsonObject;
+      try {
+        answer = await fetchJson(await endpoint(), introspectionRequest(token, options), context.http);
+      } catch (cause) {
+        throw new VerifierError('ERR_REVOCATION_UNAVAILABLE', 'token status could not be checked', { cause });
+      }
+      // RFC 7662 §2.2: anything but `active: true` means the token must not be accepted.
+      if (answer.active !== true) throw new VerifierError('ERR_TOKEN_REVOKED', 'access token is not active');
+      if (cacheTtlMs > 0) remember(activeUntil, claims.jti, Math.min(now + cacheTtlMs, claims.exp * 1000));
+    },
+  };
+}
+
+function remember(cache: Map<string, number>, jti: string, until: number): void {
+  cache.delete(jti);
+  cache.set(jti, until);
+  if (cache.size > MAX_CACHED_INTROSPECTIONS) cache.delete(cache.keys().next().value as string);
+}
+
+/** RFC 7662 §2.1: a form POST with `token` and `token_type_hint`, authenticated as the client. */
+function introspectionRequest(token: string, options: IntrospectionOptions): RequestInit {
+  const body = new URLSearchParams({ token, token_type_hint: 'access_token' });
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
+  const auth = options.clientAuth;
+  switch (auth.method) {
+    case undefined:
+    case 'client_secret_basic':
+      headers.authorization = `Basic ${Buffer.from(`${formEncode(auth.clientId)}:${formEncode(auth.clientSecret)}`).toString('base64')}`;
+      break;
+    case 'client_secret_post':
+      body.set('client_id', auth.clientId);
+      body.set('client_secret', auth.clientSecret);
+      break;
+    case 'tls_client_auth':
+      body.set('client_id', auth.clientId);
+      break;
+    case 'custom':
+      Object.assign(headers, auth.headers);
+      for (const [name, value] of Object.entries(auth.body ?? {})) body.set(name, value);
+      break;
+  }
+  return { ...options.fetchOptions, method: 'POST', headers, body: body.toString() };
+}
+
+/** RFC 6749 §2.3.1: id and secret are form-encoded before they are joined for Basic. */
+function formEncode(value: string): string {
+  return encodeURIComponent(value).replace(/%20/g, '+');
+}
+
+function createRevocationListChecker(options: RevocationListOptions, context: RevocationContext): RevocationChecker {
+  const refreshMs = options.refreshMs ?? 60_000;
+  let revoked: ReadonlySet<string> | undefined;
+  let loadedAt = -Infinity;
+  let inFlight: Promise<ReadonlySet<string>> | undefined;
+
+  function reload(): Promise<ReadonlySet<string>> {
+    inFlight ??= options.load().then(
+      (jtis) => {
+        revoked = new Set(jtis);
+        loadedAt = context.now();
+        inFlight = undefined;
+        return revoked;
+      },
+      (err: unknown) => {
+        inFlight = undefined;
+        throw err;
+      },
+    );
+    return inFlight;
+  }
+
+  async function currentList(): Promise<ReadonlySet<string>> {
+    if (revoked !== undefined && context.now() - loadedAt < refreshMs) return revoked;
+    try {
+      return await reload();
+    } catch (cause) {
+      // A list that failed to refresh is still used for one more period rather than failing every
+      // request; a list never loaded cannot be used at all.
+      if (revoked !== undefined) {
+        loadedAt = context.now();
+        return revoked;
+      }
+      throw new VerifierError('ERR_REVOCATION_UNAVAILABLE', 'revocation list is unavailable', { cause });
+    }
+  }
+
+  return {
+    async check(_token, claims) {
+      const list = await currentList();
+      if (list.has(claims.jti)) throw new VerifierError('ERR_TOKEN_REVOKED', 'access token has been revoked');
+    },
+  };
+}
