@@ -172,10 +172,10 @@ export async function createEphemeralPki(options: EphemeralPkiOptions = {}): Pro
 }
 
 /**
- * Issues one more client certificate (`CN=<name>`, SAN DNS `<name>` if a host name, clientAuth), signed by the PKI's
- * CA or, with `selfSigned`, by its own key (for `self_signed_tls_client_auth`, RFC 8705 §2.2). Nothing
- * is written to disk. `notBefore`/`notAfter` allow not-yet-valid or expired certificates for negative
- * tests.
+ * Issues one more client certificate (`CN=<name>`, SAN DNS `<name>` if a host name, clientAuth),
+ * signed by the PKI's CA or, with `selfSigned`, by its own key (for `self_signed_tls_client_auth`,
+ * RFC 8705 §2.2). Nothing is written to disk. `notBefore`/`notAfter` allow not-yet-valid or expired
+ * certificates for negative tests.
  *
  * @throws TypeError for a name that is not letters, digits and `. _ ~ -` (no leading dot, at most 64)
  */
@@ -339,9 +339,13 @@ function isValidLongEnough(certificate: X509Certificate, now: Date): boolean {
 }
 
 function coversHostnames(certificate: X509Certificate, hostnames: readonly string[]): boolean {
-  return hostnames.every((hostname) =>
-    isIP(hostname) ? certificate.checkIP(hostname) !== undefined : certificate.checkHost(hostname, { wildcards: false }) !== undefined,
-  );
+  const dnsNames = (certificate.subjectAltName ?? '').split(', ').map((entry) => entry.toLowerCase());
+  return hostnames.every((hostname) => {
+    if (isIP(hostname)) return certificate.checkIP(hostname) !== undefined;
+    // checkHost() matches a name against a wildcard, not a wildcard against the certificate.
+    if (hostname.includes('*')) return dnsNames.includes(`dns:${hostname.toLowerCase()}`);
+    return certificate.checkHost(hostname, { wildcards: false }) !== undefined;
+  });
 }
 
 function hasCommonName(certificate: X509Certificate, name: string): boolean {

@@ -185,6 +185,14 @@ describe('ensureDevPki repairs what is unusable', () => {
     expect(second.ca.certificatePem).toBe(first.ca.certificatePem);
   });
 
+  it('reuses a server certificate for a wildcard host name', async () => {
+    const directory = freshDirectory();
+    const serverHostnames = ['*.tether.test', 'localhost'];
+    const first = await ensureDevPki({ directory, clientNames: [], serverHostnames });
+    expect(new X509Certificate(first.server.certificatePem).checkHost('auth.tether.test')).toBe('*.tether.test');
+    expect((await ensureDevPki({ directory, clientNames: [], serverHostnames })).created).toEqual([]);
+  });
+
   it('reissues everything under a new CA when the CA is gone', async () => {
     const directory = freshDirectory();
     const first = await ensureDevPki({ directory, clientNames: ['a'] });
