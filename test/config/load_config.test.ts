@@ -40,7 +40,7 @@ describe('configuration', () => {
     ['a missing field', (raw: ReturnType<typeof minimal>) => { delete (raw.clients[0] as Record<string, unknown>).owner; }, /clients\[0\]\.owner/],
     ['an unknown field', (raw: ReturnType<typeof minimal>) => { (raw.resources[0] as Record<string, unknown>).audience = 'x'; }, /resources\[0\].*audience/],
     ['a resource with a fragment', (raw: ReturnType<typeof minimal>) => { raw.resources[0]!.uri = 'https://api.example#x'; }, /resources\[0\]\.uri: expected an absolute URI without a fragment/],
-    ['a client resource that is not registered', (raw: ReturnType<typeof minimal>) => { raw.clients[0]!.resources = { 'https://other.example': ['read'] }; }, /clients\[0\]\.resources\.https:\/\/other\.example: unknown resource/],
+    ['a client resource that is not registered', (raw: ReturnType<typeof minimal>) => { (raw.clients[0] as Record<string, unknown>).resources = { 'https://other.example': ['read'] }; }, /clients\[0\]\.resources\.https:\/\/other\.example: unknown resource/],
     ['a scope the resource does not declare', (raw: ReturnType<typeof minimal>) => { raw.clients[0]!.resources = { 'https://api.example': ['write'] }; }, /scope "write" is not declared/],
     ['binding none on a resource without allowBearer', (raw: ReturnType<typeof minimal>) => { (raw.clients[0] as Record<string, unknown>).binding = 'none'; }, /clients\[0\]\.binding: binding "none" needs resources that allow bearer tokens/],
     ['a short client secret, without echoing it', (raw: ReturnType<typeof minimal>) => { (raw.clients[0] as Record<string, unknown>).auth = { method: 'client_secret_basic', secret: 'short' }; }, /^tether\.config\.yaml: clients\[0\]\.auth\.secret: client secrets must be at least 16 characters$/],
