@@ -1,0 +1,17 @@
+import type { PGlite } from '@electric-sql/pglite';
+import knexFactory, { type Knex } from 'knex';
+import ClientPgLite from 'knex-pglite';
+
+/**
+ * A knex instance over an already-created PGlite.
+ *
+ * knex-pglite accepts the instance through a connection *function*: a plain `{ pglite }` object
+ * would be deep-cloned by knex. No `pool` option: knex-pglite fixes it at one connection and rejects
+ * any other setting. Destroying the knex closes the PGlite.
+ */
+export function createPgliteKnex(pglite: PGlite): Knex {
+  return knexFactory({
+    client: ClientPgLite,
+    connection: (() => ({ pglite })) as unknown as Knex.StaticConnectionConfig,
+  });
+}

@@ -1,0 +1,102 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+
+import { createPgliteKnex } from './pglite_knex.js';
+import { migrateToLatest, migrationFileNames, migrationsDirectory } from './migrate.js';
+
+/**
+ * A migrated, empty PGlite data directory as a gzipped tarball (`PGlite#dumpDataDir`).
+ *
+ * A brand-new PGlite spends seconds in initdb; loading this tarball takes a fraction of a second.
+ * It is built once per (PGlite version, migrations folder contents), cached as a file under the OS
+ * temp folder so parallel test workers and later runs share it, and memoized in-process.
+ */
+const inProcess = new Map<string, Promise<Uint8Array>>();
+
+/** The snapshot for the current migrations, building and caching it if needed. */
+export async function migratedSnapshot(): Promise<Blob> {
+  const file = snapshotFilePath();
+  let pending = inProcess.get(file);
+  if (pending === undefined) {
+    pending = readOrBuildSnapshot(file);
+    inProcess.set(file, pending);
+    // A failed build must not poison later attempts in this process.
+    pending.catch(() => inProcess.delete(file));
+  }
+  return new Blob([(await pending) as Uint8Array<ArrayBuffer>]);
+}
+
+/**
+ * Where the snapshot for the current migrations lives. The name carries a hash of everything that
+ * makes a snapshot stale, so a changed or added migration simply produces a new file.
+ */
+export function snapshotFilePath(): string {
+  return join(tmpdir(), `tether-pglite-${snapshotFingerprint()}.tgz`);
+}
+
+function snapshotFingerprint(): string {
+  const hash = createHash('sha256');
+  hash.update(`pglite ${pgliteVersion()}\0`);
+  const directory = migrationsDirectory();
+  for (const name of migrationFileNames()) {
+    hash.update(`${name}\0`);
+    hash.update(readFileSync(join(directory, name)));
+    hash.update('\0');
+  }
+  return hash.digest('hex').slice(0, 24);
+}
+
+function pgliteVersion(): string {
+  try {
+    const require = createRequire(import.meta.url);
+    // The package's export map hides package.json; its entry point sits in dist/.
+    const entry = require.resolve('@electric-sql/pglite');
+    const manifest = JSON.parse(readFileSync(join(dirname(entry), '..', 'package.json'), 'utf8')) as {
+      version?: string;
+    };
+    return manifest.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function readOrBuildSnapshot(file: string): Promise<Uint8Array> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const tarball = await buildSnapshot();
+  await writeAtomically(file, tarball);
+  return tarball;
+}
+
+async function buildSnapshot(): Promise<Uint8Array> {
+  const pglite = await PGlite.create();
+  const knex = createPgliteKnex(pglite);
+  try {
+    await migrateToLatest(knex);
+    const dump = await pglite.dumpDataDir('gzip');
+    return new Uint8Array(await dump.arrayBuffer());
+  } finally {
+    await knex.destroy();
+    if (!pglite.closed) await pglite.close();
+  }
+}
+
+/** Temp file + rename: a reader (another jest worker) sees either no file or a complete one. */
+async function writeAtomically(file: string, contents: Uint8Array): Promise<void> {
+  const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFile(temporary, contents);
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
