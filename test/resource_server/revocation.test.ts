@@ -1,0 +1,137 @@
+// Optional revocation: RFC 7662 introspection at a real loopback issuer, and a cached revocation list.
+import { createVerifier, type RevocationOptions, type Verifier } from '../../src/resource_server/index.js';
+import { AUDIENCE, bearerRequest, expectCode, json, jwksOf, makeSigningKey, mintAccessToken, startIssuer, type SigningKey, type TestIssuer } from './helpers.js';
+
+let key: SigningKey;
+let issuer: TestIssuer;
+let requests: { authorization: string | undefined; contentType: string | undefined; body: URLSearchParams }[];
+let active: boolean;
+let clock: number;
+
+beforeAll(async () => {
+  key = await makeSigningKey('ES256');
+});
+
+beforeEach(async () => {
+  issuer = await startIssuer(jwksOf(key));
+  requests = [];
+  active = true;
+  clock = Date.now();
+  issuer.route('/introspect', (req, res, body) => {
+    requests.push({ authorization: req.headers.authorization, contentType: req.headers['content-type'], body: new URLSearchParams(body) });
+    json(res, active ? { active: true, scope: 'orders:read' } : { active: false });
+  });
+});
+
+afterEach(async () => {
+  await issuer.close();
+});
+
+function verifierWith(revocation: RevocationOptions): Verifier {
+  return createVerifier({ issuer: issuer.issuer, audience: AUDIENCE, jwks: jwksOf(key), allowBearer: true, revocation, now: () => clock });
+}
+
+function mint(jti?: string): Promise<string> {
+  return mintAccessToken(key, { issuer: issuer.issuer, claims: jti === undefined ? {} : { jti } });
+}
+
+describe('introspection (RFC 7662)', () => {
+  test('POSTs the token with client_secret_basic and accepts active tokens', async () => {
+    const v = verifierWith({ introspect: { endpoint: `${issuer.url}/introspect`, clientAuth: { clientId: 'api:orders', clientSecret: 's3cr+t' } } });
+    const token = await mint();
+    await expect(v.verify(bearerRequest(token))).resolves.toBeDefined();
+    expect(requests).toHaveLength(1);
+    const [request] = requests;
+    // RFC 6749 §2.3.1: id and secret are form-encoded before Basic.
+    expect(request?.authorization).toBe(`Basic ${Buffer.from('api%3Aorders:s3cr%2Bt').toString('base64')}`);
+    expect(request?.contentType).toBe('application/x-www-form-urlencoded');
+    expect(request?.body.get('token')).toBe(token);
+    expect(request?.body.get('token_type_hint')).toBe('access_token');
+  });
+
+  test('active: false → ERR_TOKEN_REVOKED (invalid_token)', async () => {
+    active = false;
+    const v = verifierWith({ introspect: { endpoint: `${issuer.url}/introspect`, clientAuth: { clientId: 'api', clientSecret: 's' } } });
+    const err = await expectCode(v.verify(bearerRequest(await mint())), 'ERR_TOKEN_REVOKED');
+    expect(err).toMatchObject({ status: 401, oauthError: 'invalid_token' });
+  });
+
+  test('the endpoint is discovered from the issuer metadata; client_secret_post and tls_client_auth put client_id in the body', async () => {
+    const post = verifierWith({ introspect: { clientAuth: { method: 'client_secret_post', clientId: 'api', clientSecret: 's' } } });
+    await post.verify(bearerRequest(await mint()));
+    expect(requests[0]?.authorization).toBeUndefined();
+    expect(requests[0]?.body.get('client_id')).toBe('api');
+    expect(requests[0]?.body.get('client_secret')).toBe('s');
+    const tls = verifierWith({ introspect: { clientAuth: { method: 'tls_client_auth', clientId: 'api' } } });
+    await tls.verify(bearerRequest(await mint()));
+    expect(requests[1]?.body.get('client_id')).toBe('api');
+    expect(requests[1]?.body.has('client_secret')).toBe(false);
+  });
+
+  test('custom client authentication headers are sent as given', async () => {
+    const v = verifierWith({ introspect: { endpoint: `${issuer.url}/introspect`, clientAuth: { method: 'custom', headers: { authorization: 'Bearer rs-token' } } } });
+    await v.verify(bearerRequest(await mint()));
+    expect(requests[0]?.authorization).toBe('Bearer rs-token');
+  });
+
+  test('failures are 503 ERR_REVOCATION_UNAVAILABLE, never access', async () => {
+    issuer.route('/introspect', (_req, res) => json(res, { error: 'x' }, 500));
+    const v = verifierWith({ introspect: { endpoint: `${issuer.url}/introspect`, clientAuth: { clientId: 'api', clientSecret: 's' } } });
+    const err = await expectCode(v.verify(bearerRequest(await mint())), 'ERR_REVOCATION_UNAVAILABLE');
+    expect(err.status).toBe(503);
+    issuer.route('/introspect', (_req, res) => res.end('not json'));
+    await expectCode(v.verify(bearerRequest(await mint())), 'ERR_REVOCATION_UNAVAILABLE');
+  });
+
+  test('active answers are cached per jti for cacheTtlMs', async () => {
+    const v = verifierWith({ introspect: { endpoint: `${issuer.url}/introspect`, clientAuth: { clientId: 'api', clientSecret: 's' }, cacheTtlMs: 10_000 } });
+    const token = await mint();
+    await v.verify(bearerRequest(token));
+    await v.verify(bearerRequest(token));
+    expect(requests).toHaveLength(1);
+    clock += 10_001;
+    active = false;
+    await expectCode(v.verify(bearerRequest(token)), 'ERR_TOKEN_REVOKED');
+    expect(requests).toHaveLength(2);
+  });
+
+  test('introspection runs only after the local checks pass', async () => {
+    const v = verifierWith({ introspect: { endpoint: `${issuer.url}/introspect`, clientAuth: { clientId: 'api', clientSecret: 's' } } });
+    await expectCode(v.verify(bearerRequest(await mintAccessToken(key, { issuer: issuer.issuer, audience: 'https://other.test' }))), 'ERR_TOKEN_AUDIENCE');
+    expect(requests).toHaveLength(0);
+  });
+});
+
+describe('revocation list', () => {
+  test('a listed jti is refused; the list is loaded once per refresh period', async () => {
+    let loads = 0;
+    let revoked = ['revoked-1'];
+    const v = verifierWith({ revocationList: { load: async () => (loads++, revoked), refreshMs: 60_000 } });
+    await expectCode(v.verify(bearerRequest(await mint('revoked-1'))), 'ERR_TOKEN_REVOKED');
+    await expect(v.verify(bearerRequest(await mint('fine')))).resolves.toBeDefined();
+    expect(loads).toBe(1);
+    revoked = ['fine'];
+    clock += 60_000;
+    await expectCode(v.verify(bearerRequest(await mint('fine'))), 'ERR_TOKEN_REVOKED');
+    expect(loads).toBe(2);
+  });
+
+  test('a list that never loaded is 503; a list that fails to refresh keeps the last one', async () => {
+    let fail = true;
+    const v = verifierWith({
+      revocationList: {
+        load: async () => {
+          if (fail) throw new Error('db down');
+          return ['revoked-1'];
+        },
+        refreshMs: 1000,
+      },
+    });
+    await expectCode(v.verify(bearerRequest(await mint())), 'ERR_REVOCATION_UNAVAILABLE');
+    fail = false;
+    await expectCode(v.verify(bearerRequest(await mint('revoked-1'))), 'ERR_TOKEN_REVOKED');
+    fail = true;
+    clock += 1000;
+    await expectCode(v.verify(bearerRequest(await mint('revoked-1'))), 'ERR_TOKEN_REVOKED');
+  });
+});
