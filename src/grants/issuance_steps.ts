@@ -104,6 +104,10 @@ interface MintRequest {
   scopes: string[];
   binding: TokenBinding;
   lifetimeSeconds: number;
+  /** Token exchange: the token expires no later than this (the subject token's `exp`). */
+  notAfter?: Date;
+  /** Token exchange (RFC 8693 §4.1): `sub` is the subject token's subject, not this client. */
+  subject?: string;
   parentTokenId?: string;
   act?: Record<string, unknown>;
 }
@@ -124,8 +128,14 @@ export async function mintAccessToken(grant: GrantContext, ctx: KoaContextWithOI
   });
   if (request.binding.method === 'mtls') (token as unknown as Record<string, unknown>)['x5t#S256'] = request.binding.thumbprint;
   if (request.binding.method === 'dpop') token.setThumbprint('jkt', request.binding.thumbprint);
-  // Read back by the provider's extraTokenClaims hook (create_provider.ts), which otherwise resets it.
-  if (request.act) token.extra = { act: request.act };
+  // An absolute exp wins over expiresIn in oidc-provider's token formats, so the clock moving on
+  // between policy and minting cannot carry the token past its bound.
+  if (request.notAfter) token.exp = Math.min(Math.floor(Date.now() / 1000) + request.lifetimeSeconds, Math.floor(request.notAfter.getTime() / 1000));
+  // Read back by the provider's extraTokenClaims hook (create_provider.ts), which otherwise resets it;
+  // its JWT customizer puts `sub` back over the client id that oidc-provider writes.
+  if (request.act || request.subject) {
+    token.extra = { ...(request.subject ? { sub: request.subject } : {}), ...(request.act ? { act: request.act } : {}) };
+  }
 
   ctx.oidc.entity('ClientCredentials', token);
   const value = await databaseStep(() => token.save());

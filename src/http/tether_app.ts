@@ -4,8 +4,11 @@ import type { Logger } from 'pino';
 import type { TetherConfig } from '../config/schema.js';
 import { clientCredentialsHandler, clientCredentialsParameters } from '../grants/client_credentials.js';
 import type { GrantContext } from '../grants/grant_context.js';
+import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
+import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
 import { recordIssuance, isClientSuspended } from '../ledger/append_event.js';
 import { loadServerSecret, loadSigningKeys } from '../keys/signing_keys.js';
+import { TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
 import { createProvider } from '../provider/create_provider.js';
 import { resourceRegistry } from '../provider/resource_policy.js';
 import { createAdapterFactory } from '../storage/adapter.js';
@@ -80,6 +83,10 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
 
   // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
   provider.registerGrantType('client_credentials', clientCredentialsHandler(grant), clientCredentialsParameters, ['resource']);
+  // RFC 8693: token exchange; the subject token's JWT signature is checked against the keys above.
+  provider.registerGrantType(
+    TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, { signingKeys: jwks }), tokenExchangeParameters, tokenExchangeDuplicableParameters,
+  );
 
   provider.use(requestContext(logger));
   provider.use(healthEndpoints(knex));

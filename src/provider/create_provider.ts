@@ -90,6 +90,17 @@ export function createProvider(deps: ProviderDependencies): Provider {
     ttl: { ClientCredentials: 300 },
     // Keeps the `act` claim that token exchange sets on the token before it is saved.
     extraTokenClaims: async (_ctx, token) => (token as unknown as { extra?: Record<string, unknown> }).extra,
+    formats: {
+      customizers: {
+        // RFC 8693 §4.1 delegation: an exchanged token's `sub` is the subject token's subject. For
+        // ClientCredentials JWTs oidc-provider writes `sub` = client id after the extra claims, so
+        // the one set by token exchange (grants/issuance_steps.ts) is put back here.
+        jwt: (_ctx, token, jwt) => {
+          const sub = (token as unknown as { extra?: Record<string, unknown> }).extra?.sub;
+          if (typeof sub === 'string') jwt.payload.sub = sub;
+        },
+      },
+    },
     renderError: async (ctx, out) => {
       ctx.type = 'json';
       ctx.body = out;
