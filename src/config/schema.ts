@@ -31,6 +31,11 @@ export const resourceSchema = z.strictObject({
   format: z.enum(['jwt', 'opaque']).default('jwt'),
   /** Legacy escape hatch: unbound (bearer) tokens for this resource. Visible in the ledger. */
   allowBearer: z.boolean().default(false),
+  /**
+   * Client ids of this API's resource servers: they may introspect its tokens (RFC 7662). Anyone
+   * else, the token's own client included, is told `active: false`.
+   */
+  introspectors: z.array(z.string()).default([]),
 });
 
 const jwksSchema = z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) });
@@ -175,6 +180,11 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
   config.clients.forEach((client, index) => {
     client.exchange.actFor.forEach((id, position) => {
       if (!clientIds.has(id)) issues.push({ path: ['clients', index, 'exchange', 'actFor', position], message: `unknown client ${JSON.stringify(id)}` });
+    });
+  });
+  config.resources.forEach((resource, index) => {
+    resource.introspectors.forEach((id, position) => {
+      if (!clientIds.has(id)) issues.push({ path: ['resources', index, 'introspectors', position], message: `unknown client ${JSON.stringify(id)}` });
     });
   });
   return issues;

@@ -6,9 +6,13 @@ import { clientCredentialsHandler, clientCredentialsParameters } from '../grants
 import type { GrantContext } from '../grants/grant_context.js';
 import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
 import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
-import { recordIssuance, isClientSuspended } from '../ledger/append_event.js';
+import { ensureClientStates } from '../ledger/client_states.js';
+import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
+import { ownTokenVerifier } from '../ledger/presented_token.js';
+import { listenForRejections, recordRejections } from '../ledger/rejections.js';
+import { tokenStatusEndpoints } from '../ledger/token_status_endpoints.js';
 import { loadServerSecret, loadSigningKeys } from '../keys/signing_keys.js';
-import { TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
+import { ALLOWED_JWS_ALGORITHMS, TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
 import { createProvider } from '../provider/create_provider.js';
 import { resourceRegistry } from '../provider/resource_policy.js';
 import { createAdapterFactory } from '../storage/adapter.js';
@@ -52,6 +56,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const [{ jwks }, dpopNonceSecret] = await Promise.all([
     loadSigningKeys(knex, { algorithm: config.signing.algorithm, encryptionSecret: config.signing.encryptionSecret }),
     loadServerSecret(knex, 'dpop_nonce'),
+    // Issuance locks the client's state row, so every configured client needs one (ledger/client_states.ts).
+    ensureClientStates(knex, config.clients.map((client) => client.id)),
   ]);
 
   const provider = createProvider({
@@ -72,10 +78,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     knex,
     resources: resourceRegistry(config),
     clients: new Map(config.clients.map((client) => [client.id, client])),
-    ledger: {
-      recordIssuance: ({ type, issued }, facts) => recordIssuance(knex, type, issued, facts),
-      isClientSuspended: (clientId) => isClientSuspended(knex, clientId),
-    },
+    ledger: createIssuanceLedger(knex),
     instanceId,
     certificateOf: (ctx) => certificateOf(ctx),
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
@@ -91,6 +94,18 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   provider.use(requestContext(logger));
   provider.use(healthEndpoints(knex));
   provider.use(retryAfterOnUnavailable);
+  // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
+  // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
+  listenForRejections(provider);
+  provider.use(recordRejections({ knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId) }));
+  provider.use(tokenStatusEndpoints({
+    knex,
+    verifier: ownTokenVerifier({ issuer: config.issuer, keys: jwks as { keys: object[] }, algorithms: [...ALLOWED_JWS_ALGORITHMS] }),
+    issuer: config.issuer,
+    introspectorsOf: (resource) => grant.resources.get(resource)?.introspectors ?? [],
+    logger,
+    requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
+  }));
   const proxy = config.trustedProxies.length > 0
     ? { trustedProxies: config.trustedProxies, header: config.clientCertHeader, ca: certificatesOf(options.clientCaPem) }
     : undefined;

@@ -42,3 +42,66 @@ export type LedgerEventType =
   | 'request.rejected'
   | 'client.suspended'
   | 'client.resumed';
+
+export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
+  'token.issued',
+  'token.exchanged',
+  'token.revoked',
+  'token.introspected',
+  'request.rejected',
+  'client.suspended',
+  'client.resumed',
+];
+
+/** A token's state as the inventory reports it: revoked wins over expired. */
+export type TokenState = 'active' | 'expired' | 'revoked';
+
+/** One row of `issued_tokens`: what the ledger knows about a token now. */
+export interface TokenRecord {
+  tokenId: string;
+  format: 'jwt' | 'opaque';
+  clientId: string;
+  resource: string;
+  scope: string[];
+  binding: TokenBinding;
+  issuedAt: Date;
+  expiresAt: Date;
+  parentTokenId: string | undefined;
+  act: Record<string, unknown> | undefined;
+  revokedAt: Date | undefined;
+  lastUsedAt: Date | undefined;
+}
+
+/** One row of `ledger_events`, as read back. */
+export interface LedgerEvent {
+  id: number;
+  occurredAt: Date;
+  type: LedgerEventType;
+  clientId: string | undefined;
+  resource: string | undefined;
+  scope: string | undefined;
+  tokenId: string | undefined;
+  tokenFormat: string | undefined;
+  bindingMethod: string | undefined;
+  bindingThumbprint: string | undefined;
+  expiresAt: Date | undefined;
+  parentTokenId: string | undefined;
+  actor: string | undefined;
+  requestId: string | undefined;
+  sourceAddress: string | undefined;
+  instanceId: string | undefined;
+  details: Record<string, unknown> | undefined;
+}
+
+/** Who changed something, for events written outside a token request (CLI, admin). */
+export interface Cause {
+  /** e.g. the revoking client's id, or `cli:<user>`. */
+  actor: string;
+  /** Why, in words an operator will read in `tether ledger tail`. */
+  reason: string;
+}
+
+export function tokenStateOf(token: Pick<TokenRecord, 'revokedAt' | 'expiresAt'>, now: Date = new Date()): TokenState {
+  if (token.revokedAt) return 'revoked';
+  return token.expiresAt.getTime() <= now.getTime() ? 'expired' : 'active';
+}
