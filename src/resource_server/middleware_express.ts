@@ -36,12 +36,16 @@ export function expressVerifier(options: MiddlewareOptions): ExpressLikeMiddlewa
       sendMetadata(res, adapter, req.method === 'HEAD');
       return;
     }
-    adapter.verify(req, url).then(
-      (token) => {
-        req.token = token;
-        next();
-      },
-      (err: unknown) => sendError(res, adapter.render(err)),
-    );
+    adapter
+      .verify(req, url)
+      .then(
+        (token) => {
+          req.token = token;
+          next();
+        },
+        (err: unknown) => sendError(res, adapter.render(err)),
+      )
+      // What express does with a handler that throws: hand the error to the error middleware.
+      .catch(next);
   };
 }

@@ -9,12 +9,17 @@ import type { HttpErrorResponse } from './http_error.js';
 import type { AccessTokenClaims } from './verify_access_token.js';
 import type { Verifier } from './verifier.js';
 
+/** One shared default, so that calls without options reuse one adapter. */
+const NO_OPTIONS: HttpOptions = Object.freeze({});
+
 /**
  * Verifies the access token of a `node:http` request: the client certificate is read from the TLS
  * socket (once per socket) or a trusted proxy header, the URL from `options.publicBaseUrl` or the
  * Host header. Resolves the claims or rejects with a `VerifierError`; render it with `toHttpError`.
+ * Invalid `options` reject with a `TypeError`. Pass the same `options` object on every call: the
+ * per-options setup is cached by object identity.
  */
-export function verifyNodeRequest(verifier: Verifier, req: IncomingMessage, options: HttpOptions = {}): Promise<AccessTokenClaims> {
+export async function verifyNodeRequest(verifier: Verifier, req: IncomingMessage, options: HttpOptions = NO_OPTIONS): Promise<AccessTokenClaims> {
   return adapterFor(verifier, options).verify(req);
 }
 
@@ -46,7 +51,8 @@ export type NodeTokenHandler = (req: IncomingMessage, res: ServerResponse, token
 export function nodeVerifier(options: MiddlewareOptions, handler: NodeTokenHandler): (req: IncomingMessage, res: ServerResponse) => void {
   const adapter = createHttpAdapter(options);
   return (req, res) => {
-    void handleNodeRequest(adapter, handler, req, res);
+    // Nothing may escape as an unhandled rejection: a response that cannot be written is dropped.
+    handleNodeRequest(adapter, handler, req, res).catch(() => res.destroy());
   };
 }
 
