@@ -50,8 +50,13 @@ export interface RevocationListOptions {
   readonly refreshMs?: number;
 }
 
-/** Revocation checking: `{ introspect }` or `{ revocationList }`. */
-export type RevocationOptions = { readonly introspect: IntrospectionOptions } | { readonly revocationList: RevocationListOptions };
+/**
+ * Revocation checking: `{ introspect }`, or `{ revocationList }` given as options or as just the
+ * loading function (refreshed every 60 s).
+ */
+export type RevocationOptions =
+  | { readonly introspect: IntrospectionOptions }
+  | { readonly revocationList: RevocationListOptions | RevocationListOptions['load'] };
 
 /** Checks that a validated token has not been revoked. */
 export interface RevocationChecker {
@@ -68,9 +73,9 @@ export interface RevocationContext {
 
 /** Creates the checker the options describe. */
 export function createRevocationChecker(options: RevocationOptions, context: RevocationContext): RevocationChecker {
-  return 'introspect' in options
-    ? createIntrospectionChecker(options.introspect, context)
-    : createRevocationListChecker(options.revocationList, context);
+  if ('introspect' in options) return createIntrospectionChecker(options.introspect, context);
+  const list = options.revocationList;
+  return createRevocationListChecker(typeof list === 'function' ? { load: list } : list, context);
 }
 
 const MAX_CACHED_INTROSPECTIONS = 10_000;

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as jose from 'jose';
+import { VerifierError, type VerifierErrorCode } from '../../src/resource_server/index.js';
 
 export const ISSUER_PLACEHOLDER = 'https://issuer.test';
 export const AUDIENCE = 'https://api.test/orders';
@@ -244,7 +245,6 @@ export async function rejection(promise: Promise<unknown>): Promise<unknown> {
   );
 }
 
-import { VerifierError, type VerifierErrorCode } from '../../src/resource_server/index.js';
 
 /** Expects a rejection with a VerifierError of this code and returns it. */
 export async function expectCode(promise: Promise<unknown>, code: VerifierErrorCode): Promise<VerifierError> {

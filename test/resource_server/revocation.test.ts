@@ -1,6 +1,24 @@
 // Optional revocation: RFC 7662 introspection at a real loopback issuer, and a cached revocation list.
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { Agent } from 'undici';
 import { createVerifier, type RevocationOptions, type Verifier } from '../../src/resource_server/index.js';
-import { AUDIENCE, bearerRequest, expectCode, json, jwksOf, makeSigningKey, mintAccessToken, startIssuer, type SigningKey, type TestIssuer } from './helpers.js';
+import {
+  AUDIENCE,
+  bearerRequest,
+  expectCode,
+  json,
+  jwksOf,
+  makeCertificates,
+  makeSigningKey,
+  mintAccessToken,
+  startIssuer,
+  type CertificateFiles,
+  type SigningKey,
+  type TestIssuer,
+} from './helpers.js';
 
 let key: SigningKey;
 let issuer: TestIssuer;
@@ -95,6 +113,37 @@ describe('introspection (RFC 7662)', () => {
     expect(requests).toHaveLength(2);
   });
 
+  test('tls_client_auth: the resource server certificate comes from an undici dispatcher (RFC 8705 §2)', async () => {
+    const certs = makeCertificates(['issuer', 'resource-server']);
+    const server = certs.issuer as CertificateFiles;
+    const client = certs['resource-server'] as CertificateFiles;
+    const seen: { thumbprint: string | undefined; clientId: string | null }[] = [];
+    const https = createServer({ key: server.key, cert: server.cert, requestCert: true, rejectUnauthorized: false }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const raw = (req.socket as TLSSocket).getPeerCertificate(true).raw as Buffer | undefined;
+        seen.push({
+          thumbprint: raw === undefined ? undefined : createHash('sha256').update(raw).digest('base64url'),
+          clientId: new URLSearchParams(Buffer.concat(chunks).toString()).get('client_id'),
+        });
+        json(res, { active: true });
+      });
+    });
+    await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve));
+    const dispatcher = new Agent({ connect: { ca: server.cert, cert: client.cert, key: client.key } });
+    try {
+      const endpoint = `https://127.0.0.1:${(https.address() as AddressInfo).port}/introspect`;
+      const v = verifierWith({ introspect: { endpoint, clientAuth: { method: 'tls_client_auth', clientId: 'api' }, fetchOptions: { dispatcher } } });
+      await expect(v.verify(bearerRequest(await mint()))).resolves.toBeDefined();
+      expect(seen).toEqual([{ thumbprint: client.thumbprint, clientId: 'api' }]);
+    } finally {
+      await dispatcher.close();
+      https.closeAllConnections();
+      await new Promise<void>((resolve) => https.close(() => resolve()));
+    }
+  });
+
   test('introspection runs only after the local checks pass', async () => {
     const v = verifierWith({ introspect: { endpoint: `${issuer.url}/introspect`, clientAuth: { clientId: 'api', clientSecret: 's' } } });
     await expectCode(v.verify(bearerRequest(await mintAccessToken(key, { issuer: issuer.issuer, audience: 'https://other.test' }))), 'ERR_TOKEN_AUDIENCE');
@@ -114,6 +163,12 @@ describe('revocation list', () => {
     clock += 60_000;
     await expectCode(v.verify(bearerRequest(await mint('fine'))), 'ERR_TOKEN_REVOKED');
     expect(loads).toBe(2);
+  });
+
+  test('the list may be given as just its loading function', async () => {
+    const v = verifierWith({ revocationList: async () => new Set(['revoked-1']) });
+    await expectCode(v.verify(bearerRequest(await mint('revoked-1'))), 'ERR_TOKEN_REVOKED');
+    await expect(v.verify(bearerRequest(await mint('other')))).resolves.toBeDefined();
   });
 
   test('a list that never loaded is 503; a list that fails to refresh keeps the last one', async () => {
