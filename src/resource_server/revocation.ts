@@ -33,8 +33,11 @@ export interface IntrospectionOptions {
   /** The introspection endpoint; default: `introspection_endpoint` from the issuer metadata. */
   readonly endpoint?: string;
   readonly clientAuth: IntrospectionClientAuth;
-  /** Extra `fetch` options, e.g. `{ dispatcher }` for mutual TLS. */
-  readonly fetchOptions?: RequestInit & { readonly dispatcher?: unknown };
+  /**
+   * Extra `fetch` options, e.g. `{ dispatcher }` for mutual TLS. `dispatcher` is typed loosely:
+   * an `Agent` of the `undici` package and the one Node's `fetch` declares are distinct types.
+   */
+  readonly fetchOptions?: Omit<RequestInit, 'dispatcher'> & { readonly dispatcher?: unknown };
   /**
    * How long an `active: true` answer is reused for the same `jti` (default 0: ask every time).
    * Revocation takes up to this long to be seen.
@@ -136,7 +139,7 @@ function introspectionRequest(token: string, options: IntrospectionOptions): Req
       for (const [name, value] of Object.entries(auth.body ?? {})) body.set(name, value);
       break;
   }
-  return { ...options.fetchOptions, method: 'POST', headers, body: body.toString() };
+  return { ...(options.fetchOptions as RequestInit | undefined), method: 'POST', headers, body: body.toString() };
 }
 
 /** RFC 6749 §2.3.1: id and secret are form-encoded before they are joined for Basic. */
