@@ -77,7 +77,8 @@ async function issuedRow(tokenId: string) {
   return tether.database.knex('issued_tokens').where({ token_id: tokenId }).first();
 }
 
-async function revoke(tokenId: string): Promise<void> {
+/** Marks one issued_tokens row revoked without the endpoint's cascade. */
+async function revokeRowOnly(tokenId: string): Promise<void> {
   const updated = await tether.database.knex('issued_tokens').where({ token_id: tokenId }).update({ revoked_at: new Date() });
   expect(updated).toBe(1);
 }
@@ -267,12 +268,25 @@ describe('subject tokens Tether will not exchange → 400 invalid_grant', () => 
     expectRefusal(await exchange('service-b', subjectForm(short, { resource: API_C })), 400, 'invalid_grant', /"exp" claim/);
   });
 
-  test('a revoked token, and a token exchanged from a revoked one', async () => {
+  test('a token its client revoked (RFC 7009 endpoint), and the tokens exchanged from it (cascade)', async () => {
     const revoked = await clientCredentials('service-a', API_B, 'orders:read');
     const child = await exchange('service-b', subjectForm(revoked, { resource: API_C }));
     expect(child.status).toBe(200);
-    await revoke(decodeJwt(revoked).jti!);
+    const revocation = await postForm(as.revocation_endpoint!, { client_id: 'service-a', token: revoked }, { dispatcher: agent('service-a') });
+    expect(revocation.status).toBe(200);
+    expect((await issuedRow(decodeJwt(child.body.access_token as string).jti!)).revoked_at).not.toBeNull();
+
     expectRefusal(await exchange('service-b', subjectForm(revoked, { resource: API_C })), 400, 'invalid_grant', / is revoked$/);
+    expectRefusal(await exchange('service-c', subjectForm(child.body.access_token as string, { resource: API_D })), 400, 'invalid_grant', / is revoked$/);
+  });
+
+  test('a token whose ancestor is revoked, even before the cascade reached it', async () => {
+    // An exchange that commits while its parent is being revoked can miss the cascade; the lineage
+    // walk still refuses to exchange it further.
+    const parent = await clientCredentials('service-a', API_B, 'orders:read');
+    const child = await exchange('service-b', subjectForm(parent, { resource: API_C }));
+    expect(child.status).toBe(200);
+    await revokeRowOnly(decodeJwt(parent).jti!);
     expectRefusal(await exchange('service-c', subjectForm(child.body.access_token as string, { resource: API_D })), 400, 'invalid_grant', 'descends from revoked token');
   });
 
