@@ -116,7 +116,7 @@ export function createHttpAdapter(options: MiddlewareOptions): HttpAdapter {
     return {
       method: req.method ?? 'GET',
       url: absoluteUrl(req, originalUrl ?? req.url ?? '/', publicBase),
-      headers: req.headers,
+      headers: headersOf(req),
       clientCertificate: clientCertificate(req),
       requiredScopes,
     };
@@ -141,6 +141,16 @@ export function createHttpAdapter(options: MiddlewareOptions): HttpAdapter {
     render: (err) => toHttpError(err, challengeOptions),
     isMetadataRequest: (method, path) => metadataPath !== undefined && path === metadataPath && (method === 'GET' || method === 'HEAD'),
   };
+}
+
+/**
+ * The request headers, with every `Authorization` field kept: `node:http` silently discards
+ * duplicates of that header, and RFC 6750 §3.1 wants a request with several credentials refused.
+ */
+function headersOf(req: IncomingMessage): VerifyRequest['headers'] {
+  const authorization = req.headersDistinct?.authorization;
+  if (authorization === undefined || authorization.length < 2) return req.headers;
+  return { ...req.headers, authorization };
 }
 
 function normalizeBaseUrl(base: string | undefined): string | undefined {

@@ -14,7 +14,15 @@
  * 9449), optionally revocation, then scopes. Failures are {@link VerifierError}s with stable codes,
  * rendered by {@link toHttpError} as RFC 6750 / RFC 9449 challenges.
  *
- * This module imports nothing from the rest of Tether.
+ * Operational notes:
+ * - Behind a reverse proxy, set `publicBaseUrl` (DPoP `htu` must be the URL the client used, and the
+ *   `Host` header is the client's to choose) and `trustedProxies` for a forwarded certificate.
+ * - The default DPoP replay store is per process: several instances of one API need a shared
+ *   {@link ReplayStore}, or a proof can be replayed once at each instance.
+ * - The TLS client certificate thumbprint is cached per socket; with the HTTP/2 compatibility API
+ *   `req.socket` is a per-stream proxy, so the cache does not help there (results stay correct).
+ *
+ * This module imports nothing from the rest of Tether and no package: only `node:` built-ins.
  *
  * @packageDocumentation
  */

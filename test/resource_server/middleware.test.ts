@@ -246,6 +246,14 @@ describe('node:http', () => {
     expect((await call(`${base}${METADATA_PATH}`, anonymous)).status).toBe(200);
   });
 
+  test('two Authorization header fields are 400 invalid_request (node:http would keep only the first)', async () => {
+    const base = await listen(nodeVerifier({ verifier, publicBaseUrl: PUBLIC_BASE }, (_req, res) => res.end('{}')));
+    const token = await mtlsToken();
+    const res = await request(`${base}/orders`, { dispatcher: clientA, headers: ['authorization', `Bearer ${token}`, 'authorization', `Bearer ${token}`] });
+    expect(res.statusCode).toBe(400);
+    expect(await res.body.json()).toMatchObject({ error: 'invalid_request' });
+  });
+
   test('a throwing handler gets a 500, the server keeps running', async () => {
     const base = await listen(
       nodeVerifier({ verifier, publicBaseUrl: PUBLIC_BASE }, () => {
