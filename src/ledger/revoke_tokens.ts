@@ -20,7 +20,8 @@ export interface RevokedToken {
 
 /** Roots of the revocation. Client and API selections take live tokens only (a child never outlives its parent). */
 function rootsOf(selection: RevocationSelection): { where: string; bindings: Knex.RawBinding[] } {
-  if ('tokenIds' in selection) return { where: 'token_id IN (?)', bindings: [selection.tokenIds] };
+  // Explicit placeholders: drivers disagree on how a JavaScript array binds.
+  if ('tokenIds' in selection) return { where: `token_id IN (${selection.tokenIds.map(() => '?').join(', ')})`, bindings: selection.tokenIds };
   if ('clientId' in selection) return { where: 'client_id = ? AND expires_at > now()', bindings: [selection.clientId] };
   return { where: 'resource = ? AND expires_at > now()', bindings: [selection.resource] };
 }
