@@ -247,7 +247,7 @@ describe('node:http', () => {
   });
 
   test('two Authorization header fields are 400 invalid_request (node:http would keep only the first)', async () => {
-    const base = await listen(nodeVerifier({ verifier, publicBaseUrl: PUBLIC_BASE }, (_req, res) => res.end('{}')));
+    const base = await listen(nodeVerifier({ verifier, publicBaseUrl: PUBLIC_BASE }, (_req, res) => void res.end('{}')));
     const token = await mtlsToken();
     const res = await request(`${base}/orders`, { dispatcher: clientA, headers: ['authorization', `Bearer ${token}`, 'authorization', `Bearer ${token}`] });
     expect(res.statusCode).toBe(400);
