@@ -318,6 +318,10 @@ describe('a stolen sender-constrained subject token presented with another key â
     const thief = await postForm(tether.tokenEndpoint, roamerForm(subjectForm(token, { resource: API_C }) as Record<string, string>), { dispatcher: agent('b-strict'), headers: roamerHeaders });
     expectRefusal(thief, 400, 'invalid_grant', 'is bound to another certificate; client roamer: its own token, presented without the key it is bound to');
     expect(thief.body.error_description).toBe('subject_token is invalid, expired, revoked, or not acceptable for this client');
+    // The private reason is for operators: the ledger's rejection event carries it.
+    const rejected = await tether.database.knex('ledger_events').where({ type: 'request.rejected', client_id: 'roamer' }).orderBy('id', 'desc').first();
+    const details = typeof rejected.details === 'string' ? JSON.parse(rejected.details) : rejected.details;
+    expect(details).toMatchObject({ error: 'invalid_grant', grant_type: TOKEN_EXCHANGE, reason: expect.stringContaining('is bound to another certificate') });
   });
 
   test('DPoP-bound: a proof by the same key works (new token DPoP-bound to it), another key does not', async () => {
