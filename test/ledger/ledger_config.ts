@@ -14,10 +14,12 @@ export const REPORTS = 'https://reports.ledger.test';
 export const INVOICES = 'https://invoices.ledger.test';
 export const ARCHIVE = 'https://archive.ledger.test';
 export const SHORT = 'https://short.ledger.test';
+export const LEGACY = 'https://legacy.ledger.test';
 
 export const REPORTS_API_SECRET = 'reports-api-secret-0123456789abcdef';
 export const STRANGER_SECRET = 'stranger-secret-0123456789abcdefgh';
 export const DPOP_SECRET = 'ledger-dpop-secret-0123456789abcdef';
+export const LEGACY_SECRET = 'ledger-legacy-secret-0123456789abcd';
 
 function mtlsClient(id: string, rest: Record<string, unknown>): Record<string, unknown> {
   return { id, owner: `team-${id}`, purpose: `ledger tests: ${id}`, binding: 'mtls', auth: { method: 'tls_client_auth', subjectDn: `CN=${id}` }, ...rest };
@@ -31,6 +33,7 @@ export function ledgerConfig(): Record<string, unknown> {
       { uri: INVOICES, scopes: ['orders:read'], lifetime: 300, introspectors: ['invoices-api'] },
       { uri: ARCHIVE, scopes: ['orders:read'], lifetime: 300 },
       { uri: SHORT, scopes: ['short:read'], lifetime: 1, introspectors: ['orders-api'] },
+      { uri: LEGACY, scopes: ['legacy:read'], allowBearer: true },
     ],
     clients: [
       mtlsClient('worker', { resources: { [ORDERS]: ['orders:read', 'orders:write'], [REPORTS]: ['reports:read'], [SHORT]: ['short:read'] } }),
@@ -52,6 +55,10 @@ export function ledgerConfig(): Record<string, unknown> {
       {
         id: 'dpop-worker', owner: 'team-dpop', purpose: 'ledger tests: DPoP-bound tokens', binding: 'dpop',
         auth: { method: 'client_secret_basic', secret: DPOP_SECRET }, resources: { [ORDERS]: ['orders:read'] },
+      },
+      {
+        id: 'legacy', owner: 'team-legacy', purpose: 'ledger tests: unbound tokens', binding: 'none',
+        auth: { method: 'client_secret_post', secret: LEGACY_SECRET }, resources: { [LEGACY]: ['legacy:read'] },
       },
     ],
   };
