@@ -4,6 +4,8 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
 import { PGlite } from '@electric-sql/pglite';
 
 import { createPgliteKnex } from './pglite_knex.js';
@@ -18,7 +20,13 @@ import { migrateToLatest, migrationFileNames, migrationsDirectory } from './migr
  */
 const inProcess = new Map<string, Promise<Uint8Array>>();
 
-/** The snapshot for the current migrations, building and caching it if needed. */
+const gunzipAsync = promisify(gunzip);
+
+/**
+ * The snapshot for the current migrations as an uncompressed tarball, building and caching it if
+ * needed. Kept gzipped (4–5 MB rather than ~40 MB) on disk and in memory; Node's native gunzip
+ * (~45 ms) is faster than letting PGlite inflate it.
+ */
 export async function migratedSnapshot(): Promise<Blob> {
   const file = snapshotFilePath();
   let pending = inProcess.get(file);
@@ -28,7 +36,8 @@ export async function migratedSnapshot(): Promise<Blob> {
     // A failed build must not poison later attempts in this process.
     pending.catch(() => inProcess.delete(file));
   }
-  return new Blob([(await pending) as Uint8Array<ArrayBuffer>]);
+  const tarball = await gunzipAsync(await pending);
+  return new Blob([tarball as Uint8Array<ArrayBuffer>]);
 }
 
 /**

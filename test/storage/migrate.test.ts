@@ -1,6 +1,7 @@
 import { checkReadiness } from '../../src/storage/health.js';
 import { migrateToLatest, migrationFileNames, pendingMigrations } from '../../src/storage/migrate.js';
-import { openTestDatabase } from '../support/database.js';
+import { openDatabase } from '../../src/storage/database.js';
+import { createEmptyPostgresDatabase, openTestDatabase } from '../support/database.js';
 
 describe('migrations', () => {
   it('a test database is fully migrated and ready', async () => {
@@ -21,5 +22,38 @@ describe('migrations', () => {
     const names = migrationFileNames();
     expect(names.slice(0, 2)).toEqual(['0001_oidc_payloads.js', '0002_signing_keys.js']);
     expect([...names].sort()).toEqual(names);
+  });
+
+  it('readiness reports pending migrations and an unreachable database', async () => {
+    const database = await openTestDatabase();
+    try {
+      await database.knex('knex_migrations').where({ name: '0002_signing_keys.js' }).delete();
+      expect(await pendingMigrations(database.knex)).toEqual(['0002_signing_keys.js']);
+      const readiness = await checkReadiness(database.knex);
+      expect(readiness.ok).toBe(false);
+      expect(readiness.reason).toMatch(/pending: 0002_signing_keys\.js/);
+    } finally {
+      await database.close();
+    }
+    const closed = await checkReadiness(database.knex);
+    expect(closed.ok).toBe(false);
+    expect(closed.reason).toMatch(/unreachable/);
+  });
+
+  const serverUrl = process.env.DATABASE_URL;
+  (serverUrl ? it : it.skip)('two instances migrating one empty PostgreSQL at once both succeed, once', async () => {
+    const empty = await createEmptyPostgresDatabase(serverUrl as string);
+    const instances = await Promise.all([openDatabase({ url: empty.url }), openDatabase({ url: empty.url })]);
+    try {
+      expect(await pendingMigrations(instances[0].knex)).toEqual(migrationFileNames());
+      const results = await Promise.all(instances.map((instance) => migrateToLatest(instance.knex)));
+      const applied = results.flatMap((result) => result.applied).sort();
+      expect(applied).toEqual(migrationFileNames());
+      expect(await pendingMigrations(instances[1].knex)).toEqual([]);
+      expect(await checkReadiness(instances[1].knex)).toEqual({ ok: true });
+    } finally {
+      await Promise.all(instances.map((instance) => instance.close()));
+      await empty.drop();
+    }
   });
 });

@@ -46,6 +46,19 @@ async function openPostgresTestDatabase(serverUrl: string): Promise<Database & {
   };
 }
 
+/**
+ * An empty (unmigrated) database on the `DATABASE_URL` server, for tests of migration itself; the
+ * caller must call `drop()`. Only meaningful with a PostgreSQL server, hence no PGlite variant.
+ */
+export async function createEmptyPostgresDatabase(serverUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `tether_t_${randomBytes(6).toString('hex')}`;
+  await onServer(serverUrl, `create database ${name}`);
+  return {
+    url: withDatabaseName(serverUrl, name),
+    drop: () => onServer(serverUrl, `drop database if exists ${name} with (force)`),
+  };
+}
+
 /** Runs one administrative statement (CREATE/DROP DATABASE cannot run in a transaction). */
 async function onServer(serverUrl: string, sql: string): Promise<void> {
   const admin = knexFactory({ client: 'pg', connection: serverUrl, pool: { min: 0, max: 1 } });
