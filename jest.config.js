@@ -1,7 +1,7 @@
 // TypeScript ESM tests run through ts-jest under `node --experimental-vm-modules` (see package.json "test").
 /** @type {import('jest').Config} */
 export default {
-  testEnvironment: 'node',
+  testEnvironment: '<rootDir>/test/support/node_environment.cjs',
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {

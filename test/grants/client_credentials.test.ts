@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { createRemoteJWKSet, customFetch as customFetchSymbol, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oauth from 'oauth4webapi';
 import { fetch, type Agent } from 'undici';
 import type { RunningTether } from '../../src/testing/start_tether.js';
@@ -54,12 +54,28 @@ describe('client_credentials with an mTLS-bound client (RFC 8705, RFC 8707, RFC 
     expect(claims.cnf).toEqual({ 'x5t#S256': opensslThumbprint(tether.pki.clients['mtls-client']!.certificatePem) });
   });
 
-  test('an independent RFC 9068 validator (oauth4webapi) accepts the token for its audience', async () => {
+  test('independent validators accept it: jose against the published JWKS (oauth4webapi supports only cnf.jkt)', async () => {
     const { body } = await mtlsToken({ resource: PAYMENTS });
+    const jwks = createRemoteJWKSet(new URL(as.jwks_uri!), { [customFetchSymbol]: customFetch(anonymous) } as never);
+    const { payload, protectedHeader } = await jwtVerify(body.access_token as string, jwks, {
+      issuer: tether.issuer, audience: PAYMENTS, typ: 'at+jwt', algorithms: ['ES256'],
+    });
+    expect(protectedHeader.kid).toEqual(expect.any(String));
+    expect(payload.scope).toBe('payments:read');
+
+    // oauth4webapi's validateJwtAccessToken refuses x5t#S256 confirmation outright.
     const request = new Request('https://payments.test.example/charges', { headers: { authorization: `Bearer ${body.access_token as string}` } });
-    const claims = await oauth.validateJwtAccessToken(as, request, PAYMENTS, { [oauth.customFetch]: customFetch(anonymous) });
-    expect(claims.aud).toBe(PAYMENTS);
-    expect(claims.scope).toBe('payments:read');
+    await expect(oauth.validateJwtAccessToken(as, request, PAYMENTS, { [oauth.customFetch]: customFetch(anonymous) }))
+      .rejects.toThrow('unsupported JWT Confirmation method');
+  });
+
+  test('oauth4webapi validates an unbound legacy token as RFC 9068', async () => {
+    const { body } = await postForm(tether.tokenEndpoint, {
+      grant_type: 'client_credentials', client_id: 'legacy-client', client_secret: LEGACY_SECRET, resource: LEGACY,
+    }, { dispatcher: anonymous });
+    const request = new Request('https://legacy.test.example/', { headers: { authorization: `Bearer ${body.access_token as string}` } });
+    const claims = await oauth.validateJwtAccessToken(as, request, LEGACY, { [oauth.customFetch]: customFetch(anonymous) });
+    expect(claims).toMatchObject({ aud: LEGACY, client_id: 'legacy-client', sub: 'legacy-client', iss: tether.issuer });
   });
 
   test('no scope requested: the client gets its granted scopes for that resource', async () => {

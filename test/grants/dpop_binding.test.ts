@@ -78,14 +78,24 @@ describe('DPoP-bound client_credentials (RFC 9449)', () => {
   test.each([
     ['wrong htm', { htm: 'GET' }],
     ['wrong htu', { htu: 'https://localhost:1/token' }],
-    ['iat too old', { iat: Math.floor(Date.now() / 1000) - 3600 }],
-    ['iat in the future', { iat: Math.floor(Date.now() / 1000) + 3600 }],
   ])('%s → 400 invalid_dpop_proof', async (_label, override) => {
     const key = await createDpopKey();
     const proof = await dpopProof(key, { htm: 'POST', htu: tether.tokenEndpoint, ...override });
     const { status, body } = await tokenWithProof(proof);
     expect(status).toBe(400);
     expect(body.error).toBe('invalid_dpop_proof');
+  });
+
+  test.each([
+    ['iat an hour old', -3600],
+    ['iat an hour ahead', 3600],
+  ])('%s → 400 use_dpop_nonce with a fresh DPoP-Nonce (RFC 9449 §8: the client proves freshness with a nonce instead)', async (_label, offset) => {
+    const key = await createDpopKey();
+    const proof = await dpopProof(key, { htm: 'POST', htu: tether.tokenEndpoint, iat: Math.floor(Date.now() / 1000) + offset });
+    const { status, body, headers } = await tokenWithProof(proof);
+    expect(status).toBe(400);
+    expect(body.error).toBe('use_dpop_nonce');
+    expect(headers.get('dpop-nonce')).toBeTruthy();
   });
 
   test.each([
