@@ -8,6 +8,7 @@ import knexFactory, { type Knex } from 'knex';
 import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
 import { createPgliteKnex } from './pglite_knex.js';
 import { migratedSnapshot } from './pglite_snapshot.js';
+import { extractDataDirTarball } from './tar_extract.js';
 
 /** An open database: PostgreSQL through `pg`, or embedded PGlite. */
 export interface Database {
@@ -52,7 +53,9 @@ function openPostgres(url: string): Database {
 
 async function openPgliteMemory(): Promise<Database> {
   const snapshot = await snapshotOrUndefined();
-  const pglite = await PGlite.create(snapshot === undefined ? {} : { loadDataDir: snapshot });
+  const pglite = await PGlite.create(
+    snapshot === undefined ? {} : { loadDataDir: new Blob([snapshot as Uint8Array<ArrayBuffer>]) },
+  );
   return wrapPglite(pglite);
 }
 
@@ -73,25 +76,24 @@ async function openPgliteDirectory(directory: string): Promise<Database> {
 /**
  * Fills a new data directory from the snapshot. The tarball is unpacked into a sibling folder and
  * renamed into place, so an interrupted first start never leaves a half-written database behind.
- * Without a snapshot nothing happens here and PGlite runs initdb itself.
+ * Without a snapshot (or if unpacking fails) nothing happens here and PGlite runs initdb itself.
  */
 async function seedDirectory(directory: string): Promise<void> {
   const snapshot = await snapshotOrUndefined();
   if (snapshot === undefined) return;
   const staging = join(dirname(directory), `.${basename(directory)}.seeding-${randomBytes(6).toString('hex')}`);
   try {
-    const seeded = await PGlite.create({ dataDir: staging, loadDataDir: snapshot });
-    await seeded.close();
+    extractDataDirTarball(snapshot, staging);
     // rename(2) replaces the target only if it is missing or an empty folder.
     await rename(staging, directory);
-  } catch {
-    // An unexpected layout (e.g. the folder exists with other files in it): let PGlite decide.
+  } catch (error) {
+    process.emitWarning(`tether: could not seed ${directory} from the snapshot, PGlite will initialize it: ${describe(error)}`);
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
 }
 
-async function snapshotOrUndefined(): Promise<Blob | undefined> {
+async function snapshotOrUndefined(): Promise<Uint8Array | undefined> {
   try {
     return await migratedSnapshot();
   } catch (error) {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -27,7 +27,7 @@ const gunzipAsync = promisify(gunzip);
  * needed. Kept gzipped (4–5 MB rather than ~40 MB) on disk and in memory; Node's native gunzip
  * (~45 ms) is faster than letting PGlite inflate it.
  */
-export async function migratedSnapshot(): Promise<Blob> {
+export async function migratedSnapshot(): Promise<Uint8Array> {
   const file = snapshotFilePath();
   let pending = inProcess.get(file);
   if (pending === undefined) {
@@ -36,8 +36,7 @@ export async function migratedSnapshot(): Promise<Blob> {
     // A failed build must not poison later attempts in this process.
     pending.catch(() => inProcess.delete(file));
   }
-  const tarball = await gunzipAsync(await pending);
-  return new Blob([tarball as Uint8Array<ArrayBuffer>]);
+  return gunzipAsync(await pending);
 }
 
 /**
@@ -45,7 +44,24 @@ export async function migratedSnapshot(): Promise<Blob> {
  * makes a snapshot stale, so a changed or added migration simply produces a new file.
  */
 export function snapshotFilePath(): string {
-  return join(tmpdir(), `tether-pglite-${snapshotFingerprint()}.tgz`);
+  return join(privateCacheDirectory(), `pglite-${snapshotFingerprint()}.tgz`);
+}
+
+/**
+ * A per-user folder under the OS temp folder. The temp folder is shared with other local users, and
+ * a snapshot planted there under the predictable name would become the contents of our database;
+ * so the folder must be ours, a real directory, and writable by nobody else.
+ */
+function privateCacheDirectory(): string {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+  const directory = join(tmpdir(), `tether-cache-${uid ?? 'user'}`);
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  const stats = lstatSync(directory);
+  const foreign = uid !== undefined && stats.uid !== uid;
+  if (!stats.isDirectory() || foreign || (stats.mode & 0o022) !== 0) {
+    throw new Error(`refusing to use ${directory} for the PGlite snapshot: not a private folder owned by this user`);
+  }
+  return directory;
 }
 
 function snapshotFingerprint(): string {
