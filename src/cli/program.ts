@@ -3,11 +3,24 @@ import { ConfigError } from '../config/load_config.js';
 import { createLogger } from './logger.js';
 import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer } from './run_server.js';
 import { migrateToLatest } from '../storage/migrate.js';
+import { registerKeysCommands, type WithDatabase } from './keys_commands.js';
 
 /** Loads the configuration a command names: `--config`, else ./tether.config.yaml, else the dev defaults. */
 export async function configForCommand(configFile: string | undefined) {
   return process.env.DATABASE_URL && configFile ? loadProductionConfig(configFile) : loadDevConfig(configFile);
 }
+
+/** Runs `work` on the configured database, migrated, and closes it afterwards. */
+export const withDatabase: WithDatabase = async (configFile, work) => {
+  const config = await configForCommand(configFile);
+  const database = await openConfiguredDatabase(config);
+  try {
+    await migrateToLatest(database.knex);
+    return await work(database.knex, config);
+  } finally {
+    await database.close();
+  }
+};
 
 function stopOnSignals(stop: () => Promise<void>): void {
   let stopping = false;
@@ -59,6 +72,8 @@ export function buildProgram(): Command {
         await database.close();
       }
     });
+
+  registerKeysCommands(program, withDatabase);
 
   return program;
 }
