@@ -1,0 +1,175 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { decodeProtectedHeader } from 'jose';
+import { Agent, fetch } from 'undici';
+import { createEphemeralPki } from '../../src/keys/dev_pki.js';
+import { openTestDatabase } from '../support/database.js';
+import { postForm } from '../support/tether.js';
+
+// `tether dev`, `tether start` and `tether migrate` as a user runs them: a real process, real ports.
+
+const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
+const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+interface RunningCommand {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function runTether(args: string[], env: Record<string, string | undefined>, cwd: string): RunningCommand {
+  const childEnv = { ...process.env, TETHER_LOG_LEVEL: 'warn', ...env };
+  for (const [name, value] of Object.entries(env)) if (value === undefined) delete childEnv[name];
+  const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'main.ts'), ...args], { cwd, env: childEnv });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+let workdir: string;
+
+beforeEach(async () => {
+  workdir = await mkdtemp(path.join(os.tmpdir(), 'tether-cli-'));
+});
+
+afterEach(async () => {
+  await rm(workdir, { recursive: true, force: true });
+});
+
+describe('tether dev', () => {
+  test('starts on the embedded database, serves a bound token, stops on SIGTERM, and reuses data and PKI', async () => {
+    const port = await freePort();
+    const env = { DATABASE_URL: undefined, TETHER_ISSUER: `https://localhost:${port}`, TETHER_HTTPS_PORT: String(port), TETHER_HTTP_PORT: String(await freePort()) };
+
+    const tokenKid = async () => {
+      const pki = path.join(workdir, '.tether', 'pki');
+      const agent = new Agent({
+        connect: {
+          ca: await readFile(path.join(pki, 'ca.pem'), 'utf8'),
+          cert: await readFile(path.join(pki, 'clients', 'orders-worker.pem'), 'utf8'),
+          key: await readFile(path.join(pki, 'clients', 'orders-worker.key.pem'), 'utf8'),
+        },
+      });
+      const { status, body } = await postForm(`https://localhost:${port}/token`, {
+        grant_type: 'client_credentials', client_id: 'orders-worker', resource: 'https://orders.example.test',
+      }, { dispatcher: agent });
+      await agent.close();
+      expect(status).toBe(200);
+      return decodeProtectedHeader(body.access_token as string).kid;
+    };
+
+    const first = runTether(['dev'], env, workdir);
+    await waitFor(() => first.stdout().includes('curl'), 'the dev banner');
+    expect(first.stdout()).toContain(`issuer https://localhost:${port}`);
+    expect(first.stdout()).toContain('--cert .tether/pki/clients/orders-worker.pem');
+    const kid = await tokenKid();
+    const ca = await readFile(path.join(workdir, '.tether', 'pki', 'ca.pem'), 'utf8');
+    first.child.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+
+    const second = runTether(['dev'], env, workdir);
+    await waitFor(() => second.stdout().includes('curl'), 'the second dev banner');
+    expect(await tokenKid()).toBe(kid);
+    expect(await readFile(path.join(workdir, '.tether', 'pki', 'ca.pem'), 'utf8')).toBe(ca);
+    second.child.kill('SIGINT');
+    expect(await second.exited).toBe(0);
+  }, 60_000);
+
+  test('a bad configuration stops the start with one line naming the field; nothing is started or created', async () => {
+    const port = await freePort();
+    await writeFile(path.join(workdir, 'tether.config.yaml'), [
+      'issuer: https://localhost:8443',
+      `listeners: { https: { port: ${port} } }`,
+      'resources: [{ uri: "https://api.example", scopes: [read] }]',
+      'clients:',
+      '  - { id: c1, owner: o, purpose: p, binding: magic, auth: { method: tls_client_auth, subjectDn: "CN=c1" }, resources: { "https://api.example": [read] } }',
+      '',
+    ].join('\n'));
+    const run = runTether(['dev'], { DATABASE_URL: undefined }, workdir);
+    expect(await run.exited).toBe(2);
+    expect(run.stderr().trim().split('\n')).toEqual([expect.stringMatching(/^tether: .*tether\.config\.yaml: clients\[0\]\.binding: .*\(got "magic"\)$/)]);
+    expect(run.stdout()).toBe('');
+    expect(existsSync(path.join(workdir, '.tether'))).toBe(false);
+    // The port was never bound.
+    const probe = createServer();
+    await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(port, '127.0.0.1', resolve));
+    await new Promise((resolve) => probe.close(resolve));
+  }, 30_000);
+});
+
+describe('tether start (production mode)', () => {
+  test('refuses to start without PostgreSQL', async () => {
+    await writeFile(path.join(workdir, 'tether.config.yaml'), 'issuer: https://a.example\nresources: [{ uri: "https://api.example" }]\nclients: [{ id: c, owner: o, purpose: p, binding: dpop, auth: { method: client_secret_basic, secret: "0123456789abcdef0123" } }]\n');
+    const run = runTether(['start', '--config', 'tether.config.yaml'], { DATABASE_URL: undefined }, workdir);
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toMatch(/databaseUrl: tether start needs PostgreSQL/);
+  }, 30_000);
+
+  const onPostgres = process.env.DATABASE_URL ? test : test.skip;
+  onPostgres('runs against PostgreSQL with configured certificates and reports ready', async () => {
+    const database = await openTestDatabase();
+    try {
+      const pki = await createEphemeralPki({ clientNames: ['orders-worker'] });
+      await writeFile(path.join(workdir, 'server.pem'), pki.server.certificatePem);
+      await writeFile(path.join(workdir, 'server.key.pem'), pki.server.privateKeyPem);
+      await writeFile(path.join(workdir, 'ca.pem'), pki.ca.certificatePem);
+      const port = await freePort();
+      const httpPort = await freePort();
+      await writeFile(path.join(workdir, 'tether.config.yaml'), [
+        `issuer: https://localhost:${port}`,
+        `listeners: { https: { port: ${port}, certFile: server.pem, keyFile: server.key.pem, clientCaFile: ca.pem }, http: { port: ${httpPort} } }`,
+        'resources: [{ uri: "https://orders.example.test", scopes: [orders:read] }]',
+        'clients: [{ id: orders-worker, owner: o, purpose: p, binding: mtls, auth: { method: tls_client_auth, subjectDn: "CN=orders-worker" }, resources: { "https://orders.example.test": [orders:read] } }]',
+        '',
+      ].join('\n'));
+      const run = runTether(['start', '--config', 'tether.config.yaml'], { DATABASE_URL: database.url }, workdir);
+      await waitFor(() => run.stderr().includes('tether started') || run.child.exitCode !== null, 'tether start');
+      const ready = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
+      expect(ready.status).toBe(200);
+      const agent = new Agent({ connect: { ca: pki.ca.certificatePem, cert: pki.clients['orders-worker']!.certificatePem, key: pki.clients['orders-worker']!.privateKeyPem } });
+      const { status } = await postForm(`https://localhost:${port}/token`, { grant_type: 'client_credentials', client_id: 'orders-worker', resource: 'https://orders.example.test' }, { dispatcher: agent });
+      await agent.close();
+      expect(status).toBe(200);
+      expect(existsSync(path.join(workdir, '.tether'))).toBe(false);
+      run.child.kill('SIGTERM');
+      expect(await run.exited).toBe(0);
+    } finally {
+      await database.close();
+    }
+  }, 60_000);
+});
+
+describe('tether migrate', () => {
+  test('applies migrations to the embedded database, then reports it is up to date', async () => {
+    const first = runTether(['migrate'], { DATABASE_URL: undefined }, workdir);
+    expect(await first.exited).toBe(0);
+    expect(first.stdout()).toMatch(/^(applied: .*0001_oidc_payloads.*|already up to date)\n$/);
+    const second = runTether(['migrate'], { DATABASE_URL: undefined }, workdir);
+    expect(await second.exited).toBe(0);
+    expect(second.stdout()).toBe('already up to date\n');
+  }, 60_000);
+});
