@@ -4,7 +4,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { decodeProtectedHeader } from 'jose';
+import { createHash, X509Certificate } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { Agent, fetch } from 'undici';
 import { createEphemeralPki } from '../../src/keys/dev_pki.js';
 import { openTestDatabase } from '../support/database.js';
@@ -74,11 +75,17 @@ describe('tether dev', () => {
           key: await readFile(path.join(pki, 'clients', 'orders-worker.key.pem'), 'utf8'),
         },
       });
+      // The README's example request.
       const { status, body } = await postForm(`https://localhost:${port}/token`, {
-        grant_type: 'client_credentials', client_id: 'orders-worker', resource: 'https://orders.example.test',
+        grant_type: 'client_credentials', client_id: 'orders-worker', resource: 'https://orders.example.test', scope: 'orders:read',
       }, { dispatcher: agent });
       await agent.close();
       expect(status).toBe(200);
+      const certificate = new X509Certificate(await readFile(path.join(pki, 'clients', 'orders-worker.pem')));
+      expect(decodeJwt(body.access_token as string)).toMatchObject({
+        iss: `https://localhost:${port}`, sub: 'orders-worker', client_id: 'orders-worker', aud: 'https://orders.example.test',
+        scope: 'orders:read', cnf: { 'x5t#S256': createHash('sha256').update(certificate.raw).digest('base64url') },
+      });
       return decodeProtectedHeader(body.access_token as string).kid;
     };
 
@@ -87,6 +94,13 @@ describe('tether dev', () => {
     expect(first.stdout()).toContain(`issuer https://localhost:${port}`);
     expect(first.stdout()).toContain('--cert .tether/pki/clients/orders-worker.pem');
     const kid = await tokenKid();
+
+    // Discovery on the plain HTTP listener names its own endpoints and the mTLS listener's aliases (RFC 8705 §5).
+    const metadata = await (await fetch(`http://127.0.0.1:${env.TETHER_HTTP_PORT}/.well-known/oauth-authorization-server`)).json() as Record<string, unknown>;
+    expect(metadata.issuer).toBe(`https://localhost:${port}`);
+    expect(metadata.token_endpoint).toBe(`http://127.0.0.1:${env.TETHER_HTTP_PORT}/token`);
+    expect(metadata.mtls_endpoint_aliases).toMatchObject({ token_endpoint: `https://localhost:${port}/token` });
+
     const ca = await readFile(path.join(workdir, '.tether', 'pki', 'ca.pem'), 'utf8');
     first.child.kill('SIGTERM');
     expect(await first.exited).toBe(0);

@@ -31,6 +31,16 @@ beforeAll(async () => {
           resources: { [ORDERS]: ['orders:read'] },
         },
         {
+          id: 'san-client', owner: 'team-f', purpose: 'tests', binding: 'mtls',
+          auth: { method: 'tls_client_auth', sanDns: 'san-client' },
+          resources: { [ORDERS]: ['orders:read'] },
+        },
+        {
+          id: 'wrong-san-client', owner: 'team-f', purpose: 'tests', binding: 'mtls',
+          auth: { method: 'tls_client_auth', sanDns: 'someone-else' },
+          resources: { [ORDERS]: ['orders:read'] },
+        },
+        {
           id: 'self-signed-client', owner: 'team-e', purpose: 'tests', binding: 'mtls',
           auth: { method: 'self_signed_tls_client_auth', jwks: { keys: [selfSigned.jwk] } },
           resources: { [ORDERS]: ['orders:read'] },
@@ -115,6 +125,18 @@ describe('self_signed_tls_client_auth (RFC 8705 §2.2)', () => {
 });
 
 describe('tls_client_auth (RFC 8705 §2.1)', () => {
+  test('a registered SAN dNSName matches the certificate', async () => {
+    const { status, body } = await postForm(tether.tokenEndpoint, { grant_type: 'client_credentials', client_id: 'san-client', resource: ORDERS }, { dispatcher: tether.dispatcherFor('san-client') });
+    expect(status).toBe(200);
+    expect(decodeJwt(body.access_token as string).cnf).toEqual({ 'x5t#S256': tether.pki.clients['san-client']!.thumbprint });
+  });
+
+  test('a certificate from the CA whose SAN is not the registered one → 401 invalid_client', async () => {
+    const { status, body } = await postForm(tether.tokenEndpoint, { grant_type: 'client_credentials', client_id: 'wrong-san-client', resource: ORDERS }, { dispatcher: tether.dispatcherFor('wrong-san-client') });
+    expect(status).toBe(401);
+    expect(body.error).toBe('invalid_client');
+  });
+
   test('a self-signed certificate with the registered subject DN is not from the CA → 401 invalid_client', async () => {
     const scratch = await createEphemeralPki();
     const impostor = await issueClientCertificate(scratch, 'mtls-client', { selfSigned: true });
