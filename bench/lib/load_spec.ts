@@ -1,0 +1,39 @@
+/** What the load generator child (bench/load/load_child.ts) is asked to do for one run. */
+export interface LoadSpec {
+  /** e.g. https://127.0.0.1:40123/token (the connection goes to this address). */
+  url: string;
+  /** Host header and TLS server name, e.g. localhost:40123 (what the issuer and DPoP `htu` name). */
+  host: string;
+  method: 'POST' | 'GET';
+  headers: Record<string, string>;
+  body?: string;
+  /** PEM files of the client certificate and key to present (mTLS). */
+  clientCertFile?: string;
+  clientKeyFile?: string;
+  connections: number;
+  durationSeconds: number;
+  /** A new TLS connection (full handshake) for every request instead of keep-alive. */
+  newConnectionPerRequest?: boolean;
+  /** Attach a fresh DPoP proof for this `htu` to every request (RFC 9449). */
+  dpopHtu?: string;
+  /** Expected requests per second, to size the pre-generated DPoP proof pool. */
+  expectedRate?: number;
+}
+
+/** One run's figures, as the load child reports them. */
+export interface LoadResult {
+  /** Responses with status 2xx. */
+  ok: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  durationSeconds: number;
+  /** 2xx responses per second over the whole run. */
+  rps: number;
+  /** Latency percentiles, milliseconds. */
+  p50: number;
+  p99: number;
+  mean: number;
+  /** DPoP proofs that had to be signed during the run because the pool ran out. */
+  proofsSignedDuringRun?: number;
+}
