@@ -4,6 +4,7 @@ import { createLogger } from './logger.js';
 import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer } from './run_server.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { registerKeysCommands, type WithDatabase } from './keys_commands.js';
+import { registerInventoryCommands } from './inventory_commands.js';
 
 /** Loads the configuration a command names: `--config`, else ./tether.config.yaml, else the dev defaults. */
 export async function configForCommand(configFile: string | undefined) {
@@ -74,6 +75,7 @@ export function buildProgram(): Command {
     });
 
   registerKeysCommands(program, withDatabase);
+  registerInventoryCommands(program, configForCommand);
 
   return program;
 }

@@ -1,0 +1,157 @@
+import { tokenStateOf, type TokenRecord, type TokenState } from '../ledger/events.js';
+import { eventsOfToken, findTokenRecord, listTokens, tokenLineage } from '../ledger/inventory_queries.js';
+import { hashedTokenId } from '../ledger/presented_token.js';
+import { revokeTokens, type RevocationSelection, type RevokedToken } from '../ledger/revoke_tokens.js';
+import {
+  CommandError, abbreviate, causeOf, eventJson, eventLine, formatBinding, formatTime, tokenJson, writeJson, writeLine, writeTable, type CommandContext,
+} from './inventory_output.js';
+
+/** `tether tokens list|show|revoke`: which tokens exist, whose, for which API, and how to kill them. */
+
+export const TOKEN_STATES: readonly TokenState[] = ['active', 'expired', 'revoked'];
+
+export interface TokensListOptions {
+  client?: string;
+  resource?: string;
+  state?: string;
+  limit?: number;
+  json?: boolean;
+}
+
+function stateOption(state: string | undefined): TokenState | undefined {
+  if (state === undefined) return undefined;
+  if (!(TOKEN_STATES as string[]).includes(state)) throw new CommandError(`--state must be one of ${TOKEN_STATES.join(', ')} (got ${JSON.stringify(state)})`);
+  return state as TokenState;
+}
+
+function tokenRow(token: TokenRecord, now: Date): string[] {
+  return [
+    token.tokenId,
+    token.clientId,
+    token.resource,
+    token.scope.join(' ') || '-',
+    formatBinding(token.binding),
+    tokenStateOf(token, now),
+    formatTime(token.issuedAt),
+    formatTime(token.expiresAt),
+    formatTime(token.lastUsedAt),
+    token.parentTokenId ? abbreviate(token.parentTokenId) : '-',
+  ];
+}
+
+const TOKEN_HEADERS = ['TOKEN ID', 'CLIENT', 'RESOURCE', 'SCOPE', 'BINDING', 'STATE', 'ISSUED', 'EXPIRES', 'LAST USED', 'PARENT'];
+
+/** `tether tokens list [--client X] [--resource U] [--state active|expired|revoked]`, newest first. */
+export async function tokensList(context: CommandContext, options: TokensListOptions = {}): Promise<TokenRecord[]> {
+  const tokens = await listTokens(context.knex, {
+    clientId: options.client, resource: options.resource, state: stateOption(options.state), limit: options.limit ?? 100,
+  });
+  const now = new Date();
+  if (options.json) writeJson(context, tokens.map((token) => tokenJson(token, now)));
+  else writeTable(context, TOKEN_HEADERS, tokens.map((token) => tokenRow(token, now)), 'no tokens match');
+  return tokens;
+}
+
+/**
+ * The token an operator names: a JWT's `jti` or the ledger's id of an opaque token — or, pasted by
+ * mistake, an opaque token itself, which is found by its hash (and never printed back).
+ */
+async function resolveToken(context: CommandContext, id: string): Promise<TokenRecord> {
+  const token = await findTokenRecord(context.knex, id) ?? await findTokenRecord(context.knex, hashedTokenId(id));
+  if (!token) throw new CommandError(`no token with id ${JSON.stringify(id)} in the ledger`);
+  return token;
+}
+
+/** `tether tokens show <id>`: fields, binding, lineage (parent and children), last use, and every event. */
+export async function tokensShow(context: CommandContext, id: string, options: { json?: boolean } = {}): Promise<void> {
+  const token = await resolveToken(context, id);
+  const [lineage, events] = await Promise.all([tokenLineage(context.knex, token.tokenId), eventsOfToken(context.knex, token.tokenId)]);
+  const now = new Date();
+  if (options.json) {
+    writeJson(context, {
+      ...tokenJson(token, now),
+      ancestors: lineage.ancestors.map((ancestor) => tokenJson(ancestor, now)),
+      descendants: lineage.descendants.map((descendant) => ({ ...tokenJson(descendant, now), depth: descendant.depth })),
+      events: events.map(eventJson),
+    });
+    return;
+  }
+  const fields: [string, string][] = [
+    ['token id', token.tokenId],
+    ['state', tokenStateOf(token, now)],
+    ['format', token.format === 'opaque' ? 'opaque (id is the SHA-256 of the token\'s id)' : 'jwt'],
+    ['client', token.clientId],
+    ['resource (aud)', token.resource],
+    ['scope', token.scope.join(' ') || '-'],
+    ['binding', formatBinding(token.binding, true)],
+    ['issued', formatTime(token.issuedAt)],
+    ['expires', formatTime(token.expiresAt)],
+    ['revoked', formatTime(token.revokedAt)],
+    ['last used', formatTime(token.lastUsedAt)],
+    ['act', token.act ? JSON.stringify(token.act) : '-'],
+  ];
+  const width = Math.max(...fields.map(([name]) => name.length));
+  for (const [name, value] of fields) writeLine(context, `${name.padEnd(width)}  ${value}`);
+  writeLine(context);
+  writeLine(context, 'lineage');
+  const lineageRow = (relation: string, other: TokenRecord) => [relation, other.tokenId, other.clientId, other.resource, tokenStateOf(other, now)];
+  writeTable(context, ['RELATION', 'TOKEN ID', 'CLIENT', 'RESOURCE', 'STATE'], [
+    ...lineage.ancestors.map((ancestor, index) => lineageRow(index === 0 ? 'parent' : `ancestor ${index + 1}`, ancestor)),
+    ...lineage.descendants.map((descendant) => lineageRow(descendant.depth === 1 ? 'child' : `descendant ${descendant.depth}`, descendant)),
+  ], '(issued directly; nothing exchanged from it)');
+  writeLine(context);
+  writeLine(context, 'events');
+  for (const event of events) writeLine(context, eventLine(event));
+}
+
+export interface TokensRevokeOptions {
+  client?: string;
+  resource?: string;
+  reason?: string;
+  json?: boolean;
+}
+
+interface Selected {
+  selection: RevocationSelection;
+  /** For the summary line, e.g. "every live token of client worker". */
+  what: string;
+  /** When nothing was live. */
+  nothing: string;
+}
+
+async function selectionOf(context: CommandContext, id: string | undefined, options: TokensRevokeOptions): Promise<Selected> {
+  const given = [id !== undefined, options.client !== undefined, options.resource !== undefined].filter(Boolean).length;
+  if (given !== 1) throw new CommandError('name exactly one of: a token id, --client <id>, --resource <uri>');
+  if (options.client !== undefined) {
+    return { selection: { clientId: options.client }, what: `every live token of client ${options.client}`, nothing: `client ${options.client} has no live tokens` };
+  }
+  if (options.resource !== undefined) {
+    return { selection: { resource: options.resource }, what: `every live token for ${options.resource}`, nothing: `no live tokens for ${options.resource}` };
+  }
+  const token = await resolveToken(context, id!);
+  return { selection: { tokenIds: [token.tokenId] }, what: `token ${token.tokenId}`, nothing: `token ${token.tokenId} is already revoked or expired` };
+}
+
+/**
+ * `tether tokens revoke <id>` or in bulk `--client X` / `--resource U`: revokes the selected live
+ * tokens and everything exchanged from them, one `token.revoked` event each.
+ */
+export async function tokensRevoke(context: CommandContext, id: string | undefined, options: TokensRevokeOptions = {}): Promise<RevokedToken[]> {
+  const { selection, what, nothing } = await selectionOf(context, id, options);
+  const revoked = await revokeTokens(context.knex, selection, causeOf(context, options.reason ?? `revoked from the command line: ${what}`), context.facts);
+  if (options.json) {
+    writeJson(context, revoked.map((token) => ({
+      token_id: token.tokenId, client_id: token.clientId, resource: token.resource, cascade_from: token.cascadeFrom ?? null,
+    })));
+    return revoked;
+  }
+  if (revoked.length === 0) {
+    writeLine(context, `nothing to revoke: ${nothing}`);
+    return revoked;
+  }
+  writeLine(context, `revoked ${revoked.length} token${revoked.length === 1 ? '' : 's'} (${what}, with tokens exchanged from them)`);
+  writeTable(context, ['TOKEN ID', 'CLIENT', 'RESOURCE', 'VIA'], revoked.map((token) => [
+    token.tokenId, token.clientId, token.resource, token.cascadeFrom ? `exchanged from ${abbreviate(token.cascadeFrom)}` : 'selected',
+  ]));
+  return revoked;
+}
