@@ -32,7 +32,7 @@ interface RunningCommand {
 }
 
 function runTether(args: string[], env: Record<string, string | undefined>, cwd: string): RunningCommand {
-  const childEnv = { ...process.env, TETHER_LOG_LEVEL: 'warn', ...env };
+  const childEnv: Record<string, string | undefined> = { ...process.env, TETHER_LOG_LEVEL: 'warn', ...env };
   for (const [name, value] of Object.entries(env)) if (value === undefined) delete childEnv[name];
   const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'main.ts'), ...args], { cwd, env: childEnv });
   let stdout = '';
