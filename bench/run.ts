@@ -22,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import pg from 'pg';
+import { cpuBetween, machineJiffies, postgresPids, processCpuMicros, snapshotCpu } from './lib/cpu_time.js';
 import { createDpopSigner, type DpopSigner } from './lib/dpop_proofs.js';
 import { form, FORM_HEADERS, requestOnce, type Endpoint, type OneRequest } from './lib/https_client.js';
 import type { LoadResult, LoadSpec } from './lib/load_spec.js';
@@ -383,12 +384,31 @@ interface SubjectRuns {
   check: string;
 }
 
-async function runLoad(spec: LoadSpec): Promise<LoadResult> {
+/**
+ * One run in a fresh load-generator process. The CPU time the server (and, for PostgreSQL, the
+ * database backends) used meanwhile is read from /proc and divided by the responses received.
+ */
+async function runLoad(spec: LoadSpec, server: RunningServer): Promise<LoadResult> {
   const child = forkTs(path.join(REPO_ROOT, 'bench', 'load', 'load_child.ts'), [], { logFile: path.join(LOG_DIR, 'load.log') });
-  const result = nextMessage<{ type: 'result'; result: LoadResult }>(child, 'result', (spec.durationSeconds + 120) * 1000);
+  const message = nextMessage<{ type: 'result'; result: LoadResult }>(child, 'result', (spec.durationSeconds + 120) * 1000);
+  const databasePids = () => (server.name === 'tether-pg' ? postgresPids(BENCH_DATABASE) : []);
+  const serverBefore = processCpuMicros(server.child.pid);
+  const databaseBefore = snapshotCpu(databasePids());
+  const machineBefore = machineJiffies();
   child.send({ spec });
   try {
-    return (await result).result;
+    const result = (await message).result;
+    const serverAfter = processCpuMicros(server.child.pid);
+    const databaseAfter = snapshotCpu(databasePids());
+    const machineAfter = machineJiffies();
+    const per = (micros: number | undefined) => (micros === undefined || result.ok === 0 ? undefined : round(micros / result.ok));
+    result.cpuPerRequest = {
+      server: per(serverBefore !== undefined && serverAfter !== undefined ? serverAfter - serverBefore : undefined),
+      database: server.name === 'tether-pg' ? per(cpuBetween(databaseBefore, databaseAfter)) : undefined,
+      loadGenerator: per(result.loadCpuMicros),
+    };
+    if (machineBefore && machineAfter) result.machineBusy = round((machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total), 2);
+    return result;
   } finally {
     await stopChild(child, 2000);
   }
@@ -396,7 +416,9 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
 
 function describeRun(result: LoadResult): string {
   const problems = [result.non2xx && `${result.non2xx} non-2xx`, result.errors && `${result.errors} errors`, result.timeouts && `${result.timeouts} timeouts`].filter(Boolean);
-  return `${round(result.rps)} req/s, p50 ${result.p50} ms, p99 ${result.p99} ms${problems.length ? ` (${problems.join(', ')})` : ''}`;
+  const cpu = result.cpuPerRequest;
+  const cpuText = cpu ? `; CPU µs/request: server ${cpu.server ?? '?'}${cpu.database !== undefined ? `, PostgreSQL ${cpu.database}` : ''}, load ${cpu.loadGenerator ?? '?'}; machine ${Math.round((result.machineBusy ?? 0) * 100)} % busy` : '';
+  return `${round(result.rps)} req/s, p50 ${result.p50} ms, p99 ${result.p99} ms${problems.length ? ` (${problems.join(', ')})` : ''}${cpuText}`;
 }
 
 async function loadSection(): Promise<{ subjects: Record<string, SubjectRuns>; ledger?: { recorded: number; received: number } }> {
@@ -441,7 +463,7 @@ async function loadSection(): Promise<{ subjects: Record<string, SubjectRuns>; l
     }
     let loadTokens = 0;
     for (const subject of active) {
-      const warm = await runLoad(await subject.spec(servers.get(subject.server)!, options.warmupSeconds));
+      const warm = await runLoad(await subject.spec(servers.get(subject.server)!, options.warmupSeconds), servers.get(subject.server)!);
       warmupRates.set(subject.name, warm.rps);
       if (subject.ledger) loadTokens += warm.ok;
       log(`warm-up ${subject.name}: ${describeRun(warm)}`);
@@ -449,7 +471,7 @@ async function loadSection(): Promise<{ subjects: Record<string, SubjectRuns>; l
     for (let index = 0; index < options.rounds; index++) {
       const order = index % 2 === 0 ? active : [...active].reverse();
       for (const subject of order) {
-        const result = await runLoad(await subject.spec(servers.get(subject.server)!, options.durationSeconds));
+        const result = await runLoad(await subject.spec(servers.get(subject.server)!, options.durationSeconds), servers.get(subject.server)!);
         results[subject.name]!.runs.push(result);
         if (subject.ledger) loadTokens += result.ok;
         log(`round ${index + 1}/${options.rounds} ${subject.name}: ${describeRun(result)}${result.proofsSignedDuringRun ? ` (${result.proofsSignedDuringRun} proofs signed during the run)` : ''}`);

@@ -36,4 +36,10 @@ export interface LoadResult {
   mean: number;
   /** DPoP proofs that had to be signed during the run because the pool ran out. */
   proofsSignedDuringRun?: number;
+  /** CPU time (user + system) of the load generator process during the run, µs. */
+  loadCpuMicros?: number;
+  /** Added by the runner: CPU per 2xx response, µs, of each party, and the machine's utilisation. */
+  cpuPerRequest?: { server?: number; database?: number; loadGenerator?: number };
+  /** Share of all CPUs of the machine busy during the run (every process, not only ours). */
+  machineBusy?: number;
 }

@@ -36,6 +36,7 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   }
 
   const url = new URL(spec.url);
+  const cpuBefore = process.cpuUsage();
   const result = await autocannon({
     url: spec.url,
     method: spec.method,
@@ -51,8 +52,10 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     requests: setupRequest ? [{ setupRequest }] : undefined,
   });
 
+  const cpu = process.cpuUsage(cpuBefore);
   const ok = result['2xx'];
   return {
+    loadCpuMicros: cpu.user + cpu.system,
     ok,
     non2xx: result.non2xx,
     errors: result.errors,
@@ -104,15 +107,18 @@ async function runNewConnectionPerRequest(spec: LoadSpec): Promise<LoadResult> {
     });
     request.end(body);
   });
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   const deadline = started + spec.durationSeconds * 1000;
   await Promise.all(Array.from({ length: spec.connections }, async () => {
     while (performance.now() < deadline) await once();
   }));
   const elapsed = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   latencies.sort((a, b) => a - b);
   const at = (q: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0);
   return {
+    loadCpuMicros: cpu.user + cpu.system,
     ok: latencies.length,
     non2xx,
     errors,

@@ -1,0 +1,74 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/**
+ * CPU time (user + system, all threads) of processes, read from /proc, in microseconds: to tell what
+ * each request costs the server, the database and the load generator on a machine they share.
+ * Linux only; elsewhere every figure is undefined.
+ */
+const TICK_MICROS = 10_000; // CLK_TCK = 100 on Linux
+
+export function processCpuMicros(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * TICK_MICROS;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * PostgreSQL processes that work for `database` (their title names it), plus the shared WAL writer,
+ * whose work is mostly our commits while a run lasts.
+ */
+export function postgresPids(database: string): number[] {
+  const pids: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return pids;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (title.startsWith('postgres:') && (title.includes(` ${database} `) || title.includes('walwriter'))) pids.push(Number(entry));
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return pids;
+}
+
+/** Sum of CPU time over processes (those that vanished count as 0). */
+export function totalCpuMicros(pids: readonly number[]): number {
+  return pids.reduce((sum, pid) => sum + (processCpuMicros(pid) ?? 0), 0);
+}
+
+/** CPU time of a set of processes that may come and go: take a snapshot before and after a run. */
+export function snapshotCpu(pids: readonly number[]): Map<number, number> {
+  return new Map(pids.map((pid) => [pid, processCpuMicros(pid) ?? 0]));
+}
+
+/** CPU used between two snapshots (a process first seen in `after` counts from zero). */
+export function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let sum = 0;
+  for (const [pid, micros] of after) sum += micros - (before.get(pid) ?? 0);
+  return sum;
+}
+
+/** Busy and total jiffies of the whole machine (/proc/stat), for its utilisation during a run. */
+export function machineJiffies(): { busy: number; total: number } | undefined {
+  try {
+    const [cpuLine] = readFileSync('/proc/stat', 'utf8').split('\n');
+    const values = cpuLine!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (values[3] ?? 0) + (values[4] ?? 0);
+    const total = values.reduce((sum, value) => sum + value, 0);
+    return { busy: total - idle, total };
+  } catch {
+    return undefined;
+  }
+}
