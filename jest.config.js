@@ -7,7 +7,7 @@ export default {
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', diagnostics: false }],
   },
-  roots: ['<rootDir>/test'],
+  roots: ['<rootDir>/test', '<rootDir>/examples'],
   testMatch: ['**/*.test.ts'],
   testTimeout: 30000,
   // Two cores here: two workers keep PGlite (WASM, one thread each) and TLS tests from starving each other.

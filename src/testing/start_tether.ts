@@ -1,15 +1,18 @@
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pino, type Logger } from 'pino';
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 import { parseConfig } from '../config/load_config.js';
 import { DEV_CONFIG } from '../config/dev_defaults.js';
 import type { TetherConfig } from '../config/schema.js';
-import { closeListener, type RunningListener } from '../http/listeners.js';
+import { closeListener, listenHttps } from '../http/listeners.js';
 import { createTetherApp, type TetherApp } from '../http/tether_app.js';
 import { createEphemeralPki, type Pki } from '../keys/dev_pki.js';
-import { openDatabase, type Database } from '../storage/database.js';
+import { loadSigningKeys } from '../keys/signing_keys.js';
+import type { Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
+import { createAgentPool } from './agents.js';
+import { harnessTokens, type HarnessTokens } from './harness_tokens.js';
+import { openMemoryDatabase, prepareMemoryDatabase, type MemoryDatabase } from './memory_database.js';
 
 /** Options of {@link startTether}. */
 export interface StartTetherOptions {
@@ -22,21 +25,34 @@ export interface StartTetherOptions {
   database?: Database;
   /** Logger; default: silent. */
   logger?: Logger;
+  /** Loopback port of the HTTPS listener; default 0 (any free port). The issuer is `https://localhost:<port>`. */
+  port?: number;
+  /**
+   * The PKI to serve TLS with and to take client certificates from (it must hold a certificate for
+   * every `tls_client_auth` client); default: a new in-memory one.
+   */
+  pki?: Pki;
 }
 
 /** A Tether running in this process on a loopback port, with a throwaway PKI and database. */
-export interface RunningTether {
+export interface RunningTether extends HarnessTokens {
   /** The issuer URL, e.g. `https://localhost:53121`; also the HTTPS listener's origin. */
   issuer: string;
   tokenEndpoint: string;
+  /** RFC 7662 introspection endpoint. */
+  introspectionEndpoint: string;
+  /** RFC 7009 revocation endpoint. */
+  revocationEndpoint: string;
   jwksUri: string;
+  /** The public signing keys, as served at {@link RunningTether.jwksUri} (for verifiers given a local JWKS). */
+  jwks: { keys: Record<string, unknown>[] };
   config: TetherConfig;
   /** CA, server certificate and one client certificate per `tls_client_auth` client (named by client id). */
   pki: Pki;
   database: Database;
   app: TetherApp;
   /**
-   * An undici dispatcher that trusts the harness CA and, when `clientId` has a certificate in the
+   * A new undici dispatcher that trusts the harness CA and, when `clientId` has a certificate in the
    * PKI, presents it. Closed by {@link RunningTether.close}.
    */
   dispatcherFor(clientId?: string): Agent;
@@ -46,69 +62,101 @@ export interface RunningTether {
 
 /**
  * Starts a real Tether in-process: the same token path, policy and ledger as `tether start`, on
- * an ephemeral port, over an in-memory PGlite started from a migrated snapshot.
+ * a loopback port, over an in-memory PGlite started from a migrated snapshot.
+ *
+ * Each call is independent (its own database, PKI, keys and port), so any number may run in one
+ * process and in parallel. The returned object's functions do not use `this`: it may be spread.
  */
 export async function startTether(options: StartTetherOptions = {}): Promise<RunningTether> {
+  // Reading the snapshot and compiling PGlite overlap with everything below.
+  if (!options.database) prepareMemoryDatabase();
   const raw = { ...(options.config ?? DEV_CONFIG) };
-  const mtlsClients = (raw.clients as { id: string; auth: { method: string } }[])
-    .filter((client) => client.auth.method === 'tls_client_auth').map((client) => client.id);
+  let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
 
-  const [pki, database] = await Promise.all([
-    createEphemeralPki({ clientNames: mtlsClients }),
-    options.database ? Promise.resolve(options.database) : openDatabase({ memory: true }),
-  ]);
+  const pkiReady = options.pki ? Promise.resolve(options.pki) : createEphemeralPki({ clientNames: certificateClientsOf(raw) });
   const ownsDatabase = !options.database;
-
-  // The issuer names the port, so bind first and attach the application once it exists.
-  const server = https.createServer({
-    cert: pki.server.certificatePem,
-    key: pki.server.privateKeyPem,
-    ca: pki.ca.certificatePem,
-    requestCert: true,
-    rejectUnauthorized: false,
+  const [pki, opened, listener] = await settleAll([
+    pkiReady,
+    ownsDatabase ? openMemoryDatabase() : Promise.resolve<MemoryDatabase>({ database: options.database!, migrated: false }),
+    // The issuer names the port, so bind first; requests wait for the application behind a trampoline.
+    pkiReady.then((ready) => listenHttps(
+      (req, res) => (handler ? handler(req, res) : unavailable(res)),
+      { host: '127.0.0.1', port: options.port ?? 0 },
+      { certPem: ready.server.certificatePem, keyPem: ready.server.privateKeyPem, clientCaPem: ready.ca.certificatePem },
+    )),
+  ], async ([, opened, listener]) => {
+    if (listener) await closeListener(listener, 0);
+    if (opened && ownsDatabase) await opened.database.close();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  const issuer = `https://localhost:${port}`;
-  const listener: RunningListener = { kind: 'https', server, origin: issuer };
-  const dispatchers: Agent[] = [];
+  const { database } = opened;
+  const issuer = listener.origin;
+  const agents = createAgentPool(pki.ca.certificatePem);
 
   try {
-    await migrateToLatest(database.knex);
-    const config = parseConfig({ ...raw, issuer, listeners: { https: { host: '127.0.0.1', port } }, dataDir: '.' });
+    if (!opened.migrated) await migrateToLatest(database.knex);
+    const config = parseConfig({ ...raw, issuer, listeners: { https: { host: '127.0.0.1', port: Number(new URL(issuer).port) } }, dataDir: '.' });
     const app = await createTetherApp({
       config, database, logger: options.logger ?? pino({ level: 'silent' }), clientCaPem: pki.ca.certificatePem,
     });
-    server.on('request', app.callback);
+    const { publicJwks } = await loadSigningKeys(database.knex, { algorithm: config.signing.algorithm, encryptionSecret: config.signing.encryptionSecret });
+    handler = app.callback;
 
-    return {
+    const endpoints = {
       issuer,
       tokenEndpoint: `${issuer}/token`,
+      revocationEndpoint: `${issuer}/token/revocation`,
+    };
+    return {
+      ...endpoints,
+      introspectionEndpoint: `${issuer}/token/introspection`,
       jwksUri: `${issuer}/jwks`,
+      jwks: publicJwks as { keys: Record<string, unknown>[] },
       config,
       pki,
       database,
       app,
+      ...harnessTokens({ config, pki, knex: database.knex, endpoints, agents }),
       dispatcherFor(clientId) {
-        const certificate = clientId ? pki.clients[clientId] : undefined;
-        const agent = new Agent({
-          connect: {
-            ca: pki.ca.certificatePem,
-            ...(certificate ? { cert: certificate.certificatePem, key: certificate.privateKeyPem } : {}),
-          },
-        });
-        dispatchers.push(agent);
-        return agent;
+        return agents.newAgent(clientId ? pki.clients[clientId] : undefined);
       },
       async close() {
-        await Promise.all(dispatchers.map((agent) => agent.close()));
+        await agents.close();
         await closeListener(listener, 1000);
         if (ownsDatabase) await database.close();
       },
     };
   } catch (error) {
+    await agents.close();
     await closeListener(listener, 0);
     if (ownsDatabase) await database.close();
     throw error;
   }
+}
+
+/** Clients that authenticate with a CA-issued certificate get one in the PKI, named by client id. */
+function certificateClientsOf(raw: Record<string, unknown>): string[] {
+  const clients = (raw.clients ?? []) as { id: string; auth?: { method?: string } }[];
+  return clients.filter((client) => client.auth?.method === 'tls_client_auth').map((client) => client.id);
+}
+
+/**
+ * Like `Promise.all`, but when one step fails it waits for the others and hands the ones that
+ * succeeded to `undo` (a listener bound while the database failed must not stay open).
+ */
+async function settleAll<T extends readonly unknown[]>(
+  steps: { [K in keyof T]: Promise<T[K]> },
+  undo: (done: { [K in keyof T]: T[K] | undefined }) => Promise<void>,
+): Promise<T> {
+  const settled = await Promise.allSettled(steps);
+  const failure = settled.find((result) => result.status === 'rejected');
+  const values = settled.map((result) => (result.status === 'fulfilled' ? result.value : undefined));
+  if (failure) {
+    await undo(values as { [K in keyof T]: T[K] | undefined });
+    throw failure.reason;
+  }
+  return values as unknown as T;
+}
+
+function unavailable(res: ServerResponse): void {
+  res.writeHead(503, { 'retry-after': '1' }).end();
 }

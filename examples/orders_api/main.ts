@@ -1,0 +1,50 @@
+/**
+ * Runs the orders API example on https://localhost:9443 (`--port` to change), trusting the Tether of
+ * `tether.config.yaml` next to this file:
+ *
+ *   node --import tsx examples/orders_api/main.ts
+ *
+ * The TLS certificate, Tether's CA and the API's own client certificate (for introspection) come
+ * from that configuration's development PKI, created on first use exactly as `tether dev` would.
+ * (A real API reads them from its deployment; this launcher borrows Tether's internals for that.)
+ */
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Agent } from 'undici';
+import { loadConfigFile } from '../../src/config/load_config.js';
+import { ensureDevPki } from '../../src/keys/dev_pki.js';
+import { fetchTrusting } from './issuer_fetch.js';
+import { createOrdersApi } from './orders_api.js';
+import { listenOrdersApi } from './server.js';
+
+const ORDERS_RESOURCE = 'https://orders.example.test';
+const configFile = join(dirname(fileURLToPath(import.meta.url)), 'tether.config.yaml');
+
+const portArgument = process.argv.indexOf('--port');
+const port = portArgument === -1 ? 9443 : Number(process.argv[portArgument + 1]);
+
+const config = await loadConfigFile(configFile);
+const pki = await ensureDevPki({
+  directory: join(config.dataDir, 'pki'),
+  clientNames: config.clients.filter((client) => client.auth.method === 'tls_client_auth').map((client) => client.id),
+});
+const issuerFetch = fetchTrusting(pki.ca.certificatePem);
+const ownCertificate = pki.clients['orders-api']!;
+const introspectionAgent = new Agent({
+  connect: { ca: pki.ca.certificatePem, cert: ownCertificate.certificatePem, key: ownCertificate.privateKeyPem },
+});
+
+const app = createOrdersApi({
+  issuer: config.issuer,
+  resource: ORDERS_RESOURCE,
+  fetch: issuerFetch.fetch,
+  introspection: { clientId: 'orders-api', fetchOptions: { dispatcher: introspectionAgent } },
+});
+const api = await listenOrdersApi(app, pki.server, { port });
+process.stdout.write(`orders API on ${api.origin}/orders — resource ${ORDERS_RESOURCE}, issuer ${config.issuer}\n`);
+
+const stop = () => {
+  void Promise.all([api.close(), issuerFetch.agent.close(), introspectionAgent.close()]).then(() => process.exit(0));
+};
+process.once('SIGINT', stop);
+process.once('SIGTERM', stop);

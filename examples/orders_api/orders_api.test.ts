@@ -1,0 +1,132 @@
+// The orders API example against a real Tether started in-process: good tokens work, and the probe
+// finds every check enforced — and names the weakness of each deliberately weakened copy.
+import { readFileSync } from 'node:fs';
+import { Agent } from 'undici';
+import { parse as parseYaml } from 'yaml';
+import { startTether, type ProbeReport, type RunningTether } from '../../src/testing/index.js';
+import { fetchTrusting } from './issuer_fetch.js';
+import { createOrdersApi, type Authenticate } from './orders_api.js';
+import { listenOrdersApi } from './server.js';
+import { weakenedAuthentication, type Weakness } from './weakened_copies.js';
+
+const ORDERS = 'https://orders.example.test';
+
+/** The example's own Tether configuration: its resources and clients (the harness sets issuer and ports). */
+export function exampleTetherConfig(): Record<string, unknown> {
+  const { resources, clients } = parseYaml(readFileSync(new URL('./tether.config.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
+  return { resources, clients };
+}
+
+let tether: RunningTether;
+const closers: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  tether = await startTether({ config: exampleTetherConfig() });
+});
+
+afterAll(async () => {
+  for (const close of closers.reverse()) await close();
+  await tether?.close();
+});
+
+/** Serves an orders API trusting the harness Tether; returns the URL of `/orders`. */
+async function startOrdersApi(authenticate?: Authenticate): Promise<string> {
+  const issuerFetch = fetchTrusting(tether.pki.ca.certificatePem);
+  const own = tether.pki.clients['orders-api']!;
+  const introspectionAgent = new Agent({ connect: { ca: tether.pki.ca.certificatePem, cert: own.certificatePem, key: own.privateKeyPem } });
+  const app = createOrdersApi({
+    issuer: tether.issuer,
+    resource: ORDERS,
+    fetch: issuerFetch.fetch,
+    introspection: { clientId: 'orders-api', fetchOptions: { dispatcher: introspectionAgent } },
+    authenticate,
+  });
+  const api = await listenOrdersApi(app, tether.pki.server);
+  closers.push(() => api.close(), () => issuerFetch.agent.close(), () => introspectionAgent.close());
+  return `${api.origin}/orders`;
+}
+
+const failedChecks = (report: ProbeReport) => report.results.filter((result) => result.verdict !== 'pass' && result.verdict !== 'skip').map((result) => result.id);
+
+describe('the orders API with good tokens', () => {
+  let url: string;
+  beforeAll(async () => {
+    url = await startOrdersApi();
+  });
+
+  test('a certificate-bound token reads orders and, with orders:write, places one', async () => {
+    const reader = await tether.token({ client: 'orders-worker', resource: ORDERS, scope: 'orders:read' });
+    const read = await tether.fetchWith(reader)(url);
+    expect(read.status).toBe(200);
+    expect(await read.json()).toEqual({ orders: [{ id: 1, item: 'tea', placedBy: 'seed' }] });
+
+    const writer = await tether.token({ client: 'orders-worker', resource: ORDERS, scope: 'orders:write' });
+    const placed = await tether.fetchWith(writer)(url, { method: 'POST', body: JSON.stringify({ item: 'coffee' }), headers: { 'content-type': 'application/json' } });
+    expect(placed.status).toBe(201);
+    expect(await placed.json()).toEqual({ id: 2, item: 'coffee', placedBy: 'orders-worker' });
+  });
+
+  test('a DPoP-bound token: each request carries a fresh proof, so repeating a request works', async () => {
+    const token = await tether.token({ client: 'reporting-cli', resource: ORDERS, scope: 'orders:read' });
+    expect(token.tokenType).toBe('DPoP');
+    const fetchOrders = tether.fetchWith(token);
+    expect((await fetchOrders(url)).status).toBe(200);
+    expect((await fetchOrders(url)).status).toBe(200);
+  });
+
+  test('a revoked token is refused at once (the API introspects)', async () => {
+    const token = await tether.token({ client: 'orders-worker', resource: ORDERS, scope: 'orders:read' });
+    await tether.revoke(token);
+    const response = await tether.fetchWith(token)(url);
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toMatch(/error="invalid_token"/);
+  });
+});
+
+describe('tether.probe against the orders API', () => {
+  let url: string;
+  beforeAll(async () => {
+    url = await startOrdersApi();
+  });
+
+  test('certificate-bound tokens (orders-worker): every check passes, none is skipped', async () => {
+    const report = await tether.probe({ url, client: 'orders-worker', resource: ORDERS, scope: 'orders:read' });
+    expect(failedChecks(report)).toEqual([]);
+    expect(report).toMatchObject({ ok: true, skipped: 0 });
+    expect(report.results.map((result) => result.id)).toEqual([
+      'valid', 'wrong-aud', 'other-resource-aud', 'expired', 'not-yet-valid', 'wrong-iss', 'typ-jwt', 'alg-none', 'hs256-public-key',
+      'unknown-kid', 'foreign-key', 'missing-cnf', 'cnf-other-certificate', 'no-certificate', 'scope-missing', 'revoked',
+    ]);
+  });
+
+  test('DPoP-bound tokens (reporting-cli): every check passes, including the proof checks', async () => {
+    const report = await tether.probe({ url, client: 'reporting-cli', resource: ORDERS, scope: 'orders:read' });
+    expect(failedChecks(report)).toEqual([]);
+    expect(report.results.map((result) => result.id)).toEqual(expect.arrayContaining([
+      'cnf-other-key', 'dpop-as-bearer', 'proof-wrong-htm', 'proof-wrong-htu', 'proof-wrong-ath', 'proof-replayed',
+    ]));
+    expect(report.skipped).toBe(0);
+  });
+
+  test('a POST operation needing orders:write is probed the same way', async () => {
+    const report = await tether.probe({
+      url, method: 'POST', body: '{"item":"probe"}', headers: { 'content-type': 'application/json' },
+      client: 'orders-worker', resource: ORDERS, scope: 'orders:write',
+    });
+    expect(failedChecks(report)).toEqual([]);
+  });
+});
+
+describe('tether.probe against deliberately weakened copies', () => {
+  test.each<[Weakness, string[]]>([
+    ['no-audience-check', ['wrong-aud', 'other-resource-aud']],
+    ['no-binding-check', ['missing-cnf', 'cnf-other-certificate', 'no-certificate']],
+    ['accepts-expired', ['expired']],
+  ])('%s: the probe fails exactly %j', async (weakness, expected) => {
+    const url = await startOrdersApi(weakenedAuthentication(weakness, { issuer: tether.issuer, resource: ORDERS, jwks: tether.jwks as never }));
+    const report = await tether.probe({ url, client: 'orders-worker', resource: ORDERS, scope: 'orders:read', skip: ['revoked'] });
+    expect(report.ok).toBe(false);
+    expect(failedChecks(report)).toEqual(expected);
+    for (const id of expected) expect(report.results.find((result) => result.id === id)).toMatchObject({ verdict: 'fail', answered: '200', note: 'ACCEPTED' });
+  });
+});

@@ -1,0 +1,34 @@
+/**
+ * The probe's report as a table for people and as JSON for CI.
+ */
+import type { ProbeReport } from './probe.js';
+
+const COLUMNS = ['CHECK', 'SENT', 'EXPECTED', 'ANSWERED', 'RESULT'] as const;
+
+/** A plain-text table, one check per line, and a summary naming the failed checks. */
+export function formatProbeTable(report: ProbeReport): string {
+  const rows = report.results.map((result) => [
+    result.id,
+    result.sent,
+    result.expected,
+    result.answered,
+    result.verdict.toUpperCase() + (result.note ? ` (${result.note})` : ''),
+  ]);
+  const widths = COLUMNS.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  // The last column is not padded: it ends the line.
+  const line = (cells: readonly string[]) => cells.map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ');
+  const failed = report.results.filter((result) => result.verdict === 'fail' || result.verdict === 'error').map((result) => result.id);
+  return [
+    `${report.method} ${report.url}`,
+    '',
+    line(COLUMNS),
+    ...rows.map(line),
+    '',
+    `${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped${failed.length > 0 ? ` — failed: ${failed.join(', ')}` : ''}`,
+  ].join('\n');
+}
+
+/** The report as JSON (stable field names: `url`, `method`, `ok`, counts, `results[]`). */
+export function formatProbeJson(report: ProbeReport): string {
+  return JSON.stringify(report, null, 2);
+}
