@@ -5,6 +5,7 @@ import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer 
 import { migrateToLatest } from '../storage/migrate.js';
 import { registerKeysCommands, type WithDatabase } from './keys_commands.js';
 import { registerInventoryCommands } from './inventory_commands.js';
+import { registerProbeCommand } from './probe_command.js';
 
 /** Loads the configuration a command names: `--config`, else ./tether.config.yaml, else the dev defaults. */
 export async function configForCommand(configFile: string | undefined) {
@@ -76,6 +77,7 @@ export function buildProgram(): Command {
 
   registerKeysCommands(program, withDatabase);
   registerInventoryCommands(program, configForCommand);
+  registerProbeCommand(program);
 
   return program;
 }

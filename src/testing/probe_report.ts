@@ -4,15 +4,23 @@
 import type { ProbeReport } from './probe.js';
 
 const COLUMNS = ['CHECK', 'SENT', 'EXPECTED', 'ANSWERED', 'RESULT'] as const;
+/** Notes longer than this are printed once below the table and referred to by number. */
+const INLINE_NOTE_LENGTH = 48;
 
 /** A plain-text table, one check per line, and a summary naming the failed checks. */
 export function formatProbeTable(report: ProbeReport): string {
+  const footnotes: string[] = [];
+  const noteText = (note: string) => {
+    if (note.length <= INLINE_NOTE_LENGTH) return note;
+    if (!footnotes.includes(note)) footnotes.push(note);
+    return `note ${footnotes.indexOf(note) + 1}`;
+  };
   const rows = report.results.map((result) => [
     result.id,
     result.sent,
     result.expected,
     result.answered,
-    result.verdict.toUpperCase() + (result.note ? ` (${result.note})` : ''),
+    result.verdict.toUpperCase() + (result.note ? ` (${noteText(result.note)})` : ''),
   ]);
   const widths = COLUMNS.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   // The last column is not padded: it ends the line.
@@ -25,6 +33,7 @@ export function formatProbeTable(report: ProbeReport): string {
     ...rows.map(line),
     '',
     `${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped${failed.length > 0 ? ` — failed: ${failed.join(', ')}` : ''}`,
+    ...footnotes.map((note, index) => `note ${index + 1}: ${note}`),
   ].join('\n');
 }
 

@@ -32,6 +32,8 @@ export interface RemoteBadTokenRequest extends AccessTokenRequest {
    * that need Tether's signature are reported as skipped.
    */
   readonly signingKey?: TetherSigningKey;
+  /** Why there is no signing key (shown for the skipped checks). */
+  readonly signingKeyUnavailable?: string;
 }
 
 /** Reads the issuer's metadata and returns a token client for `options.credentials`. */
@@ -64,6 +66,7 @@ export async function remoteBadTokens(client: TokenClient, request: RemoteBadTok
     obtain,
     revoke: (token) => client.revoke(token.accessToken),
     signingKey: request.signingKey,
+    signingKeyUnavailable: request.signingKeyUnavailable,
     otherResource: request.otherResource,
     requiredScopes: scopes.filter((scope) => scope !== ''),
     otherCertificateThumbprint: other.clients['another-client']!.thumbprint,

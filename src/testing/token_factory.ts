@@ -66,6 +66,8 @@ export interface BadTokenInputs {
   readonly revoke: (token: IssuedAccessToken) => Promise<void>;
   /** Tether's current signing key; without it the checks that need Tether's signature are skipped. */
   readonly signingKey?: TetherSigningKey;
+  /** Why there is no signing key (shown for the skipped checks). */
+  readonly signingKeyUnavailable?: string;
   /** Another resource registered at the same Tether; without it `other-resource-aud` is skipped. */
   readonly otherResource?: string;
   /** The scopes the API needs for this request; without any, `scope-missing` is skipped. */
@@ -105,7 +107,8 @@ export async function badTokenCatalogue(inputs: BadTokenInputs): Promise<BadToke
   const binding = bindingOf(valid.claims);
   const base = { header: decodeProtectedHeader(valid.accessToken) as Record<string, unknown>, payload: decodeJwt(valid.accessToken) as Record<string, unknown> };
   const presenter = createPresenter(valid, binding);
-  const signed = signedVariant(base, inputs.signingKey, presenter);
+  const key = usableSigningKey(inputs, base.header);
+  const signed = signedVariant(base, key, presenter);
   const unsigned = tokenCase(presenter);
   // Only the thumbprint of this key is used: a token bound to a key the client does not hold.
   const otherDpopKey = binding === 'dpop' ? await createDpopKey() : undefined;
@@ -147,11 +150,11 @@ export async function badTokenCatalogue(inputs: BadTokenInputs): Promise<BadToke
       id: 'alg-none', breaks: 'alg', sent: 'alg none, empty signature',
       token: async () => unsecuredJws(base.header, base.payload),
     }),
-    inputs.signingKey === undefined
-      ? skippedCase('hs256-public-key', 'alg', 'Tether\'s public key is not available')
+    'reason' in key
+      ? skippedCase('hs256-public-key', 'alg', key.reason)
       : unsigned({
         id: 'hs256-public-key', breaks: 'alg', sent: 'HS256 keyed with Tether\'s public key',
-        token: async () => hmacWithPublicKey(base.header, base.payload, inputs.signingKey!.publicJwk),
+        token: async () => hmacWithPublicKey(base.header, base.payload, key.publicJwk),
       }),
     signed({
       id: 'unknown-kid', breaks: 'kid', sent: 'kid not in Tether\'s JWKS',
@@ -240,11 +243,22 @@ interface SignedCaseSpec {
 
 type SignedCaseFactory = (spec: SignedCaseSpec) => BadTokenCase;
 
+/**
+ * The signing key, if it is the one that signed the valid token: a key from another Tether's database
+ * (or one rotated since) would make every re-signed token wrong in a second way.
+ */
+function usableSigningKey(inputs: BadTokenInputs, header: Record<string, unknown>): TetherSigningKey | { reason: string } {
+  const key = inputs.signingKey;
+  if (key === undefined) return { reason: inputs.signingKeyUnavailable ?? 'Tether\'s signing key is not available (no access to its database)' };
+  if (key.kid !== header.kid) return { reason: `the signing key from Tether's database (kid ${key.kid}) did not sign the token (kid ${String(header.kid)})` };
+  return key;
+}
+
 /** Cases whose token is the valid one with one change, re-signed with Tether's key. */
-function signedVariant(base: TokenParts, key: TetherSigningKey | undefined, presenter: Presenter): SignedCaseFactory {
+function signedVariant(base: TokenParts, key: TetherSigningKey | { reason: string }, presenter: Presenter): SignedCaseFactory {
   return (spec) => {
     const expect = spec.expect ?? rejected(401, INVALID_TOKEN);
-    if (key === undefined) return skippedCase(spec.id, spec.breaks, 'Tether\'s signing key is not available (no access to its database)', expect);
+    if ('reason' in key) return skippedCase(spec.id, spec.breaks, key.reason, expect);
     if (spec.skipped !== undefined) return skippedCase(spec.id, spec.breaks, spec.skipped, expect);
     const forge = () => signJws((spec.header ?? same)(base.header), (spec.payload ?? same)(base.payload), key.privateKey);
     return {

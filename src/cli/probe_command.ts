@@ -1,0 +1,213 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import type { TetherConfig } from '../config/schema.js';
+import { ensureDevPki } from '../keys/dev_pki.js';
+import { listSigningKeys } from '../keys/signing_keys.js';
+import { createAgentPool } from '../testing/agents.js';
+import { createDpopKey } from '../testing/dpop.js';
+import { runProbe, type ProbeReport, type ProbeTarget } from '../testing/probe.js';
+import { formatProbeJson, formatProbeTable } from '../testing/probe_report.js';
+import { connectToTether, remoteBadTokens } from '../testing/remote_tether.js';
+import { loadTetherSigningKey, type TetherSigningKey } from '../testing/signing_key.js';
+import { startTether } from '../testing/start_tether.js';
+import type { ClientCredentials } from '../testing/token_client.js';
+import { loadDevConfig, openConfiguredDatabase } from './run_server.js';
+
+/** `tether probe` options as commander parses them. */
+export interface ProbeCommandOptions {
+  client: string;
+  resource: string;
+  scope?: string;
+  method?: string;
+  header?: string[];
+  data?: string;
+  apiCa?: string;
+  otherResource?: string;
+  only?: string;
+  skip?: string;
+  json?: boolean;
+  config?: string;
+  issuer?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  clientSecret?: string;
+  secretMethod?: 'basic' | 'post';
+  dpop?: boolean;
+  timeout?: string;
+}
+
+/** Exit codes: every check passed / a check failed / the probe could not run. */
+export const PROBE_EXIT = { passed: 0, failed: 1, unusable: 2 } as const;
+
+/**
+ * `tether probe <api-url>`: sends tokens that are wrong in exactly one way to one API operation and
+ * reports which checks the API enforces. Tokens come from a Tether started in-process from the
+ * configuration (its issuer, port, data directory: the keys and CA the API already trusts), or from
+ * a running Tether (`--issuer`). Nothing but the API URL and that Tether is contacted.
+ */
+export function registerProbeCommand(program: Command, out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): void {
+  program.command('probe <api-url>')
+    .description('check which token checks an API enforces: audience, expiry, signature, binding, scope, revocation')
+    .requiredOption('--client <id>', 'the client whose tokens are sent')
+    .requiredOption('--resource <uri>', 'the API\'s resource URI (the aud of its tokens)')
+    .option('--scope <scopes>', 'scopes the operation needs (space-separated)')
+    .option('-X, --method <method>', 'HTTP method of the operation', 'GET')
+    .option('-H, --header <header>', 'extra request header, "name: value" (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('-d, --data <body>', 'request body')
+    .option('--api-ca <file>', 'CA bundle of the API\'s TLS certificate (default: Tether\'s CA)')
+    .option('--other-resource <uri>', 'another resource of this Tether, for the "another API\'s token" check')
+    .option('--only <checks>', 'comma-separated checks to run')
+    .option('--skip <checks>', 'comma-separated checks to skip')
+    .option('--timeout <ms>', 'per-request timeout', '10000')
+    .option('--json', 'machine-readable report')
+    .option('-c, --config <file>', 'Tether configuration (default ./tether.config.yaml, else the development one); without --issuer, that Tether is run in-process')
+    .option('--issuer <url>', 'use a running Tether instead (its database, for the signing key, comes from --config or DATABASE_URL)')
+    .option('--ca <file>', 'with --issuer: CA bundle of Tether\'s TLS certificate')
+    .option('--cert <file>', 'with --issuer: the client\'s certificate (PEM)')
+    .option('--key <file>', 'with --issuer: the client\'s private key (PEM)')
+    .option('--client-secret <secret>', 'with --issuer: the client\'s secret (or TETHER_CLIENT_SECRET)')
+    .option('--secret-method <method>', 'with --issuer: basic or post', 'basic')
+    .option('--dpop', 'with --issuer: the client\'s tokens are DPoP-bound (a key is generated)')
+    .action(async (apiUrl: string, options: ProbeCommandOptions) => {
+      let report: ProbeReport;
+      try {
+        report = options.issuer ? await probeWithRunningTether(apiUrl, options) : await probeWithInProcessTether(apiUrl, options);
+      } catch (error) {
+        err.write(`tether probe: ${(error as Error).message}\n`);
+        process.exitCode = PROBE_EXIT.unusable;
+        return;
+      }
+      out.write(`${options.json ? formatProbeJson(report) : formatProbeTable(report)}\n`);
+      process.exitCode = report.ok ? PROBE_EXIT.passed : PROBE_EXIT.failed;
+    });
+}
+
+/** The request and selection, common to both modes. */
+async function probeTarget(apiUrl: string, options: ProbeCommandOptions): Promise<ProbeTarget & { only?: string[]; skip?: string[] }> {
+  const timeoutMs = Number(options.timeout);
+  if (!(timeoutMs > 0)) throw new Error(`--timeout must be a positive number of milliseconds (got ${options.timeout})`);
+  return {
+    url: new URL(apiUrl).toString(),
+    method: options.method,
+    headers: Object.fromEntries((options.header ?? []).map(parseHeader)),
+    body: options.data,
+    ca: options.apiCa ? await readFile(options.apiCa, 'utf8') : undefined,
+    timeoutMs,
+    only: listOf(options.only),
+    skip: listOf(options.skip),
+  };
+}
+
+/**
+ * Runs the configured Tether in this process for the duration of the probe: same issuer, port,
+ * database and development PKI as `tether dev` with that configuration, so the API sees the issuer
+ * and keys it trusts. (`tether dev` must not be running on the same data at the same time.)
+ */
+async function probeWithInProcessTether(apiUrl: string, options: ProbeCommandOptions): Promise<ProbeReport> {
+  const target = await probeTarget(apiUrl, options);
+  const config = await loadDevConfig(options.config);
+  const https = config.listeners.https;
+  if (!https) throw new Error('the configuration has no listeners.https: run it yourself and pass --issuer');
+  const pki = await ensureDevPki({ directory: path.join(config.dataDir, 'pki'), clientNames: certificateClientsOf(config) });
+  const database = await openConfiguredDatabase(config);
+  try {
+    const tether = await startTether({ config: config as unknown as Record<string, unknown>, database, pki, port: https.port });
+    try {
+      if (trimSlash(tether.issuer) !== trimSlash(config.issuer)) {
+        throw new Error(`the in-process Tether serves ${tether.issuer}, but the configuration's issuer is ${config.issuer}: run that Tether and pass --issuer`);
+      }
+      return await tether.probe({
+        ...target, client: options.client, resource: options.resource, scope: options.scope, otherResource: options.otherResource,
+      });
+    } finally {
+      await tether.close();
+    }
+  } finally {
+    await database.close();
+  }
+}
+
+/** Tokens from a running Tether, with credentials from the command line. */
+async function probeWithRunningTether(apiUrl: string, options: ProbeCommandOptions): Promise<ProbeReport> {
+  const target = await probeTarget(apiUrl, options);
+  const tetherCa = options.ca ? await readFile(options.ca, 'utf8') : undefined;
+  const agents = createAgentPool(tetherCa);
+  try {
+    const credentials = await credentialsFromOptions(options);
+    const client = await connectToTether({ issuer: options.issuer!, ca: tetherCa, credentials, agents });
+    const signing = await signingKeyFromDatabase(options.config);
+    const cases = await remoteBadTokens(client, {
+      resource: options.resource, scope: options.scope, otherResource: options.otherResource ?? (await otherResourceOf(options)),
+      ...('reason' in signing ? { signingKeyUnavailable: signing.reason } : { signingKey: signing }),
+    });
+    return await runProbe({ ...target, cases, agents });
+  } finally {
+    await agents.close();
+  }
+}
+
+async function credentialsFromOptions(options: ProbeCommandOptions): Promise<ClientCredentials> {
+  if (Boolean(options.cert) !== Boolean(options.key)) throw new Error('--cert and --key go together');
+  const secret = options.clientSecret ?? process.env.TETHER_CLIENT_SECRET;
+  if (!options.cert && !secret) throw new Error('--issuer needs the client\'s credentials: --cert/--key or --client-secret');
+  const [certificatePem, privateKeyPem] = options.cert ? await Promise.all([readFile(options.cert, 'utf8'), readFile(options.key!, 'utf8')]) : [];
+  return {
+    clientId: options.client,
+    ...(certificatePem && privateKeyPem ? { certificate: { certificatePem, privateKeyPem } } : {}),
+    ...(secret ? { secret: { value: secret, method: options.secretMethod === 'post' ? 'client_secret_post' as const : 'client_secret_basic' as const } } : {}),
+    ...(options.dpop ? { dpopKey: await createDpopKey() } : {}),
+  };
+}
+
+/**
+ * Tether's current signing key from its database, when one is named (`--config` or DATABASE_URL).
+ * It never creates a key (a database without a current one yields none). Unavailable (not named, locked by
+ * the running Tether, unreachable) means the checks needing the key are reported as skipped.
+ */
+async function signingKeyFromDatabase(configFile: string | undefined): Promise<TetherSigningKey | { reason: string }> {
+  if (!configFile && !process.env.DATABASE_URL) return { reason: 'no access to Tether\'s database for its signing key (--config or DATABASE_URL)' };
+  try {
+    const config = await loadDevConfig(configFile);
+    const options = { algorithm: config.signing.algorithm, encryptionSecret: config.signing.encryptionSecret };
+    const database = await openConfiguredDatabase(config);
+    try {
+      const keys = await listSigningKeys(database.knex);
+      if (!keys.some((key) => key.current && key.alg === options.algorithm)) return { reason: 'Tether\'s database holds no current signing key' };
+      return await loadTetherSigningKey(database.knex, options);
+    } finally {
+      await database.close();
+    }
+  } catch (error) {
+    // e.g. the embedded database is held by the running Tether.
+    return { reason: `Tether's signing key could not be read: ${(error as Error).message}` };
+  }
+}
+
+/** With `--config`, another JWT resource of that configuration (for `other-resource-aud`). */
+async function otherResourceOf(options: ProbeCommandOptions): Promise<string | undefined> {
+  if (!options.config) return undefined;
+  const config = await loadDevConfig(options.config);
+  return config.resources.find((resource) => resource.uri !== options.resource && resource.format === 'jwt')?.uri;
+}
+
+function certificateClientsOf(config: TetherConfig): string[] {
+  return config.clients.filter((client) => client.auth.method === 'tls_client_auth').map((client) => client.id);
+}
+
+function parseHeader(header: string): [string, string] {
+  const colon = header.indexOf(':');
+  if (colon < 1) throw new Error(`--header ${JSON.stringify(header)}: expected "name: value"`);
+  const name = header.slice(0, colon).trim().toLowerCase();
+  if (name === 'authorization' || name === 'dpop') throw new Error(`--header ${name}: the probe sets it`);
+  return [name, header.slice(colon + 1).trim()];
+}
+
+function listOf(value: string | undefined): string[] | undefined {
+  return value === undefined ? undefined : value.split(',').map((item) => item.trim()).filter(Boolean);
+}
+
+function trimSlash(url: string): string {
+  return url.replace(/\/+$/, '');
+}
