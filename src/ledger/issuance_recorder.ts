@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
-import { ClientSuspendedError, recordIssuance } from './append_event.js';
 import { cachedSuspensions } from './client_states.js';
 import type { IssuedToken, RequestFacts } from './events.js';
+import { issuanceBatcher, type IssuanceBatcherOptions } from './issuance_batcher.js';
+import { ClientSuspendedError, issuanceRowOf, recordIssuances } from './record_issuance.js';
 
 /** What the token path asks of the ledger (grants/grant_context.ts IssuanceRecorder). */
 export interface IssuanceLedger {
@@ -10,15 +11,17 @@ export interface IssuanceLedger {
 }
 
 /**
- * The ledger of the token path: per issuance, one database round trip (the issuance statement); the
- * early suspension check is served from a view reloaded about once a second.
+ * The ledger of the token path: an issuance costs at most one database round trip (the issuance
+ * statement, shared with the issuances running at the same time); the early suspension check is
+ * served from a view reloaded about once a second.
  */
-export function createIssuanceLedger(knex: Knex, options: { suspensionMaxAgeMs?: number } = {}): IssuanceLedger {
+export function createIssuanceLedger(knex: Knex, options: { suspensionMaxAgeMs?: number; batching?: IssuanceBatcherOptions } = {}): IssuanceLedger {
   const suspensions = cachedSuspensions(knex, { maxAgeMs: options.suspensionMaxAgeMs });
+  const batcher = issuanceBatcher((rows) => recordIssuances(knex, rows), options.batching);
   return {
     async recordIssuance({ type, issued }, facts) {
       try {
-        await recordIssuance(knex, type, issued, facts);
+        await batcher.record(issuanceRowOf(type, issued, facts));
       } catch (error) {
         if (error instanceof ClientSuspendedError) suspensions.noteSuspended(error.clientId);
         throw error;
