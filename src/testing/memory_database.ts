@@ -7,6 +7,9 @@
  * snapshot has been read. Here both are done once per process and shared as immutable values (a
  * `Blob` and a `WebAssembly.Module`), and the compile runs on V8's background threads while the
  * snapshot is read and unpacked. Nothing mutable is shared: every call gets its own PGlite.
+ *
+ * PostgreSQL's default 128 MB of shared buffers are zeroed at every start (~70 ms here); a test
+ * database of a few hundred rows needs a fraction of that.
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -25,6 +28,9 @@ export interface MemoryDatabase {
 type WasmModule = NonNullable<PGliteOptions['pgliteWasmModule']>;
 // The project compiles without the DOM library, which is where TypeScript declares WebAssembly.
 const { WebAssembly: wasm } = globalThis as unknown as { WebAssembly: { compile(bytes: Uint8Array): Promise<WasmModule> } };
+
+/** Enough for the harness's tables; PostgreSQL's minimum is 128 kB. */
+const SHARED_BUFFERS = '16MB';
 
 let snapshotBlob: Promise<Blob | undefined> | undefined;
 let compiledPglite: Promise<WasmModule | undefined> | undefined;
@@ -46,7 +52,11 @@ export async function openMemoryDatabase(): Promise<MemoryDatabase> {
   prepareMemoryDatabase();
   const [snapshot, pgliteWasmModule] = await Promise.all([snapshotBlob!, compiledPglite!]);
   if (snapshot === undefined) return { database: await openDatabase({ memory: true }), migrated: false };
-  const pglite = await PGlite.create({ loadDataDir: snapshot, ...(pgliteWasmModule ? { pgliteWasmModule } : {}) });
+  const pglite = await PGlite.create({
+    loadDataDir: snapshot,
+    startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${SHARED_BUFFERS}`],
+    ...(pgliteWasmModule ? { pgliteWasmModule } : {}),
+  });
   return { database: wrap(pglite), migrated: true };
 }
 
