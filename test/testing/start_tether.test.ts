@@ -1,5 +1,6 @@
 // startTether: a real Tether per call, on loopback, independent of every other instance.
 import { connect } from 'node:net';
+import { fetch } from 'undici';
 import { ConfigError } from '../../src/config/load_config.js';
 import { startTether, type RunningTether } from '../../src/testing/index.js';
 import { openTestDatabase } from '../support/database.js';
@@ -58,7 +59,7 @@ describe('startTether()', () => {
   test('jwks is what the JWKS endpoint serves, and has no private members', async () => {
     const tether = await startTether();
     try {
-      const response = await fetch(tether.jwksUri, { dispatcher: tether.dispatcherFor() } as RequestInit);
+      const response = await fetch(tether.jwksUri, { dispatcher: tether.dispatcherFor() });
       expect(await response.json()).toEqual(tether.jwks);
       expect(tether.jwks.keys[0]).not.toHaveProperty('d');
     } finally {
