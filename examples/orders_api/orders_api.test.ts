@@ -1,21 +1,12 @@
 // The orders API example against a real Tether started in-process: good tokens work, and the probe
 // finds every check enforced — and names the weakness of each deliberately weakened copy.
-import { readFileSync } from 'node:fs';
 import { Agent } from 'undici';
-import { parse as parseYaml } from 'yaml';
 import { startTether, type ProbeReport, type RunningTether } from '../../src/testing/index.js';
+import { ORDERS_RESOURCE as ORDERS, exampleTetherConfig } from './example_config.js';
 import { fetchTrusting } from './issuer_fetch.js';
 import { createOrdersApi, type Authenticate } from './orders_api.js';
 import { listenOrdersApi } from './server.js';
 import { weakenedAuthentication, type Weakness } from './weakened_copies.js';
-
-const ORDERS = 'https://orders.example.test';
-
-/** The example's own Tether configuration: its resources and clients (the harness sets issuer and ports). */
-export function exampleTetherConfig(): Record<string, unknown> {
-  const { resources, clients } = parseYaml(readFileSync(new URL('./tether.config.yaml', import.meta.url), 'utf8')) as Record<string, unknown>;
-  return { resources, clients };
-}
 
 let tether: RunningTether;
 const closers: (() => Promise<unknown>)[] = [];
