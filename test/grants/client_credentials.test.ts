@@ -1,28 +1,22 @@
 import { execFileSync } from 'node:child_process';
 import { createRemoteJWKSet, customFetch as customFetchSymbol, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oauth from 'oauth4webapi';
-import { fetch, type Agent } from 'undici';
+import type { Agent } from 'undici';
 import type { RunningTether } from '../../src/testing/start_tether.js';
 import { DPOP_SECRET, LEGACY, LEGACY_SECRET, ORDERS, PAYMENTS, REPORTS, UNKNOWN, testConfig } from '../support/config.js';
-import { basicAuth, postForm, startTestTether } from '../support/tether.js';
+import { basicAuth, discoverWithOauth4webapi, oauthFetch, postForm, startTestTether } from '../support/tether.js';
 
 let tether: RunningTether;
 let mtls: Agent;
 let anonymous: Agent;
 let as: oauth.AuthorizationServer;
 
-/** oauth4webapi's fetch hook, over undici with the harness CA (and client certificate). */
-function customFetch(dispatcher: Agent) {
-  return ((url: string, options: object) => fetch(url, { ...options, dispatcher })) as never;
-}
 
 beforeAll(async () => {
   tether = await startTestTether({ config: testConfig() });
   mtls = tether.dispatcherFor('mtls-client');
   anonymous = tether.dispatcherFor();
-  const issuer = new URL(tether.issuer);
-  const response = await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', [oauth.customFetch]: customFetch(anonymous) });
-  as = await oauth.processDiscoveryResponse(issuer, response);
+  as = await discoverWithOauth4webapi(tether, anonymous);
 });
 
 afterAll(async () => {
@@ -56,7 +50,7 @@ describe('client_credentials with an mTLS-bound client (RFC 8705, RFC 8707, RFC 
 
   test('independent validators accept it: jose against the published JWKS (oauth4webapi supports only cnf.jkt)', async () => {
     const { body } = await mtlsToken({ resource: PAYMENTS });
-    const jwks = createRemoteJWKSet(new URL(as.jwks_uri!), { [customFetchSymbol]: customFetch(anonymous) } as never);
+    const jwks = createRemoteJWKSet(new URL(as.jwks_uri!), { [customFetchSymbol]: oauthFetch(anonymous) } as never);
     const { payload, protectedHeader } = await jwtVerify(body.access_token as string, jwks, {
       issuer: tether.issuer, audience: PAYMENTS, typ: 'at+jwt', algorithms: ['ES256'],
     });
@@ -65,7 +59,7 @@ describe('client_credentials with an mTLS-bound client (RFC 8705, RFC 8707, RFC 
 
     // oauth4webapi's validateJwtAccessToken refuses x5t#S256 confirmation outright.
     const request = new Request('https://payments.test.example/charges', { headers: { authorization: `Bearer ${body.access_token as string}` } });
-    await expect(oauth.validateJwtAccessToken(as, request, PAYMENTS, { [oauth.customFetch]: customFetch(anonymous) }))
+    await expect(oauth.validateJwtAccessToken(as, request, PAYMENTS, { [oauth.customFetch]: oauthFetch(anonymous) }))
       .rejects.toThrow('unsupported JWT Confirmation method');
   });
 
@@ -74,7 +68,7 @@ describe('client_credentials with an mTLS-bound client (RFC 8705, RFC 8707, RFC 
       grant_type: 'client_credentials', client_id: 'legacy-client', client_secret: LEGACY_SECRET, resource: LEGACY,
     }, { dispatcher: anonymous });
     const request = new Request('https://legacy.test.example/', { headers: { authorization: `Bearer ${body.access_token as string}` } });
-    const claims = await oauth.validateJwtAccessToken(as, request, LEGACY, { [oauth.customFetch]: customFetch(anonymous) });
+    const claims = await oauth.validateJwtAccessToken(as, request, LEGACY, { [oauth.customFetch]: oauthFetch(anonymous) });
     expect(claims).toMatchObject({ aud: LEGACY, client_id: 'legacy-client', sub: 'legacy-client', iss: tether.issuer });
   });
 

@@ -1,25 +1,20 @@
 import { calculateJwkThumbprint, decodeJwt, exportJWK } from 'jose';
 import * as oauth from 'oauth4webapi';
-import { fetch, request, type Agent } from 'undici';
+import { request, type Agent } from 'undici';
 import { createDpopKey, dpopProof } from '../../src/testing/dpop.js';
 import { startTether, type RunningTether } from '../../src/testing/start_tether.js';
 import { DPOP_SECRET, ORDERS, REPORTS, testConfig } from '../support/config.js';
-import { basicAuth, postForm, startTestTether } from '../support/tether.js';
+import { basicAuth, discoverWithOauth4webapi, oauthFetch, postForm, startTestTether } from '../support/tether.js';
 
 let tether: RunningTether;
 let anonymous: Agent;
 let as: oauth.AuthorizationServer;
 
-/** oauth4webapi's fetch hook, over undici with the harness CA. */
-function customFetch(dispatcher: Agent) {
-  return ((url: string, options: object) => fetch(url, { ...options, dispatcher })) as never;
-}
 
 beforeAll(async () => {
   tether = await startTestTether({ config: testConfig() });
   anonymous = tether.dispatcherFor();
-  const issuer = new URL(tether.issuer);
-  as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', [oauth.customFetch]: customFetch(anonymous) }));
+  as = await discoverWithOauth4webapi(tether, anonymous);
 });
 
 afterAll(async () => {
@@ -40,7 +35,7 @@ describe('DPoP-bound client_credentials (RFC 9449)', () => {
     const keyPair = await oauth.generateKeyPair('ES256');
     const DPoP = oauth.DPoP(client, keyPair);
     const response = await oauth.clientCredentialsGrantRequest(as, client, oauth.ClientSecretBasic(DPOP_SECRET), new URLSearchParams({ resource: ORDERS }), {
-      DPoP, [oauth.customFetch]: customFetch(anonymous),
+      DPoP, [oauth.customFetch]: oauthFetch(anonymous),
     });
     const result = await oauth.processClientCredentialsResponse(as, client, response);
     expect(result.token_type).toBe('dpop');
@@ -57,7 +52,7 @@ describe('DPoP-bound client_credentials (RFC 9449)', () => {
         dpop: await dpopProof({ privateKey: keyPair.privateKey, publicJwk, thumbprint: '', alg: 'ES256' }, { htm: 'GET', htu: apiUrl, accessToken: result.access_token }),
       },
     });
-    const validated = await oauth.validateJwtAccessToken(as, apiRequest, ORDERS, { requireDPoP: true, [oauth.customFetch]: customFetch(anonymous) });
+    const validated = await oauth.validateJwtAccessToken(as, apiRequest, ORDERS, { requireDPoP: true, [oauth.customFetch]: oauthFetch(anonymous) });
     expect(validated.client_id).toBe('dpop-client');
   });
 

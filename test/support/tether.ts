@@ -1,3 +1,4 @@
+import * as oauth from 'oauth4webapi';
 import { fetch, type Agent } from 'undici';
 import { startTether, type RunningTether, type StartTetherOptions } from '../../src/testing/start_tether.js';
 import { openTestDatabase } from './database.js';
@@ -57,4 +58,16 @@ export async function postForm(
 
 export function basicAuth(clientId: string, secret: string): string {
   return `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+}
+
+/** oauth4webapi's fetch hook (`[oauth.customFetch]`), over undici with the given dispatcher. */
+export function oauthFetch(dispatcher: Agent) {
+  return ((url: string, options: object) => fetch(url, { ...options, dispatcher })) as never;
+}
+
+/** RFC 8414 discovery of a running Tether, as oauth4webapi's AuthorizationServer. */
+export async function discoverWithOauth4webapi(tether: RunningTether, dispatcher: Agent): Promise<oauth.AuthorizationServer> {
+  const issuer = new URL(tether.issuer);
+  const response = await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', [oauth.customFetch]: oauthFetch(dispatcher) });
+  return oauth.processDiscoveryResponse(issuer, response);
 }

@@ -5,7 +5,7 @@ import {
 import * as oauth from 'oauth4webapi';
 import { fetch, type Agent } from 'undici';
 import type { RunningTether } from '../../../src/testing/start_tether.js';
-import { basicAuth, postForm, startTestTether, type TokenResponse } from '../../support/tether.js';
+import { basicAuth, discoverWithOauth4webapi, oauthFetch, postForm, startTestTether, type TokenResponse } from '../../support/tether.js';
 import { API_B, API_C, API_D, API_E, DPOP_SECRET, ROAMER_SECRET, SHORT, UNKNOWN, VAULT, chainConfig } from './chain_config.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -23,9 +23,6 @@ function agent(certificateOf?: string): Agent {
   return dispatchers.get(key)!;
 }
 
-function customFetch(dispatcher: Agent) {
-  return ((url: string, options: object) => fetch(url, { ...options, dispatcher })) as never;
-}
 
 /** The private reason (`error_detail`) of the last refused token request: never in the response body. */
 let lastDetail: string | undefined;
@@ -35,8 +32,7 @@ beforeAll(async () => {
   tether.app.provider.on('grant.error', (_ctx, error: { error_detail?: string }) => {
     lastDetail = error.error_detail;
   });
-  const issuer = new URL(tether.issuer);
-  as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', [oauth.customFetch]: customFetch(agent()) }));
+  as = await discoverWithOauth4webapi(tether, agent());
 });
 
 afterAll(async () => {
@@ -327,7 +323,7 @@ describe('a stolen sender-constrained subject token presented with another key â
   test('DPoP-bound: a proof by the same key works (new token DPoP-bound to it), another key does not', async () => {
     const client: oauth.Client = { client_id: 'dpop-svc' };
     const auth = oauth.ClientSecretBasic(DPOP_SECRET);
-    const options = (keyPair: oauth.CryptoKeyPair) => ({ DPoP: oauth.DPoP(client, keyPair), [oauth.customFetch]: customFetch(agent()) });
+    const options = (keyPair: oauth.CryptoKeyPair) => ({ DPoP: oauth.DPoP(client, keyPair), [oauth.customFetch]: oauthFetch(agent()) });
     const holderKey = await oauth.generateKeyPair('ES256');
     const otherKey = await oauth.generateKeyPair('ES256');
 
