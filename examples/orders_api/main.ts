@@ -2,7 +2,11 @@
  * Runs the orders API example on https://localhost:9443 (`--port` to change), trusting the Tether of
  * `tether.config.yaml` next to this file:
  *
- *   node --import tsx examples/orders_api/main.ts
+ *   node --import tsx examples/orders_api/main.ts [--port 9443] [--weaken no-audience-check|no-binding-check|accepts-expired]
+ *
+ * `--weaken` serves one of the deliberately weakened copies (weakened_copies.ts) instead, to see
+ * what `tether probe` reports about it (probe it with a certificate-bound client and `--skip revoked`:
+ * the copies do not introspect).
  *
  * The TLS certificate, Tether's CA and the API's own client certificate (for introspection) come
  * from that configuration's development PKI, created on first use exactly as `tether dev` would.
@@ -16,12 +20,17 @@ import { ensureDevPki } from '../../src/keys/dev_pki.js';
 import { fetchTrusting } from './issuer_fetch.js';
 import { createOrdersApi } from './orders_api.js';
 import { listenOrdersApi } from './server.js';
+import { weakenedAuthentication, type Weakness } from './weakened_copies.js';
 
 const ORDERS_RESOURCE = 'https://orders.example.test';
 const configFile = join(dirname(fileURLToPath(import.meta.url)), 'tether.config.yaml');
 
-const portArgument = process.argv.indexOf('--port');
-const port = portArgument === -1 ? 9443 : Number(process.argv[portArgument + 1]);
+const argument = (name: string) => {
+  const index = process.argv.indexOf(name);
+  return index === -1 ? undefined : process.argv[index + 1];
+};
+const port = Number(argument('--port') ?? 9443);
+const weakness = argument('--weaken') as Weakness | undefined;
 
 const config = await loadConfigFile(configFile);
 const pki = await ensureDevPki({
@@ -39,9 +48,10 @@ const app = createOrdersApi({
   resource: ORDERS_RESOURCE,
   fetch: issuerFetch.fetch,
   introspection: { clientId: 'orders-api', fetchOptions: { dispatcher: introspectionAgent } },
+  ...(weakness ? { authenticate: weakenedAuthentication(weakness, { issuer: config.issuer, resource: ORDERS_RESOURCE, fetch: issuerFetch.fetch }) } : {}),
 });
 const api = await listenOrdersApi(app, pki.server, { port });
-process.stdout.write(`orders API on ${api.origin}/orders — resource ${ORDERS_RESOURCE}, issuer ${config.issuer}\n`);
+process.stdout.write(`orders API${weakness ? ` (weakened: ${weakness})` : ''} on ${api.origin}/orders — resource ${ORDERS_RESOURCE}, issuer ${config.issuer}\n`);
 
 const stop = () => {
   void Promise.all([api.close(), issuerFetch.agent.close(), introspectionAgent.close()]).then(() => process.exit(0));

@@ -10,11 +10,13 @@
  *
  * They check no revocation: Tether's introspection re-checks `aud`, `exp` and the binding record and
  * would hide the weakness. They model the common API that relies on short token lifetimes, so the
- * tests probe them without the `revoked` check.
+ * tests probe them without the `revoked` check. They are meant for certificate-bound tokens: the
+ * verifiers made per request have no shared DPoP replay store, and the shifted clock of
+ * `accepts-expired` would also judge DPoP proofs' `iat`.
  */
 import { decodeJwt } from 'jose';
 import {
-  createHttpAdapter, createVerifier, type AccessTokenClaims, type JsonWebKeySet, type KoaLikeMiddleware, type Verifier, type VerifyRequest,
+  createHttpAdapter, createVerifier, type AccessTokenClaims, type FetchLike, type JsonWebKeySet, type KoaLikeMiddleware, type Verifier, type VerifyRequest,
 } from '../../src/resource_server/index.js';
 import type { Authenticate } from './orders_api.js';
 
@@ -25,13 +27,16 @@ export type Weakness = 'no-audience-check' | 'no-binding-check' | 'accepts-expir
 export interface WeakenedOptions {
   readonly issuer: string;
   readonly resource: string;
-  /** Tether's public keys (the copies do not fetch them). */
-  readonly jwks: JsonWebKeySet;
+  /** Tether's public keys; without them they are fetched from the issuer with `fetch`. */
+  readonly jwks?: JsonWebKeySet;
+  readonly fetch?: FetchLike;
 }
+
+type IssuerSettings = Pick<WeakenedOptions, 'issuer' | 'jwks' | 'fetch'>;
 
 /** The orders API's check with `weakness`. */
 export function weakenedAuthentication(weakness: Weakness, options: WeakenedOptions): Authenticate {
-  const settings = { issuer: options.issuer, jwks: options.jwks };
+  const settings: IssuerSettings = { issuer: options.issuer, jwks: options.jwks, fetch: options.fetch };
   const correct = createVerifier({ ...settings, audience: options.resource });
   const verify: VerifyFunction = {
     'no-audience-check': trustTokenAudience(settings),
@@ -43,7 +48,7 @@ export function weakenedAuthentication(weakness: Weakness, options: WeakenedOpti
 
 type VerifyFunction = (request: VerifyRequest, claims: Record<string, unknown>) => Promise<AccessTokenClaims>;
 
-function trustTokenAudience(settings: { issuer: string; jwks: JsonWebKeySet }): VerifyFunction {
+function trustTokenAudience(settings: IssuerSettings): VerifyFunction {
   const byAudience = new Map<string, Verifier>();
   return (request, claims) => {
     const audience = typeof claims.aud === 'string' ? claims.aud : 'none';
@@ -63,7 +68,7 @@ function trustTokenConfirmation(verifier: Verifier): VerifyFunction {
   };
 }
 
-function ignoreExpiry(settings: { issuer: string; audience: string; jwks: JsonWebKeySet }): VerifyFunction {
+function ignoreExpiry(settings: IssuerSettings & { audience: string }): VerifyFunction {
   return (request, claims) => {
     const exp = typeof claims.exp === 'number' ? claims.exp : Infinity;
     // A clock that never passes the token's exp.
