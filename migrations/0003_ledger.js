@@ -54,6 +54,8 @@ export async function up(knex) {
     table.text('token_id').primary();
     table.text('format').notNullable();
     table.text('client_id').notNullable();
+    /** The token's `sub`: its client, or for an exchanged token the subject token's subject (RFC 8693 §2.1). */
+    table.text('subject').notNullable();
     table.text('resource').notNullable();
     table.text('scope').notNullable();
     table.text('binding_method').notNullable();

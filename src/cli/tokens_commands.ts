@@ -81,6 +81,7 @@ export async function tokensShow(context: CommandContext, id: string, options: {
     ['state', tokenStateOf(token, now)],
     ['format', token.format === 'opaque' ? 'opaque (id is the SHA-256 of the token\'s id)' : 'jwt'],
     ['client', token.clientId],
+    ['subject (sub)', token.subject],
     ['resource (aud)', token.resource],
     ['scope', token.scope.join(' ') || '-'],
     ['binding', formatBinding(token.binding, true)],

@@ -22,6 +22,8 @@ export interface IssuedToken {
   binding: TokenBinding;
   issuedAt: Date;
   expiresAt: Date;
+  /** The token's `sub` when it is not its client (token exchange); the ledger derives it otherwise. */
+  subject?: string;
   /** Token exchange: the subject token's id, and the `act` claim of the new token. */
   parentTokenId?: string;
   act?: Record<string, unknown>;
@@ -61,6 +63,8 @@ export interface TokenRecord {
   tokenId: string;
   format: 'jwt' | 'opaque';
   clientId: string;
+  /** `sub`: the client, or for an exchanged token the subject it acts for. */
+  subject: string;
   resource: string;
   scope: string[];
   binding: TokenBinding;

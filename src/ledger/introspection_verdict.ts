@@ -57,7 +57,7 @@ function activeResponse(presented: Exclude<PresentedToken, { kind: 'unrecognized
     iss: issuer,
     exp: claims?.exp ?? seconds(record.expiresAt),
     iat: claims?.iat ?? seconds(record.issuedAt),
-    sub: claims?.sub ?? record.clientId,
+    sub: claims?.sub ?? record.subject,
     token_type: record.binding.method === 'dpop' ? 'DPoP' : 'Bearer',
     cnf,
     // An opaque token's id is the token itself: it is not echoed back.

@@ -13,6 +13,8 @@ import { rowsOf } from './rows.js';
 export interface IssuanceRow {
   type: 'token.issued' | 'token.exchanged';
   client_id: string;
+  /** null: derived by the statement (the parent's subject, else the client). */
+  subject: string | null;
   resource: string;
   scope: string;
   token_id: string;
@@ -39,6 +41,7 @@ export function issuanceRowOf(type: IssuanceRow['type'], issued: IssuedToken, fa
   return {
     type,
     client_id: issued.clientId,
+    subject: issued.subject ?? null,
     resource: issued.resource,
     scope: issued.scope.join(' '),
     token_id: issued.tokenId,
@@ -70,13 +73,13 @@ export class ClientSuspendedError extends Error {
  *   client_states.ts) then waits for this statement to commit and revokes what it wrote, and a
  *   statement that starts during a suspension waits for it and re-reads the row as suspended;
  * - insert the events of clients that are not suspended;
- * - insert those tokens' inventory rows.
+ * - insert those tokens' inventory rows (an exchanged token's subject is its parent's).
  * It answers with the token ids it recorded.
  */
 const RECORD_ISSUANCES_SQL = `
 WITH input AS (
   SELECT * FROM jsonb_to_recordset(?::jsonb) AS x(
-    type text, client_id text, resource text, scope text, token_id text, token_format text, binding_method text,
+    type text, client_id text, subject text, resource text, scope text, token_id text, token_format text, binding_method text,
     binding_thumbprint text, expires_at timestamptz, parent_token_id text, actor text, request_id text,
     source_address text, instance_id text, issued_at timestamptz, act jsonb)
 ), client_state AS MATERIALIZED (
@@ -90,8 +93,11 @@ WITH input AS (
   WHERE s.suspended IS NOT TRUE
   RETURNING token_id
 ), token AS (
-  INSERT INTO issued_tokens (token_id, format, client_id, resource, scope, binding_method, binding_thumbprint, issued_at, expires_at, parent_token_id, act)
-  SELECT i.token_id, i.token_format, i.client_id, i.resource, i.scope, i.binding_method, i.binding_thumbprint, i.issued_at, i.expires_at, i.parent_token_id, i.act
+  INSERT INTO issued_tokens (token_id, format, client_id, subject, resource, scope, binding_method, binding_thumbprint, issued_at, expires_at, parent_token_id, act)
+  SELECT i.token_id, i.token_format, i.client_id,
+         -- RFC 8693 §2.1: an exchanged token keeps the subject token's subject.
+         COALESCE(i.subject, (SELECT p.subject FROM issued_tokens p WHERE p.token_id = i.parent_token_id), i.client_id),
+         i.resource, i.scope, i.binding_method, i.binding_thumbprint, i.issued_at, i.expires_at, i.parent_token_id, i.act
   FROM input i JOIN event e ON e.token_id = i.token_id
   RETURNING token_id
 )

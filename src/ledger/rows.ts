@@ -41,6 +41,7 @@ export function tokenRecordOf(row: Row): TokenRecord {
     tokenId: row.token_id as string,
     format: row.format as 'jwt' | 'opaque',
     clientId: row.client_id as string,
+    subject: row.subject as string,
     resource: row.resource as string,
     scope: splitScope(row.scope),
     binding: bindingOf(row.binding_method, row.binding_thumbprint),

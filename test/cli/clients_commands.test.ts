@@ -45,7 +45,7 @@ describe('tether clients list / show', () => {
     expect(lines.find((line) => line.startsWith('worker '))).toMatch(
       /^worker\s+team-worker\s+ledger tests: worker\s+https:\/\/orders\.ledger\.test, https:\/\/reports\.ledger\.test, https:\/\/short\.ledger\.test\s+2\s+active$/,
     );
-    expect(lines.find((line) => line.startsWith('orders-api '))).toMatch(/https:\/\/invoices\.ledger\.test\s+0\s+active$/);
+    expect(lines.find((line) => line.startsWith('orders-api '))).toMatch(/https:\/\/invoices\.ledger\.test, https:\/\/vault\.ledger\.test\s+0\s+active$/);
     expect(lines).toHaveLength(1 + tether.config.clients.length);
   });
 

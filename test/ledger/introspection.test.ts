@@ -2,7 +2,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { RunningTether } from '../../src/testing/start_tether.js';
 import { postForm, startTestTether } from '../support/tether.js';
-import { LedgerClient, ORDERS, REPORTS, SHORT, STRANGER_SECRET, ledgerConfig } from './ledger_config.js';
+import { INVOICES, LedgerClient, ORDERS, REPORTS, SHORT, STRANGER_SECRET, VAULT, ledgerConfig } from './ledger_config.js';
 
 let tether: RunningTether;
 let client: LedgerClient;
@@ -132,6 +132,18 @@ describe('introspection of opaque access tokens', () => {
     expect((body.exp as number) - (body.iat as number)).toBe(300);
     expect(await lastEvent('token.introspected')).toMatchObject({ token_id: sha256(token), token_format: 'opaque', actor: 'reports-api' });
     expect(await tether.database.knex('issued_tokens').where({ token_id: token }).first()).toBeUndefined();
+  });
+
+  test('an exchanged token carries the subject token\'s subject and act, for JWT and opaque alike (RFC 8693 §2.1, §4.1)', async () => {
+    const subject = await client.accessToken('worker', ORDERS);
+    const jwt = await client.exchange('orders-api', subject, INVOICES);
+    const opaque = await client.exchange('orders-api', subject, VAULT);
+    const claims = decodeJwt(jwt);
+    const fromJwt = (await client.introspectAs('invoices-api', jwt)).body;
+    const fromOpaque = (await client.introspectAsReportsApi(opaque)).body;
+    expect(fromJwt).toMatchObject({ active: true, client_id: 'orders-api', sub: claims.sub, act: claims.act, aud: INVOICES });
+    expect(fromOpaque).toMatchObject({ active: true, client_id: 'orders-api', sub: claims.sub, act: claims.act, aud: VAULT });
+    expect((await tether.database.knex('issued_tokens').where({ token_id: sha256(opaque) }).first()).subject).toBe(claims.sub);
   });
 
   test('anyone else gets active: false', async () => {

@@ -4,7 +4,7 @@ import { issuanceBatcher } from '../../src/ledger/issuance_batcher.js';
 /** The batcher alone, with a scripted statement: grouping, per-issuance outcomes, failure of a whole statement. */
 
 const row = (tokenId: string, clientId = 'c'): IssuanceRow => ({
-  type: 'token.issued', client_id: clientId, resource: 'r', scope: '', token_id: tokenId, token_format: 'jwt', binding_method: 'bearer',
+  type: 'token.issued', client_id: clientId, subject: null, resource: 'r', scope: '', token_id: tokenId, token_format: 'jwt', binding_method: 'bearer',
   binding_thumbprint: null, expires_at: '2030-01-01T00:00:00Z', parent_token_id: null, actor: null, request_id: 'q', source_address: null,
   instance_id: 'i', issued_at: '2030-01-01T00:00:00Z', act: null,
 });

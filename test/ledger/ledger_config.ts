@@ -15,6 +15,7 @@ export const INVOICES = 'https://invoices.ledger.test';
 export const ARCHIVE = 'https://archive.ledger.test';
 export const SHORT = 'https://short.ledger.test';
 export const LEGACY = 'https://legacy.ledger.test';
+export const VAULT = 'https://vault.ledger.test';
 
 export const REPORTS_API_SECRET = 'reports-api-secret-0123456789abcdef';
 export const STRANGER_SECRET = 'stranger-secret-0123456789abcdefgh';
@@ -34,11 +35,12 @@ export function ledgerConfig(): Record<string, unknown> {
       { uri: ARCHIVE, scopes: ['orders:read'], lifetime: 300 },
       { uri: SHORT, scopes: ['short:read'], lifetime: 1, introspectors: ['orders-api'] },
       { uri: LEGACY, scopes: ['legacy:read'], allowBearer: true },
+      { uri: VAULT, scopes: ['orders:read'], format: 'opaque', introspectors: ['reports-api'] },
     ],
     clients: [
       mtlsClient('worker', { resources: { [ORDERS]: ['orders:read', 'orders:write'], [REPORTS]: ['reports:read'], [SHORT]: ['short:read'] } }),
       mtlsClient('orders-api', {
-        exchange: { targets: { [INVOICES]: ['orders:read'] }, actFor: ['worker'], acceptBoundSubjectTokens: true },
+        exchange: { targets: { [INVOICES]: ['orders:read'], [VAULT]: ['orders:read'] }, actFor: ['worker'], acceptBoundSubjectTokens: true },
       }),
       mtlsClient('invoices-api', {
         exchange: { targets: { [ARCHIVE]: ['orders:read'] }, actFor: ['orders-api'], acceptBoundSubjectTokens: true },
