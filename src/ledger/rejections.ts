@@ -17,7 +17,7 @@ import type { RequestFacts } from './events.js';
 /** What the rejection event records beyond the request's parameters. */
 export interface Rejection {
   error: Error & { error?: string; error_description?: string; error_detail?: string; status?: number };
-  /** Facts about the presented token, when the endpoint knew them (introspection, revocation). */
+  /** Facts about the presented token, when the endpoint knew them (introspection, revocation); its holder goes to details.token_client_id. */
   token?: Pick<LedgerEventInput, 'tokenId' | 'tokenFormat' | 'clientId' | 'resource'>;
 }
 
@@ -82,7 +82,8 @@ export function rejectionEventOf(ctx: Context, route: LedgerRoute, rejection: Re
   const reason = error?.error_detail ?? (error && !error.error ? error.message : undefined) ?? bounded(body.error_description);
   return {
     type: 'request.rejected',
-    clientId: rejection?.token?.clientId ?? oidc?.client?.clientId ?? bounded(params.client_id),
+    // The client that asked (as it claimed to be, if it failed authentication).
+    clientId: oidc?.client?.clientId ?? bounded(params.client_id),
     resource: rejection?.token?.resource ?? bounded(params.resource),
     scope: bounded(params.scope),
     tokenId: rejection?.token?.tokenId,
@@ -96,6 +97,7 @@ export function rejectionEventOf(ctx: Context, route: LedgerRoute, rejection: Re
       grant_type: bounded(params.grant_type),
       resources: boundedList(params.resource),
       token_type_hint: bounded(params.token_type_hint),
+      token_client_id: rejection?.token?.clientId,
     },
   };
 }

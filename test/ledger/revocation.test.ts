@@ -59,8 +59,8 @@ describe('revocation of JWT access tokens (RFC 7009)', () => {
     expect(body).toEqual({ error: 'invalid_request', error_description: 'client is not authorized to revoke the presented token' });
     expect((await tokenRow(jtiOf(token))).revoked_at).toBeNull();
     expect(await lastRejection()).toMatchObject({
-      client_id: 'worker', token_id: jtiOf(token), resource: ORDERS,
-      details: { route: 'revocation', status: 400, error: 'invalid_request', reason: 'client orders-api asked to revoke a token of client worker' },
+      client_id: 'orders-api', token_id: jtiOf(token), resource: ORDERS,
+      details: { route: 'revocation', status: 400, error: 'invalid_request', reason: 'client orders-api asked to revoke a token of client worker', token_client_id: 'worker' },
     });
   });
 
