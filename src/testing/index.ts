@@ -12,7 +12,7 @@
  *
  * const report = await tether.probe({ url: 'https://localhost:9443/orders', client: 'orders-worker',
  *   resource: 'https://orders.example.test', scope: 'orders:read' });
- * expect(report.results.filter((result) => result.verdict === 'fail')).toEqual([]);
+ * expect(report.ok ? '' : formatProbeTable(report)).toBe('');   // on failure, shows the table
  * await tether.close();
  * ```
  *
@@ -32,9 +32,9 @@
  * - `tether.probe()` / {@link runProbe} send the catalogue to one API URL and judge every answer;
  *   `tether probe <url>` does the same from the command line.
  *
- * Importing this module starts reading Tether's migrated PGlite snapshot, compiling PGlite and loading
- * the certificate library in the background (about 40 MB of memory), so that the first
- * {@link startTether} finds them ready.
+ * Importing this module starts, in the background, reading Tether's migrated PGlite snapshot
+ * (building it the first time on a machine), compiling PGlite and loading the certificate library
+ * (about 40 MB of memory), so that the first {@link startTether} finds them ready.
  *
  * @packageDocumentation
  */
