@@ -140,3 +140,25 @@ describe('a rejection that cannot be recorded is still the same rejection', () =
     expect((await tokenRequest('worker', { resource: ORDERS })).status).toBe(200);
   });
 });
+
+describe('requests refused before they reach oidc-provider are recorded too', () => {
+  let proxied: RunningTether;
+
+  beforeAll(async () => {
+    proxied = await startTestTether({ config: { ...ledgerConfig(), trustedProxies: ['127.0.0.1'] } });
+  });
+
+  afterAll(async () => {
+    await proxied?.close();
+  });
+
+  test('a malformed client-certificate header from a trusted proxy → 400 invalid_request, recorded for the token route', async () => {
+    const response = await postForm(proxied.tokenEndpoint, { grant_type: 'client_credentials', client_id: 'worker', resource: ORDERS }, {
+      dispatcher: proxied.dispatcherFor(), headers: { 'client-cert': ':not base64:' },
+    });
+    expect(response.status).toBe(400);
+    expect(response.body).toEqual({ error: 'invalid_request', error_description: 'malformed client certificate header' });
+    const [event] = await proxied.database.knex('ledger_events').where({ request_id: response.headers.get('x-request-id') });
+    expect(event).toMatchObject({ type: 'request.rejected', details: { route: 'token', status: 400, error: 'invalid_request', reason: 'malformed client certificate header' } });
+  });
+});
