@@ -171,3 +171,36 @@ describe('introspection requests refused before any token is looked at', () => {
     expect(await lastEvent('request.rejected')).toMatchObject({ client_id: 'orders-api', details: { route: 'introspection', error: 'invalid_request' } });
   });
 });
+
+describe('introspection and revocation when the database cannot answer', () => {
+  async function withTableAway<T>(table: string, run: () => Promise<T>): Promise<T> {
+    await tether.database.knex.raw(`ALTER TABLE ${table} RENAME TO ${table}_away`);
+    try {
+      return await run();
+    } finally {
+      await tether.database.knex.raw(`ALTER TABLE ${table}_away RENAME TO ${table}`);
+    }
+  }
+
+  test('the ledger unreadable: 503 temporarily_unavailable with Retry-After, never an answer about the token', async () => {
+    const token = await client.accessToken('worker', ORDERS);
+    for (const send of [() => client.introspectAs('orders-api', token), () => client.revokeAs('worker', token)]) {
+      const { status, headers, body } = await withTableAway('issued_tokens', send);
+      expect(status).toBe(503);
+      expect(headers.get('retry-after')).toBe('1');
+      expect(body).toEqual({ error: 'temporarily_unavailable', error_description: 'token status is not available right now; retry later' });
+    }
+    expect((await client.introspectAs('orders-api', token)).body.active).toBe(true);
+  });
+
+  test('oidc-provider\'s token store unreadable (opaque tokens): its server_error becomes 503, not 500', async () => {
+    const token = await client.accessToken('worker', REPORTS);
+    const { status, headers, body } = await withTableAway('oidc_payloads', () => client.introspectAsReportsApi(token));
+    expect(status).toBe(503);
+    expect(headers.get('retry-after')).toBe('1');
+    expect(body.error).toBe('temporarily_unavailable');
+    const rejection = await lastEvent('request.rejected');
+    expect(rejection).toMatchObject({ client_id: 'reports-api', details: { route: 'introspection', status: 503, error: 'temporarily_unavailable' } });
+    expect(rejection.details.reason).toMatch(/^database unavailable: /);
+  });
+});
