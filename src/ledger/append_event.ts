@@ -40,7 +40,7 @@ function eventValues(event: LedgerEventInput, facts: RequestFacts): unknown[] {
 
 export const EVENT_COLUMNS = 'type, client_id, resource, scope, token_id, token_format, binding_method, binding_thumbprint, '
   + 'expires_at, parent_token_id, actor, request_id, source_address, instance_id, details';
-/** Placeholders for {@link eventValues}; the casts let the values stand in a SELECT list. */
+/** Placeholders for {@link eventValues}; explicit casts, as the values are sent as text. */
 const EVENT_PLACEHOLDERS = '?, ?, ?, ?, ?, ?, ?, ?, ?::timestamptz, ?, ?, ?, ?, ?, ?::jsonb';
 
 /** Appends one event; `db` may be a transaction so that the event commits with what it records. */
