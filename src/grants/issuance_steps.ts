@@ -3,6 +3,7 @@ import { decodeJwt } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { ClientConfig, ResourceConfig } from '../config/schema.js';
 import type { IssuedToken, TokenBinding } from '../ledger/events.js';
+import { ClientSuspendedError } from '../ledger/record_issuance.js';
 import { validateDpopProof } from '../provider/internals.js';
 import { PolicyError, selectBinding } from '../provider/resource_policy.js';
 import { recordProofOnce } from '../storage/dpop_replay.js';
@@ -46,9 +47,11 @@ export function tetherClientOf(grant: GrantContext, ctx: KoaContextWithOIDC): Cl
 /** A suspended client gets no new tokens (its live tokens were revoked when it was suspended). */
 export async function requireActiveClient(grant: GrantContext, _ctx: KoaContextWithOIDC, client: ClientConfig): Promise<void> {
   const suspended = await databaseStep(() => grant.ledger.isClientSuspended(client.id));
-  if (suspended) {
-    throw withDetail(new errors.UnauthorizedClient('the client may not obtain tokens at this time'), `client ${client.id} is suspended`);
-  }
+  if (suspended) throw clientSuspended(client.id);
+}
+
+function clientSuspended(clientId: string): OAuthError {
+  return withDetail(new errors.UnauthorizedClient('the client may not obtain tokens at this time'), `client ${clientId} is suspended`);
 }
 
 /**
@@ -183,6 +186,8 @@ export async function recordIssuance(grant: GrantContext, ctx: KoaContextWithOID
       // (An opaque token's value is its id.)
       await grant.provider.ClientCredentials.adapter.destroy(event.issued.value).catch(() => undefined);
     }
+    // The record itself refuses a client suspended since requireActiveClient looked (ledger/record_issuance.ts).
+    if (error instanceof ClientSuspendedError) throw clientSuspended(error.clientId);
     throw unavailable(error);
   }
 }

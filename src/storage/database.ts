@@ -46,8 +46,20 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   return openPgliteMemory();
 }
 
+/**
+ * knex prints its warnings (e.g. "Acquire connection error" for every failed attempt while the
+ * database is down) with console.log; stdout is for command output (`tether tokens list --json`),
+ * so they go to stderr. The failures themselves reach callers as errors (503 on the token path).
+ */
+const KNEX_LOG = {
+  warn: (message: unknown) => process.stderr.write(`knex: ${String(message)}\n`),
+  error: (message: unknown) => process.stderr.write(`knex: ${String(message)}\n`),
+  deprecate: (method: string, alternative: string) => process.stderr.write(`knex: ${method} is deprecated, use ${alternative}\n`),
+  debug: () => undefined,
+};
+
 function openPostgres(url: string): Database {
-  const knex = knexFactory({ client: 'pg', connection: url, pool: POSTGRES_POOL });
+  const knex = knexFactory({ client: 'pg', connection: url, pool: POSTGRES_POOL, log: KNEX_LOG });
   return { knex, kind: 'postgres', close: () => knex.destroy() };
 }
 
