@@ -32,20 +32,8 @@
  * - `tether.probe()` / {@link runProbe} send the catalogue to one API URL and judge every answer;
  *   `tether probe <url>` does the same from the command line.
  *
- * Importing this module starts, in the background, reading Tether's migrated PGlite snapshot
- * (building it the first time on a machine), compiling PGlite and loading the certificate library
- * (about 40 MB of memory), so that the first {@link startTether} finds them ready.
- *
  * @packageDocumentation
  */
-import { loadX509 } from '../keys/dev_pki.js';
-import { prepareMemoryDatabase } from './memory_database.js';
-
-// Overlaps the snapshot's read and gunzip, PGlite's compile and the certificate library's import
-// with the rest of the test file's imports. Failures surface (or not) when startTether needs them.
-prepareMemoryDatabase();
-loadX509().catch(() => undefined);
-
 export { startTether } from './start_tether.js';
 export type { RunningTether, StartTetherOptions } from './start_tether.js';
 export type { BadTokenRequest, HarnessExchangeRequest, HarnessProbeRequest, HarnessTokenRequest, HarnessTokens } from './harness_tokens.js';
