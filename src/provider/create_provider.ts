@@ -50,8 +50,17 @@ export function createProvider(deps: ProviderDependencies): Provider {
       devInteractions: { enabled: false },
       userinfo: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: true },
-      revocation: { enabled: true },
+      // Tether answers both endpoints itself once oidc-provider has authenticated the caller
+      // (ledger/token_status_endpoints.ts): introspection per resource `introspectors`, revocation
+      // only by the token's own client (RFC 7009 §2.1), for JWT and opaque tokens alike.
+      introspection: { enabled: true, allowedPolicy: async () => true },
+      revocation: {
+        enabled: true,
+        allowedPolicy: async (_ctx, client, token) => {
+          if (token.clientId !== client.clientId) throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+          return true;
+        },
+      },
       resourceIndicators: {
         enabled: true,
         // Tether's grants resolve resources themselves (provider/resource_policy.ts); reaching these

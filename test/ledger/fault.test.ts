@@ -30,8 +30,12 @@ interface Outcome {
   tokenId: string | undefined;
 }
 
-/** Runs token requests on CONCURRENCY connections until `stop()` says so; JWT and opaque alternate. */
-function load(client: LedgerClient, stop: () => boolean): Promise<Outcome[]> {
+/**
+ * Runs token requests on CONCURRENCY connections until `stop()` says so; JWT and opaque alternate.
+ * `outcomes` fills while it runs, so a test waits for what it needs rather than for a fixed time
+ * (a loaded machine is slower, not wrong).
+ */
+function load(client: LedgerClient, stop: () => boolean): { outcomes: Outcome[]; done: Promise<Outcome[]> } {
   const outcomes: Outcome[] = [];
   const worker = async (index: number) => {
     for (let n = 0; !stop(); n += 1) {
@@ -49,10 +53,18 @@ function load(client: LedgerClient, stop: () => boolean): Promise<Outcome[]> {
       });
     }
   };
-  return Promise.all(Array.from({ length: CONCURRENCY }, (_, index) => worker(index))).then(() => outcomes);
+  return { outcomes, done: Promise.all(Array.from({ length: CONCURRENCY }, (_, index) => worker(index))).then(() => outcomes) };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls until `condition` holds, for at most `timeoutMs` (then the assertions that follow report it). */
+async function until(condition: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition() && performance.now() < deadline) await sleep(20);
+}
+
+const tokensAmong = (outcomes: Outcome[], after = 0) => outcomes.filter((outcome) => outcome.startedAt > after && outcome.status === 200).length;
 
 function expectOnlyTokensOrUnavailable(outcomes: Outcome[]): void {
   for (const outcome of outcomes) {
@@ -99,12 +111,12 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
 
     let stopping = false;
     const running = load(client, () => stopping);
-    await sleep(400);
+    await until(() => tokensAmong(running.outcomes) > 20);
     await database.close();
     const closedAt = performance.now();
-    await sleep(400);
+    await until(() => running.outcomes.filter((outcome) => outcome.startedAt > closedAt).length > 20);
     stopping = true;
-    const outcomes = await running;
+    const outcomes = await running.done;
 
     const afterClose = outcomes.filter((outcome) => outcome.startedAt > closedAt);
     expect(outcomes.filter((outcome) => outcome.status === 200).length).toBeGreaterThan(10);
@@ -157,15 +169,15 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
   test('terminated connections: in-flight requests fail with 503, the pool reconnects by itself', async () => {
     let stopping = false;
     const running = load(new LedgerClient(tether), () => stopping);
-    await sleep(300);
+    await until(() => tokensAmong(running.outcomes) > 20);
     for (let round = 0; round < 5; round += 1) {
       await cutDatabase(false);
       await sleep(60);
     }
     const cutEndedAt = performance.now();
-    await sleep(600);
+    await until(() => tokensAmong(running.outcomes, cutEndedAt + 200) > 10);
     stopping = true;
-    const outcomes = await running;
+    const outcomes = await running.done;
 
     expectOnlyTokensOrUnavailable(outcomes);
     await expectEveryTokenRecorded(database.knex, outcomes);
@@ -177,15 +189,16 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
   test('database unreachable for a while: only 503 while it is gone, tokens again when it is back', async () => {
     let stopping = false;
     const running = load(new LedgerClient(tether), () => stopping);
-    await sleep(300);
+    await until(() => tokensAmong(running.outcomes) > 20);
     await cutDatabase(true);
     const goneAt = performance.now();
     await sleep(500);
+    await until(() => running.outcomes.filter((outcome) => outcome.startedAt > goneAt).length > 20);
     const backAt = performance.now();
     await admin.raw(`ALTER DATABASE ${databaseName()} WITH ALLOW_CONNECTIONS true`);
-    await sleep(600);
+    await until(() => tokensAmong(running.outcomes, backAt + 200) > 10);
     stopping = true;
-    const outcomes = await running;
+    const outcomes = await running.done;
 
     const whileGone = outcomes.filter((outcome) => outcome.startedAt > goneAt && outcome.endedAt < backAt);
     expect(whileGone.length).toBeGreaterThan(10);
