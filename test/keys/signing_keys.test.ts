@@ -113,7 +113,9 @@ describe('encryption at rest', () => {
     );
 
     const [row] = await storedRows();
-    const damaged = { ...row?.private_jwk, ciphertext: `A${String(row?.private_jwk.ciphertext).slice(1)}` };
+    const ciphertext = String(row?.private_jwk.ciphertext);
+    // Always a different first character (replacing it with a fixed one is a no-op 1 time in 64).
+    const damaged = { ...row?.private_jwk, ciphertext: `${ciphertext.startsWith('A') ? 'B' : 'A'}${ciphertext.slice(1)}` };
     await knex('signing_keys').where({ kid: row?.kid }).update({ private_jwk: JSON.stringify(damaged) });
     await expect(loadSigningKeys(knex, { algorithm: 'ES256', encryptionSecret: SECRET })).rejects.toThrow(/damaged/);
   });
