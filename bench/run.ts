@@ -15,9 +15,9 @@
  * round; rounds alternate the order (ABAB… then …BABA) so that drift on the machine hits baseline and
  * subject alike. Figures are medians over rounds; a ratio is the median of the per-round ratios.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
@@ -589,8 +589,11 @@ async function verifierSection(): Promise<{ result: VerifierBenchResult; rows: P
 
 interface ColdStartResult {
   tetherDevFirstEver: number;
+  /** The `tether` command (compiled), existing data folder. */
   tetherDev: number[];
   tetherDevReady: number[];
+  /** `npm run dev` (tsx), existing data folder. */
+  tetherDevTsx: number[];
   mock: number[];
   startTether: StartTetherTimes[];
 }
@@ -617,6 +620,23 @@ async function timeToFirstToken(launch: () => ChildProcess, endpoint: Endpoint, 
   throw new Error('no token within 60 s');
 }
 
+/**
+ * The installed `tether` command runs the compiled CLI (bin/tether.js → dist/); `npm run dev` runs the
+ * TypeScript through tsx. The compiled one is built here into the work folder, never into dist/.
+ */
+function buildCompiledCli(): string {
+  const buildDir = path.join(workDir, 'build');
+  mkdirSync(buildDir, { recursive: true });
+  const tsc = spawnSync(process.execPath, [path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', path.join(buildDir, 'dist')], { cwd: REPO_ROOT, encoding: 'utf8' });
+  const main = path.join(buildDir, 'dist', 'src', 'main.js');
+  if (!existsSync(main)) throw new Error(`could not compile the CLI: ${tsc.stdout}${tsc.stderr}`);
+  // What an installed package has next to dist/: its package.json ("type": "module"), migrations, dependencies.
+  copyFileSync(path.join(REPO_ROOT, 'package.json'), path.join(buildDir, 'package.json'));
+  symlinkSync(path.join(REPO_ROOT, 'migrations'), path.join(buildDir, 'migrations'));
+  symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(buildDir, 'node_modules'));
+  return main;
+}
+
 async function coldStartSection(): Promise<ColdStartResult> {
   const dataDir = path.join(workDir, 'cold-dev');
   const [httpsPort, httpPort] = [await freePort(), await freePort()];
@@ -624,7 +644,9 @@ async function coldStartSection(): Promise<ColdStartResult> {
     TETHER_DATA_DIR: dataDir, TETHER_HTTPS_PORT: String(httpsPort), TETHER_HTTP_PORT: String(httpPort),
     TETHER_ISSUER: `https://localhost:${httpsPort}`, DATABASE_URL: '',
   };
-  const launchDev = () => spawnNode([...TSX, 'src/main.ts', 'dev'], { env, logFile: path.join(LOG_DIR, 'cold-dev.log') });
+  const compiledMain = buildCompiledCli();
+  const launchTsx = () => spawnNode([...TSX, 'src/main.ts', 'dev'], { env, logFile: path.join(LOG_DIR, 'cold-dev.log') });
+  const launchCompiled = () => spawnNode([compiledMain, 'dev'], { env, logFile: path.join(LOG_DIR, 'cold-dev.log') });
   const endpoint: Endpoint = { origin: `https://127.0.0.1:${httpsPort}`, host: `localhost:${httpsPort}`, caFile: path.join(dataDir, 'pki', 'ca.pem') };
   const pki = pkiIn(path.join(dataDir, 'pki'));
   const tokenRequest = (): OneRequest => {
@@ -632,17 +654,20 @@ async function coldStartSection(): Promise<ColdStartResult> {
     return { method: 'POST', path: '/token', headers: FORM_HEADERS, body: clientCredentialsBody(), clientCertFile: files.certFile, clientKeyFile: files.keyFile };
   };
   // The PKI files do not exist before the first start: that first request waits for them.
-  const firstEver = await timeToFirstToken(launchDev, { ...endpoint, caFile: undefined }, tokenRequest);
+  const firstEver = await timeToFirstToken(launchCompiled, { ...endpoint, caFile: undefined }, tokenRequest);
   await stopChild(firstEver.child);
   log(`cold start: tether dev on a new data folder ${round(firstEver.token)} ms`);
 
-  const result: ColdStartResult = { tetherDevFirstEver: firstEver.token, tetherDev: [], tetherDevReady: [], mock: [], startTether: [] };
+  const result: ColdStartResult = { tetherDevFirstEver: firstEver.token, tetherDev: [], tetherDevReady: [], tetherDevTsx: [], mock: [], startTether: [] };
   for (let i = 0; i < options.coldStarts; i++) {
-    const run = await timeToFirstToken(launchDev, endpoint, tokenRequest, /certificate-bound token/);
-    await stopChild(run.child);
-    result.tetherDev.push(run.token);
-    if (run.ready !== undefined) result.tetherDevReady.push(run.ready);
-    log(`cold start: tether dev (existing data folder) ${round(run.token)} ms to first token`);
+    const compiled = await timeToFirstToken(launchCompiled, endpoint, tokenRequest, /certificate-bound token/);
+    await stopChild(compiled.child);
+    result.tetherDev.push(compiled.token);
+    if (compiled.ready !== undefined) result.tetherDevReady.push(compiled.ready);
+
+    const viaTsx = await timeToFirstToken(launchTsx, endpoint, tokenRequest);
+    await stopChild(viaTsx.child);
+    result.tetherDevTsx.push(viaTsx.token);
 
     const mockPort = await freePort();
     const mock = await timeToFirstToken(
@@ -652,7 +677,7 @@ async function coldStartSection(): Promise<ColdStartResult> {
     );
     await stopChild(mock.child);
     result.mock.push(mock.token);
-    log(`cold start: oauth2-mock-server ${round(mock.token)} ms to first token`);
+    log(`cold start to first token: tether dev ${round(compiled.token)} ms (compiled), ${round(viaTsx.token)} ms (tsx); oauth2-mock-server ${round(mock.token)} ms`);
   }
 
   for (let i = 0; i < (options.quick ? 1 : 3); i++) {

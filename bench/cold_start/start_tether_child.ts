@@ -1,16 +1,15 @@
 /**
- * Pair 5, the test-harness half: how long `startTether()` takes in a fresh process, to the first
- * token, the first time and each further time (a test file that starts one Tether per test).
+ * Pair 5, the test-harness half: how long `startTether()` from `tether/testing` takes in a fresh
+ * process, to the first token, the first time and each further time (a test file that starts one
+ * Tether per test).
  *
  * argv: <further starts>
  * IPC out: { type: 'result', result: StartTetherTimes } (milliseconds)
  */
-import { request } from 'undici';
-
 export interface StartTetherTimes {
   /** From process start (performance.timeOrigin) to the first token. */
   processStartToFirstToken: number;
-  /** `await import('…/testing/start_tether.js')` (oidc-provider, knex, PGlite…). */
+  /** `await import('tether/testing')` (oidc-provider, knex, PGlite…). */
   importHarness: number;
   /** First startTether() call in the process to its first token (imports already done). */
   firstStartToToken: number;
@@ -19,40 +18,33 @@ export interface StartTetherTimes {
 }
 
 const further = Number(process.argv[2] ?? 3);
+type Harness = typeof import('../../src/testing/index.js');
 
-async function firstToken(tether: import('../../src/testing/start_tether.js').RunningTether): Promise<void> {
-  const dispatcher = tether.dispatcherFor('orders-worker');
-  const response = await request(tether.tokenEndpoint, {
-    method: 'POST',
-    dispatcher,
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: 'grant_type=client_credentials&client_id=orders-worker&resource=https%3A%2F%2Forders.example.test&scope=orders%3Aread',
-  });
-  const body = (await response.body.json()) as { access_token?: string };
-  if (response.statusCode !== 200 || !body.access_token) throw new Error(`token request failed: ${response.statusCode} ${JSON.stringify(body)}`);
+/** startTether() and one client_credentials token through the real token endpoint, then close. */
+async function startAndToken(harness: Harness): Promise<{ tokenAt: number; close: () => Promise<void> }> {
+  const tether = await harness.startTether();
+  const token = await tether.token({ client: 'orders-worker', resource: 'https://orders.example.test', scope: 'orders:read' });
+  if (!token.accessToken) throw new Error('no access token');
+  return { tokenAt: performance.now(), close: () => tether.close() };
 }
 
 async function run(): Promise<StartTetherTimes> {
   const importStarted = performance.now();
-  const { startTether } = await import('../../src/testing/start_tether.js');
+  const harness: Harness = await import('../../src/testing/index.js');
   const importHarness = performance.now() - importStarted;
 
   const firstStarted = performance.now();
-  const first = await startTether();
-  await firstToken(first);
-  const processStartToFirstToken = performance.now();
-  const firstStartToToken = processStartToFirstToken - firstStarted;
+  const first = await startAndToken(harness);
   await first.close();
 
   const furtherStartToToken: number[] = [];
   for (let i = 0; i < further; i++) {
     const started = performance.now();
-    const tether = await startTether();
-    await firstToken(tether);
-    furtherStartToToken.push(performance.now() - started);
-    await tether.close();
+    const next = await startAndToken(harness);
+    furtherStartToToken.push(next.tokenAt - started);
+    await next.close();
   }
-  return { processStartToFirstToken, importHarness, firstStartToToken, furtherStartToToken };
+  return { processStartToFirstToken: first.tokenAt, importHarness, firstStartToToken: first.tokenAt - firstStarted, furtherStartToToken };
 }
 
 run().then(
