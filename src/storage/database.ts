@@ -6,6 +6,7 @@ import { PGlite } from '@electric-sql/pglite';
 import knexFactory, { type Knex } from 'knex';
 
 import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
+import { createInMemoryPglite } from './pglite_memory.js';
 import { createPgliteKnex } from './pglite_knex.js';
 import { migratedSnapshot } from './pglite_snapshot.js';
 import { extractDataDirTarball } from './tar_extract.js';
@@ -64,12 +65,14 @@ function openPostgres(url: string): Database {
 }
 
 async function openPgliteMemory(): Promise<Database> {
-  const snapshot = await snapshotOrUndefined();
-  const pglite = await PGlite.create(
-    snapshot === undefined ? {} : { loadDataDir: new Blob([snapshot as Uint8Array<ArrayBuffer>]) },
-  );
-  return wrapPglite(pglite);
+  const fromSnapshot = await createInMemoryPglite();
+  if (fromSnapshot) return wrapPglite(fromSnapshot);
+  await snapshotOrUndefined(); // says why there is no snapshot
+  return wrapPglite(await PGlite.create());
 }
+
+/** Starts reading the snapshot and compiling PGlite ahead of `openDatabase({ memory: true })`. */
+export { prepareInMemoryPglite as prepareInMemoryDatabase } from './pglite_memory.js';
 
 async function openPgliteDirectory(directory: string): Promise<Database> {
   const absolute = resolve(directory);

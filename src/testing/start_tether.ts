@@ -8,11 +8,10 @@ import { closeListener, listenHttps } from '../http/listeners.js';
 import { createTetherApp, type TetherApp } from '../http/tether_app.js';
 import { createEphemeralPki, type Pki } from '../keys/dev_pki.js';
 import { loadSigningKeys } from '../keys/signing_keys.js';
-import type { Database } from '../storage/database.js';
+import { openDatabase, prepareInMemoryDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { createAgentPool } from './agents.js';
 import { harnessTokens, type HarnessTokens } from './harness_tokens.js';
-import { openMemoryDatabase, prepareMemoryDatabase, type MemoryDatabase } from './memory_database.js';
 
 /** Options of {@link startTether}. */
 export interface StartTetherOptions {
@@ -69,7 +68,7 @@ export interface RunningTether extends HarnessTokens {
  */
 export async function startTether(options: StartTetherOptions = {}): Promise<RunningTether> {
   // Reading the snapshot and compiling PGlite overlap with everything below.
-  if (!options.database) prepareMemoryDatabase();
+  if (!options.database) prepareInMemoryDatabase();
   const raw = { ...(options.config ?? DEV_CONFIG) };
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
 
@@ -77,7 +76,7 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
   const ownsDatabase = !options.database;
   const [pki, opened, listener] = await settleAll([
     pkiReady,
-    ownsDatabase ? openMemoryDatabase() : Promise.resolve<MemoryDatabase>({ database: options.database!, migrated: false }),
+    ownsDatabase ? openDatabase({ memory: true }) : Promise.resolve(options.database!),
     // The issuer names the port, so bind first; requests wait for the application behind a trampoline.
     pkiReady.then((ready) => listenHttps(
       (req, res) => (handler ? handler(req, res) : unavailable(res)),
@@ -86,14 +85,15 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
     )),
   ], async ([, opened, listener]) => {
     if (listener) await closeListener(listener, 0);
-    if (opened && ownsDatabase) await opened.database.close();
+    if (opened && ownsDatabase) await opened.close();
   });
-  const { database } = opened;
+  const database = opened;
   const issuer = listener.origin;
   const agents = createAgentPool(pki.ca.certificatePem);
 
   try {
-    if (!opened.migrated) await migrateToLatest(database.knex);
+    // One query when the database came from the migrated snapshot (storage/migrate.ts).
+    await migrateToLatest(database.knex);
     const config = parseConfig({ ...raw, issuer, listeners: { https: { host: '127.0.0.1', port: Number(new URL(issuer).port) } }, dataDir: '.' });
     const app = await createTetherApp({
       config, database, logger: options.logger ?? pino({ level: 'silent' }), clientCaPem: pki.ca.certificatePem,
