@@ -23,7 +23,9 @@ export async function recordProofOnce(knex: Knex, proof: ProofRecord): Promise<b
        where dpop_proofs.expires_at <= now()
      returning key_hash`,
     [hashIdentifier(proof.key), proof.expiresAt],
-  );
+  // Runs on every DPoP-bound token request: a named statement is parsed and planned once per
+  // PostgreSQL connection instead of every time (docs/benchmarks.md, DPoP issuance). PGlite ignores it.
+  ).options({ name: 'tether_record_dpop_proof' });
   return rowsOf(result).length === 1;
 }
 
