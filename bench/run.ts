@@ -255,6 +255,37 @@ function exchangeBody(subject: string): string {
 }
 
 let dpopSigner: DpopSigner | undefined;
+
+function dpopSpec(server: RunningServer, durationSeconds: number, subject: string): LoadSpec {
+  return {
+    url: `${server.endpoint.origin}/token`,
+    host: server.host,
+    method: 'POST',
+    headers: { ...FORM_HEADERS, authorization: REPORTING_CLI_BASIC },
+    body: form({ grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }),
+    connections: options.connections,
+    durationSeconds,
+    dpopHtu: `https://${server.host}/token`,
+    expectedRate: warmupRates.get(subject),
+  };
+}
+
+/** One DPoP-bound token for reporting-cli (client secret), checked to be bound to the proof's key. */
+async function checkDpopToken(server: RunningServer): Promise<string> {
+  dpopSigner ??= createDpopSigner();
+  const response = await requestOnce(server.endpoint, {
+    method: 'POST', path: '/token',
+    headers: { ...FORM_HEADERS, authorization: REPORTING_CLI_BASIC, dpop: dpopSigner.proof('POST', `https://${server.host}/token`) },
+    body: form({ grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }),
+  });
+  expect(response.status === 200, `${server.name} dpop: status ${response.status} ${response.text}`);
+  const body = response.json();
+  const header = decodeProtectedHeader(body.access_token as string);
+  const claims = decodeJwt(body.access_token as string) as Record<string, unknown>;
+  expect(header.alg === 'ES256' && header.typ === 'at+jwt', `${server.name} dpop: header ${JSON.stringify(header)}`);
+  expect(body.token_type === 'DPoP' && (claims.cnf as Record<string, string>)?.jkt === dpopSigner.thumbprint, `${server.name} dpop: ${JSON.stringify(claims.cnf)}`);
+  return 'ES256 at+jwt, token_type DPoP, cnf.jkt = proof key; a fresh proof per request';
+}
 /** Tokens Tether issued outside the load runs (checks, subject tokens), for the ledger reconciliation. */
 let ledgerTokensOutsideLoad = 0;
 const warmupRates = new Map<string, number>();
@@ -283,34 +314,21 @@ const LOAD_SUBJECTS: LoadSubject[] = [
     check: (server) => checkMtlsToken(server),
   },
   {
+    name: 'bare-dpop',
+    label: 'bare oidc-provider 9.13.3 (DPoP-bound JWT, client secret, proofs replay-checked in memory, no ledger)',
+    server: 'bare',
+    spec: async (server, seconds) => dpopSpec(server, seconds, 'bare-dpop'),
+    check: (server) => checkDpopToken(server),
+  },
+  {
     name: 'tether-pg-dpop',
     label: 'Tether client_credentials, DPoP-bound JWT (client secret), PostgreSQL',
     server: 'tether-pg',
     ledger: true,
-    spec: async (server, seconds) => ({
-      url: `${server.endpoint.origin}/token`,
-      host: server.host,
-      method: 'POST',
-      headers: { ...FORM_HEADERS, authorization: REPORTING_CLI_BASIC },
-      body: form({ grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }),
-      connections: options.connections,
-      durationSeconds: seconds,
-      dpopHtu: `https://${server.host}/token`,
-      expectedRate: warmupRates.get('tether-pg-dpop'),
-    }),
+    spec: async (server, seconds) => dpopSpec(server, seconds, 'tether-pg-dpop'),
     check: async (server) => {
-      dpopSigner ??= createDpopSigner();
-      const response = await requestOnce(server.endpoint, {
-        method: 'POST', path: '/token',
-        headers: { ...FORM_HEADERS, authorization: REPORTING_CLI_BASIC, dpop: dpopSigner.proof('POST', `https://${server.host}/token`) },
-        body: form({ grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' }),
-      });
-      expect(response.status === 200, `dpop: status ${response.status} ${response.text}`);
-      const body = response.json();
-      const claims = decodeJwt(body.access_token as string) as Record<string, unknown>;
-      expect(body.token_type === 'DPoP' && (claims.cnf as Record<string, string>)?.jkt === dpopSigner.thumbprint, `dpop: ${JSON.stringify(claims.cnf)}`);
       ledgerTokensOutsideLoad++;
-      return 'token_type DPoP, cnf.jkt = proof key; a fresh proof per request (replay-checked in PostgreSQL)';
+      return `${await checkDpopToken(server)} (replay-checked in PostgreSQL)`;
     },
   },
   {
@@ -370,7 +388,7 @@ interface PairDefinition {
 const LOAD_PAIRS: PairDefinition[] = [
   { pair: '1 issuance', subject: 'tether-pg', baseline: 'bare', target: 0.8, note: 'same token, same TLS transport; Tether also records it in PostgreSQL' },
   { pair: '1 issuance (PGlite)', subject: 'tether-pglite', baseline: 'bare', note: 'embedded database, same process' },
-  { pair: '1 issuance (DPoP)', subject: 'tether-pg-dpop', baseline: 'bare', note: 'DPoP proof verified and replay-checked per request' },
+  { pair: '1 issuance (DPoP)', subject: 'tether-pg-dpop', baseline: 'bare-dpop', note: 'DPoP proof verified and replay-checked per request' },
   { pair: '2 vs mock', subject: 'tether-pg', baseline: 'mock', target: 1.2, note: 'the mock checks nothing and records nothing' },
   { pair: '3 token exchange', subject: 'tether-pg-exchange', baseline: 'tether-pg', note: 'subject token verified and its lineage read from the ledger' },
   { pair: '6 handshake', subject: 'tether-pg-newconn', baseline: 'tether-pg', note: 'full TLS handshake with client certificate per request vs keep-alive' },

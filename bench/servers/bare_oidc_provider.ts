@@ -3,7 +3,9 @@
  * documentation shows, issuing the same token as Tether's `orders-worker` client — client_credentials
  * with a resource indicator, JWT (RFC 9068 `at+jwt`) signed ES256, certificate-bound via
  * features.mTLS (client authenticated with tls_client_auth) — over the same TLS transport (Node
- * https, requestCert, keep-alive), with the in-memory adapter and no ledger.
+ * https, requestCert, keep-alive), with the in-memory adapter and no ledger. A second client,
+ * `reporting-cli` (client_secret_basic, DPoP-bound tokens via features.dPoP, proofs replay-checked in
+ * the in-memory adapter), is the baseline of DPoP-bound issuance.
  *
  * argv: <port> <server cert PEM file> <server key PEM file> <client CA PEM file>
  * Sends { type: 'ready', port } over IPC once listening; exits on SIGTERM.
@@ -34,13 +36,25 @@ const provider = new Provider(issuer, {
     scope: 'orders:read orders:write',
     // The only signing key is ES256; oidc-provider validates this client field against it.
     id_token_signed_response_alg: 'ES256',
+  }, {
+    client_id: 'reporting-cli',
+    client_secret: 'dev-only-secret-reporting-cli-0001',
+    token_endpoint_auth_method: 'client_secret_basic',
+    dpop_bound_access_tokens: true,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: 'orders:read orders:write',
+    id_token_signed_response_alg: 'ES256',
   }],
   jwks: { keys: [{ ...signingKey, alg: 'ES256', use: 'sig', kid: 'bench' }] as never },
   scopes: ['orders:read', 'orders:write'],
-  clientAuthMethods: ['tls_client_auth'],
+  clientAuthMethods: ['tls_client_auth', 'client_secret_basic'],
+  enabledJWA: { dPoPSigningAlgValues: ['ES256'] },
   responseTypes: ['none'],
   features: {
     devInteractions: { enabled: false },
+    dPoP: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
