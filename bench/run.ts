@@ -711,6 +711,12 @@ async function coldStartSection(): Promise<ColdStartResult> {
 // ---------------------------------------------------------------------------------------------------
 // Main
 
+/** Median of the defined values, or undefined when there are none. */
+function medianOf(values: (number | undefined)[], digits = 0): number | undefined {
+  const defined = values.filter((value): value is number => value !== undefined);
+  return defined.length ? round(median(defined), digits) : undefined;
+}
+
 function machine() {
   const cpuModel = os.cpus()[0]?.model ?? 'unknown';
   let nproc = os.availableParallelism();
@@ -741,6 +747,12 @@ async function main(): Promise<void> {
         rps: median(runs.runs.map((run) => run.rps)),
         p50: median(runs.runs.map((run) => run.p50)),
         p99: median(runs.runs.map((run) => run.p99)),
+        cpuPerRequest: {
+          server: medianOf(runs.runs.map((run) => run.cpuPerRequest?.server)),
+          database: medianOf(runs.runs.map((run) => run.cpuPerRequest?.database)),
+          loadGenerator: medianOf(runs.runs.map((run) => run.cpuPerRequest?.loadGenerator)),
+        },
+        machineBusy: medianOf(runs.runs.map((run) => run.machineBusy), 2),
         runs: runs.runs,
       }]));
       report.ledger = ledger;

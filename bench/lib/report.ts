@@ -39,7 +39,18 @@ export interface BenchReport {
   };
   settings: { connections: number; durationSeconds: number; rounds: number; warmupSeconds: number };
   pairs: PairRow[];
-  load?: Record<string, { label: string; check: string; rps: number; p50: number; p99: number; runs: LoadResult[] }>;
+  load?: Record<string, {
+    label: string;
+    check: string;
+    rps: number;
+    p50: number;
+    p99: number;
+    /** Medians over the rounds, µs of CPU per 2xx response. */
+    cpuPerRequest: { server?: number; database?: number; loadGenerator?: number };
+    /** Median share of the machine's CPUs busy during the rounds (all processes). */
+    machineBusy?: number;
+    runs: LoadResult[];
+  }>;
   ledger?: { recorded: number; received: number };
   verifier?: VerifierBenchResult;
   coldStart?: {
@@ -146,9 +157,16 @@ export function renderMarkdown(report: BenchReport): string {
   }
   if (report.ledger) out.push('', `Ledger check: ${report.ledger.recorded} issuance events committed in PostgreSQL for ${report.ledger.received} tokens Tether returned during the run.`);
   if (report.load) {
-    out.push('', '| load subject | what it does | req/s per round | check of one response |', '|---|---|---|---|');
+    out.push(
+      '',
+      '| load subject | what it does | req/s per round | CPU µs per token: server / PostgreSQL / load generator | machine busy | check of one response |',
+      '|---|---|---|---|---:|---|',
+    );
     for (const [name, subject] of Object.entries(report.load)) {
-      out.push(`| ${name} | ${subject.label} | ${subject.runs.map((run) => fixed(run.rps)).join(', ')} | ${subject.check} |`);
+      const cpu = subject.cpuPerRequest;
+      out.push(`| ${name} | ${subject.label} | ${subject.runs.map((run) => fixed(run.rps)).join(', ')} | `
+        + `${fixed(cpu.server)} / ${cpu.database === undefined ? '–' : fixed(cpu.database)} / ${fixed(cpu.loadGenerator)} | `
+        + `${subject.machineBusy === undefined ? '–' : `${Math.round(subject.machineBusy * 100)} %`} | ${subject.check} |`);
     }
   }
   return out.join('\n');
