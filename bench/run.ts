@@ -771,10 +771,12 @@ async function main(): Promise<void> {
   report.totalSeconds = round((Date.now() - started) / 1000);
 
   process.stdout.write(`\n${renderTable(report)}\n`);
-  const file = path.join(RESULTS_DIR, options.quick ? 'quick.json' : 'latest.json');
+  // Only a complete run is "the" result; a smoke run or a partial one (one section, some subjects,
+  // a profiled server) goes to its own file.
+  const complete = !options.quick && !options.subjects && options.sections.size === 3 && !options.profile;
+  const file = path.join(RESULTS_DIR, complete ? 'latest.json' : options.quick ? 'quick.json' : 'partial.json');
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   log(`wrote ${path.relative(REPO_ROOT, file)} (${report.totalSeconds} s in all)`);
-  const complete = !options.quick && !options.subjects && options.sections.size === 3 && !options.profile;
   if (complete) {
     writeDocs(path.join(REPO_ROOT, 'docs', 'benchmarks.md'), renderMarkdown(report));
     log('updated the figures in docs/benchmarks.md');
