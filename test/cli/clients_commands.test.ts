@@ -2,8 +2,8 @@ import { decodeJwt } from 'jose';
 import { clientsList, clientsResume, clientsShow, clientsSuspend } from '../../src/cli/clients_commands.js';
 import { CommandError, type CommandContext } from '../../src/cli/inventory_output.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
-import { startTestTether, type TokenResponse } from '../support/tether.js';
-import { INVOICES, LedgerClient, ORDERS, REPORTS, ledgerConfig } from '../ledger/ledger_config.js';
+import { type TokenResponse } from '../support/tether.js';
+import { INVOICES, LedgerClient, ORDERS, REPORTS, startLedgerTether } from '../ledger/ledger_config.js';
 import { Captured, contextFor } from './cli_support.js';
 
 let tether: RunningTether;
@@ -12,15 +12,12 @@ let out: Captured;
 let context: CommandContext;
 
 beforeAll(async () => {
-  tether = await startTestTether({ config: ledgerConfig() });
-  client = new LedgerClient(tether);
+  ({ tether, client } = await startLedgerTether());
   out = new Captured();
   context = contextFor(tether, out);
 });
 
-afterAll(async () => {
-  await tether?.close();
-});
+afterAll(() => tether?.close());
 
 beforeEach(() => out.take());
 

@@ -2,8 +2,8 @@ import { decodeJwt } from 'jose';
 import { CommandError, type CommandContext } from '../../src/cli/inventory_output.js';
 import { ledgerTail } from '../../src/cli/ledger_commands.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
-import { startTestTether } from '../support/tether.js';
-import { LedgerClient, ORDERS, ledgerConfig } from '../ledger/ledger_config.js';
+
+import { LedgerClient, ORDERS, startLedgerTether } from '../ledger/ledger_config.js';
 import { Captured, contextFor } from './cli_support.js';
 
 let tether: RunningTether;
@@ -12,17 +12,14 @@ let out: Captured;
 let context: CommandContext;
 
 beforeAll(async () => {
-  tether = await startTestTether({ config: ledgerConfig() });
-  client = new LedgerClient(tether);
+  ({ tether, client } = await startLedgerTether());
   out = new Captured();
   context = contextFor(tether, out);
   for (let index = 0; index < 3; index += 1) await client.accessToken('worker', ORDERS);
   await client.token('worker', 'https://nowhere.ledger.test');
 });
 
-afterAll(async () => {
-  await tether?.close();
-});
+afterAll(() => tether?.close());
 
 beforeEach(() => out.take());
 

@@ -3,8 +3,8 @@ import { decodeJwt } from 'jose';
 import { CommandError, type CommandContext } from '../../src/cli/inventory_output.js';
 import { tokensList, tokensRevoke, tokensShow } from '../../src/cli/tokens_commands.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
-import { startTestTether } from '../support/tether.js';
-import { ARCHIVE, INVOICES, LedgerClient, ORDERS, REPORTS, ledgerConfig } from '../ledger/ledger_config.js';
+
+import { ARCHIVE, INVOICES, LedgerClient, ORDERS, REPORTS, startLedgerTether } from '../ledger/ledger_config.js';
 import { Captured, contextFor } from './cli_support.js';
 
 /** The token inventory commands, run in-process against a database that real requests went through. */
@@ -23,8 +23,7 @@ const sha256 = (value: string) => createHash('sha256').update(value).digest('bas
 const jtiOf = (token: string) => decodeJwt(token).jti!;
 
 beforeAll(async () => {
-  tether = await startTestTether({ config: ledgerConfig() });
-  client = new LedgerClient(tether);
+  ({ tether, client } = await startLedgerTether());
   out = new Captured();
   context = contextFor(tether, out);
   jwt = await client.accessToken('worker', ORDERS);
@@ -35,9 +34,7 @@ beforeAll(async () => {
   await client.introspectAs('orders-api', jwt);
 });
 
-afterAll(async () => {
-  await tether?.close();
-});
+afterAll(() => tether?.close());
 
 beforeEach(() => out.take());
 

@@ -1,20 +1,17 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { RunningTether } from '../../src/testing/start_tether.js';
-import { postForm, startTestTether } from '../support/tether.js';
-import { INVOICES, LedgerClient, ORDERS, REPORTS, SHORT, STRANGER_SECRET, VAULT, ledgerConfig } from './ledger_config.js';
+import { postForm } from '../support/tether.js';
+import { INVOICES, LedgerClient, ORDERS, REPORTS, SHORT, STRANGER_SECRET, VAULT, startLedgerTether } from './ledger_config.js';
 
 let tether: RunningTether;
 let client: LedgerClient;
 
 beforeAll(async () => {
-  tether = await startTestTether({ config: ledgerConfig() });
-  client = new LedgerClient(tether);
+  ({ tether, client } = await startLedgerTether());
 });
 
-afterAll(async () => {
-  await tether?.close();
-});
+afterAll(() => tether?.close());
 
 function thumbprintOf(clientId: string): string {
   return createHash('sha256').update(new X509Certificate(tether.pki.clients[clientId]!.certificatePem).raw).digest('base64url');

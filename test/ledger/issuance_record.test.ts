@@ -1,20 +1,17 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import type { RunningTether } from '../../src/testing/start_tether.js';
-import { postForm, startTestTether } from '../support/tether.js';
-import { INVOICES, LEGACY, LEGACY_SECRET, LedgerClient, ORDERS, REPORTS, ledgerConfig } from './ledger_config.js';
+import { postForm } from '../support/tether.js';
+import { INVOICES, LEGACY, LEGACY_SECRET, LedgerClient, ORDERS, REPORTS, startLedgerTether } from './ledger_config.js';
 
 let tether: RunningTether;
 let client: LedgerClient;
 
 beforeAll(async () => {
-  tether = await startTestTether({ config: ledgerConfig() });
-  client = new LedgerClient(tether);
+  ({ tether, client } = await startLedgerTether());
 });
 
-afterAll(async () => {
-  await tether?.close();
-});
+afterAll(() => tether?.close());
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('base64url');
 const seconds = (date: Date) => Math.floor(date.getTime() / 1000);

@@ -1,7 +1,7 @@
 import type { Agent } from 'undici';
 import { createDpopKey, dpopProof, type DpopKey } from '../../src/testing/dpop.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
-import { basicAuth, postForm, type TokenResponse } from '../support/tether.js';
+import { basicAuth, postForm, startTestTether, type TokenResponse } from '../support/tether.js';
 
 /**
  * The ledger tests' world: a worker calls the orders API (JWT) and the reports API (opaque); the
@@ -133,4 +133,10 @@ export class LedgerClient {
   revokeAs(clientId: string, token: string, form: Record<string, string> = {}): Promise<TokenResponse> {
     return postForm(this.revocationEndpoint, { client_id: clientId, token, ...form }, { dispatcher: this.agent(clientId) });
   }
+}
+
+/** A Tether with the ledger test configuration on the run's database, and a client for it. */
+export async function startLedgerTether(): Promise<{ tether: RunningTether; client: LedgerClient }> {
+  const tether = await startTestTether({ config: ledgerConfig() });
+  return { tether, client: new LedgerClient(tether) };
 }

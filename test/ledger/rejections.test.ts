@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose';
 import { createDpopKey, dpopProof } from '../../src/testing/dpop.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
 import { basicAuth, postForm, startTestTether, type TokenResponse } from '../support/tether.js';
-import { DPOP_SECRET, INVOICES, LedgerClient, ORDERS, REPORTS, ledgerConfig } from './ledger_config.js';
+import { DPOP_SECRET, INVOICES, LedgerClient, ORDERS, REPORTS, ledgerConfig, startLedgerTether } from './ledger_config.js';
 
 /**
  * Every refused token, introspection and revocation request leaves a `request.rejected` event: the
@@ -13,13 +13,10 @@ let tether: RunningTether;
 let client: LedgerClient;
 
 beforeAll(async () => {
-  tether = await startTestTether({ config: ledgerConfig() });
-  client = new LedgerClient(tether);
+  ({ tether, client } = await startLedgerTether());
 });
 
-afterAll(async () => {
-  await tether?.close();
-});
+afterAll(() => tether?.close());
 
 async function rejectionOf(response: TokenResponse) {
   const requestId = response.headers.get('x-request-id');

@@ -1,20 +1,17 @@
 import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import type { RunningTether } from '../../src/testing/start_tether.js';
-import { postForm, startTestTether } from '../support/tether.js';
-import { ARCHIVE, INVOICES, LedgerClient, ORDERS, REPORTS, STRANGER_SECRET, ledgerConfig } from './ledger_config.js';
+import { postForm } from '../support/tether.js';
+import { ARCHIVE, INVOICES, LedgerClient, ORDERS, REPORTS, STRANGER_SECRET, startLedgerTether } from './ledger_config.js';
 
 let tether: RunningTether;
 let client: LedgerClient;
 
 beforeAll(async () => {
-  tether = await startTestTether({ config: ledgerConfig() });
-  client = new LedgerClient(tether);
+  ({ tether, client } = await startLedgerTether());
 });
 
-afterAll(async () => {
-  await tether?.close();
-});
+afterAll(() => tether?.close());
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('base64url');
 const jtiOf = (token: string) => decodeJwt(token).jti!;

@@ -2,20 +2,17 @@ import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { resumeClient, suspendClient } from '../../src/ledger/client_states.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
-import { startTestTether, type TokenResponse } from '../support/tether.js';
-import { INVOICES, LedgerClient, ORDERS, REPORTS, ledgerConfig } from './ledger_config.js';
+import { type TokenResponse } from '../support/tether.js';
+import { INVOICES, LedgerClient, ORDERS, REPORTS, startLedgerTether } from './ledger_config.js';
 
 let tether: RunningTether;
 let client: LedgerClient;
 
 beforeAll(async () => {
-  tether = await startTestTether({ config: ledgerConfig() });
-  client = new LedgerClient(tether);
+  ({ tether, client } = await startLedgerTether());
 });
 
-afterAll(async () => {
-  await tether?.close();
-});
+afterAll(() => tether?.close());
 
 const facts = { requestId: 'suspension-test', sourceAddress: undefined, instanceId: 'test' };
 const cause = { actor: 'cli:test', reason: 'key compromise drill' };
