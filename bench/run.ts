@@ -31,7 +31,7 @@ import { median, round } from './lib/stats.js';
 import type { ChildProcess } from 'node:child_process';
 import type { StartTetherTimes } from './cold_start/start_tether_child.js';
 import type { VerifierBenchInput, VerifierBenchResult } from './verifier/verify_child.js';
-import { renderMarkdown, renderTable, writeDocs, type BenchReport, type PairRow } from './lib/report.js';
+import { renderMarkdown, renderTable, writeDocs, type BenchReport, type ColdStartResult, type PairRow } from './lib/report.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Options
@@ -604,17 +604,6 @@ async function verifierSection(): Promise<{ result: VerifierBenchResult; rows: P
 
 // ---------------------------------------------------------------------------------------------------
 // Cold start section (pair 5)
-
-interface ColdStartResult {
-  tetherDevFirstEver: number;
-  /** The `tether` command (compiled), existing data folder. */
-  tetherDev: number[];
-  tetherDevReady: number[];
-  /** `npm run dev` (tsx), existing data folder. */
-  tetherDevTsx: number[];
-  mock: number[];
-  startTether: StartTetherTimes[];
-}
 
 /** Spawns a server and requests a token until one arrives; returns ms from spawn to that token. */
 async function timeToFirstToken(launch: () => ChildProcess, endpoint: Endpoint, request: () => OneRequest, readyLine?: RegExp): Promise<{ token: number; ready?: number; child: ChildProcess }> {

@@ -43,11 +43,6 @@ export function postgresPids(database: string): number[] {
   return pids;
 }
 
-/** Sum of CPU time over processes (those that vanished count as 0). */
-export function totalCpuMicros(pids: readonly number[]): number {
-  return pids.reduce((sum, pid) => sum + (processCpuMicros(pid) ?? 0), 0);
-}
-
 /** CPU time of a set of processes that may come and go: take a snapshot before and after a run. */
 export function snapshotCpu(pids: readonly number[]): Map<number, number> {
   return new Map(pids.map((pid) => [pid, processCpuMicros(pid) ?? 0]));

@@ -53,15 +53,20 @@ export interface BenchReport {
   }>;
   ledger?: { recorded: number; received: number };
   verifier?: VerifierBenchResult;
-  coldStart?: {
-    tetherDevFirstEver: number;
-    tetherDev: number[];
-    tetherDevReady: number[];
-    tetherDevTsx: number[];
-    mock: number[];
-    startTether: StartTetherTimes[];
-  };
+  coldStart?: ColdStartResult;
   totalSeconds?: number;
+}
+
+/** Pair 5: milliseconds from spawn to the first token. */
+export interface ColdStartResult {
+  tetherDevFirstEver: number;
+  /** The `tether` command (compiled), existing data folder. */
+  tetherDev: number[];
+  tetherDevReady: number[];
+  /** `npm run dev` (tsx), existing data folder. */
+  tetherDevTsx: number[];
+  mock: number[];
+  startTether: StartTetherTimes[];
 }
 
 /** Cold-start targets of the issue, milliseconds ("about 1 s" is read as at most 1.1 s). */
