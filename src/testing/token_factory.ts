@@ -13,6 +13,7 @@ import type { PresentedCertificate } from './agents.js';
 import { createDpopKey, dpopProof, type DpopKey, type DpopProofClaims } from './dpop.js';
 import { hmacWithPublicKey, signJws, unsecuredJws, type TetherSigningKey } from './signing_key.js';
 import type { IssuedAccessToken } from './token_client.js';
+import { htuOf } from './token_fetch.js';
 
 /** How the token under test is bound to its client. */
 export type TokenBinding = 'mtls' | 'dpop' | 'bearer';
@@ -216,11 +217,6 @@ function createPresenter(holder: IssuedAccessToken, binding: TokenBinding): Pres
       return { ...connection, authorization: `Bearer ${token}` };
     },
   };
-}
-
-function htuOf(url: string): string {
-  const parsed = new URL(url);
-  return `${parsed.origin}${parsed.pathname}`;
 }
 
 // ---------------------------------------------------------------------------------------------------
