@@ -8,7 +8,7 @@ import knexFactory, { type Knex } from 'knex';
 import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
 import { createInMemoryPglite } from './pglite_memory.js';
 import { createPgliteKnex } from './pglite_knex.js';
-import { migratedSnapshot } from './pglite_snapshot.js';
+import { migratedSnapshotOrUndefined } from './pglite_snapshot.js';
 import { extractDataDirTarball } from './tar_extract.js';
 
 /** An open database: PostgreSQL through `pg`, or embedded PGlite. */
@@ -65,10 +65,7 @@ function openPostgres(url: string): Database {
 }
 
 async function openPgliteMemory(): Promise<Database> {
-  const fromSnapshot = await createInMemoryPglite();
-  if (fromSnapshot) return wrapPglite(fromSnapshot);
-  await snapshotOrUndefined(); // says why there is no snapshot
-  return wrapPglite(await PGlite.create());
+  return wrapPglite(await createInMemoryPglite());
 }
 
 /** Starts reading the snapshot and compiling PGlite ahead of `openDatabase({ memory: true })`. */
@@ -94,7 +91,7 @@ async function openPgliteDirectory(directory: string): Promise<Database> {
  * Without a snapshot (or if unpacking fails) nothing happens here and PGlite runs initdb itself.
  */
 async function seedDirectory(directory: string): Promise<void> {
-  const snapshot = await snapshotOrUndefined();
+  const snapshot = await migratedSnapshotOrUndefined();
   if (snapshot === undefined) return;
   const staging = join(dirname(directory), `.${basename(directory)}.seeding-${randomBytes(6).toString('hex')}`);
   try {
@@ -105,17 +102,6 @@ async function seedDirectory(directory: string): Promise<void> {
     process.emitWarning(`tether: could not seed ${directory} from the snapshot, PGlite will initialize it: ${describe(error)}`);
   } finally {
     await rm(staging, { recursive: true, force: true });
-  }
-}
-
-async function snapshotOrUndefined(): Promise<Uint8Array | undefined> {
-  try {
-    return await migratedSnapshot();
-  } catch (error) {
-    process.emitWarning(
-      `tether: could not prepare the migrated PGlite snapshot, starting from an empty database: ${describe(error)}`,
-    );
-    return undefined;
   }
 }
 

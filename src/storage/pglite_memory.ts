@@ -15,7 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
-import { migratedSnapshot } from './pglite_snapshot.js';
+import { migratedSnapshotOrUndefined } from './pglite_snapshot.js';
 
 type WasmModule = NonNullable<PGliteOptions['pgliteWasmModule']>;
 // The project compiles without the DOM library, which is where TypeScript declares WebAssembly.
@@ -37,13 +37,18 @@ export function prepareInMemoryPglite(): void {
 }
 
 /**
- * A fresh in-memory PGlite holding the migrated snapshot, or undefined when no snapshot could be built
- * (the caller then starts an empty one and migrations report the cause).
+ * A fresh in-memory PGlite holding the migrated snapshot, or an empty one when no snapshot could be
+ * built (a process warning says why, and the caller's migration reports the cause).
  */
-export async function createInMemoryPglite(): Promise<PGlite | undefined> {
+export async function createInMemoryPglite(): Promise<PGlite> {
   prepareInMemoryPglite();
-  const [snapshot, pgliteWasmModule] = await Promise.all([snapshotBlob!, compiledPglite!]);
-  if (snapshot === undefined) return undefined;
+  const pending = snapshotBlob!;
+  const [snapshot, pgliteWasmModule] = await Promise.all([pending, compiledPglite!]);
+  if (snapshot === undefined) {
+    // A failed build must not poison later opens in this process: the next one tries again.
+    if (snapshotBlob === pending) snapshotBlob = undefined;
+    return PGlite.create();
+  }
   return PGlite.create({
     loadDataDir: snapshot,
     startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${SHARED_BUFFERS}`],
@@ -52,13 +57,8 @@ export async function createInMemoryPglite(): Promise<PGlite | undefined> {
 }
 
 async function loadSnapshotBlob(): Promise<Blob | undefined> {
-  try {
-    return new Blob([(await migratedSnapshot()) as Uint8Array<ArrayBuffer>]);
-  } catch {
-    // A failed build must not poison later attempts; openDatabase reports the cause as a warning.
-    snapshotBlob = undefined;
-    return undefined;
-  }
+  const snapshot = await migratedSnapshotOrUndefined();
+  return snapshot && new Blob([snapshot as Uint8Array<ArrayBuffer>]);
 }
 
 /** PGlite compiles its module itself when none is given, so a failure here only costs the head start. */

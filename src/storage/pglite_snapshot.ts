@@ -18,7 +18,9 @@ import { migrateToLatest, migrationFileNames, migrationsDirectory } from './migr
  * It is built once per (PGlite version, migrations folder contents), cached as a file under the OS
  * temp folder so parallel test workers and later runs share it, and memoized in-process.
  */
-const inProcess = new Map<string, Promise<Uint8Array>>();
+let inProcess: Promise<Uint8Array> | undefined;
+/** The fingerprint reads every migration file; they do not change while the process runs. */
+let cachedSnapshotFile: string | undefined;
 
 const gunzipAsync = promisify(gunzip);
 
@@ -28,15 +30,29 @@ const gunzipAsync = promisify(gunzip);
  * (~45 ms) is faster than letting PGlite inflate it.
  */
 export async function migratedSnapshot(): Promise<Uint8Array> {
-  const file = snapshotFilePath();
-  let pending = inProcess.get(file);
+  let pending = inProcess;
   if (pending === undefined) {
-    pending = readOrBuildSnapshot(file);
-    inProcess.set(file, pending);
+    pending = inProcess = readOrBuildSnapshot(snapshotFilePath());
     // A failed build must not poison later attempts in this process.
-    pending.catch(() => inProcess.delete(file));
+    pending.catch(() => {
+      if (inProcess === pending) inProcess = undefined;
+    });
   }
   return gunzipAsync(await pending);
+}
+
+/**
+ * `migratedSnapshot()`, or undefined with a process warning saying why there is none; embedded
+ * databases then start empty and the caller's migration reports the problem.
+ */
+export async function migratedSnapshotOrUndefined(): Promise<Uint8Array | undefined> {
+  try {
+    return await migratedSnapshot();
+  } catch (error) {
+    const cause = error instanceof Error ? error.message : String(error);
+    process.emitWarning(`tether: could not prepare the migrated PGlite snapshot, starting from an empty database: ${cause}`);
+    return undefined;
+  }
 }
 
 /**
@@ -44,7 +60,7 @@ export async function migratedSnapshot(): Promise<Uint8Array> {
  * makes a snapshot stale, so a changed or added migration simply produces a new file.
  */
 export function snapshotFilePath(): string {
-  return join(privateCacheDirectory(), `pglite-${snapshotFingerprint()}.tgz`);
+  return (cachedSnapshotFile ??= join(privateCacheDirectory(), `pglite-${snapshotFingerprint()}.tgz`));
 }
 
 /**
