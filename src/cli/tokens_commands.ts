@@ -1,6 +1,6 @@
 import { tokenStateOf, type TokenRecord, type TokenState } from '../ledger/events.js';
 import { eventsOfToken, findTokenRecord, listTokens, tokenLineage } from '../ledger/inventory_queries.js';
-import { hashedTokenId } from '../ledger/presented_token.js';
+import { opaqueTokenId } from '../keys/own_tokens.js';
 import { revokeTokens, type RevocationSelection, type RevokedToken } from '../ledger/revoke_tokens.js';
 import {
   CommandError, abbreviate, causeOf, eventJson, eventLine, formatBinding, formatTime, tokenJson, writeJson, writeLine, writeTable, type CommandContext,
@@ -57,7 +57,7 @@ export async function tokensList(context: CommandContext, options: TokensListOpt
  * mistake, an opaque token itself, which is found by its hash (and never printed back).
  */
 async function resolveToken(context: CommandContext, id: string): Promise<TokenRecord> {
-  const token = await findTokenRecord(context.knex, id) ?? await findTokenRecord(context.knex, hashedTokenId(id));
+  const token = await findTokenRecord(context.knex, id) ?? await findTokenRecord(context.knex, opaqueTokenId(id));
   if (!token) throw new CommandError(`no token with id ${JSON.stringify(id)} in the ledger`);
   return token;
 }

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { ClientConfig, ResourceConfig } from '../config/schema.js';
+import { opaqueTokenId } from '../keys/own_tokens.js';
 import type { IssuedToken, TokenBinding } from '../ledger/events.js';
 import { ClientSuspendedError } from '../ledger/record_issuance.js';
 import { validateDpopProof } from '../provider/internals.js';
@@ -93,7 +93,8 @@ const DPOP_PROOF_WINDOW_SECONDS = 300;
  * instances (or two concurrent requests) presenting one proof give exactly one token.
  */
 async function rejectReplayedProof(grant: GrantContext, jkt: string, jti: string, iat: number): Promise<void> {
-  const key = createHash('sha256').update(`${jkt}\0${jti}`).digest('base64url');
+  // RFC 9449 §11.1: jti is unique per key; recordProofOnce stores only the hash of this key.
+  const key = `${jkt}\0${jti}`;
   const expiresAt = new Date((Math.max(iat, Date.now() / 1000) + DPOP_PROOF_WINDOW_SECONDS) * 1000);
   const first = await databaseStep(() => recordProofOnce(grant.knex, { key, expiresAt }));
   if (!first) {
@@ -157,11 +158,6 @@ export async function mintAccessToken(grant: GrantContext, ctx: KoaContextWithOI
     parentTokenId: request.parentTokenId,
     act: request.act,
   };
-}
-
-/** Hash of an opaque token's id, as the ledger stores it (the id itself is a bearer secret). */
-export function opaqueTokenId(jti: string): string {
-  return createHash('sha256').update(jti).digest('base64url');
 }
 
 function tokenFacts(format: 'jwt' | 'opaque', value: string, token: { jti?: string; iat?: number; exp?: number; expiration: number }) {

@@ -1,4 +1,5 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
+import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { TetherConfig } from '../config/schema.js';
@@ -8,9 +9,9 @@ import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
 import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
-import { ownTokenVerifier } from '../ledger/presented_token.js';
 import { listenForRejections, recordRejections } from '../ledger/rejections.js';
 import { tokenStatusEndpoints } from '../ledger/token_status_endpoints.js';
+import { ownTokenVerifier } from '../keys/own_tokens.js';
 import { loadServerSecret, loadSigningKeys } from '../keys/signing_keys.js';
 import { ALLOWED_JWS_ALGORITHMS, TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
 import { createProvider } from '../provider/create_provider.js';
@@ -37,6 +38,8 @@ export interface TetherApp {
   callback: ReturnType<Provider['callback']>;
   instanceId: string;
   grant: GrantContext;
+  /** The verification keys published at jwks_uri, as loaded at start. */
+  publicJwks: JSONWebKeySet;
 }
 
 /** Splits a PEM bundle into certificates. */
@@ -53,7 +56,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const { knex } = database;
   const instanceId = options.instanceId ?? randomUUID();
 
-  const [{ jwks }, dpopNonceSecret] = await Promise.all([
+  const [{ jwks, publicJwks }, dpopNonceSecret] = await Promise.all([
     loadSigningKeys(knex, { algorithm: config.signing.algorithm, encryptionSecret: config.signing.encryptionSecret }),
     loadServerSecret(knex, 'dpop_nonce'),
     // Issuance locks the client's state row, so every configured client needs one (ledger/client_states.ts).
@@ -86,10 +89,10 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
 
   // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
   provider.registerGrantType('client_credentials', clientCredentialsHandler(grant), clientCredentialsParameters, ['resource']);
-  // RFC 8693: token exchange; the subject token's JWT signature is checked against the keys above.
-  provider.registerGrantType(
-    TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, { signingKeys: jwks }), tokenExchangeParameters, tokenExchangeDuplicableParameters,
-  );
+  // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own keys.
+  const ownTokens = ownTokenVerifier({ issuer: config.issuer, publicJwks: publicJwks as JSONWebKeySet, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
+  // RFC 8693: token exchange.
+  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
 
   provider.use(requestContext(logger));
   provider.use(healthEndpoints(knex));
@@ -100,7 +103,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   provider.use(recordRejections({ knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId) }));
   provider.use(tokenStatusEndpoints({
     knex,
-    verifier: ownTokenVerifier({ issuer: config.issuer, keys: jwks as { keys: object[] }, algorithms: [...ALLOWED_JWS_ALGORITHMS] }),
+    verifier: ownTokens,
     issuer: config.issuer,
     introspectorsOf: (resource) => grant.resources.get(resource)?.introspectors ?? [],
     logger,
@@ -112,5 +115,5 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   provider.use(resolveCallerCertificate({ proxy }, logger));
   provider.use(discoveryAdditions(config.listeners.https ? new URL(config.issuer).origin : undefined));
 
-  return { provider, callback: provider.callback(), instanceId, grant };
+  return { provider, callback: provider.callback(), instanceId, grant, publicJwks: publicJwks as JSONWebKeySet };
 }

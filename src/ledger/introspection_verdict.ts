@@ -1,5 +1,5 @@
 import type { TokenRecord } from './events.js';
-import type { PresentedToken } from './presented_token.js';
+import type { PresentedToken } from '../keys/own_tokens.js';
 
 /**
  * RFC 7662 §2.2 answer for one presented token, decided from the token itself and its ledger record.

@@ -6,7 +6,7 @@ import { recordIntrospection, type LedgerEventInput } from './append_event.js';
 import type { RequestFacts, TokenRecord } from './events.js';
 import { findTokenRecord } from './inventory_queries.js';
 import { introspectionVerdict } from './introspection_verdict.js';
-import type { OwnTokenVerifier, PresentedToken } from './presented_token.js';
+import type { OwnTokenVerifier, PresentedToken } from '../keys/own_tokens.js';
 import { forgetRejection, rememberedRejection, rememberRejection, type Rejection } from './rejections.js';
 import { revokeTokens } from './revoke_tokens.js';
 

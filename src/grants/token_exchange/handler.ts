@@ -1,11 +1,12 @@
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { OwnTokenVerifier } from '../../keys/own_tokens.js';
 import { PolicyError } from '../../provider/resource_policy.js';
 import type { GrantContext } from '../grant_context.js';
 import { bindToken, mintAccessToken, recordIssuance, requireActiveClient, respondWithToken, tetherClientOf, withPolicyErrors } from '../issuance_steps.js';
 import { decideExchange, InvalidPresentedToken } from './exchange_policy.js';
 import { parseExchangeRequest, TOKEN_TYPE } from './parse_request.js';
 import { presentedKeysOf } from './presented_keys.js';
-import { issuerKeysOf, resolvePresentedToken } from './resolve_subject.js';
+import { resolvePresentedToken } from './resolve_subject.js';
 
 /**
  * OAuth 2.0 Token Exchange (RFC 8693) as a custom oidc-provider grant. A service that received a
@@ -16,16 +17,15 @@ import { issuerKeysOf, resolvePresentedToken } from './resolve_subject.js';
  * sender constraint of the new token → mint → ledger (`token.exchanged`, parent = subject token) →
  * response (§2.2.1).
  */
-export function tokenExchangeHandler(grant: GrantContext, options: { signingKeys: { keys: readonly object[] } }) {
-  const issuerKeys = issuerKeysOf(grant.config.issuer, options.signingKeys);
+export function tokenExchangeHandler(grant: GrantContext, ownTokens: OwnTokenVerifier) {
 
   return async function tokenExchange(ctx: KoaContextWithOIDC): Promise<void> {
     const client = tetherClientOf(grant, ctx);
     await requireActiveClient(grant, ctx, client);
 
     const request = await refusing(() => parseExchangeRequest(ctx.oidc.params!));
-    const subject = await refusing(() => resolvePresentedToken(grant, issuerKeys, request.subject, 'subject_token'));
-    const actor = request.actor && await refusing(() => resolvePresentedToken(grant, issuerKeys, request.actor!, 'actor_token'));
+    const subject = await refusing(() => resolvePresentedToken(grant, ownTokens, request.subject, 'subject_token'));
+    const actor = request.actor && await refusing(() => resolvePresentedToken(grant, ownTokens, request.actor!, 'actor_token'));
     const presented = await presentedKeysOf(grant, ctx, actor ? [subject, actor] : [subject]);
 
     const decision = await refusing(() => decideExchange({

@@ -1,10 +1,9 @@
-import { createPublicKey, type JsonWebKey } from 'node:crypto';
-import { createLocalJWKSet, jwtVerify, type JWK, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload } from 'jose';
 import type { Knex } from 'knex';
-import { ALLOWED_JWS_ALGORITHMS } from '../../provider/client_metadata.js';
+import { opaqueTokenId, type OwnTokenVerifier, type PresentedToken as OwnToken } from '../../keys/own_tokens.js';
 import { PolicyError } from '../../provider/resource_policy.js';
 import type { GrantContext } from '../grant_context.js';
-import { databaseStep, opaqueTokenId } from '../issuance_steps.js';
+import { databaseStep } from '../issuance_steps.js';
 import { InvalidPresentedToken, type ActClaim, type ExchangeableToken } from './exchange_policy.js';
 import type { PresentedToken } from './parse_request.js';
 
@@ -21,58 +20,24 @@ import type { PresentedToken } from './parse_request.js';
 
 type Parameter = 'subject_token' | 'actor_token';
 
-/** Tether's own verification keys: the public half of the provider's signing keys. */
-export interface IssuerKeys {
-  issuer: string;
-  getKey: JWTVerifyGetKey;
-}
-
-/** Builds {@link IssuerKeys} from the private JWKS the provider signs with (keys/signing_keys.ts). */
-export function issuerKeysOf(issuer: string, signingKeys: { keys: readonly object[] }): IssuerKeys {
-  const keys = signingKeys.keys.filter(isAsymmetric).map(publicJwkOf);
-  return { issuer, getKey: createLocalJWKSet({ keys }) };
-}
-
-function isAsymmetric(jwk: object): boolean {
-  return ['EC', 'RSA', 'OKP'].includes((jwk as JWK).kty ?? '');
-}
-
-/** The public key of a private JWK, keeping the identifiers a JWS header refers to. */
-function publicJwkOf(jwk: object): JWK {
-  const { kid, alg, use } = jwk as JWK;
-  const publicJwk = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }).export({ format: 'jwk' }) as JWK;
-  return { ...publicJwk, kid, alg, use };
-}
-
 /** Resolves a presented token to verified facts; throws InvalidPresentedToken (→ invalid_grant) or invalid_request. */
-export async function resolvePresentedToken(grant: GrantContext, keys: IssuerKeys, presented: PresentedToken, parameter: Parameter): Promise<ExchangeableToken> {
-  const token = looksLikeJws(presented.value)
-    ? await readJwtAccessToken(keys, presented.value, parameter)
-    : await readOpaqueAccessToken(grant, presented, parameter);
+export async function resolvePresentedToken(grant: GrantContext, verifier: OwnTokenVerifier, presented: PresentedToken, parameter: Parameter): Promise<ExchangeableToken> {
+  const identified = await verifier.identify(presented.value);
+  const token = identified.kind === 'opaque'
+    ? await readOpaqueAccessToken(grant, presented, parameter)
+    : jwtAccessToken(identified, parameter);
   await requireActiveInLedger(grant.knex, token, parameter);
   return token;
 }
 
-/** A compact JWS has three base64url segments; oidc-provider's opaque tokens have no dot. */
-function looksLikeJws(value: string): boolean {
-  return /^[\w-]+\.[\w-]+\.[\w-]+$/.test(value);
-}
-
-async function readJwtAccessToken(keys: IssuerKeys, value: string, parameter: Parameter): Promise<ExchangeableToken> {
-  let payload: JWTPayload;
-  try {
-    ({ payload } = await jwtVerify(value, keys.getKey, {
-      issuer: keys.issuer,
-      typ: 'at+jwt',
-      algorithms: ALLOWED_JWS_ALGORITHMS,
-      requiredClaims: ['jti', 'exp', 'iat', 'sub', 'client_id', 'aud'],
-    }));
-  } catch (error) {
-    // A foreign key (no matching kid), a changed byte, another issuer or typ, an expired token:
-    // all are tokens Tether will not exchange, told apart only in the private detail.
-    throw new InvalidPresentedToken(parameter, `JWT not accepted: ${(error as Error).message}`);
-  }
-  return tokenFromClaims(payload, parameter);
+/**
+ * A foreign key (no matching kid), a changed byte, another issuer or typ, an expired token: all are
+ * tokens Tether will not exchange, told apart only in the private detail.
+ */
+function jwtAccessToken(identified: Exclude<OwnToken, { kind: 'opaque' }>, parameter: Parameter): ExchangeableToken {
+  if (identified.kind === 'unrecognized') throw new InvalidPresentedToken(parameter, identified.reason);
+  if (identified.expired) throw new InvalidPresentedToken(parameter, `JWT not accepted: ${identified.expiredReason}`);
+  return tokenFromClaims(identified.claims, parameter);
 }
 
 /** The claims of a verified Tether at+jwt → facts (a claim of an unexpected shape is not ours to trust). */
