@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { certificateFromProxyHeaders, isTrustedProxy, type ProxyCertificateOptions } from './proxy_certificate.js';
+import { certificateFromProxyHeaders, type ProxyCertificateOptions } from './proxy_certificate.js';
 import type { PresentedCertificate } from './presented_certificate.js';
 import { peerCertificateOf } from './socket_certificate.js';
 
@@ -25,9 +25,7 @@ export interface CallerCertificateOptions {
  */
 export function callerCertificate(req: IncomingMessage, options: CallerCertificateOptions = {}): CallerCertificate | undefined {
   const { proxy } = options;
-  if (proxy && isTrustedProxy(req.socket.remoteAddress, proxy)) {
-    const forwarded = certificateFromProxyHeaders(req.headers, req.socket.remoteAddress, proxy);
-    if (forwarded) return forwarded;
-  }
-  return peerCertificateOf(req.socket);
+  // certificateFromProxyHeaders already ignores the header from a peer that is not a trusted proxy.
+  const forwarded = proxy && certificateFromProxyHeaders(req.headers, req.socket.remoteAddress, proxy);
+  return forwarded || peerCertificateOf(req.socket);
 }
