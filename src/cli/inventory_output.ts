@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { TetherConfig } from '../config/schema.js';
 import type { Cause, LedgerEvent, RequestFacts, TokenBinding, TokenRecord } from '../ledger/events.js';
 import { tokenStateOf } from '../ledger/events.js';
+import { renderTable } from './table.js';
 
 /**
  * What the inventory commands (tokens, clients, ledger) share: the context they run in, and how they
@@ -37,13 +38,6 @@ export function writeLine(context: CommandContext, line = ''): void {
 
 export function writeJson(context: CommandContext, value: unknown): void {
   context.out.write(`${JSON.stringify(value, null, 2)}\n`);
-}
-
-/** Columns padded to their widest cell; the last column is not padded. */
-export function renderTable(headers: string[], rows: string[][]): string {
-  const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)));
-  const line = (cells: string[]) => cells.map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ').trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n');
 }
 
 export function writeTable(context: CommandContext, headers: string[], rows: string[][], empty = '(none)'): void {

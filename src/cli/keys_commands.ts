@@ -2,15 +2,14 @@ import type { Command } from 'commander';
 import type { Knex } from 'knex';
 import type { TetherConfig } from '../config/schema.js';
 import { listSigningKeys, retireSigningKey, rotateSigningKey, type SigningKeyInfo } from '../keys/signing_keys.js';
+import { renderTable } from './table.js';
 
 /** Opens the database a command works on and hands it, with the configuration, to `work`. */
 export type WithDatabase = <T>(configFile: string | undefined, work: (knex: Knex, config: TetherConfig) => Promise<T>) => Promise<T>;
 
 function keyTable(keys: SigningKeyInfo[]): string {
   const rows = keys.map((key) => [key.kid, key.alg, key.current ? 'current' : key.retiredAt ? 'retired' : 'published', key.activatedAt.toISOString(), key.retiredAt?.toISOString() ?? '']);
-  const header = ['KID', 'ALG', 'STATE', 'ACTIVATED', 'RETIRED'];
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  return [header, ...rows].map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n');
+  return renderTable(['KID', 'ALG', 'STATE', 'ACTIVATED', 'RETIRED'], rows);
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  * The probe's report as a table for people and as JSON for CI.
  */
+import { renderTable } from '../cli/table.js';
 import type { ProbeReport } from './probe.js';
 
 const COLUMNS = ['CHECK', 'SENT', 'EXPECTED', 'ANSWERED', 'RESULT'] as const;
@@ -22,15 +23,11 @@ export function formatProbeTable(report: ProbeReport): string {
     result.answered,
     result.verdict.toUpperCase() + (result.note ? ` (${noteText(result.note)})` : ''),
   ]);
-  const widths = COLUMNS.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  // The last column is not padded: it ends the line.
-  const line = (cells: readonly string[]) => cells.map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ');
   const failed = report.results.filter((result) => result.verdict === 'fail' || result.verdict === 'error').map((result) => result.id);
   return [
     `${report.method} ${report.url}`,
     '',
-    line(COLUMNS),
-    ...rows.map(line),
+    renderTable(COLUMNS, rows),
     '',
     `${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped${failed.length > 0 ? ` — failed: ${failed.join(', ')}` : ''}`,
     ...footnotes.map((note, index) => `note ${index + 1}: ${note}`),

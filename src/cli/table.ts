@@ -1,0 +1,6 @@
+/** Columns padded to their widest cell, two spaces apart; the last column is not padded. */
+export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((header, column) => Math.max(header.length, ...rows.map((row) => (row[column] ?? '').length)));
+  const line = (cells: readonly string[]) => cells.map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}
