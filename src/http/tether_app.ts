@@ -1,4 +1,4 @@
-import { randomUUID, X509Certificate } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
@@ -42,11 +42,6 @@ export interface TetherApp {
   publicJwks: JSONWebKeySet;
 }
 
-/** Splits a PEM bundle into certificates. */
-export function certificatesOf(pem: string | undefined): X509Certificate[] {
-  return (pem?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((block) => new X509Certificate(block));
-}
-
 /**
  * Wires the token path of DESIGN.md: keys from the database, oidc-provider configured for Tether,
  * Tether's grant handlers, and the middleware that runs around them.
@@ -68,10 +63,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     adapter: createAdapterFactory(knex),
     jwks: jwks as never,
     dpopNonceSecret,
-    callerCertificate: (ctx) => {
-      const certificate = certificateOf(ctx);
-      return certificate && { x509: certificate.x509, authorized: certificate.authorized };
-    },
+    callerCertificate: certificateOf,
   });
   provider.proxy = config.trustedProxies.length > 0;
 
@@ -83,7 +75,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     clients: new Map(config.clients.map((client) => [client.id, client])),
     ledger: createIssuanceLedger(knex),
     instanceId,
-    certificateOf: (ctx) => certificateOf(ctx),
+    certificateOf,
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
   };
 
@@ -110,7 +102,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
   }));
   const proxy = config.trustedProxies.length > 0
-    ? { trustedProxies: config.trustedProxies, header: config.clientCertHeader, ca: certificatesOf(options.clientCaPem) }
+    ? { trustedProxies: config.trustedProxies, header: config.clientCertHeader, ca: options.clientCaPem }
     : undefined;
   provider.use(resolveCallerCertificate({ proxy }, logger));
   provider.use(discoveryAdditions(config.listeners.https ? new URL(config.issuer).origin : undefined));
