@@ -26,31 +26,30 @@ interface ClientSummary {
   total_tokens: number;
 }
 
-async function clientSummaries(context: CommandContext): Promise<ClientSummary[]> {
+type ClientStates = Awaited<ReturnType<typeof clientStates>>;
+
+/** Every configured client, then clients removed from the configuration that still hold tokens or a state row. */
+async function clientSummaries(context: CommandContext): Promise<{ summaries: ClientSummary[]; states: ClientStates }> {
   const [counts, states] = await Promise.all([tokenCountsByClient(context.knex), clientStates(context.knex)]);
-  const configured = context.config.clients.map((client) => ({
-    client_id: client.id,
-    owner: client.owner,
-    purpose: client.purpose,
-    configured: true,
-    resources: permittedResources(client),
-    suspended: states.get(client.id)?.suspended ?? false,
-    active_tokens: counts.get(client.id)?.active ?? 0,
-    total_tokens: counts.get(client.id)?.total ?? 0,
-  }));
-  // Clients removed from the configuration may still hold tokens: they stay visible.
-  const known = new Set(configured.map((client) => client.client_id));
-  const former = [...new Set([...counts.keys(), ...states.keys()])].filter((id) => !known.has(id)).sort().map((id) => ({
-    client_id: id,
-    owner: null,
-    purpose: null,
-    configured: false,
-    resources: [],
-    suspended: states.get(id)?.suspended ?? false,
-    active_tokens: counts.get(id)?.active ?? 0,
-    total_tokens: counts.get(id)?.total ?? 0,
-  }));
-  return [...configured, ...former];
+  const summaryOf = (clientId: string, client: ClientConfig | undefined): ClientSummary => ({
+    client_id: clientId,
+    owner: client?.owner ?? null,
+    purpose: client?.purpose ?? null,
+    configured: client !== undefined,
+    resources: client ? permittedResources(client) : [],
+    suspended: states.get(clientId)?.suspended ?? false,
+    active_tokens: counts.get(clientId)?.active ?? 0,
+    total_tokens: counts.get(clientId)?.total ?? 0,
+  });
+  const known = new Set(context.config.clients.map((client) => client.id));
+  const former = [...new Set([...counts.keys(), ...states.keys()])].filter((id) => !known.has(id)).sort();
+  return {
+    summaries: [
+      ...context.config.clients.map((client) => summaryOf(client.id, client)),
+      ...former.map((id) => summaryOf(id, undefined)),
+    ],
+    states,
+  };
 }
 
 function stateLabel(summary: ClientSummary): string {
@@ -59,7 +58,7 @@ function stateLabel(summary: ClientSummary): string {
 }
 
 export async function clientsList(context: CommandContext, options: { json?: boolean } = {}): Promise<void> {
-  const summaries = await clientSummaries(context);
+  const { summaries } = await clientSummaries(context);
   if (options.json) {
     writeJson(context, summaries);
     return;
@@ -79,10 +78,11 @@ function configuredClient(context: CommandContext, clientId: string): ClientConf
 }
 
 export async function clientsShow(context: CommandContext, clientId: string, options: { json?: boolean; events?: number } = {}): Promise<void> {
-  const summary = (await clientSummaries(context)).find((candidate) => candidate.client_id === clientId);
+  const { summaries, states } = await clientSummaries(context);
+  const summary = summaries.find((candidate) => candidate.client_id === clientId);
   if (!summary) throw new CommandError(`no client ${JSON.stringify(clientId)} in the configuration or the ledger`);
   const client = configuredClient(context, clientId);
-  const states = await clientStates(context.knex);
+  const state = states.get(clientId);
   const events = await latestEvents(context.knex, options.events ?? 10, { clientId });
   const introspects = context.config.resources.filter((resource) => resource.introspectors.includes(clientId)).map((resource) => resource.uri);
 
@@ -94,7 +94,7 @@ export async function clientsShow(context: CommandContext, clientId: string, opt
       scopes: client?.resources ?? {},
       exchange: client?.exchange ?? null,
       introspects,
-      state_changed_at: states.get(clientId)?.changedAt.toISOString() ?? null,
+      state_changed_at: state?.changedAt.toISOString() ?? null,
       recent_events: events.map(eventJson),
     });
     return;
@@ -103,7 +103,7 @@ export async function clientsShow(context: CommandContext, clientId: string, opt
     ['client', clientId],
     ['owner', summary.owner ?? '- (not configured)'],
     ['purpose', summary.purpose ?? '-'],
-    ['state', `${stateLabel(summary)}${states.get(clientId) ? ` (since ${formatTime(states.get(clientId)!.changedAt)})` : ''}`],
+    ['state', `${stateLabel(summary)}${state ? ` (since ${formatTime(state.changedAt)})` : ''}`],
     ['authentication', client?.auth.method ?? '-'],
     ['binding', client?.binding ?? '-'],
     ['tokens', `${summary.active_tokens} active, ${summary.total_tokens} issued in all`],
