@@ -7,6 +7,7 @@
 import type { JsonObject } from './compact_jws.js';
 import { VerifierError } from './errors.js';
 import { fetchJson, type FetchJsonOptions } from './fetch_json.js';
+import { singleFlight } from './single_flight.js';
 
 /** Metadata members the verifier uses. */
 export interface IssuerMetadata {
@@ -47,30 +48,25 @@ export function discoveryUrls(issuer: string): string[] {
  */
 export function createIssuerMetadataSource(options: IssuerMetadataSourceOptions): () => Promise<IssuerMetadata> {
   let cached: IssuerMetadata | undefined;
-  let inFlight: Promise<IssuerMetadata> | undefined;
   let failedAt = -Infinity;
   let lastError: unknown;
-
-  return async function issuerMetadata(): Promise<IssuerMetadata> {
-    if (cached !== undefined) return cached;
-    if (inFlight !== undefined) return inFlight;
-    if (options.now() - failedAt < options.retryAfterMs) {
-      throw new VerifierError('ERR_DISCOVERY_FAILED', 'authorization server metadata is unavailable', { cause: lastError });
-    }
-    inFlight = discover(options).then(
-      (metadata) => {
-        cached = metadata;
-        inFlight = undefined;
-        return metadata;
-      },
+  const discovery = singleFlight(() =>
+    discover(options).then(
+      (metadata) => (cached = metadata),
       (err: unknown) => {
         failedAt = options.now();
         lastError = err;
-        inFlight = undefined;
         throw new VerifierError('ERR_DISCOVERY_FAILED', 'authorization server metadata is unavailable', { cause: err });
       },
-    );
-    return inFlight;
+    ),
+  );
+
+  return async function issuerMetadata(): Promise<IssuerMetadata> {
+    if (cached !== undefined) return cached;
+    if (!discovery.running() && options.now() - failedAt < options.retryAfterMs) {
+      throw new VerifierError('ERR_DISCOVERY_FAILED', 'authorization server metadata is unavailable', { cause: lastError });
+    }
+    return discovery.run();
   };
 }
 

@@ -16,6 +16,7 @@ import { importVerificationKey, jwkFitsAlgorithm, publicMembers, type PublicJwk,
 import type { JsonObject } from './compact_jws.js';
 import { VerifierError } from './errors.js';
 import { fetchJson, type FetchJsonOptions } from './fetch_json.js';
+import { singleFlight } from './single_flight.js';
 
 type CryptoKey = webcrypto.CryptoKey;
 
@@ -59,36 +60,28 @@ interface Snapshot {
 export function createJwksCache(options: JwksCacheOptions): KeyResolver {
   const local = options.jwks === undefined ? undefined : toSnapshot(options.jwks, options.now());
   let snapshot = local;
-  let inFlight: Promise<Snapshot> | undefined;
   let lastAttemptAt = -Infinity;
   let lastError: unknown;
+  const fetching = singleFlight(() => {
+    lastAttemptAt = options.now();
+    return fetchSnapshot(options).then(
+      (fresh) => (snapshot = fresh),
+      (err: unknown) => {
+        lastError = err;
+        throw err;
+      },
+    );
+  });
+  const refresh = fetching.run;
 
   function mayFetch(): boolean {
     return options.now() - lastAttemptAt >= (snapshot === undefined ? Math.min(options.cooldownMs, 5000) : options.cooldownMs);
   }
 
-  function refresh(): Promise<Snapshot> {
-    if (inFlight !== undefined) return inFlight;
-    lastAttemptAt = options.now();
-    inFlight = fetchSnapshot(options).then(
-      (fresh) => {
-        snapshot = fresh;
-        inFlight = undefined;
-        return fresh;
-      },
-      (err: unknown) => {
-        lastError = err;
-        inFlight = undefined;
-        throw err;
-      },
-    );
-    return inFlight;
-  }
-
   async function current(): Promise<Snapshot> {
     if (local !== undefined) return local;
     if (snapshot === undefined) {
-      if (inFlight === undefined && !mayFetch()) throw unavailable(lastError);
+      if (!fetching.running() && !mayFetch()) throw unavailable(lastError);
       try {
         return await refresh();
       } catch (err) {
@@ -103,7 +96,7 @@ export function createJwksCache(options: JwksCacheOptions): KeyResolver {
   }
 
   async function refetchForUnknownKid(): Promise<Snapshot | undefined> {
-    if (local !== undefined || (inFlight === undefined && !mayFetch())) return undefined;
+    if (local !== undefined || (!fetching.running() && !mayFetch())) return undefined;
     try {
       return await refresh();
     } catch (err) {

@@ -11,6 +11,7 @@
 import type { JsonObject } from './compact_jws.js';
 import { VerifierError } from './errors.js';
 import { fetchJson, type FetchJsonOptions } from './fetch_json.js';
+import { singleFlight } from './single_flight.js';
 import type { AccessTokenClaims } from './verify_access_token.js';
 
 /** How the resource server authenticates to the introspection endpoint (RFC 7662 §2.1). */
@@ -151,23 +152,11 @@ function createRevocationListChecker(options: RevocationListOptions, context: Re
   const refreshMs = options.refreshMs ?? 60_000;
   let revoked: ReadonlySet<string> | undefined;
   let loadedAt = -Infinity;
-  let inFlight: Promise<ReadonlySet<string>> | undefined;
-
-  function reload(): Promise<ReadonlySet<string>> {
-    inFlight ??= options.load().then(
-      (jtis) => {
-        revoked = new Set(jtis);
-        loadedAt = context.now();
-        inFlight = undefined;
-        return revoked;
-      },
-      (err: unknown) => {
-        inFlight = undefined;
-        throw err;
-      },
-    );
-    return inFlight;
-  }
+  const reload = singleFlight(async () => {
+    const jtis = await options.load();
+    loadedAt = context.now();
+    return (revoked = new Set(jtis));
+  }).run;
 
   async function currentList(): Promise<ReadonlySet<string>> {
     if (revoked !== undefined && context.now() - loadedAt < refreshMs) return revoked;
