@@ -48,9 +48,6 @@ export async function appendEvent(db: Knex | Knex.Transaction, event: LedgerEven
   await db.raw(`INSERT INTO ledger_events (${EVENT_COLUMNS}) VALUES (${EVENT_PLACEHOLDERS})`, eventValues(event, facts) as Knex.RawBinding[]);
 }
 
-// Issuance has its own statement (record_issuance.ts); re-exported for callers of the first version.
-export { ClientSuspendedError, recordIssuance } from './record_issuance.js';
-
 /** Whether a client is suspended, read from the database (client_states.ts caches this for the token path). */
 export async function isClientSuspended(knex: Knex, clientId: string): Promise<boolean> {
   const [row] = rowsOf(await knex.raw('SELECT suspended FROM client_states WHERE client_id = ?', [clientId]));

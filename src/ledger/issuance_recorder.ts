@@ -4,9 +4,11 @@ import type { IssuedToken, RequestFacts } from './events.js';
 import { issuanceBatcher, type IssuanceBatcherOptions } from './issuance_batcher.js';
 import { ClientSuspendedError, issuanceRowOf, recordIssuances } from './record_issuance.js';
 
-/** What the token path asks of the ledger (grants/grant_context.ts IssuanceRecorder). */
+/** What the token path asks of the ledger. */
 export interface IssuanceLedger {
+  /** Resolves only once the issuance is committed; rejects with ClientSuspendedError or the database's error. */
   recordIssuance(event: { type: 'token.issued' | 'token.exchanged'; issued: IssuedToken }, facts: RequestFacts): Promise<void>;
+  /** Whether a client is suspended (a suspended client gets no new tokens). */
   isClientSuspended(clientId: string): Promise<boolean>;
 }
 

@@ -113,13 +113,3 @@ export async function recordIssuances(knex: Knex, rows: readonly IssuanceRow[]):
   const statement = knex.raw(RECORD_ISSUANCES_SQL, [JSON.stringify(rows)]).options({ name: 'tether_record_issuances' });
   return new Set(rowsOf(await statement).map((row) => row.token_id as string));
 }
-
-/**
- * Records one issuance; resolves only once it is committed. Rejects with {@link ClientSuspendedError}
- * when the client is suspended, and with the driver's error when the database cannot commit (the
- * token path turns both into "no token").
- */
-export async function recordIssuance(knex: Knex, type: IssuanceRow['type'], issued: IssuedToken, facts: RequestFacts): Promise<void> {
-  const recorded = await recordIssuances(knex, [issuanceRowOf(type, issued, facts)]);
-  if (!recorded.has(issued.tokenId)) throw new ClientSuspendedError(issued.clientId);
-}
