@@ -64,7 +64,7 @@ export async function verifyAccessTokenSignature(token: string, rules: AccessTok
  * The header rules. `jku`, `x5u`, `jwk` and `x5c` are deliberately not looked at: the key comes
  * from the issuer's JWKS alone.
  */
-export function checkAccessTokenHeader(header: JsonObject, algorithms: ReadonlySet<string>): { alg: SupportedAlgorithm; kid: string | undefined } {
+function checkAccessTokenHeader(header: JsonObject, algorithms: ReadonlySet<string>): { alg: SupportedAlgorithm; kid: string | undefined } {
   const { alg, kid } = header;
   // RFC 8725 §3.1: only the algorithms configured for this issuer; the comparison is exact, so
   // `none`, `None` and `nOnE` all fail here (and `none` can never be configured).
