@@ -6,6 +6,7 @@ import { ensureDevPki } from '../keys/dev_pki.js';
 import { listSigningKeys } from '../keys/signing_keys.js';
 import { createAgentPool } from '../testing/agents.js';
 import { createDpopKey } from '../testing/dpop.js';
+import { otherJwtResource } from '../testing/harness_tokens.js';
 import { runProbe, type ProbeReport, type ProbeTarget } from '../testing/probe.js';
 import { formatProbeJson, formatProbeTable } from '../testing/probe_report.js';
 import { connectToTether, remoteBadTokens } from '../testing/remote_tether.js';
@@ -137,9 +138,14 @@ async function probeWithRunningTether(apiUrl: string, options: ProbeCommandOptio
   try {
     const credentials = await credentialsFromOptions(options);
     const client = await connectToTether({ issuer: options.issuer!, ca: tetherCa, credentials, agents });
-    const signing = await signingKeyFromDatabase(options.config);
+    // Read once, if at all: it names the database holding the signing key, and another resource.
+    let config: Promise<TetherConfig> | undefined;
+    const configOnce = () => (config ??= loadDevConfig(options.config));
+    const signing = await signingKeyFromDatabase(options.config, configOnce);
     const cases = await remoteBadTokens(client, {
-      resource: options.resource, scope: options.scope, otherResource: options.otherResource ?? (await otherResourceOf(options)),
+      resource: options.resource, scope: options.scope,
+      // With --config, another JWT resource of that configuration.
+      otherResource: options.otherResource ?? (options.config ? otherJwtResource(await configOnce(), options.resource) : undefined),
       ...('reason' in signing ? { signingKeyUnavailable: signing.reason } : { signingKey: signing }),
     });
     return await runProbe({ ...target, cases, agents });
@@ -166,10 +172,12 @@ async function credentialsFromOptions(options: ProbeCommandOptions): Promise<Cli
  * It never creates a key (a database without a current one yields none). Unavailable (not named, locked by
  * the running Tether, unreachable) means the checks needing the key are reported as skipped.
  */
-async function signingKeyFromDatabase(configFile: string | undefined): Promise<TetherSigningKey | { reason: string }> {
+async function signingKeyFromDatabase(
+  configFile: string | undefined, loadConfig: () => Promise<TetherConfig>,
+): Promise<TetherSigningKey | { reason: string }> {
   if (!configFile && !process.env.DATABASE_URL) return { reason: 'no access to Tether\'s database for its signing key (--config or DATABASE_URL)' };
   try {
-    const config = await loadDevConfig(configFile);
+    const config = await loadConfig();
     const options = { algorithm: config.signing.algorithm, encryptionSecret: config.signing.encryptionSecret };
     const database = await openConfiguredDatabase(config);
     try {
@@ -183,13 +191,6 @@ async function signingKeyFromDatabase(configFile: string | undefined): Promise<T
     // e.g. the embedded database is held by the running Tether.
     return { reason: `Tether's signing key could not be read: ${(error as Error).message}` };
   }
-}
-
-/** With `--config`, another JWT resource of that configuration (for `other-resource-aud`). */
-async function otherResourceOf(options: ProbeCommandOptions): Promise<string | undefined> {
-  if (!options.config) return undefined;
-  const config = await loadDevConfig(options.config);
-  return config.resources.find((resource) => resource.uri !== options.resource && resource.format === 'jwt')?.uri;
 }
 
 function certificateClientsOf(config: TetherConfig): string[] {

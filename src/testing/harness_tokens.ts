@@ -136,7 +136,8 @@ export function harnessTokens(context: HarnessTokenContext): HarnessTokens {
   };
 }
 
-function otherJwtResource(config: TetherConfig, resource: string): string | undefined {
+/** A JWT resource of `config` other than `resource` (for `other-resource-aud`). */
+export function otherJwtResource(config: TetherConfig, resource: string): string | undefined {
   return config.resources.find((candidate) => candidate.uri !== resource && candidate.format === 'jwt')?.uri;
 }
 
