@@ -11,7 +11,7 @@ import { bindToken, mintAccessToken, recordIssuance, requireActiveClient, respon
 export function clientCredentialsHandler(grant: GrantContext) {
   return async function clientCredentials(ctx: KoaContextWithOIDC): Promise<void> {
     const client = tetherClientOf(grant, ctx);
-    await requireActiveClient(grant, ctx, client);
+    await requireActiveClient(grant, client);
 
     const { resource, scopes } = withPolicyErrors(() => {
       const chosen = selectResource(ctx.oidc.params!.resource as string | string[] | undefined, client, client.resources, grant.resources);

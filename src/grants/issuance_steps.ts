@@ -21,19 +21,23 @@ function withDetail<E extends OAuthError>(error: E, detail: string): E {
   return error;
 }
 
+/** The OAuth error a policy refusal names, with its private reason as `error_detail`. */
+export function oauthErrorOf(refusal: PolicyError): OAuthError {
+  const oauthError = {
+    invalid_target: () => new errors.InvalidTarget(refusal.description),
+    // The refused scopes stay private (ledger): the response carries no `scope` member.
+    invalid_scope: () => new errors.InvalidScope(refusal.description, undefined as unknown as string),
+    invalid_request: () => new errors.InvalidRequest(refusal.description),
+  }[refusal.error]();
+  return withDetail(oauthError, refusal.reason);
+}
+
 /** Runs pure policy and converts its PolicyError into the OAuth error it names. */
 export function withPolicyErrors<T>(decide: () => T): T {
   try {
     return decide();
   } catch (error) {
-    if (!(error instanceof PolicyError)) throw error;
-    const oauthError = {
-      invalid_target: () => new errors.InvalidTarget(error.description),
-      // The refused scopes stay private (ledger): the response carries no `scope` member.
-      invalid_scope: () => new errors.InvalidScope(error.description, undefined as unknown as string),
-      invalid_request: () => new errors.InvalidRequest(error.description),
-    }[error.error]();
-    throw withDetail(oauthError, error.reason);
+    throw error instanceof PolicyError ? oauthErrorOf(error) : error;
   }
 }
 
@@ -45,7 +49,7 @@ export function tetherClientOf(grant: GrantContext, ctx: KoaContextWithOIDC): Cl
 }
 
 /** A suspended client gets no new tokens (its live tokens were revoked when it was suspended). */
-export async function requireActiveClient(grant: GrantContext, _ctx: KoaContextWithOIDC, client: ClientConfig): Promise<void> {
+export async function requireActiveClient(grant: GrantContext, client: ClientConfig): Promise<void> {
   const suspended = await databaseStep(() => grant.ledger.isClientSuspended(client.id));
   if (suspended) throw clientSuspended(client.id);
 }

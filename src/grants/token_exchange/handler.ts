@@ -2,7 +2,7 @@ import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { OwnTokenVerifier } from '../../keys/own_tokens.js';
 import { PolicyError } from '../../provider/resource_policy.js';
 import type { GrantContext } from '../grant_context.js';
-import { bindToken, mintAccessToken, recordIssuance, requireActiveClient, respondWithToken, tetherClientOf, withPolicyErrors } from '../issuance_steps.js';
+import { bindToken, mintAccessToken, oauthErrorOf, recordIssuance, requireActiveClient, respondWithToken, tetherClientOf } from '../issuance_steps.js';
 import { decideExchange, InvalidPresentedToken } from './exchange_policy.js';
 import { parseExchangeRequest, TOKEN_TYPE } from './parse_request.js';
 import { presentedKeysOf } from './presented_keys.js';
@@ -21,7 +21,7 @@ export function tokenExchangeHandler(grant: GrantContext, ownTokens: OwnTokenVer
 
   return async function tokenExchange(ctx: KoaContextWithOIDC): Promise<void> {
     const client = tetherClientOf(grant, ctx);
-    await requireActiveClient(grant, ctx, client);
+    await requireActiveClient(grant, client);
 
     const request = await refusing(() => parseExchangeRequest(ctx.oidc.params!));
     const subject = await refusing(() => resolvePresentedToken(grant, ownTokens, request.subject, 'subject_token'));
@@ -59,7 +59,7 @@ async function refusing<T>(step: () => T | Promise<T>): Promise<T> {
     return await step();
   } catch (error) {
     if (error instanceof InvalidPresentedToken) throw invalidGrant(error);
-    if (error instanceof PolicyError) return withPolicyErrors(() => { throw error; });
+    if (error instanceof PolicyError) throw oauthErrorOf(error);
     throw error;
   }
 }
