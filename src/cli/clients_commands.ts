@@ -2,7 +2,7 @@ import type { ClientConfig } from '../config/schema.js';
 import { resumeClient, suspendClient } from '../ledger/client_states.js';
 import { clientStates, latestEvents, tokenCountsByClient } from '../ledger/inventory_queries.js';
 import {
-  CommandError, abbreviate, causeOf, eventJson, eventLine, formatTime, writeJson, writeLine, writeTable, type CommandContext,
+  CommandError, abbreviate, causeOf, eventJson, eventLine, formatTime, writeFields, writeJson, writeLine, writeTable, type CommandContext,
 } from './inventory_output.js';
 
 /**
@@ -99,7 +99,7 @@ export async function clientsShow(context: CommandContext, clientId: string, opt
     });
     return;
   }
-  const fields: [string, string][] = [
+  writeFields(context, [
     ['client', clientId],
     ['owner', summary.owner ?? '- (not configured)'],
     ['purpose', summary.purpose ?? '-'],
@@ -108,9 +108,7 @@ export async function clientsShow(context: CommandContext, clientId: string, opt
     ['binding', client?.binding ?? '-'],
     ['tokens', `${summary.active_tokens} active, ${summary.total_tokens} issued in all`],
     ['introspects', introspects.join(', ') || '-'],
-  ];
-  const width = Math.max(...fields.map(([name]) => name.length));
-  for (const [name, value] of fields) writeLine(context, `${name.padEnd(width)}  ${value}`);
+  ]);
   writeLine(context);
   writeLine(context, 'permitted resources');
   writeTable(context, ['RESOURCE', 'HOW', 'SCOPES'], client ? [

@@ -40,6 +40,12 @@ export function writeJson(context: CommandContext, value: unknown): void {
   context.out.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
+/** One `name  value` line per field, the names padded to the longest. */
+export function writeFields(context: CommandContext, fields: readonly (readonly [string, string])[]): void {
+  const width = Math.max(...fields.map(([name]) => name.length));
+  for (const [name, value] of fields) writeLine(context, `${name.padEnd(width)}  ${value}`);
+}
+
 export function writeTable(context: CommandContext, headers: string[], rows: string[][], empty = '(none)'): void {
   writeLine(context, rows.length === 0 ? empty : renderTable(headers, rows));
 }

@@ -3,7 +3,7 @@ import { eventsOfToken, findTokenRecord, listTokens, tokenLineage } from '../led
 import { opaqueTokenId } from '../keys/own_tokens.js';
 import { revokeTokens, type RevocationSelection, type RevokedToken } from '../ledger/revoke_tokens.js';
 import {
-  CommandError, abbreviate, causeOf, eventJson, eventLine, formatBinding, formatTime, tokenJson, writeJson, writeLine, writeTable, type CommandContext,
+  CommandError, abbreviate, causeOf, eventJson, eventLine, formatBinding, formatTime, tokenJson, writeFields, writeJson, writeLine, writeTable, type CommandContext,
 } from './inventory_output.js';
 
 /** `tether tokens list|show|revoke`: which tokens exist, whose, for which API, and how to kill them. */
@@ -76,7 +76,7 @@ export async function tokensShow(context: CommandContext, id: string, options: {
     });
     return;
   }
-  const fields: [string, string][] = [
+  writeFields(context, [
     ['token id', token.tokenId],
     ['state', tokenStateOf(token, now)],
     ['format', token.format === 'opaque' ? 'opaque (id is the SHA-256 of the token\'s id)' : 'jwt'],
@@ -90,9 +90,7 @@ export async function tokensShow(context: CommandContext, id: string, options: {
     ['revoked', formatTime(token.revokedAt)],
     ['last used', formatTime(token.lastUsedAt)],
     ['act', token.act ? JSON.stringify(token.act) : '-'],
-  ];
-  const width = Math.max(...fields.map(([name]) => name.length));
-  for (const [name, value] of fields) writeLine(context, `${name.padEnd(width)}  ${value}`);
+  ]);
   writeLine(context);
   writeLine(context, 'lineage');
   const lineageRow = (relation: string, other: TokenRecord) => [relation, other.tokenId, other.clientId, other.resource, tokenStateOf(other, now)];
