@@ -7,7 +7,6 @@ import type { TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttps } from '../http/listeners.js';
 import { createTetherApp, type TetherApp } from '../http/tether_app.js';
 import { createEphemeralPki, type Pki } from '../keys/dev_pki.js';
-import { loadSigningKeys } from '../keys/signing_keys.js';
 import { openDatabase, prepareInMemoryDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { createAgentPool } from './agents.js';
@@ -98,7 +97,6 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
     const app = await createTetherApp({
       config, database, logger: options.logger ?? pino({ level: 'silent' }), clientCaPem: pki.ca.certificatePem,
     });
-    const { publicJwks } = await loadSigningKeys(database.knex, { algorithm: config.signing.algorithm, encryptionSecret: config.signing.encryptionSecret });
     handler = app.callback;
 
     const endpoints = {
@@ -110,7 +108,7 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
       ...endpoints,
       introspectionEndpoint: `${issuer}/token/introspection`,
       jwksUri: `${issuer}/jwks`,
-      jwks: publicJwks as { keys: Record<string, unknown>[] },
+      jwks: app.publicJwks as { keys: Record<string, unknown>[] },
       config,
       pki,
       database,
