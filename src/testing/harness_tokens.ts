@@ -10,7 +10,7 @@ import type { AgentPool } from './agents.js';
 import { configuredClients, type CredentialOverrides } from './configured_clients.js';
 import { runProbe, type ProbeReport, type ProbeTarget } from './probe.js';
 import { loadTetherSigningKey, type TetherSigningKey } from './signing_key.js';
-import { createTokenClient, type IssuedAccessToken, type TokenClient, type TokenEndpoints } from './token_client.js';
+import { createTokenClient, scopeList, type IssuedAccessToken, type TokenClient, type TokenEndpoints } from './token_client.js';
 import { badTokenCatalogue, type BadTokenCase } from './token_factory.js';
 import { createTokenFetch, type TokenFetch, type TokenFetchOptions } from './token_fetch.js';
 
@@ -139,9 +139,4 @@ export function harnessTokens(context: HarnessTokenContext): HarnessTokens {
 /** A JWT resource of `config` other than `resource` (for `other-resource-aud`). */
 export function otherJwtResource(config: TetherConfig, resource: string): string | undefined {
   return config.resources.find((candidate) => candidate.uri !== resource && candidate.format === 'jwt')?.uri;
-}
-
-function scopeList(scope: string | readonly string[] | undefined): string[] {
-  if (scope === undefined) return [];
-  return (typeof scope === 'string' ? scope.split(' ') : [...scope]).filter((value) => value !== '');
 }

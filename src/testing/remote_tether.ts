@@ -7,7 +7,7 @@ import { fetch } from 'undici';
 import { createEphemeralPki } from '../keys/dev_pki.js';
 import type { AgentPool } from './agents.js';
 import type { TetherSigningKey } from './signing_key.js';
-import { createTokenClient, type AccessTokenRequest, type ClientCredentials, type TokenClient, type TokenEndpoints } from './token_client.js';
+import { createTokenClient, scopeList, type AccessTokenRequest, type ClientCredentials, type TokenClient, type TokenEndpoints } from './token_client.js';
 import { badTokenCatalogue, type BadTokenCase } from './token_factory.js';
 
 /** How to reach a running Tether as one client. */
@@ -60,7 +60,6 @@ export async function remoteBadTokens(client: TokenClient, request: RemoteBadTok
   const obtain = () => client.clientCredentials({ resource: request.resource, scope: request.scope });
   // Any certificate other than the client's will do for `cnf-other-certificate`.
   const [valid, other] = await Promise.all([obtain(), createEphemeralPki({ clientNames: ['another-client'] })]);
-  const scopes = request.requiredScopes ?? (typeof request.scope === 'string' ? request.scope.split(' ') : [...(request.scope ?? [])]);
   return badTokenCatalogue({
     valid,
     obtain,
@@ -68,7 +67,7 @@ export async function remoteBadTokens(client: TokenClient, request: RemoteBadTok
     signingKey: request.signingKey,
     signingKeyUnavailable: request.signingKeyUnavailable,
     otherResource: request.otherResource,
-    requiredScopes: scopes.filter((scope) => scope !== ''),
+    requiredScopes: scopeList(request.requiredScopes ?? request.scope),
     otherCertificateThumbprint: other.clients['another-client']!.thumbprint,
   });
 }

@@ -165,6 +165,12 @@ function scopeParameter(scope: string | readonly string[] | undefined): string |
   return typeof scope === 'string' ? scope : scope.join(' ');
 }
 
+/** Scopes as a list, from a space-separated string or a list (empty entries dropped). */
+export function scopeList(scope: string | readonly string[] | undefined): string[] {
+  if (scope === undefined) return [];
+  return (typeof scope === 'string' ? scope.split(' ') : [...scope]).filter((value) => value !== '');
+}
+
 function parseJsonObject(text: string): Record<string, unknown> {
   try {
     const parsed: unknown = JSON.parse(text);
