@@ -17,12 +17,12 @@ import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
 import { loadConfigFile } from '../../src/config/load_config.js';
 import { ensureDevPki } from '../../src/keys/dev_pki.js';
+import { ORDERS_RESOURCE } from './example_config.js';
 import { fetchTrusting } from './issuer_fetch.js';
 import { createOrdersApi } from './orders_api.js';
 import { listenOrdersApi } from './server.js';
 import { weakenedAuthentication, type Weakness } from './weakened_copies.js';
 
-const ORDERS_RESOURCE = 'https://orders.example.test';
 const configFile = join(dirname(fileURLToPath(import.meta.url)), 'tether.config.yaml');
 
 const argument = (name: string) => {
