@@ -14,7 +14,7 @@ import { TOKEN_STATES, tokensList, tokensRevoke, tokensShow } from './tokens_com
  */
 
 /** `cli:<user>@<host>`, the ledger's actor for changes made from the command line. */
-export function commandLineActor(): string {
+function commandLineActor(): string {
   let user = process.env.USER ?? 'unknown';
   try {
     user = userInfo().username;
