@@ -2,11 +2,11 @@
  * A loopback HTTPS server for the harness tests: it records every request (method, URL, headers,
  * client certificate thumbprint) and answers with whatever the test's handler says.
  */
-import { createHash } from 'node:crypto';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { thumbprintOf } from '../../src/binding/certificate_thumbprint.js';
 import type { CertificateAndKey } from '../../src/keys/dev_pki.js';
 
 export interface RecordedRequest {
@@ -42,7 +42,7 @@ export async function startEchoServer(tls: CertificateAndKey): Promise<EchoServe
         method: req.method ?? '',
         url: req.url ?? '',
         headers: req.headers,
-        certificateThumbprint: raw && raw.length > 0 ? createHash('sha256').update(raw).digest('base64url') : undefined,
+        certificateThumbprint: raw && raw.length > 0 ? thumbprintOf(raw) : undefined,
         body,
       };
       requests.push(recorded);
