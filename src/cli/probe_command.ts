@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { TetherConfig } from '../config/schema.js';
+import { certificateClientIds, type TetherConfig } from '../config/schema.js';
 import { ensureDevPki } from '../keys/dev_pki.js';
 import { listSigningKeys } from '../keys/signing_keys.js';
 import { createAgentPool } from '../testing/agents.js';
@@ -111,7 +111,7 @@ async function probeWithInProcessTether(apiUrl: string, options: ProbeCommandOpt
   const config = await loadDevConfig(options.config);
   const https = config.listeners.https;
   if (!https) throw new Error('the configuration has no listeners.https: run it yourself and pass --issuer');
-  const pki = await ensureDevPki({ directory: path.join(config.dataDir, 'pki'), clientNames: certificateClientsOf(config) });
+  const pki = await ensureDevPki({ directory: path.join(config.dataDir, 'pki'), clientNames: certificateClientIds(config.clients) });
   const database = await openConfiguredDatabase(config);
   try {
     const tether = await startTether({ config: config as unknown as Record<string, unknown>, database, pki, port: https.port });
@@ -191,10 +191,6 @@ async function signingKeyFromDatabase(
     // e.g. the embedded database is held by the running Tether.
     return { reason: `Tether's signing key could not be read: ${(error as Error).message}` };
   }
-}
-
-function certificateClientsOf(config: TetherConfig): string[] {
-  return config.clients.filter((client) => client.auth.method === 'tls_client_auth').map((client) => client.id);
 }
 
 function parseHeader(header: string): [string, string] {

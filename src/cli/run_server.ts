@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load_config.js';
 import { DEV_CONFIG } from '../config/dev_defaults.js';
-import type { TetherConfig } from '../config/schema.js';
+import { certificateClientIds, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
 import { createTetherApp } from '../http/tether_app.js';
 import { ensureDevPki, type DevPki } from '../keys/dev_pki.js';
@@ -64,11 +64,6 @@ async function tlsFilesOf(config: TetherConfig, pki: DevPki | undefined): Promis
   };
 }
 
-/** Clients that authenticate with a CA-issued certificate get one in the dev PKI, named by client id. */
-function devCertificateClients(config: TetherConfig): string[] {
-  return config.clients.filter((client) => client.auth.method === 'tls_client_auth').map((client) => client.id);
-}
-
 /**
  * Starts Tether and resolves once it listens; the returned function stops it gracefully (stop
  * accepting, finish in-flight requests, close the database).
@@ -77,7 +72,7 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
   const { logger } = options;
   const config = options.mode === 'dev' ? await loadDevConfig(options.configFile) : await loadProductionConfig(options.configFile);
   const pki = options.mode === 'dev' && config.listeners.https
-    ? await ensureDevPki({ directory: path.join(config.dataDir, 'pki'), clientNames: devCertificateClients(config) })
+    ? await ensureDevPki({ directory: path.join(config.dataDir, 'pki'), clientNames: certificateClientIds(config.clients) })
     : undefined;
   const tls = await tlsFilesOf(config, pki);
 

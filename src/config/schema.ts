@@ -189,3 +189,12 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
   });
   return issues;
 }
+
+/**
+ * Clients that authenticate with a CA-issued certificate (RFC 8705 §2.1): the development and test
+ * PKIs issue each of them a certificate named by client id. Takes raw configuration too (the harness
+ * decides before validating).
+ */
+export function certificateClientIds(clients: readonly { id: string; auth?: { method?: string } }[]): string[] {
+  return clients.filter((client) => client.auth?.method === 'tls_client_auth').map((client) => client.id);
+}

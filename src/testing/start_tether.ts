@@ -3,7 +3,7 @@ import { pino, type Logger } from 'pino';
 import type { Agent } from 'undici';
 import { parseConfig } from '../config/load_config.js';
 import { DEV_CONFIG } from '../config/dev_defaults.js';
-import type { TetherConfig } from '../config/schema.js';
+import { certificateClientIds, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttps } from '../http/listeners.js';
 import { createTetherApp, type TetherApp } from '../http/tether_app.js';
 import { createEphemeralPki, type Pki } from '../keys/dev_pki.js';
@@ -71,7 +71,7 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
   const raw = { ...(options.config ?? DEV_CONFIG) };
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
 
-  const pkiReady = options.pki ? Promise.resolve(options.pki) : createEphemeralPki({ clientNames: certificateClientsOf(raw) });
+  const pkiReady = options.pki ? Promise.resolve(options.pki) : createEphemeralPki({ clientNames: certificateClientIds((raw.clients ?? []) as { id: string }[]) });
   const ownsDatabase = !options.database;
   const [pki, opened, listener] = await settleAll([
     pkiReady,
@@ -129,12 +129,6 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
     if (ownsDatabase) await database.close();
     throw error;
   }
-}
-
-/** Clients that authenticate with a CA-issued certificate get one in the PKI, named by client id. */
-function certificateClientsOf(raw: Record<string, unknown>): string[] {
-  const clients = (raw.clients ?? []) as { id: string; auth?: { method?: string } }[];
-  return clients.filter((client) => client.auth?.method === 'tls_client_auth').map((client) => client.id);
 }
 
 /**
