@@ -9,7 +9,8 @@ export default {
   },
   roots: ['<rootDir>/test', '<rootDir>/examples'],
   testMatch: ['**/*.test.ts'],
-  testTimeout: 30000,
+  // Sized for a loaded 2-core machine where tests start real servers: slow is never red.
+  testTimeout: 180_000,
   // Two cores here: two workers keep PGlite (WASM, one thread each) and TLS tests from starving each other.
   maxWorkers: 2,
 };

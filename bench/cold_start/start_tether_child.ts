@@ -1,5 +1,5 @@
 /**
- * Pair 5, the test-harness half: how long `startTether()` from `tether/testing` takes in a fresh
+ * Pair 5, the test-harness half: how long `startTether()` from `tether-oauth/testing` takes in a fresh
  * process, to the first token, the first time and each further time (a test file that starts one
  * Tether per test).
  *
@@ -9,7 +9,7 @@
 export interface StartTetherTimes {
   /** From process start (performance.timeOrigin) to the first token. */
   processStartToFirstToken: number;
-  /** `await import('tether/testing')` (oidc-provider, knex, PGlite…). */
+  /** `await import('tether-oauth/testing')` (oidc-provider, knex, PGlite…). */
   importHarness: number;
   /** First startTether() call in the process to its first token (imports already done). */
   firstStartToToken: number;

@@ -1,5 +1,5 @@
 /**
- * Pair 4, in its own process: `tether/resource-server`'s verify() of an mTLS-bound Tether token,
+ * Pair 4, in its own process: `tether-oauth/resource-server`'s verify() of an mTLS-bound Tether token,
  * in-process, against plain `jose.jwtVerify` with a local key, and node:crypto's synchronous ES256
  * verify of the same signature as the ceiling. Rounds alternate the order of the three.
  *

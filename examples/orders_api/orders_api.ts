@@ -1,7 +1,7 @@
 /**
  * An orders API protected by Tether: every request needs an access token for this API (`aud`), bound
  * to the caller's TLS client certificate (RFC 8705) or DPoP key (RFC 9449), not expired, not revoked,
- * with the scope the operation needs. The checks are `koaVerifier` from `tether/resource-server`; the
+ * with the scope the operation needs. The checks are `koaVerifier` from `tether-oauth/resource-server`; the
  * API's own code only routes and serves orders.
  *
  *   GET  /orders   orders:read   the orders

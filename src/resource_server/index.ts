@@ -1,8 +1,8 @@
 /**
- * `tether/resource-server`: verification of Tether access tokens at the API that receives them.
+ * `tether-oauth/resource-server`: verification of Tether access tokens at the API that receives them.
  *
  * ```ts
- * import { createVerifier, koaVerifier } from 'tether/resource-server';
+ * import { createVerifier, koaVerifier } from 'tether-oauth/resource-server';
  *
  * const verifier = createVerifier({ issuer: 'https://tether.example', audience: 'https://api.example' });
  * app.use(koaVerifier({ verifier, publicBaseUrl: 'https://api.example', requiredScopes: ['orders:read'] }));

@@ -1,10 +1,10 @@
 /**
- * `tether/testing`: a real Tether inside your test process, real tokens for your API, and tokens
+ * `tether-oauth/testing`: a real Tether inside your test process, real tokens for your API, and tokens
  * that are wrong in exactly one way — to prove that your API enforces audience, lifetime, signature,
  * sender binding and scope.
  *
  * ```ts
- * import { startTether } from 'tether/testing';
+ * import { startTether } from 'tether-oauth/testing';
  *
  * const tether = await startTether({ config: { resources: [...], clients: [...] } });
  * const token = await tether.token({ client: 'orders-worker', resource: 'https://orders.example.test', scope: 'orders:read' });

@@ -43,7 +43,7 @@ function runTether(args: string[], env: Record<string, string | undefined>, cwd:
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 90_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -111,7 +111,7 @@ describe('tether dev', () => {
     expect(await readFile(path.join(workdir, '.tether', 'pki', 'ca.pem'), 'utf8')).toBe(ca);
     second.child.kill('SIGINT');
     expect(await second.exited).toBe(0);
-  }, 60_000);
+  });
 
   test('a bad configuration stops the start with one line naming the field; nothing is started or created', async () => {
     const port = await freePort();
@@ -132,7 +132,7 @@ describe('tether dev', () => {
     const probe = createServer();
     await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(port, '127.0.0.1', resolve));
     await new Promise((resolve) => probe.close(resolve));
-  }, 30_000);
+  });
 });
 
 describe('tether start (production mode)', () => {
@@ -141,7 +141,7 @@ describe('tether start (production mode)', () => {
     const run = runTether(['start', '--config', 'tether.config.yaml'], { DATABASE_URL: undefined }, workdir);
     expect(await run.exited).toBe(2);
     expect(run.stderr()).toMatch(/databaseUrl: tether start needs PostgreSQL/);
-  }, 30_000);
+  });
 
   const onPostgres = process.env.DATABASE_URL ? test : test.skip;
   onPostgres('runs against PostgreSQL with configured certificates and reports ready', async () => {
@@ -174,7 +174,7 @@ describe('tether start (production mode)', () => {
     } finally {
       await database.close();
     }
-  }, 60_000);
+  });
 });
 
 describe('tether migrate', () => {
@@ -185,5 +185,5 @@ describe('tether migrate', () => {
     const second = runTether(['migrate'], { DATABASE_URL: undefined }, workdir);
     expect(await second.exited).toBe(0);
     expect(second.stdout()).toBe('already up to date\n');
-  }, 60_000);
+  });
 });

@@ -112,16 +112,12 @@ describe('ensureDevPki', () => {
 
   it('reuses the files on a later call, only reading them', async () => {
     const before = statSync(pki.ca.certificatePath).mtimeMs;
-    const started = performance.now();
     const again = await ensureDevPki({ directory, clientNames: ['billing', 'orders'] });
-    const elapsed = performance.now() - started;
     expect(again.created).toEqual([]);
     expect(again.ca.certificatePem).toBe(pki.ca.certificatePem);
     expect(again.server.privateKeyPem).toBe(pki.server.privateKeyPem);
     expect(again.clients.billing!.thumbprint).toBe(pki.clients.billing!.thumbprint);
     expect(statSync(pki.ca.certificatePath).mtimeMs).toBe(before);
-    // Reading a few files and checking a few signatures; generous bound for a loaded CI machine.
-    expect(elapsed).toBeLessThan(250);
   });
 
   it('creates only the missing client certificate and leaves the rest alone', async () => {
@@ -239,10 +235,8 @@ describe('ensureDevPki repairs what is unusable', () => {
 });
 
 describe('createEphemeralPki', () => {
-  it('is fast and valid for openssl', async () => {
-    const started = performance.now();
+  it('is valid for openssl', async () => {
     const pki = await createEphemeralPki({ clientNames: ['a', 'b', 'c'] });
-    expect(performance.now() - started).toBeLessThan(1000);
     expect(opensslVerify(pki.ca.certificatePem, pki.server.certificatePem, 'sslserver').ok).toBe(true);
     for (const name of ['a', 'b', 'c']) {
       expect(opensslVerify(pki.ca.certificatePem, pki.clients[name]!.certificatePem, 'sslclient').ok).toBe(true);

@@ -59,7 +59,7 @@ function load(client: LedgerClient, stop: () => boolean): { outcomes: Outcome[];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls until `condition` holds, for at most `timeoutMs` (then the assertions that follow report it). */
-async function until(condition: () => boolean, timeoutMs = 15_000): Promise<void> {
+async function until(condition: () => boolean, timeoutMs = 60_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!condition() && performance.now() < deadline) await sleep(20);
 }
@@ -131,7 +131,7 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
       await reopened.close();
     }
     process.stdout.write(`PGlite fault: ${JSON.stringify(summary(outcomes))}, ${afterClose.length} after the close\n`);
-  }, 30_000);
+  });
 });
 
 (onPostgres ? describe : describe.skip)('PostgreSQL connections terminated under load', () => {
@@ -184,7 +184,7 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
     // Resumed on its own: tokens again once the terminations stopped.
     expect(outcomes.filter((outcome) => outcome.startedAt > cutEndedAt + 200 && outcome.status === 200).length).toBeGreaterThan(10);
     process.stdout.write(`PostgreSQL terminate: ${JSON.stringify(summary(outcomes))}\n`);
-  }, 30_000);
+  });
 
   test('database unreachable for a while: only 503 while it is gone, tokens again when it is back', async () => {
     let stopping = false;
@@ -207,5 +207,5 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
     await expectEveryTokenRecorded(database.knex, outcomes);
     expect(outcomes.filter((outcome) => outcome.startedAt > backAt + 200 && outcome.status === 200).length).toBeGreaterThan(10);
     process.stdout.write(`PostgreSQL unreachable: ${JSON.stringify(summary(outcomes))}, ${whileGone.length} while gone\n`);
-  }, 30_000);
+  });
 });

@@ -1,4 +1,4 @@
-// tether/resource-server is shipped to other teams: it imports nothing from the rest of src/ and
+// tether-oauth/resource-server is shipped to other teams: it imports nothing from the rest of src/ and
 // no package but node built-ins.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -7,7 +7,7 @@ const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta
 test('docs/testing.md holds examples/harness_in_jest.test.ts, imports as a package user writes them', () => {
   const documented = /<!-- example: examples\/harness_in_jest\.test\.ts -->\n```ts\n([\s\S]*?)```/.exec(read('docs/testing.md'))?.[1];
   const example = read('examples/harness_in_jest.test.ts')
-    .replace("from '../src/resource_server/index.js'", "from 'tether/resource-server'")
-    .replace("from '../src/testing/index.js'", "from 'tether/testing'");
+    .replace("from '../src/resource_server/index.js'", "from 'tether-oauth/resource-server'")
+    .replace("from '../src/testing/index.js'", "from 'tether-oauth/testing'");
   expect(documented).toBe(example);
 });

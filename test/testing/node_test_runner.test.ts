@@ -11,8 +11,8 @@ test('startTether works under node:test (node --test test/testing/node_test/*.no
     cwd: root,
     // jest's --experimental-vm-modules is not needed there.
     env: { ...process.env, NODE_OPTIONS: '' },
-    timeout: 60_000,
+    timeout: 150_000,
   });
   expect(stdout).toMatch(/# pass 2/);
   expect(stdout).toMatch(/# fail 0/);
-}, 90_000);
+});
