@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { JWS_ALGORITHMS } from './jws_algorithms.js';
 
 /**
  * The shape of `tether.config.yaml`. Every field is validated at start; an error names the path of
@@ -114,7 +115,8 @@ export const configSchema = z.strictObject({
   trustedProxies: z.array(z.string()).default([]),
   clientCertHeader: z.enum(['client-cert', 'x-ssl-client-cert']).default('client-cert'),
   signing: z.strictObject({
-    algorithm: z.enum(['ES256', 'PS256', 'EdDSA']).default('ES256'),
+    /** The `alg` of every token Tether signs (`EdDSA` and `Ed25519` both name Ed25519: config/jws_algorithms.ts). */
+    algorithm: z.enum(JWS_ALGORITHMS).default('ES256'),
     /** Secret that encrypts private signing keys at rest. Overridden by TETHER_KEY_ENCRYPTION_SECRET. */
     encryptionSecret: z.string().min(32, 'use at least 32 characters').optional(),
   }).default({ algorithm: 'ES256' }),
