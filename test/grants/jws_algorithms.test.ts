@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { base64url, calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import * as oauth from 'oauth4webapi';
-import { fetch, type Agent } from 'undici';
+import { fetch, request, type Agent } from 'undici';
 import { JWS_ALGORITHMS } from '../../src/config/jws_algorithms.js';
 import { ALLOWED_JWS_ALGORITHMS } from '../../src/provider/client_metadata.js';
 import { DEFAULT_ALGORITHMS } from '../../src/resource_server/algorithms.js';
@@ -227,6 +227,28 @@ describe('DPoP proofs with an algorithm Tether does not accept → 400 invalid_d
     expect((await lastRejection('ed-dpop')).reason).toBe(`DPoP proof alg ${named} is not one of ${SUPPORTED}`);
   });
 
+  test('an alg of 5,000 characters: the same answer, and the ledger keeps a bounded reason', async () => {
+    const response = await sendProof(await craftedProof({ alg: 'A'.repeat(5000) }));
+    expect(response.body).toEqual({ error: 'invalid_dpop_proof', error_description: UNSUPPORTED_PROOF });
+    const reason = (await lastRejection('ed-dpop')).reason as string;
+    expect(reason).toBe(`DPoP proof alg ${`"${'A'.repeat(5000)}"`.slice(0, 64)} is not one of ${SUPPORTED}`);
+  });
+
+  test('two DPoP header lines (RFC 9449 §4.3 check 1: not more than one) → 400 invalid_dpop_proof, no token', async () => {
+    const before = await issuedCount('ed-dpop');
+    const good = await craftedProof({ alg: 'Ed25519' });
+    for (const second of [good, await craftedProof({ alg: 'Ed25519' }), await craftedProof({ alg: 'ES512' })]) {
+      const response = await request(tether.tokenEndpoint, {
+        method: 'POST', dispatcher: anonymous,
+        headers: ['content-type', 'application/x-www-form-urlencoded', 'authorization', basicAuth('ed-dpop', DPOP_SECRET), 'dpop', good, 'dpop', second],
+        body: new URLSearchParams({ grant_type: 'client_credentials', resource: ORDERS }).toString(),
+      });
+      const body = await response.body.json() as Record<string, unknown>;
+      expect({ status: response.statusCode, error: body.error, token: body.access_token }).toEqual({ status: 400, error: 'invalid_dpop_proof', token: undefined });
+    }
+    expect(await issuedCount('ed-dpop')).toBe(before);
+  });
+
   test('a supported alg with a key of another type (Ed25519 alg, P-256 jwk) is still refused, as a bad key binding', async () => {
     const p256 = await exportJWK((await generateKeyPair('ES256')).publicKey);
     const response = await sendProof(await craftedProof({ alg: 'Ed25519', jwk: p256 }));
@@ -289,6 +311,18 @@ describe('private_key_jwt client assertions (RFC 7523) made by oauth4webapi', ()
     expect({ status: response.status, body: await bodyOf(response) }).toEqual({ status: 401, body: { error: 'invalid_client', error_description: 'client authentication failed' } });
     const unknown = await assertionTokenRequest('ghost-client', undefined, clientKeys.get('ed-jwt')!);
     expect(await bodyOf(unknown.response)).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
+  });
+
+  test('the introspection and revocation endpoints answer an unsupported assertion alg the same way', async () => {
+    const rsaKey = clientKeys.get('rsa-jwt')!.privateKey;
+    for (const endpoint of [as.introspection_endpoint!, as.revocation_endpoint!]) {
+      const assertion = await new SignJWT({}).setProtectedHeader({ alg: 'RS256' }).setIssuer('rsa-jwt').setSubject('rsa-jwt').setAudience(tether.issuer)
+        .setJti(randomUUID()).setIssuedAt().setExpirationTime('1m').sign(rsaKey);
+      const response = await postForm(endpoint, {
+        token: 'x'.repeat(43), client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion,
+      }, { dispatcher: anonymous });
+      expect({ status: response.status, body: response.body }).toEqual({ status: 401, body: { error: 'invalid_client', error_description: UNSUPPORTED_ASSERTION } });
+    }
   });
 
   test('an HS256 assertion and an unsigned one (alg none), hand-made', async () => {

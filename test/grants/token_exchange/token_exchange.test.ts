@@ -318,8 +318,20 @@ describe('subject tokens Tether will not exchange → 400 invalid_grant', () => 
     expect(await exchangedEventCount()).toBe(exchangedBefore);
     expect(await tether.database.knex('issued_tokens').where({ client_id: 'service-b' }).count({ count: '*' })).toEqual(issuedBefore);
 
-    // The same token by audience, or opaque, or asking for nothing in particular: refused the same way.
+    // Named by audience, without a scope: refused the same way.
     expectRefusal(await exchange('service-b', subjectForm(leaked, { audience: API_C })), 400, 'invalid_grant', reason);
+
+    // Sixteen at once: sixteen refusals, still no token.
+    const burst = await Promise.all(Array.from({ length: 16 }, () => exchange('service-b', subjectForm(leaked, { resource: API_C }))));
+    expect(burst.map((each) => [each.status, each.body.error])).toEqual(Array.from({ length: 16 }, () => [400, 'invalid_grant']));
+    expect(await exchangedEventCount()).toBe(exchangedBefore);
+  });
+
+  test('an opaque token of the client it acts for, for an API this client does not serve', async () => {
+    // b-strict serves B, not the vault: A's opaque vault token never reached it legitimately.
+    const opaque = await clientCredentials('service-a', VAULT);
+    expectRefusal(await exchange('b-strict', subjectForm(opaque, { resource: API_C })), 400, 'invalid_grant',
+      `subject token ${createHash('sha256').update(opaque).digest('base64url')} is for ${VAULT}, which client b-strict does not serve (resources[].servedBy)`);
   });
 
   test('a token of the client it acts for that was meant for the next hop: C may not exchange B\'s token for D', async () => {
