@@ -8,7 +8,7 @@
  * Asymmetric only: never `none`, never HS* (a shared secret proves nothing about a key), and no RSA
  * PKCS#1 v1.5 (`RS256`; FAPI 2.0 Security Profile §5.4 allows PS256, ES256 and EdDSA).
  *
- * `EdDSA` (RFC 8037 §3.1) and `Ed25519` (RFC 9864 §2.2, the fully specified identifier that
+ * `EdDSA` (RFC 8037 §3.1) and `Ed25519` (RFC 9864, the fully specified identifier that
  * deprecates the polymorphic `EdDSA`) name the same Ed25519 signature over the same `OKP`/`Ed25519`
  * key. Both are accepted: oauth4webapi and openid-client send `Ed25519`, older clients `EdDSA`.
  *

@@ -132,9 +132,10 @@ export function requirePresentableBy(subject: ExchangeableToken, client: ClientC
  * acts for — issued for some other API — into one of its own (the class of Keycloak #52691; RFC 8693
  * §5 on the abuse of delegated rights).
  *
- * A client exchanging its own token is not checked: it proves the token's key (below), and the
- * result — a target from its own `exchange.targets`, no more scopes, no later expiry, the same `sub`
- * and `act` — gives it nothing a delegation from the same chain could not.
+ * A client exchanging its own token is not checked: the token was issued to it, a bound one is
+ * accepted only with its key (requireSenderConstraintKept), and the result — a target from its own
+ * `exchange.targets`, no more scopes, no later expiry, the same `sub` and `act` — gives it nothing
+ * it did not already hold.
  */
 export function requireAudienceServedByDelegate(subject: ExchangeableToken, client: ClientConfig, relation: SubjectRelation, registry: ResourceRegistry): void {
   if (relation.kind === 'own') return;
