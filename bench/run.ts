@@ -87,6 +87,7 @@ const POSTGRES_ADMIN_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgre
 const BENCH_DATABASE = `tether_bench_${process.pid}`;
 
 const ORDERS = 'https://orders.example.test';
+const PAYMENTS = 'https://payments.example.test';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const REPORTING_CLI_BASIC = `Basic ${Buffer.from('reporting-cli:dev-only-secret-reporting-cli-0001').toString('base64')}`;
@@ -237,11 +238,15 @@ async function checkMtlsToken(server: RunningServer, expectTyp = 'at+jwt'): Prom
   return `ES256 ${expectTyp}, aud ${ORDERS}, cnf.x5t#S256 = client certificate`;
 }
 
-/** A token from orders-worker that payments-api may exchange (dev config: actFor, acceptBoundSubjectTokens). */
+/**
+ * A token from orders-worker for the payments API, which payments-api serves and so may exchange
+ * (dev config: servedBy, actFor, acceptBoundSubjectTokens).
+ */
 async function subjectToken(server: RunningServer): Promise<string> {
   const files = server.pki.client('orders-worker');
+  const body = clientCredentialsBody({ resource: PAYMENTS, scope: 'payments:charge orders:read' });
   const response = await requestOnce(server.endpoint, {
-    method: 'POST', path: '/token', headers: FORM_HEADERS, body: clientCredentialsBody(), clientCertFile: files.certFile, clientKeyFile: files.keyFile,
+    method: 'POST', path: '/token', headers: FORM_HEADERS, body, clientCertFile: files.certFile, clientKeyFile: files.keyFile,
   });
   if (response.status !== 200) throw new Error(`subject token: ${response.status} ${response.text}`);
   ledgerTokensOutsideLoad++;

@@ -11,7 +11,10 @@ export const DEV_CONFIG = {
   },
   resources: [
     { uri: 'https://orders.example.test', scopes: ['orders:read', 'orders:write'], lifetime: '5m' },
-    { uri: 'https://payments.example.test', scopes: ['payments:read', 'payments:charge'], lifetime: '5m' },
+    // Served by payments-api: it may exchange the tokens callers send it (docs/token-exchange.md).
+    // `orders:read` here is what a caller lets the payments API do on its behalf at the orders API:
+    // scope names carry across an exchange.
+    { uri: 'https://payments.example.test', scopes: ['payments:read', 'payments:charge', 'orders:read'], lifetime: '5m', servedBy: ['payments-api'] },
     { uri: 'https://reports.example.test', scopes: ['reports:read'], lifetime: '10m', format: 'opaque' },
   ],
   clients: [
@@ -23,7 +26,7 @@ export const DEV_CONFIG = {
       binding: 'mtls',
       resources: {
         'https://orders.example.test': ['orders:read', 'orders:write'],
-        'https://payments.example.test': ['payments:charge'],
+        'https://payments.example.test': ['payments:charge', 'orders:read'],
       },
       defaultResource: 'https://orders.example.test',
     },

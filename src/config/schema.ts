@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { JWS_ALGORITHMS } from './jws_algorithms.js';
 
 /**
  * The shape of `tether.config.yaml`. Every field is validated at start; an error names the path of
@@ -36,6 +37,12 @@ export const resourceSchema = z.strictObject({
    * else, the token's own client included, is told `active: false`.
    */
   introspectors: z.array(z.string()).default([]),
+  /**
+   * Client ids of the services that are this API: the clients a token for it is sent to. Only they
+   * may exchange another client's token for this audience under delegation (RFC 8693 §2.1; see
+   * docs/token-exchange.md "Who serves an API").
+   */
+  servedBy: z.array(z.string()).default([]),
 });
 
 const jwksSchema = z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) });
@@ -74,7 +81,10 @@ export const clientSchema = z.strictObject({
   exchange: z.strictObject({
     /** resource URI → scopes this client may obtain there by exchange (always also ⊆ the subject token's). */
     targets: z.record(resourceUri, z.array(scopeToken)).default({}),
-    /** client ids whose tokens this client may present as subject tokens (delegation; `act` is recorded). */
+    /**
+     * client ids whose tokens this client may present as subject tokens (delegation; `act` is recorded),
+     * provided the token is for a resource this client serves (`resources[].servedBy`).
+     */
     actFor: z.array(z.string()).default([]),
     /** Allow exchanging a subject token bound to another key (delegation from a token it was handed). */
     acceptBoundSubjectTokens: z.boolean().default(false),
@@ -105,7 +115,8 @@ export const configSchema = z.strictObject({
   trustedProxies: z.array(z.string()).default([]),
   clientCertHeader: z.enum(['client-cert', 'x-ssl-client-cert']).default('client-cert'),
   signing: z.strictObject({
-    algorithm: z.enum(['ES256', 'PS256', 'EdDSA']).default('ES256'),
+    /** The `alg` of every token Tether signs (`EdDSA` and `Ed25519` both name Ed25519: config/jws_algorithms.ts). */
+    algorithm: z.enum(JWS_ALGORITHMS).default('ES256'),
     /** Secret that encrypts private signing keys at rest. Overridden by TETHER_KEY_ENCRYPTION_SECRET. */
     encryptionSecret: z.string().min(32, 'use at least 32 characters').optional(),
   }).default({ algorithm: 'ES256' }),
@@ -186,6 +197,19 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
     resource.introspectors.forEach((id, position) => {
       if (!clientIds.has(id)) issues.push({ path: ['resources', index, 'introspectors', position], message: `unknown client ${JSON.stringify(id)}` });
     });
+    resource.servedBy.forEach((id, position) => {
+      if (!clientIds.has(id)) issues.push({ path: ['resources', index, 'servedBy', position], message: `unknown client ${JSON.stringify(id)}` });
+    });
+  });
+  // A delegate exchanges only tokens for an API it serves: actFor without one could never be used.
+  config.clients.forEach((client, index) => {
+    const serves = config.resources.some((resource) => resource.servedBy.includes(client.id));
+    if (client.exchange.actFor.length > 0 && !serves) {
+      issues.push({
+        path: ['clients', index, 'exchange', 'actFor'],
+        message: `client ${JSON.stringify(client.id)} serves no resource: list it in the servedBy of the resource whose tokens it receives (docs/token-exchange.md)`,
+      });
+    }
   });
   return issues;
 }

@@ -1,10 +1,11 @@
-import { decodeJwt } from 'jose';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import { isJwsAlgorithm, JWS_ALGORITHMS } from '../config/jws_algorithms.js';
 import type { ClientConfig, ResourceConfig } from '../config/schema.js';
 import { opaqueTokenId } from '../keys/own_tokens.js';
 import type { IssuedToken, TokenBinding } from '../ledger/events.js';
 import { ClientSuspendedError } from '../ledger/record_issuance.js';
-import { validateDpopProof } from '../provider/internals.js';
+import { validateDpopProof, type ValidatedDpopProof } from '../provider/internals.js';
 import { PolicyError, selectBinding } from '../provider/resource_policy.js';
 import { recordProofOnce } from '../storage/dpop_replay.js';
 import type { GrantContext } from './grant_context.js';
@@ -78,7 +79,7 @@ export async function bindToken(grant: GrantContext, ctx: KoaContextWithOIDC, cl
   }
 
   if (method === 'dpop') {
-    const proof = await validateDpopProof(grant.provider, ctx);
+    const proof = await validatedDpopProof(grant, ctx);
     if (!proof) {
       throw withDetail(new errors.InvalidRequest('a DPoP proof is required: this client\'s tokens are DPoP-bound'), 'no DPoP header');
     }
@@ -87,6 +88,34 @@ export async function bindToken(grant: GrantContext, ctx: KoaContextWithOIDC, cl
   }
 
   return { method: 'bearer' };
+}
+
+/**
+ * The request's DPoP proof after RFC 9449 §4.3's checks, or undefined when there is none. Check 5
+ * (`alg` is an asymmetric algorithm the server supports) is made here first, with a description that
+ * says so: oidc-provider refuses such a proof as "invalid DPoP key binding", which tells a client
+ * whose library signs with another algorithm nothing. The supported list is public (discovery's
+ * `dpop_signing_alg_values_supported`); the algorithm sent goes only to the ledger.
+ */
+export async function validatedDpopProof(grant: GrantContext, ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined> {
+  const proof = ctx.get('DPoP');
+  if (proof) requireSupportedProofAlgorithm(proof);
+  return validateDpopProof(grant.provider, ctx);
+}
+
+function requireSupportedProofAlgorithm(proof: string): void {
+  let alg: unknown;
+  try {
+    alg = decodeProtectedHeader(proof).alg;
+  } catch {
+    // Not a JWS at all: oidc-provider's validation refuses it as such.
+    return;
+  }
+  if (isJwsAlgorithm(alg)) return;
+  throw withDetail(
+    new errors.InvalidDpopProof(`unsupported DPoP proof alg; supported: ${JWS_ALGORITHMS.join(', ')}`),
+    `DPoP proof alg ${JSON.stringify(alg)?.slice(0, 64)} is not one of ${JWS_ALGORITHMS.join(', ')}`,
+  );
 }
 
 /** oidc-provider accepts a proof whose iat is within this many seconds of now (its CHALLENGE_OK_WINDOW). */

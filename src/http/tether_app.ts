@@ -13,6 +13,7 @@ import { listenForRejections, recordRejections } from '../ledger/rejections.js';
 import { tokenStatusEndpoints } from '../ledger/token_status_endpoints.js';
 import { ownTokenVerifier } from '../keys/own_tokens.js';
 import { loadServerSecret, loadSigningKeys } from '../keys/signing_keys.js';
+import { describeUnsupportedAssertionAlg } from '../provider/client_assertion_alg.js';
 import { ALLOWED_JWS_ALGORITHMS, TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
 import { createProvider } from '../provider/create_provider.js';
 import { resourceRegistry } from '../provider/resource_policy.js';
@@ -93,6 +94,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
   listenForRejections(provider);
   provider.use(recordRejections({ knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId) }));
+  // Inside recordRejections, so that the ledger records the description the client is sent.
+  provider.use(describeUnsupportedAssertionAlg());
   provider.use(tokenStatusEndpoints({
     knex,
     verifier: ownTokens,

@@ -1,9 +1,10 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { Knex } from 'knex';
+import type { JwsAlgorithm } from '../config/jws_algorithms.js';
 
-/** Signature algorithms Tether signs tokens with. */
-export type SigningAlgorithm = 'ES256' | 'PS256' | 'EdDSA';
+/** Signature algorithms Tether signs tokens with (config/jws_algorithms.ts). */
+export type SigningAlgorithm = JwsAlgorithm;
 
 /** How signing keys are created and protected. */
 export interface SigningKeyOptions {

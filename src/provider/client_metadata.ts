@@ -1,4 +1,5 @@
 import type { ClientMetadata } from 'oidc-provider';
+import { JWS_ALGORITHMS } from '../config/jws_algorithms.js';
 import type { ClientConfig } from '../config/schema.js';
 
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -12,8 +13,11 @@ export const CLIENT_AUTH_METHODS = [
   'self_signed_tls_client_auth',
 ] as const;
 
-/** Asymmetric algorithms only: never none, HS* (a shared secret is not a proof of key) or RS256. */
-export const ALLOWED_JWS_ALGORITHMS = ['ES256', 'PS256', 'EdDSA'];
+/**
+ * The algorithms oidc-provider accepts for client assertions and DPoP proofs: the server's one list
+ * (config/jws_algorithms.ts), here under the name the provider wiring uses.
+ */
+export const ALLOWED_JWS_ALGORITHMS: readonly string[] = JWS_ALGORITHMS;
 
 /** Tether's client configuration → oidc-provider client metadata (RFC 7591 names). */
 export function clientMetadataOf(client: ClientConfig): ClientMetadata {

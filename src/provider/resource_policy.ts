@@ -17,6 +17,20 @@ export class PolicyError extends Error {
   }
 }
 
+/**
+ * The public `error_description` of each invalid_target refusal (RFC 8707 §2: "invalid, missing,
+ * unknown, or malformed"), one per cause so that a client can tell a typo from a missing grant. The
+ * caller is an authenticated client and resource URIs are no secret (they are every token's `aud`);
+ * which client may use what, and why, stays in the private reason.
+ */
+export const TARGET_REFUSALS = {
+  missing: 'the resource parameter is required',
+  several: 'exactly one resource parameter is required',
+  unknown: 'the requested resource is not registered at this server',
+  notPermitted: 'this client may not obtain tokens for the requested resource',
+  bearerNotAllowed: 'the requested resource accepts only sender-constrained tokens, and this client\'s tokens are unbound',
+} as const;
+
 /** Registered resources by exact URI string (RFC 8707 §2: compared as registered, no normalisation). */
 export type ResourceRegistry = ReadonlyMap<string, ResourceConfig>;
 
@@ -36,18 +50,18 @@ export function selectResource(
 ): ResourceConfig {
   const values = requested === undefined ? [] : Array.isArray(requested) ? requested : [requested];
   if (values.length > 1) {
-    throw new PolicyError('invalid_target', 'exactly one resource parameter is required', `${values.length} resource values requested`);
+    throw new PolicyError('invalid_target', TARGET_REFUSALS.several, `${values.length} resource values requested`);
   }
   const uri = values[0] ?? client.defaultResource;
   if (uri === undefined) {
-    throw new PolicyError('invalid_target', 'the resource parameter is required', 'no resource requested and the client has no default resource');
+    throw new PolicyError('invalid_target', TARGET_REFUSALS.missing, 'no resource requested and the client has no default resource');
   }
   const resource = registry.get(uri);
   if (!resource) {
-    throw new PolicyError('invalid_target', 'resource indicator is missing, or unknown', `unknown resource ${JSON.stringify(uri)}`);
+    throw new PolicyError('invalid_target', TARGET_REFUSALS.unknown, `unknown resource ${JSON.stringify(uri)}`);
   }
   if (!(uri in grants)) {
-    throw new PolicyError('invalid_target', 'resource indicator is missing, or unknown', `resource ${uri} is not permitted for client ${client.id}`);
+    throw new PolicyError('invalid_target', TARGET_REFUSALS.notPermitted, `resource ${uri} is not permitted for client ${client.id}`);
   }
   return resource;
 }
@@ -73,7 +87,7 @@ export function selectBinding(client: ClientConfig, resource: ResourceConfig): B
   if (client.binding === 'mtls' || client.binding === 'dpop') return client.binding;
   if (!resource.allowBearer) {
     // The configuration check refuses this combination; keep the rule here too so policy stands alone.
-    throw new PolicyError('invalid_target', 'resource indicator is missing, or unknown', `resource ${resource.uri} does not allow bearer tokens`);
+    throw new PolicyError('invalid_target', TARGET_REFUSALS.bearerNotAllowed, `resource ${resource.uri} does not allow bearer tokens`);
   }
   return 'bearer';
 }

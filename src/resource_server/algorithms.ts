@@ -68,6 +68,15 @@ function rsaPkcs1(hash: string): AlgorithmSpec {
 /** RFC 7518 §3.3 and §3.5: RSA keys shorter than 2048 bits must not be used. */
 const MIN_RSA_MODULUS_BITS = 2048;
 
+/**
+ * What a verifier accepts when not told otherwise: the algorithms a Tether server signs with and
+ * accepts in DPoP proofs — ES256, PS256, and Ed25519 under both its names, `EdDSA` (RFC 8037) and
+ * the fully specified `Ed25519` (RFC 9864) that current clients (oauth4webapi, openid-client) send.
+ * This package imports nothing from the server, so the list is written out here; a test keeps it
+ * equal to the server's (test/grants/jws_algorithms.test.ts).
+ */
+export const DEFAULT_ALGORITHMS: readonly SupportedAlgorithm[] = Object.freeze(['ES256', 'PS256', 'EdDSA', 'Ed25519']);
+
 /** Every algorithm identifier this verifier can be configured with. */
 export const SUPPORTED_ALGORITHMS: readonly SupportedAlgorithm[] = Object.freeze(Object.keys(SPECS) as SupportedAlgorithm[]);
 

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { isSupportedAlgorithm, SUPPORTED_ALGORITHMS, type SupportedAlgorithm } from './algorithms.js';
+import { DEFAULT_ALGORITHMS, isSupportedAlgorithm, SUPPORTED_ALGORITHMS, type SupportedAlgorithm } from './algorithms.js';
 import { parseAuthorization, type Credentials } from './authorization_header.js';
 import { checkBinding, type BindingKind } from './binding.js';
 import type { ClientCertificateInput } from './certificate.js';
@@ -45,7 +45,7 @@ export interface VerifierOptions {
   readonly jwksUri?: string;
   /** A local JWKS (no network at all). */
   readonly jwks?: JsonWebKeySet;
-  /** Accepted JWS algorithms (default `['ES256', 'PS256', 'EdDSA']`); `none` and HMAC cannot be configured. */
+  /** Accepted JWS algorithms (default `['ES256', 'PS256', 'EdDSA', 'Ed25519']`); `none` and HMAC cannot be configured. */
   readonly algorithms?: readonly SupportedAlgorithm[];
   /** Leeway for `exp`, `nbf`, `iat` and DPoP `iat` (seconds, default 5). */
   readonly clockToleranceSeconds?: number;
@@ -109,7 +109,6 @@ export interface Verifier {
   readonly settings: VerifierSettings;
 }
 
-const DEFAULT_ALGORITHMS: readonly SupportedAlgorithm[] = ['ES256', 'PS256', 'EdDSA'];
 const MAX_METADATA_BYTES = 512 * 1024;
 
 /**

@@ -1,12 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import type { JwsAlgorithm } from '../config/jws_algorithms.js';
 
 /** A DPoP key pair (RFC 9449) and its RFC 7638 thumbprint, the `cnf.jkt` of tokens bound to it. */
 export interface DpopKey {
   privateKey: CryptoKey;
   publicJwk: JWK;
   thumbprint: string;
-  alg: 'ES256' | 'PS256' | 'EdDSA';
+  /** `EdDSA` and `Ed25519` (RFC 9864) both make an Ed25519 key; the proof's `alg` is the one named. */
+  alg: JwsAlgorithm;
 }
 
 /** Generates a DPoP key (ES256 unless told otherwise). */

@@ -91,14 +91,23 @@ describe('private_key_jwt (RFC 7523)', () => {
 
   test.each([
     ['signed by another key', async () => assertion({ key: (await generateKeyPair('ES256')).privateKey })],
-    ['HS256 with a guessable secret', async () => assertion({ alg: 'HS256', key: new TextEncoder().encode('secret-secret-secret-secret-1234') })],
-    ['RS256 (not allowed)', async () => assertion({ alg: 'RS256', key: (await generateKeyPair('RS256')).privateKey })],
-    ['alg none', async () => `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: 'jwt-client', sub: 'jwt-client', aud: tether.issuer, jti: randomUUID(), exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url')}.`],
     ['another audience', async () => assertion({ aud: 'https://elsewhere.example' })],
   ])('%s → 401 invalid_client, no hint', async (_label, make) => {
     const { status, body } = await withAssertion(await make());
     expect(status).toBe(401);
     expect(body).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
+  });
+
+  // Issue 12 item 14: an algorithm Tether never accepts is named as the problem (the list is public);
+  // test/grants/jws_algorithms.test.ts has the same for unknown clients and other algorithms.
+  test.each([
+    ['HS256 with a guessable secret', async () => assertion({ alg: 'HS256', key: new TextEncoder().encode('secret-secret-secret-secret-1234') })],
+    ['RS256 (not allowed)', async () => assertion({ alg: 'RS256', key: (await generateKeyPair('RS256')).privateKey })],
+    ['alg none', async () => `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${Buffer.from(JSON.stringify({ iss: 'jwt-client', sub: 'jwt-client', aud: tether.issuer, jti: randomUUID(), exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url')}.`],
+  ])('%s → 401 invalid_client "client_assertion alg is not supported"', async (_label, make) => {
+    const { status, body } = await withAssertion(await make());
+    expect(status).toBe(401);
+    expect(body).toEqual({ error: 'invalid_client', error_description: 'client_assertion alg is not supported; supported: ES256, PS256, EdDSA, Ed25519' });
   });
 });
 

@@ -97,19 +97,21 @@ describe('client_credentials with an mTLS-bound client (RFC 8705, RFC 8707, RFC 
 });
 
 describe('resource indicator and scope policy rejections', () => {
+  // Each refusal has the public description that fits it; the private reason is in the ledger only.
   test.each([
-    ['no resource and no default resource', {}],
-    ['two resource values', { resource: [ORDERS, PAYMENTS] }],
-    ['the same resource twice', { resource: [ORDERS, ORDERS] }],
-    ['an unknown resource', { resource: UNKNOWN }],
-    ['a registered resource not permitted for this client', { resource: LEGACY }],
-    ['a resource differing from the registered string only by a trailing slash', { resource: `${ORDERS}/` }],
-    ['a relative resource', { resource: '/orders' }],
-  ])('%s → 400 invalid_target', async (_label, form) => {
+    ['no resource and no default resource', {}, 'the resource parameter is required', 'no resource requested and the client has no default resource'],
+    ['two resource values', { resource: [ORDERS, PAYMENTS] }, 'exactly one resource parameter is required', '2 resource values requested'],
+    ['the same resource twice', { resource: [ORDERS, ORDERS] }, 'exactly one resource parameter is required', '2 resource values requested'],
+    ['an unknown resource', { resource: UNKNOWN }, 'the requested resource is not registered at this server', `unknown resource "${UNKNOWN}"`],
+    ['a registered resource not permitted for this client', { resource: LEGACY }, 'this client may not obtain tokens for the requested resource', `resource ${LEGACY} is not permitted for client mtls-client`],
+    ['a resource differing from the registered string only by a trailing slash', { resource: `${ORDERS}/` }, 'the requested resource is not registered at this server', `unknown resource "${ORDERS}/"`],
+    ['a relative resource', { resource: '/orders' }, 'the requested resource is not registered at this server', 'unknown resource "/orders"'],
+  ])('%s → 400 invalid_target with its own description', async (_label, form, description, reason) => {
     const { status, body } = await mtlsToken(form as Record<string, string | string[]>);
-    expect(status).toBe(400);
-    expect(body.error).toBe('invalid_target');
-    expect(body.access_token).toBeUndefined();
+    expect({ status, body }).toEqual({ status: 400, body: { error: 'invalid_target', error_description: description } });
+    const row = await tether.database.knex('ledger_events').where({ type: 'request.rejected', client_id: 'mtls-client' }).orderBy('id', 'desc').first();
+    const details = typeof row.details === 'string' ? JSON.parse(row.details) : row.details;
+    expect(details).toMatchObject({ error: 'invalid_target', error_description: description, reason });
   });
 
   test.each([

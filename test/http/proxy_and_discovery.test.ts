@@ -72,8 +72,9 @@ describe('discovery (RFC 8414)', () => {
     expect(metadata.token_endpoint_auth_methods_supported).toEqual(expect.arrayContaining([
       'client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth',
     ]));
-    expect(metadata.token_endpoint_auth_signing_alg_values_supported).toEqual(['ES256', 'PS256', 'EdDSA']);
-    expect(metadata.dpop_signing_alg_values_supported).toEqual(['ES256', 'PS256', 'EdDSA']);
+    // RFC 9864: Ed25519 under its fully specified name as well as EdDSA (issue 12 item 14).
+    expect(metadata.token_endpoint_auth_signing_alg_values_supported).toEqual(['ES256', 'PS256', 'EdDSA', 'Ed25519']);
+    expect(metadata.dpop_signing_alg_values_supported).toEqual(['ES256', 'PS256', 'EdDSA', 'Ed25519']);
     expect(metadata.tls_client_certificate_bound_access_tokens).toBe(true);
     expect(metadata.resource_indicators_supported).toBe(true);
     expect(metadata.mtls_endpoint_aliases).toMatchObject({ token_endpoint: `${tether.issuer}/token` });

@@ -6,8 +6,9 @@ import { basicAuth, postForm, startTestTether, type TokenResponse } from '../sup
 /**
  * The ledger tests' world: a worker calls the orders API (JWT) and the reports API (opaque); the
  * orders API exchanges the worker's token to call invoices, which exchanges again to call archive.
- * Each API has a resource-server client registered as its introspector. Exchange narrows scopes, so
- * the downstream APIs reuse the `orders:read` scope.
+ * Each API has a resource-server client registered as its introspector, and the exchanging APIs
+ * serve (`servedBy`) the API whose tokens they exchange. Exchange narrows scopes, so the downstream
+ * APIs reuse the `orders:read` scope.
  */
 export const ORDERS = 'https://orders.ledger.test';
 export const REPORTS = 'https://reports.ledger.test';
@@ -29,9 +30,9 @@ function mtlsClient(id: string, rest: Record<string, unknown>): Record<string, u
 export function ledgerConfig(): Record<string, unknown> {
   return {
     resources: [
-      { uri: ORDERS, scopes: ['orders:read', 'orders:write'], lifetime: 300, introspectors: ['orders-api'] },
+      { uri: ORDERS, scopes: ['orders:read', 'orders:write'], lifetime: 300, introspectors: ['orders-api'], servedBy: ['orders-api'] },
       { uri: REPORTS, scopes: ['reports:read'], lifetime: 300, format: 'opaque', introspectors: ['reports-api'] },
-      { uri: INVOICES, scopes: ['orders:read'], lifetime: 300, introspectors: ['invoices-api'] },
+      { uri: INVOICES, scopes: ['orders:read'], lifetime: 300, introspectors: ['invoices-api'], servedBy: ['invoices-api'] },
       { uri: ARCHIVE, scopes: ['orders:read'], lifetime: 300 },
       { uri: SHORT, scopes: ['short:read'], lifetime: 1, introspectors: ['orders-api'] },
       { uri: LEGACY, scopes: ['legacy:read'], allowBearer: true },

@@ -33,8 +33,8 @@ describe('token endpoint rejections', () => {
   test.each([
     ['no resource', 'invalid_target', {}, 'the resource parameter is required', 'no resource requested and the client has no default resource'],
     ['two resources', 'invalid_target', { resource: [ORDERS, REPORTS] }, 'exactly one resource parameter is required', '2 resource values requested'],
-    ['an unknown resource', 'invalid_target', { resource: 'https://nowhere.ledger.test' }, 'resource indicator is missing, or unknown', 'unknown resource "https://nowhere.ledger.test"'],
-    ['a resource not permitted', 'invalid_target', { resource: INVOICES }, 'resource indicator is missing, or unknown', 'resource https://invoices.ledger.test is not permitted for client worker'],
+    ['an unknown resource', 'invalid_target', { resource: 'https://nowhere.ledger.test' }, 'the requested resource is not registered at this server', 'unknown resource "https://nowhere.ledger.test"'],
+    ['a resource not permitted', 'invalid_target', { resource: INVOICES }, 'this client may not obtain tokens for the requested resource', 'resource https://invoices.ledger.test is not permitted for client worker'],
     ['a scope not granted', 'invalid_scope', { resource: ORDERS, scope: 'orders:read orders:admin' }, 'requested scope is not allowed', 'scopes not granted: orders:admin'],
   ])('%s → 400 %s, reason recorded', async (_label, error, form, description, reason) => {
     const response = await tokenRequest('worker', form as Record<string, string | string[]>);

@@ -110,7 +110,7 @@ describe('koa', () => {
     expect(res.body).toEqual({ error: 'invalid_token', error_description: 'client certificate is not the one the token is bound to' });
     expect(challenges(res.headers)).toEqual([
       `Bearer realm="${AUDIENCE}", error="invalid_token", error_description="client certificate is not the one the token is bound to", resource_metadata="${PUBLIC_BASE}${METADATA_PATH}"`,
-      `DPoP realm="${AUDIENCE}", algs="ES256 PS256 EdDSA", resource_metadata="${PUBLIC_BASE}${METADATA_PATH}"`,
+      `DPoP realm="${AUDIENCE}", algs="ES256 PS256 EdDSA Ed25519", resource_metadata="${PUBLIC_BASE}${METADATA_PATH}"`,
     ]);
   });
 
@@ -133,7 +133,7 @@ describe('koa', () => {
     expect(ok.status).toBe(200);
     const replay = await call(`${base}/orders/42`, anonymous, { authorization: `DPoP ${token}`, dpop: proof });
     expect(replay.status).toBe(401);
-    expect(challenges(replay.headers)[0]).toMatch(/^DPoP realm="[^"]+", error="invalid_dpop_proof", error_description="DPoP proof was already used", algs="ES256 PS256 EdDSA"/);
+    expect(challenges(replay.headers)[0]).toMatch(/^DPoP realm="[^"]+", error="invalid_dpop_proof", error_description="DPoP proof was already used", algs="ES256 PS256 EdDSA Ed25519"/);
   });
 
   test('the metadata document is served (GET and HEAD) without a token', async () => {
@@ -145,7 +145,7 @@ describe('koa', () => {
       authorization_servers: [ISSUER],
       scopes_supported: ['orders:read', 'orders:write'],
       bearer_methods_supported: ['header'],
-      dpop_signing_alg_values_supported: ['ES256', 'PS256', 'EdDSA'],
+      dpop_signing_alg_values_supported: ['ES256', 'PS256', 'EdDSA', 'Ed25519'],
       tls_client_certificate_bound_access_tokens: true,
       dpop_bound_access_tokens_required: false,
     });

@@ -17,7 +17,7 @@ test('the document reflects the verifier configuration', () => {
     authorization_servers: ['https://issuer.test'],
     scopes_supported: ['orders:read'],
     bearer_methods_supported: ['header'],
-    dpop_signing_alg_values_supported: ['ES256', 'PS256', 'EdDSA'],
+    dpop_signing_alg_values_supported: ['ES256', 'PS256', 'EdDSA', 'Ed25519'],
     tls_client_certificate_bound_access_tokens: true,
     dpop_bound_access_tokens_required: false,
     resource_name: 'Orders',

@@ -14,7 +14,7 @@ export const LEGACY_SECRET = 'harness-legacy-secret-0123456789abcd';
 export function harnessConfig(): Record<string, unknown> {
   return {
     resources: [
-      { uri: ORDERS, scopes: ['orders:read', 'orders:write'], lifetime: 300, introspectors: ['orders-api'] },
+      { uri: ORDERS, scopes: ['orders:read', 'orders:write'], lifetime: 300, introspectors: ['orders-api'], servedBy: ['orders-api'] },
       { uri: INVOICES, scopes: ['orders:read'], lifetime: 300 },
       { uri: REPORTS, scopes: ['reports:read'], format: 'opaque' },
       { uri: LEGACY, scopes: ['legacy:read'], allowBearer: true },

@@ -1,5 +1,5 @@
 import type { ClientConfig, ResourceConfig } from '../../config/schema.js';
-import { PolicyError, type ResourceRegistry } from '../../provider/resource_policy.js';
+import { PolicyError, TARGET_REFUSALS, type ResourceRegistry } from '../../provider/resource_policy.js';
 import type { ExchangeRequest } from './parse_request.js';
 
 /**
@@ -97,11 +97,12 @@ export function decideExchange(input: ExchangeInput): ExchangeDecision {
   const { request, subject, actor, client, presented } = input;
 
   const relation = requirePresentableBy(subject, client);
+  requireAudienceServedByDelegate(subject, client, relation, input.registry);
   requireSenderConstraintKept(subject, client, presented, relation);
   requireBindingNotWeakened(subject, client);
   if (actor) requireActorIsRequester(actor, client, presented);
 
-  const resource = selectExchangeTarget(request.target, client, input.registry);
+  const resource = selectExchangeTarget(request.target, request.targetParameter, client, input.registry);
   const scopes = selectExchangeScopes(request.scope, subject.scopes, client.exchange.targets[resource.uri]!);
   const act = nextActClaim(subject, client, relation);
   requireChainDepth(act, input.maxChainDepth);
@@ -120,6 +121,26 @@ export function requirePresentableBy(subject: ExchangeableToken, client: ClientC
   if (client.exchange.actFor.includes(subject.clientId)) return { kind: 'delegation', basis: 'act_for' };
   if (subject.mayAct?.sub === client.id) return { kind: 'delegation', basis: 'may_act' };
   throw new InvalidPresentedToken('subject_token', `client ${client.id} may not act for client ${subject.clientId}`);
+}
+
+/**
+ * A client acting for another exchanges only a token that was sent to it: the subject token's `aud`
+ * must be a resource this client serves (`resources[].servedBy`). RFC 8693 §2.1 has the server apply
+ * "the appropriate validation procedures for the indicated token type", and for an access token that
+ * includes its audience (RFC 7519 §4.1.3: a recipient that does not identify itself with `aud` must
+ * reject it; RFC 9068 §4). Without this check a delegate could turn any leaked token of the client it
+ * acts for — issued for some other API — into one of its own (the class of Keycloak #52691; RFC 8693
+ * §5 on the abuse of delegated rights).
+ *
+ * A client exchanging its own token is not checked: the token was issued to it, a bound one is
+ * accepted only with its key (requireSenderConstraintKept), and the result — a target from its own
+ * `exchange.targets`, no more scopes, no later expiry, the same `sub` and `act` — gives it nothing
+ * it did not already hold.
+ */
+export function requireAudienceServedByDelegate(subject: ExchangeableToken, client: ClientConfig, relation: SubjectRelation, registry: ResourceRegistry): void {
+  if (relation.kind === 'own') return;
+  if (registry.get(subject.audience)?.servedBy.includes(client.id)) return;
+  throw new InvalidPresentedToken('subject_token', `subject token ${subject.tokenId} is for ${subject.audience}, which client ${client.id} does not serve (resources[].servedBy)`);
 }
 
 /**
@@ -184,16 +205,25 @@ export function requireActorIsRequester(actor: ExchangeableToken, client: Client
  * RFC 8693 §2.2.2: a target the server will not issue for → invalid_target. The target must be a
  * registered resource (exact string, RFC 8707 §2) that this client may obtain by exchange.
  */
-export function selectExchangeTarget(target: string, client: ClientConfig, registry: ResourceRegistry): ResourceConfig {
+export function selectExchangeTarget(target: string, parameter: ExchangeRequest['targetParameter'], client: ClientConfig, registry: ResourceRegistry): ResourceConfig {
   const resource = registry.get(target);
   if (!resource) {
-    throw new PolicyError('invalid_target', 'resource indicator is missing, or unknown', `unknown exchange target ${JSON.stringify(target)}`);
+    throw new PolicyError('invalid_target', EXCHANGE_TARGET_REFUSALS.unknown[parameter], `unknown exchange target ${JSON.stringify(target)} (${parameter})`);
   }
   if (!(target in client.exchange.targets)) {
-    throw new PolicyError('invalid_target', 'resource indicator is missing, or unknown', `exchange target ${target} is not permitted for client ${client.id}`);
+    throw new PolicyError('invalid_target', EXCHANGE_TARGET_REFUSALS.notPermitted, `exchange target ${target} is not permitted for client ${client.id} (not in exchange.targets)`);
   }
   return resource;
 }
+
+/** Public descriptions of the exchange's own invalid_target refusals (parse_request.ts has missing and several). */
+const EXCHANGE_TARGET_REFUSALS = {
+  unknown: {
+    resource: TARGET_REFUSALS.unknown,
+    audience: 'the requested audience is not a resource registered at this server',
+  },
+  notPermitted: 'this client may not obtain tokens for the requested resource by token exchange',
+} as const;
 
 /**
  * "Equal or fewer scopes": the new token may carry only scopes the subject token carries AND this

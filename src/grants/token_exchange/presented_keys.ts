@@ -1,6 +1,6 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import { validateDpopProof } from '../../provider/internals.js';
 import type { GrantContext } from '../grant_context.js';
+import { validatedDpopProof } from '../issuance_steps.js';
 import type { ExchangeableToken, PresentedKeys } from './exchange_policy.js';
 
 /**
@@ -12,6 +12,6 @@ import type { ExchangeableToken, PresentedKeys } from './exchange_policy.js';
 export async function presentedKeysOf(grant: GrantContext, ctx: KoaContextWithOIDC, tokens: readonly ExchangeableToken[]): Promise<PresentedKeys> {
   const certificate = grant.certificateOf(ctx);
   const dpopBound = tokens.some((token) => token.confirmation.jkt !== undefined);
-  const proof = dpopBound && ctx.get('DPoP') ? await validateDpopProof(grant.provider, ctx) : undefined;
+  const proof = dpopBound && ctx.get('DPoP') ? await validatedDpopProof(grant, ctx) : undefined;
   return { certificateThumbprint: certificate?.thumbprint, dpopJkt: proof?.thumbprint };
 }

@@ -1,7 +1,7 @@
 import { clientSchema, resourceSchema, type ClientConfig } from '../../../src/config/schema.js';
 import {
-  chainDepthOf, decideExchange, exchangeExpiry, InvalidPresentedToken, nextActClaim, requirePresentableBy, requireSenderConstraintKept,
-  selectExchangeScopes, type ExchangeableToken, type ExchangeInput,
+  chainDepthOf, decideExchange, exchangeExpiry, InvalidPresentedToken, nextActClaim, requireAudienceServedByDelegate, requirePresentableBy,
+  requireSenderConstraintKept, selectExchangeScopes, selectExchangeTarget, type ExchangeableToken, type ExchangeInput,
 } from '../../../src/grants/token_exchange/exchange_policy.js';
 import { PolicyError } from '../../../src/provider/resource_policy.js';
 
@@ -9,9 +9,13 @@ const B = 'https://b.chain.test';
 const C = 'https://c.chain.test';
 const now = new Date('2026-11-22T10:00:00Z');
 
+const PAYROLL = 'https://payroll.chain.test';
+
+// B is served by service-b (and legacy, a bearer-only deployment of it); C by service-c.
 const registry = new Map([
-  [B, resourceSchema.parse({ uri: B, scopes: ['orders:read', 'orders:write'], lifetime: 600 })],
-  [C, resourceSchema.parse({ uri: C, scopes: ['orders:read', 'orders:write'], lifetime: 600 })],
+  [B, resourceSchema.parse({ uri: B, scopes: ['orders:read', 'orders:write'], lifetime: 600, servedBy: ['service-b', 'legacy'] })],
+  [C, resourceSchema.parse({ uri: C, scopes: ['orders:read', 'orders:write'], lifetime: 600, servedBy: ['service-c'] })],
+  [PAYROLL, resourceSchema.parse({ uri: PAYROLL, scopes: ['orders:read'], lifetime: 600 })],
 ]);
 
 function client(id: string, exchange: Record<string, unknown> = {}, binding: 'mtls' | 'dpop' | 'none' = 'mtls'): ClientConfig {
@@ -41,12 +45,12 @@ function input(overrides: Partial<ExchangeInput> = {}): ExchangeInput {
   };
 }
 
-function refusalOf(decide: () => unknown): { code: string; reason: string } {
+function refusalOf(decide: () => unknown): { code: string; reason: string; description: string } {
   try {
     decide();
   } catch (error) {
-    if (error instanceof InvalidPresentedToken) return { code: 'invalid_grant', reason: error.reason };
-    if (error instanceof PolicyError) return { code: error.error, reason: error.reason };
+    if (error instanceof InvalidPresentedToken) return { code: 'invalid_grant', reason: error.reason, description: error.description };
+    if (error instanceof PolicyError) return { code: error.error, reason: error.reason, description: error.description };
     throw error;
   }
   throw new Error('expected a refusal');
@@ -83,6 +87,42 @@ describe('requirePresentableBy', () => {
   });
 });
 
+describe('requireAudienceServedByDelegate: a delegate exchanges only tokens sent to an API it serves (RFC 8693 §2.1)', () => {
+  const actFor = { kind: 'delegation', basis: 'act_for' } as const;
+  const mayAct = { kind: 'delegation', basis: 'may_act' } as const;
+
+  test('A\'s token for B, presented by B (which serves B) → accepted', () => {
+    expect(() => requireAudienceServedByDelegate(token(), serviceB, actFor, registry)).not.toThrow();
+  });
+
+  test.each([
+    ['an API nobody in the chain serves', PAYROLL, actFor],
+    ['the next hop\'s API (C), not B\'s', C, actFor],
+    ['a resource no longer registered', 'https://retired.chain.test', actFor],
+    ['an API B does not serve, B named in may_act', PAYROLL, mayAct],
+  ])('A\'s token for %s, presented by B → invalid_grant, reason private', (_label, audience, relation) => {
+    const refusal = refusalOf(() => requireAudienceServedByDelegate(token({ audience }), serviceB, relation, registry));
+    expect(refusal).toEqual({
+      code: 'invalid_grant',
+      reason: `subject token jti-a is for ${audience}, which client service-b does not serve (resources[].servedBy)`,
+      description: 'subject_token is invalid, expired, revoked, or not acceptable for this client',
+    });
+  });
+
+  test('its own token needs no served audience: it holds the key and gains nothing', () => {
+    expect(() => requireAudienceServedByDelegate(token({ clientId: 'service-b', audience: PAYROLL }), serviceB, { kind: 'own' }, registry)).not.toThrow();
+  });
+
+  test('decideExchange checks it right after who may present the token, before the binding', () => {
+    // Bound to A's certificate and B trusted with such tokens: the audience is what refuses it.
+    expect(refusalOf(() => decideExchange(input({ subject: token({ audience: PAYROLL }) }))).reason).toBe(
+      `subject token jti-a is for ${PAYROLL}, which client service-b does not serve (resources[].servedBy)`);
+    // A client that may not act for A hears that first, whatever the audience.
+    expect(refusalOf(() => decideExchange(input({ subject: token({ audience: PAYROLL }), client: client('mallory', { targets: { [C]: ['orders:read'] } }) }))).reason)
+      .toBe('client mallory may not act for client service-a');
+  });
+});
+
 describe('requireSenderConstraintKept: an exchange never strips a binding', () => {
   const own = { kind: 'own' } as const;
   test('the holder of the certificate or DPoP key may exchange its own bound token', () => {
@@ -109,7 +149,7 @@ describe('requireSenderConstraintKept: an exchange never strips a binding', () =
 
   test('a bound token is never exchanged into a bearer token', () => {
     const bearer = client('legacy', { targets: {}, actFor: ['service-a'], acceptBoundSubjectTokens: true }, 'none');
-    expect(refusalOf(() => decideExchange(input({ client: bearer }))).code).toBe('invalid_grant');
+    expect(refusalOf(() => decideExchange(input({ client: bearer })))).toMatchObject({ code: 'invalid_grant', reason: 'bound subject token jti-a would become a bearer token for client legacy' });
   });
 });
 
@@ -123,9 +163,18 @@ describe('actor token', () => {
 });
 
 describe('target, scope, expiry', () => {
-  test('unknown or not-permitted target → invalid_target', () => {
-    expect(refusalOf(() => decideExchange(input({ request: { ...input().request, target: 'https://nowhere.test' } }))).code).toBe('invalid_target');
-    expect(refusalOf(() => decideExchange(input({ request: { ...input().request, target: B } }))).code).toBe('invalid_target');
+  test('unknown or not-permitted target → invalid_target, each with its own description', () => {
+    expect(refusalOf(() => decideExchange(input({ request: { ...input().request, target: 'https://nowhere.test' } })))).toEqual({
+      code: 'invalid_target', description: 'the requested resource is not registered at this server', reason: 'unknown exchange target "https://nowhere.test" (resource)',
+    });
+    expect(refusalOf(() => selectExchangeTarget('nowhere', 'audience', serviceB, registry))).toEqual({
+      code: 'invalid_target', description: 'the requested audience is not a resource registered at this server', reason: 'unknown exchange target "nowhere" (audience)',
+    });
+    expect(refusalOf(() => decideExchange(input({ request: { ...input().request, target: B } })))).toEqual({
+      code: 'invalid_target',
+      description: 'this client may not obtain tokens for the requested resource by token exchange',
+      reason: `exchange target ${B} is not permitted for client service-b (not in exchange.targets)`,
+    });
   });
 
   test.each([

@@ -6,7 +6,7 @@ import * as oauth from 'oauth4webapi';
 import { fetch, type Agent } from 'undici';
 import type { RunningTether } from '../../../src/testing/start_tether.js';
 import { basicAuth, discoverWithOauth4webapi, oauthFetch, postForm, startTestTether, type TokenResponse } from '../../support/tether.js';
-import { API_B, API_C, API_D, API_E, DPOP_SECRET, ROAMER_SECRET, SHORT, UNKNOWN, VAULT, chainConfig } from './chain_config.js';
+import { API_B, API_C, API_D, API_E, C_VAULT, DPOP_SECRET, PAYROLL, ROAMER_SECRET, SHORT, UNKNOWN, VAULT, chainConfig } from './chain_config.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -82,6 +82,12 @@ async function revokeRowOnly(tokenId: string): Promise<void> {
 async function exchangedEventCount(): Promise<number> {
   const rows = await tether.database.knex('ledger_events').where({ type: 'token.exchanged' }).count({ count: '*' });
   return Number(rows[0]?.count);
+}
+
+/** The details of the newest `request.rejected` ledger event of a client. */
+async function lastRejection(clientId: string): Promise<Record<string, unknown>> {
+  const row = await tether.database.knex('ledger_events').where({ type: 'request.rejected', client_id: clientId }).orderBy('id', 'desc').first();
+  return typeof row.details === 'string' ? JSON.parse(row.details) : row.details;
 }
 
 function expectRefusal(response: TokenResponse, status: number, error: string, detail?: string | RegExp): void {
@@ -174,7 +180,7 @@ describe('opaque subject tokens', () => {
 
   test('an exchanged opaque token keeps sub and act for the next hop', async () => {
     const forB = await clientCredentials('service-a', API_B, 'orders:read');
-    const { status, body } = await exchange('service-b', subjectForm(forB, { resource: VAULT }));
+    const { status, body } = await exchange('service-b', subjectForm(forB, { resource: C_VAULT }));
     expect(status).toBe(200);
     expect((body.access_token as string).split('.')).toHaveLength(1);
     const next = await exchange('service-c', subjectForm(body.access_token as string, { resource: API_D }));
@@ -209,16 +215,23 @@ describe('request rejections (RFC 8693 §2.1, §2.2.2)', () => {
     expectRefusal(await exchange('service-b', withToken), 400, 'invalid_request');
   });
 
+  // Each refusal has the public description that fits it; the private reason names resource and client.
   test.each([
-    ['no resource or audience', {}],
-    ['two resources', { resource: [API_C, API_D] }],
-    ['a resource and an audience', { resource: API_C, audience: API_C }],
-    ['an unknown resource', { resource: UNKNOWN }],
-    ['an unknown audience', { audience: 'orders-service' }],
-    ['a registered resource not permitted for this client\'s exchanges', { resource: API_E }],
-    ['a resource this client may obtain by client_credentials but not by exchange', { resource: API_D }],
-  ])('%s → 400 invalid_target', async (_label, target) => {
-    expectRefusal(await exchange('service-b', subjectForm(tokenForB, target)), 400, 'invalid_target');
+    ['no resource or audience', {}, 'a resource or audience parameter is required', 'no resource or audience requested'],
+    ['two resources', { resource: [API_C, API_D] }, 'exactly one resource or audience parameter is required', '2 target values requested'],
+    ['a resource and an audience', { resource: API_C, audience: API_C }, 'exactly one resource or audience parameter is required', '2 target values requested'],
+    ['an unknown resource', { resource: UNKNOWN }, 'the requested resource is not registered at this server', `unknown exchange target "${UNKNOWN}" (resource)`],
+    ['an unknown audience', { audience: 'orders-service' }, 'the requested audience is not a resource registered at this server', 'unknown exchange target "orders-service" (audience)'],
+    ['a registered resource not permitted for this client\'s exchanges', { resource: API_E }, 'this client may not obtain tokens for the requested resource by token exchange',
+      `exchange target ${API_E} is not permitted for client service-b (not in exchange.targets)`],
+    ['a resource this client may obtain by client_credentials but not by exchange', { resource: API_D }, 'this client may not obtain tokens for the requested resource by token exchange',
+      `exchange target ${API_D} is not permitted for client service-b (not in exchange.targets)`],
+  ])('%s → 400 invalid_target with its own description', async (_label, target, description, reason) => {
+    const response = await exchange('service-b', subjectForm(tokenForB, target));
+    expectRefusal(response, 400, 'invalid_target', reason);
+    expect(response.body.error_description).toBe(description);
+    const rejected = await lastRejection('service-b');
+    expect(rejected).toMatchObject({ error: 'invalid_target', error_description: description, reason });
   });
 
   test.each([
@@ -288,6 +301,44 @@ describe('subject tokens Tether will not exchange → 400 invalid_grant', () => 
 
   test('a token of a client this client may not act for', async () => {
     expectRefusal(await exchange('mallory', subjectForm(tokenForB, { resource: API_C })), 400, 'invalid_grant', 'client mallory may not act for client service-a');
+  });
+
+  test('a leaked token of the client it acts for, for an API this client does not serve (Keycloak #52691 class)', async () => {
+    // service-b acts for service-a and accepts its bound tokens, but A's payroll token was never sent
+    // to B: B got it by a leak. Before servedBy, B turned it into a token for C bound to B's certificate.
+    const leaked = await clientCredentials('service-a', PAYROLL, 'orders:read');
+    const exchangedBefore = await exchangedEventCount();
+    const issuedBefore = await tether.database.knex('issued_tokens').where({ client_id: 'service-b' }).count({ count: '*' });
+
+    const response = await exchange('service-b', subjectForm(leaked, { resource: API_C, scope: 'orders:read' }));
+    const reason = `subject token ${decodeJwt(leaked).jti} is for ${PAYROLL}, which client service-b does not serve (resources[].servedBy)`;
+    expectRefusal(response, 400, 'invalid_grant', reason);
+    expect(response.body.error_description).toBe('subject_token is invalid, expired, revoked, or not acceptable for this client');
+    expect(await lastRejection('service-b')).toMatchObject({ error: 'invalid_grant', grant_type: TOKEN_EXCHANGE, reason });
+    expect(await exchangedEventCount()).toBe(exchangedBefore);
+    expect(await tether.database.knex('issued_tokens').where({ client_id: 'service-b' }).count({ count: '*' })).toEqual(issuedBefore);
+
+    // Named by audience, without a scope: refused the same way.
+    expectRefusal(await exchange('service-b', subjectForm(leaked, { audience: API_C })), 400, 'invalid_grant', reason);
+
+    // Sixteen at once: sixteen refusals, still no token.
+    const burst = await Promise.all(Array.from({ length: 16 }, () => exchange('service-b', subjectForm(leaked, { resource: API_C }))));
+    expect(burst.map((each) => [each.status, each.body.error])).toEqual(Array.from({ length: 16 }, () => [400, 'invalid_grant']));
+    expect(await exchangedEventCount()).toBe(exchangedBefore);
+  });
+
+  test('an opaque token of the client it acts for, for an API this client does not serve', async () => {
+    // b-strict serves B, not the vault: A's opaque vault token never reached it legitimately.
+    const opaque = await clientCredentials('service-a', VAULT);
+    expectRefusal(await exchange('b-strict', subjectForm(opaque, { resource: API_C })), 400, 'invalid_grant',
+      `subject token ${createHash('sha256').update(opaque).digest('base64url')} is for ${VAULT}, which client b-strict does not serve (resources[].servedBy)`);
+  });
+
+  test('a token of the client it acts for that was meant for the next hop: C may not exchange B\'s token for D', async () => {
+    // service-c acts for service-b, but B's client_credentials token for API_D is D's to receive, not C's.
+    const forD = await clientCredentials('service-b', API_D);
+    expectRefusal(await exchange('service-c', subjectForm(forD, { resource: API_D })), 400, 'invalid_grant',
+      `subject token ${decodeJwt(forD).jti} is for ${API_D}, which client service-c does not serve (resources[].servedBy)`);
   });
 
   test('a bound token of a client it may act for, without acceptBoundSubjectTokens (no stripping of the binding)', async () => {
