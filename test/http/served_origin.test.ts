@@ -186,13 +186,13 @@ describe('discovery advertises only configured URLs (RFC 8414 §3.3)', () => {
     expect(response.body).toEqual(refusedHost);
   });
 
-  test.each([
-    ['X-Forwarded-Host: evil.example from an untrusted peer', { 'x-forwarded-host': EVIL, 'x-forwarded-proto': 'http' }, undefined],
-    ['X-Forwarded-Host: evil.example from the trusted hop', { 'x-forwarded-host': EVIL }, TRUSTED_HOP],
-    ['Forwarded: host=evil.example from the trusted hop', { forwarded: `host=${EVIL};proto=https` }, TRUSTED_HOP],
-    ['the HTTPS listener\'s own address as Host (127.0.0.1:<port>)', 'own-address', undefined],
+  test.each<[string, () => Record<string, string>, string | undefined]>([
+    ['X-Forwarded-Host: evil.example from an untrusted peer', () => ({ 'x-forwarded-host': EVIL, 'x-forwarded-proto': 'http' }), undefined],
+    ['X-Forwarded-Host: evil.example from the trusted hop', () => ({ 'x-forwarded-host': EVIL }), TRUSTED_HOP],
+    ['Forwarded: host=evil.example from the trusted hop', () => ({ forwarded: `host=${EVIL};proto=https` }), TRUSTED_HOP],
+    ['the HTTPS listener\'s own address as Host (127.0.0.1:<port>)', () => ({ host: new URL(httpsListener).host }), undefined],
   ])('%s → the issuer\'s URLs', async (_label, headers, localAddress) => {
-    const response = await discovery({ localAddress, headers: headers === 'own-address' ? { host: new URL(httpsListener).host } : headers });
+    const response = await discovery({ localAddress, headers: headers() });
     expect(response.status).toBe(200);
     expectIssuerUrls(response.body);
   });
