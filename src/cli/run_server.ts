@@ -35,6 +35,9 @@ export async function loadProductionConfig(configFile: string | undefined): Prom
   if (https && (!https.certFile || !https.keyFile)) {
     throw new ConfigError(`${configFile}: listeners.https: certFile and keyFile are required by tether start`);
   }
+  if (config.listeners.http?.allowClientSecrets) {
+    throw new ConfigError(`${configFile}: listeners.http.allowClientSecrets: client secrets over plain HTTP are for development; tether start accepts them only over TLS (an https listener, or a TLS-terminating proxy in trustedProxies)`);
+  }
   return config;
 }
 

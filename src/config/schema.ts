@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { JWS_ALGORITHMS } from './jws_algorithms.js';
 
@@ -109,10 +110,20 @@ export const configSchema = z.strictObject({
       /** CA bundle that tls_client_auth client certificates must chain to. */
       clientCaFile: z.string().optional(),
     }).optional(),
-    http: listenerSchema.optional(),
+    http: listenerSchema.extend({
+      /**
+       * Development only: accept client secrets (client_secret_basic/post) on this plain HTTP
+       * listener. Otherwise they are refused there (RFC 6749 §2.3.1 requires TLS); `tether start`
+       * refuses the option.
+       */
+      allowClientSecrets: z.boolean().default(false),
+    }).optional(),
   }).default({}),
-  /** Addresses (IPs or CIDRs) of TLS-terminating proxies whose client-certificate header is honoured. */
-  trustedProxies: z.array(z.string()).default([]),
+  /**
+   * Addresses (IPs or CIDRs) of TLS-terminating proxies: the only peers whose client-certificate
+   * header, `X-Forwarded-Proto` and `X-Forwarded-For` are believed.
+   */
+  trustedProxies: z.array(z.string().refine(isAddressOrCidr, 'expected an IP address or a CIDR block such as 10.0.0.0/8')).default([]),
   clientCertHeader: z.enum(['client-cert', 'x-ssl-client-cert']).default('client-cert'),
   signing: z.strictObject({
     /** The `alg` of every token Tether signs (`EdDSA` and `Ed25519` both name Ed25519: config/jws_algorithms.ts). */
@@ -136,6 +147,13 @@ export type TetherConfig = z.output<typeof configSchema>;
 export type ResourceConfig = z.output<typeof resourceSchema>;
 export type ClientConfig = z.output<typeof clientSchema>;
 export type ClientAuthConfig = ClientConfig['auth'];
+
+function isAddressOrCidr(value: string): boolean {
+  const [address = '', prefix, extra] = value.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+}
 
 type Issue = { path: (string | number)[]; message: string };
 

@@ -1,13 +1,16 @@
 import { randomUUID } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import type { Knex } from 'knex';
 import type { Context, Next } from 'koa';
-import type { KoaContextWithOIDC } from 'oidc-provider';
+import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { BindingError } from '../binding/binding_error.js';
 import { callerCertificate, type CallerCertificateOptions } from '../binding/caller_certificate.js';
 import type { PeerCertificate } from '../binding/socket_certificate.js';
 import type { RequestFacts } from '../ledger/events.js';
+import { rememberRejection } from '../ledger/rejections.js';
 import { checkReadiness } from '../storage/health.js';
+import { clientAddressOf, servedTargetOf, type ServedOrigins, type ServedTarget } from './request_origin.js';
 
 /**
  * Koa middleware that runs around oidc-provider's routes (`provider.use`), in the order
@@ -18,6 +21,8 @@ import { checkReadiness } from '../storage/health.js';
 interface TetherRequestState {
   requestId: string;
   certificate: PeerCertificate | undefined;
+  /** The client's address: the TCP peer's, or what a trusted proxy hop reports (servedOriginOnly). */
+  clientAddress: string | undefined;
 }
 
 function stateOf(ctx: Context): TetherRequestState {
@@ -30,7 +35,8 @@ export function certificateOf(ctx: Context): PeerCertificate | undefined {
 }
 
 export function requestFactsOf(ctx: Context, instanceId: string): RequestFacts {
-  return { requestId: stateOf(ctx)?.requestId ?? 'unknown', sourceAddress: ctx.req.socket.remoteAddress, instanceId };
+  const state = stateOf(ctx);
+  return { requestId: state?.requestId ?? 'unknown', sourceAddress: state ? state.clientAddress : ctx.req.socket.remoteAddress, instanceId };
 }
 
 /** Request id (honouring a well-formed X-Request-Id), access log, and a last-resort JSON 500. */
@@ -38,7 +44,7 @@ export function requestContext(logger: Logger) {
   return async function requestContextMiddleware(ctx: Context, next: Next): Promise<void> {
     const offered = ctx.get('x-request-id');
     const requestId = /^[\w.-]{1,64}$/.test(offered) ? offered : randomUUID();
-    ctx.state.tether = { requestId, certificate: undefined } satisfies TetherRequestState;
+    ctx.state.tether = { requestId, certificate: undefined, clientAddress: ctx.req.socket.remoteAddress } satisfies TetherRequestState;
     ctx.set('X-Request-Id', requestId);
     const started = performance.now();
     try {
@@ -75,6 +81,54 @@ export function healthEndpoints(knex: Knex) {
 }
 
 /**
+ * Answers only requests addressed to an origin Tether serves (http/request_origin.ts), and pins koa's
+ * view of the request to that origin, so that every URL oidc-provider builds from the request
+ * (`ctx.oidc.urlFor`, the DPoP `htu` it expects) is built from the checked origin. Also settles the
+ * client's address: the peer's, or a trusted proxy hop's `X-Forwarded-For`.
+ * koa's `app.proxy` stays off: it would believe `X-Forwarded-*` from every peer.
+ */
+export function servedOriginOnly(options: { served: ServedOrigins; isTrustedProxy(address: string): boolean }, logger: Logger) {
+  return async function servedOriginOnlyMiddleware(ctx: Context, next: Next): Promise<void> {
+    const { socket } = ctx.req;
+    const fromTrustedProxy = socket.remoteAddress !== undefined && options.isTrustedProxy(socket.remoteAddress);
+    const state = stateOf(ctx);
+    if (fromTrustedProxy) state.clientAddress = clientAddressOf(ctx.req.headersDistinct, socket.remoteAddress, options.isTrustedProxy);
+    const target = servedTargetOf(
+      ctx.req,
+      { encrypted: Boolean((socket as TLSSocket).encrypted), localPort: socket.localPort, fromTrustedProxy },
+      options.served,
+    );
+    if (!target.ok) {
+      logger.info({ requestId: state.requestId, reason: target.reason }, 'request for an origin this server does not serve');
+      const error = new errors.InvalidRequest(target.description, target.status, { detail: target.reason });
+      rememberRejection(ctx, { error });
+      ctx.status = target.status;
+      ctx.body = { error: error.error, error_description: error.error_description };
+      return;
+    }
+    pinRequestOrigin(ctx, target);
+    await next();
+  };
+}
+
+/**
+ * koa derives `protocol`, `host` and `href` from the socket, the Host header and an absolute-form
+ * target; from here on they are the served origin the request was checked against.
+ */
+function pinRequestOrigin(ctx: Context, target: ServedTarget): void {
+  const origin = new URL(target.origin);
+  if (target.originForm !== undefined) {
+    ctx.url = target.originForm;
+    ctx.originalUrl = target.originForm;
+    ctx.request.originalUrl = target.originForm;
+  }
+  Object.defineProperties(ctx.request, {
+    protocol: { value: origin.protocol.slice(0, -1) },
+    host: { value: origin.host },
+  });
+}
+
+/**
  * Resolves the caller's certificate once per request, before oidc-provider runs. A malformed header
  * from a trusted proxy is the client's fault: 400 invalid_request, never a 500 and never a binding.
  */
@@ -100,15 +154,20 @@ export async function retryAfterOnUnavailable(ctx: Context, next: Next): Promise
 }
 
 /**
- * RFC 8705 §5 `mtls_endpoint_aliases` and Tether's support flags in discovery. oidc-provider builds
- * endpoint URLs from the request's origin, so each listener advertises its own endpoints; the aliases
- * always point at the listener that requests client certificates.
+ * RFC 8705 §5 `mtls_endpoint_aliases` and Tether's support flags in discovery.
+ *
+ * RFC 8414 §3.3: the metadata names the issuer the client asked for, and every endpoint under it,
+ * whichever listener answered. oidc-provider builds endpoint URLs from the request's (checked)
+ * origin, which on a listener's own origin (the plain HTTP one, say) is not the issuer's: those URLs
+ * are moved under the issuer's origin. The aliases point at the listener that requests client
+ * certificates.
  */
-export function discoveryAdditions(mtlsOrigin: string | undefined) {
+export function discoveryAdditions(issuerOrigin: string, mtlsOrigin: string | undefined) {
   return async function discoveryAdditionsMiddleware(ctx: KoaContextWithOIDC, next: Next): Promise<void> {
     await next();
     if (ctx.oidc?.route !== 'discovery' || ctx.status !== 200 || typeof ctx.body !== 'object' || ctx.body === null) return;
     const body = ctx.body as Record<string, unknown>;
+    advertiseUnder(body, new URL(ctx.href).origin, issuerOrigin);
     body.tls_client_certificate_bound_access_tokens = true;
     // RFC 8707 has no discovery flag of its own; this is the name several servers use.
     body.resource_indicators_supported = true;
@@ -121,4 +180,12 @@ export function discoveryAdditions(mtlsOrigin: string | undefined) {
       body.mtls_endpoint_aliases = aliases;
     }
   };
+}
+
+/** Rewrites every top-level URL under `requestOrigin` to the same path under `issuerOrigin`. */
+function advertiseUnder(metadata: Record<string, unknown>, requestOrigin: string, issuerOrigin: string): void {
+  if (requestOrigin === issuerOrigin) return;
+  for (const [name, value] of Object.entries(metadata)) {
+    if (typeof value === 'string' && value.startsWith(`${requestOrigin}/`)) metadata[name] = `${issuerOrigin}${value.slice(requestOrigin.length)}`;
+  }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
+import { isTrustedProxy } from '../binding/proxy_certificate.js';
 import type { TetherConfig } from '../config/schema.js';
 import { clientCredentialsHandler, clientCredentialsParameters } from '../grants/client_credentials.js';
 import type { GrantContext } from '../grants/grant_context.js';
@@ -21,7 +22,9 @@ import { createAdapterFactory } from '../storage/adapter.js';
 import type { Database } from '../storage/database.js';
 import {
   certificateOf, discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
+  servedOriginOnly,
 } from './middleware.js';
+import { servedOriginsOf } from './request_origin.js';
 
 export interface TetherAppOptions {
   config: TetherConfig;
@@ -66,7 +69,6 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     dpopNonceSecret,
     callerCertificate: certificateOf,
   });
-  provider.proxy = config.trustedProxies.length > 0;
 
   const grant: GrantContext = {
     provider,
@@ -96,6 +98,9 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   provider.use(recordRejections({ knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId) }));
   // Inside recordRejections, so that the ledger records the description the client is sent.
   provider.use(describeUnsupportedAssertionAlg());
+  // Only the issuer's and the listeners' own origins are served; URLs are built from the checked one.
+  const trustedHops = { trustedProxies: config.trustedProxies };
+  provider.use(servedOriginOnly({ served: servedOriginsOf(config), isTrustedProxy: (address) => isTrustedProxy(address, trustedHops) }, logger));
   provider.use(tokenStatusEndpoints({
     knex,
     verifier: ownTokens,
@@ -108,7 +113,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     ? { trustedProxies: config.trustedProxies, header: config.clientCertHeader, ca: options.clientCaPem }
     : undefined;
   provider.use(resolveCallerCertificate({ proxy }, logger));
-  provider.use(discoveryAdditions(config.listeners.https ? new URL(config.issuer).origin : undefined));
+  const issuerOrigin = new URL(config.issuer).origin;
+  provider.use(discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined));
 
   return { provider, callback: provider.callback(), instanceId, grant, publicJwks: publicJwks as JSONWebKeySet };
 }

@@ -3,6 +3,8 @@ import Provider, { errors, type AdapterFactory, type JWKS, type KoaContextWithOI
 import type { TetherConfig } from '../config/schema.js';
 import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, clientMetadataOf } from './client_metadata.js';
 import { certificateSubjectMatches } from './certificate_checks.js';
+import { requireTlsForClientSecrets } from './client_secret_transport.js';
+import { beforeClientCredentialsCheck } from './internals.js';
 
 /** The caller's certificate as the HTTP layer resolved it (TLS socket, or a trusted proxy's header). */
 export interface CallerCertificateView {
@@ -22,6 +24,18 @@ export interface ProviderDependencies {
 }
 
 /**
+ * RFC 7523 §3 as updated by draft-ietf-oauth-rfc7523bis: a client assertion's `aud` is the issuer
+ * identifier, as a single string; the token endpoint URL and arrays are refused. oidc-provider
+ * accepts, besides the issuer, the token and current endpoint URLs, and `aud` arrays containing one of
+ * them (its FAPI 2.0 profile narrows it to the issuer, as here). The endpoint URLs are the ones an
+ * attacker can aim at another server (the draft's audience-injection attack), and oidc-provider
+ * builds them from the request.
+ */
+function assertAudienceIsIssuer(claims: Record<string, unknown>, issuer: string): void {
+  if (claims.aud !== issuer) throw new errors.InvalidClientAuth('audience (aud) must be the issuer identifier, as a single string');
+}
+
+/**
  * oidc-provider configured for Tether: client_credentials and token exchange only, resource
  * indicators, mTLS and DPoP, JWT access tokens. Tether's own grant handlers (grants/) replace the
  * built-in client_credentials handler; the policy hooks below refuse anything they do not cover.
@@ -33,6 +47,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
     clients: config.clients.map(clientMetadataOf),
     jwks: deps.jwks,
     clientAuthMethods: [...CLIENT_AUTH_METHODS],
+    assertJwtClientAuthClaimsAndHeader: async (_ctx, claims) => assertAudienceIsIssuer(claims, config.issuer),
     clientDefaults: {
       grant_types: ['client_credentials'],
       response_types: [],
@@ -115,5 +130,6 @@ export function createProvider(deps: ProviderDependencies): Provider {
       ctx.body = out;
     },
   });
+  beforeClientCredentialsCheck(provider, requireTlsForClientSecrets(config.listeners.http?.allowClientSecrets ?? false));
   return provider;
 }

@@ -16,3 +16,19 @@ export interface ValidatedDpopProof {
 export async function validateDpopProof(provider: Provider, ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined> {
   return (validateDpopInternal as (p: Provider, c: KoaContextWithOIDC) => Promise<ValidatedDpopProof | undefined>)(provider, ctx);
 }
+
+/**
+ * Runs `check` as soon as oidc-provider has found the client a request names, before it checks the
+ * client's credentials (shared/client_auth.js assigns the Client entity, then compares the secret or
+ * verifies the assertion). oidc-provider has no configuration hook at that point; its own
+ * client-based CORS check listens there too. An error thrown by `check` is the route's answer.
+ */
+export function beforeClientCredentialsCheck(provider: Provider, check: (ctx: KoaContextWithOIDC) => void): void {
+  type Context = { ctx: KoaContextWithOIDC; entity(key: string, value: unknown): void };
+  const prototype = provider.OIDCContext.prototype as unknown as Context;
+  const assign = prototype.entity;
+  prototype.entity = function entityThenCheck(this: Context, key: string, value: unknown): void {
+    assign.call(this, key, value);
+    if (key === 'Client') check(this.ctx);
+  };
+}

@@ -4,7 +4,7 @@ import type { Agent } from 'undici';
 import { parseConfig } from '../config/load_config.js';
 import { DEV_CONFIG } from '../config/dev_defaults.js';
 import { certificateClientIds, type TetherConfig } from '../config/schema.js';
-import { closeListener, listenHttps } from '../http/listeners.js';
+import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
 import { createTetherApp, type TetherApp } from '../http/tether_app.js';
 import { createEphemeralPki, type Pki } from '../keys/dev_pki.js';
 import { openDatabase, prepareInMemoryDatabase, type Database } from '../storage/database.js';
@@ -26,6 +26,17 @@ export interface StartTetherOptions {
   /** Loopback port of the HTTPS listener; default 0 (any free port). The issuer is `https://localhost:<port>`. */
   port?: number;
   /**
+   * The issuer, when clients reach this Tether through a TLS-terminating proxy or load balancer
+   * (list it in `config.trustedProxies`); default: the HTTPS listener's own origin. Several
+   * instances behind one proxy share one issuer.
+   */
+  issuer?: string;
+  /**
+   * Also listen on plain HTTP on a loopback port (as `listeners.http`), e.g. as a proxy's upstream.
+   * `allowClientSecrets` is the development opt-in of that listener.
+   */
+  http?: boolean | { allowClientSecrets?: boolean };
+  /**
    * The PKI to serve TLS with and to take client certificates from (it must hold a certificate for
    * every `tls_client_auth` client); default: a new in-memory one.
    */
@@ -34,8 +45,12 @@ export interface StartTetherOptions {
 
 /** A Tether running in this process on a loopback port, with a throwaway PKI and database. */
 export interface RunningTether extends HarnessTokens {
-  /** The issuer URL, e.g. `https://localhost:53121`; also the HTTPS listener's origin. */
+  /** The issuer URL, e.g. `https://localhost:53121`; the HTTPS listener's origin unless `options.issuer` was given. */
   issuer: string;
+  /** The HTTPS listener's own origin, e.g. `https://localhost:53121`. */
+  origin: string;
+  /** The plain HTTP listener's origin (`http://127.0.0.1:<port>`), when `options.http` asked for one. */
+  httpOrigin?: string;
   tokenEndpoint: string;
   /** RFC 7662 introspection endpoint. */
   introspectionEndpoint: string;
@@ -73,27 +88,30 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
 
   const pkiReady = options.pki ? Promise.resolve(options.pki) : createEphemeralPki({ clientNames: certificateClientIds((raw.clients ?? []) as { id: string }[]) });
   const ownsDatabase = !options.database;
-  const [pki, opened, listener] = await settleAll([
+  const trampoline = (req: IncomingMessage, res: ServerResponse) => (handler ? handler(req, res) : unavailable(res));
+  const [pki, opened, listener, httpListener] = await settleAll([
     pkiReady,
     ownsDatabase ? openDatabase({ memory: true }) : Promise.resolve(options.database!),
     // The issuer names the port, so bind first; requests wait for the application behind a trampoline.
     pkiReady.then((ready) => listenHttps(
-      (req, res) => (handler ? handler(req, res) : unavailable(res)),
+      trampoline,
       { host: '127.0.0.1', port: options.port ?? 0 },
       { certPem: ready.server.certificatePem, keyPem: ready.server.privateKeyPem, clientCaPem: ready.ca.certificatePem },
     )),
-  ], async ([, opened, listener]) => {
-    if (listener) await closeListener(listener, 0);
+    options.http ? listenHttp(trampoline, { host: '127.0.0.1', port: 0 }, '127.0.0.1') : Promise.resolve(undefined),
+  ], async ([, opened, listener, httpListener]) => {
+    await Promise.all([listener, httpListener].map((bound) => bound && closeListener(bound, 0)));
     if (opened && ownsDatabase) await opened.close();
   });
   const database = opened;
-  const issuer = listener.origin;
+  const issuer = options.issuer ?? listener.origin;
   const agents = createAgentPool(pki.ca.certificatePem);
+  const closeListeners = (graceMs: number) => Promise.all([listener, httpListener].map((bound) => bound && closeListener(bound, graceMs)));
 
   try {
     // One query when the database came from the migrated snapshot (storage/migrate.ts).
     await migrateToLatest(database.knex);
-    const config = parseConfig({ ...raw, issuer, listeners: { https: { host: '127.0.0.1', port: Number(new URL(issuer).port) } }, dataDir: '.' });
+    const config = parseConfig({ ...raw, issuer, listeners: listenersConfigOf(listener, httpListener, options.http), dataDir: '.' });
     const app = await createTetherApp({
       config, database, logger: options.logger ?? pino({ level: 'silent' }), clientCaPem: pki.ca.certificatePem,
     });
@@ -106,6 +124,8 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
     };
     return {
       ...endpoints,
+      origin: listener.origin,
+      ...(httpListener ? { httpOrigin: httpListener.origin } : {}),
       introspectionEndpoint: `${issuer}/token/introspection`,
       jwksUri: `${issuer}/jwks`,
       jwks: app.publicJwks as { keys: Record<string, unknown>[] },
@@ -119,16 +139,25 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
       },
       async close() {
         await agents.close();
-        await closeListener(listener, 1000);
+        await closeListeners(1000);
         if (ownsDatabase) await database.close();
       },
     };
   } catch (error) {
     await agents.close();
-    await closeListener(listener, 0);
+    await closeListeners(0);
     if (ownsDatabase) await database.close();
     throw error;
   }
+}
+
+/** `listeners` of the configuration: the ports actually bound. */
+function listenersConfigOf(https: RunningListener, http: RunningListener | undefined, httpOption: StartTetherOptions['http']) {
+  const portOf = (bound: RunningListener) => Number(new URL(bound.origin).port);
+  return {
+    https: { host: '127.0.0.1', port: portOf(https) },
+    ...(http ? { http: { host: '127.0.0.1', port: portOf(http), allowClientSecrets: typeof httpOption === 'object' && httpOption.allowClientSecrets === true } } : {}),
+  };
 }
 
 /**

@@ -95,10 +95,10 @@ describe('tether dev', () => {
     expect(first.stdout()).toContain('--cert .tether/pki/clients/orders-worker.pem');
     const kid = await tokenKid();
 
-    // Discovery on the plain HTTP listener names its own endpoints and the mTLS listener's aliases (RFC 8705 §5).
+    // Discovery on the plain HTTP listener names the issuer's endpoints (RFC 8414 §3.3), and the mTLS listener's aliases (RFC 8705 §5).
     const metadata = await (await fetch(`http://127.0.0.1:${env.TETHER_HTTP_PORT}/.well-known/oauth-authorization-server`)).json() as Record<string, unknown>;
     expect(metadata.issuer).toBe(`https://localhost:${port}`);
-    expect(metadata.token_endpoint).toBe(`http://127.0.0.1:${env.TETHER_HTTP_PORT}/token`);
+    expect(metadata.token_endpoint).toBe(`https://localhost:${port}/token`);
     expect(metadata.mtls_endpoint_aliases).toMatchObject({ token_endpoint: `https://localhost:${port}/token` });
 
     const ca = await readFile(path.join(workdir, '.tether', 'pki', 'ca.pem'), 'utf8');

@@ -46,6 +46,9 @@ describe('configuration', () => {
     ['a short client secret, without echoing it', (raw: ReturnType<typeof minimal>) => { (raw.clients[0] as Record<string, unknown>).auth = { method: 'client_secret_basic', secret: 'short' }; }, /^tether\.config\.yaml: clients\[0\]\.auth\.secret: client secrets must be at least 16 characters$/],
     ['tls_client_auth with two subject values', (raw: ReturnType<typeof minimal>) => { (raw.clients[0] as Record<string, unknown>).auth = { method: 'tls_client_auth', subjectDn: 'CN=a', sanDns: 'a' }; }, /exactly one of subjectDn/],
     ['duplicate client ids', (raw: ReturnType<typeof minimal>) => { raw.clients.push({ ...raw.clients[0]! }); }, /clients\[1\]\.id: duplicate client id "c1"/],
+    ['a trusted proxy that is not an address', (raw: ReturnType<typeof minimal>) => { Object.assign(raw, { trustedProxies: ['10.0.0.0/8', 'nginx.internal'] }); }, /^tether\.config\.yaml: trustedProxies\[1\]: expected an IP address or a CIDR block/],
+    ['a trusted proxy CIDR with a bad prefix', (raw: ReturnType<typeof minimal>) => { Object.assign(raw, { trustedProxies: ['10.0.0.0/33'] }); }, /trustedProxies\[0\]: expected an IP address or a CIDR block/],
+    ['allowClientSecrets that is not a boolean', (raw: ReturnType<typeof minimal>) => { Object.assign(raw.listeners, { http: { port: 8080, allowClientSecrets: 'yes' } }); }, /listeners\.http\.allowClientSecrets: /],
   ])('%s', (_label, mutate, expected) => {
     const raw = minimal();
     mutate(raw);

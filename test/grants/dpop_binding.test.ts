@@ -137,7 +137,8 @@ describe('two Tether instances sharing one database', () => {
   let second: RunningTether;
 
   beforeAll(async () => {
-    second = await startTether({ config: testConfig(), database: tether.database });
+    // Behind one load balancer both instances have one issuer: the first one's.
+    second = await startTether({ config: testConfig(), database: tether.database, issuer: tether.issuer });
   });
 
   afterAll(async () => {
@@ -148,8 +149,8 @@ describe('two Tether instances sharing one database', () => {
     const key = await createDpopKey();
     const proof = await dpopProof(key, { htm: 'POST', htu: tether.tokenEndpoint });
     const body = new URLSearchParams({ grant_type: 'client_credentials', resource: ORDERS }).toString();
-    // The second instance is addressed with the first one's Host, as behind one load balancer.
-    const send = (instance: RunningTether) => request(`${instance.issuer}/token`, {
+    // Each instance is reached on its own port with the issuer's Host, as behind one load balancer.
+    const send = (instance: RunningTether) => request(`${instance.origin}/token`, {
       method: 'POST',
       body,
       dispatcher: instance.dispatcherFor(),

@@ -1,0 +1,145 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * A real nginx for tests: a private prefix directory (configuration, pid, logs, temp paths), the
+ * caller's `http {}` block, `daemon off` so that the started process is the master, and a stop by
+ * that PID. Nothing outside the directory is read or written; nothing is killed by name.
+ *
+ * ```ts
+ * const port = await freePort();
+ * const nginx = await startNginx({
+ *   files: { 'server.pem': certificatePem, 'server.key.pem': keyPem },
+ *   http: (dir) => `server { listen 127.0.0.1:${port} ssl; ssl_certificate ${dir}/server.pem; ... }`,
+ *   waitForPorts: [port],
+ * });
+ * ...
+ * await nginx.stop();
+ * ```
+ */
+
+/** The nginx binary: `NGINX` from the environment, else Debian's. `.ci/run` installs `nginx-light` when it is missing. */
+export const NGINX_BINARY = process.env.NGINX ?? '/usr/sbin/nginx';
+
+export interface NginxOptions {
+  /** The contents of the `http {}` block, given the prefix directory (absolute, no trailing slash). */
+  http(directory: string): string;
+  /** Files to write into the prefix directory first (certificates, keys), by name. */
+  files?: Record<string, string>;
+  /** Loopback ports the configuration listens on; start resolves once each accepts a connection. */
+  waitForPorts: readonly number[];
+  /** Upper bound on the wait for the ports (default 30 s, for a loaded machine). */
+  startTimeoutMs?: number;
+}
+
+export interface RunningNginx {
+  /** The prefix directory (configuration, logs); removed by {@link RunningNginx.stop}. */
+  directory: string;
+  pid: number;
+  /** nginx's error log so far (useful in a failing test's message). */
+  errorLog(): Promise<string>;
+  /** The access log so far (`$remote_addr "$request" $status` per line). */
+  accessLog(): Promise<string>;
+  /** Stops the master process by its PID (SIGTERM; SIGKILL after a bound) and removes the directory. */
+  stop(): Promise<void>;
+}
+
+/** A port that was free a moment ago (bind port 0, read it, close): the caller binds it next. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, host, resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export async function startNginx(options: NginxOptions): Promise<RunningNginx> {
+  if (!existsSync(NGINX_BINARY)) throw new Error(`nginx is not installed at ${NGINX_BINARY} (Debian: apt-get install nginx-light; or set NGINX)`);
+  const directory = await mkdtemp(path.join(os.tmpdir(), 'tether-nginx-'));
+  try {
+    for (const [name, content] of Object.entries(options.files ?? {})) await writeFile(path.join(directory, name), content, { mode: 0o600 });
+    const configFile = path.join(directory, 'nginx.conf');
+    await writeFile(configFile, mainConfig(directory, options.http(directory)));
+    const child = spawn(NGINX_BINARY, ['-p', `${directory}/`, '-c', configFile, '-e', path.join(directory, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await waitUntilAccepting(options.waitForPorts, exited, options.startTimeoutMs ?? 30_000);
+    } catch (error) {
+      await stopProcess(child, exited);
+      const log = await readFile(path.join(directory, 'error.log'), 'utf8').catch(() => '');
+      throw new Error(`nginx did not start: ${(error as Error).message}\n${stderr}${log}`);
+    }
+    return {
+      directory,
+      pid: child.pid!,
+      errorLog: () => readFile(path.join(directory, 'error.log'), 'utf8').catch(() => ''),
+      accessLog: () => readFile(path.join(directory, 'access.log'), 'utf8').catch(() => ''),
+      async stop() {
+        await stopProcess(child, exited);
+        await rm(directory, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    await rm(directory, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+function mainConfig(directory: string, http: string): string {
+  // As root, nginx's workers would switch to `nobody`, who cannot read the private directory.
+  const user = process.getuid?.() === 0 ? 'user root;' : '';
+  return `${user}
+daemon off;
+worker_processes 1;
+pid ${directory}/nginx.pid;
+error_log ${directory}/error.log info;
+events { worker_connections 256; }
+http {
+  access_log ${directory}/access.log combined;
+  client_body_temp_path ${directory}/client_body;
+  proxy_temp_path ${directory}/proxy;
+  fastcgi_temp_path ${directory}/fastcgi;
+  uwsgi_temp_path ${directory}/uwsgi;
+  scgi_temp_path ${directory}/scgi;
+${http}
+}
+`;
+}
+
+async function waitUntilAccepting(ports: readonly number[], exited: Promise<number | null>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let gone: number | null | undefined;
+  void exited.then((code) => { gone = code; });
+  for (const port of ports) {
+    // Bounded by count and by the deadline; each attempt is a short TCP connect.
+    for (let attempt = 0; ; attempt += 1) {
+      if (gone !== undefined) throw new Error(`nginx exited with code ${gone}`);
+      if (await accepts(port)) break;
+      if (attempt >= 600 || Date.now() > deadline) throw new Error(`port ${port} did not accept connections`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => { socket.destroy(); resolve(true); });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function stopProcess(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  // SIGTERM: nginx's fast shutdown (the master stops its workers, then exits).
+  process.kill(child.pid!, 'SIGTERM');
+  const timer = setTimeout(() => { if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL'); }, 10_000);
+  await exited;
+  clearTimeout(timer);
+}
