@@ -11,10 +11,13 @@ import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
 import { listenForRejections, recordRejections } from '../ledger/rejections.js';
 import { tokenStatusEndpoints } from '../ledger/token_status_endpoints.js';
+import { startLiveSigningKeys, type LiveSigningKeys } from '../keys/live_signing_keys.js';
 import { ownTokenVerifier } from '../keys/own_tokens.js';
-import { loadServerSecret, loadSigningKeys } from '../keys/signing_keys.js';
+import { loadServerSecret } from '../keys/server_secrets.js';
+import { signingPolicyOf } from '../keys/signing_policy.js';
 import { ALLOWED_JWS_ALGORITHMS, TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
 import { createProvider } from '../provider/create_provider.js';
+import { installSigningKeys } from '../provider/internals.js';
 import { resourceRegistry } from '../provider/resource_policy.js';
 import { createAdapterFactory } from '../storage/adapter.js';
 import type { Database } from '../storage/database.js';
@@ -38,8 +41,12 @@ export interface TetherApp {
   callback: ReturnType<Provider['callback']>;
   instanceId: string;
   grant: GrantContext;
-  /** The verification keys published at jwks_uri, as loaded at start. */
-  publicJwks: JSONWebKeySet;
+  /** The verification keys published at jwks_uri now. */
+  readonly publicJwks: JSONWebKeySet;
+  /** The signing keys, kept equal to the database while the app runs (keys/live_signing_keys.ts). */
+  keys: LiveSigningKeys;
+  /** Stops following key changes; call before closing the database. */
+  close(): Promise<void>;
 }
 
 /**
@@ -51,20 +58,28 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const { knex } = database;
   const instanceId = options.instanceId ?? randomUUID();
 
-  const [{ jwks, publicJwks }, dpopNonceSecret] = await Promise.all([
-    loadSigningKeys(knex, { algorithm: config.signing.algorithm, encryptionSecret: config.signing.encryptionSecret }),
-    loadServerSecret(knex, 'dpop_nonce'),
+  const keysStarted = startLiveSigningKeys({ knex, policy: signingPolicyOf(config), logger });
+  const [keys, dpopNonceSecret] = await Promise.all([
+    keysStarted,
+    loadServerSecret(knex, 'dpop_nonce', { encryptionSecret: config.signing.encryptionSecret }),
     // Issuance locks the client's state row, so every configured client needs one (ledger/client_states.ts).
     ensureClientStates(knex, config.clients.map((client) => client.id)),
-  ]);
+  ]).catch(async (error: unknown) => {
+    // The key feed holds a connection of its own: nothing may be left running when the start fails.
+    await keysStarted.then((started) => started.close(), () => undefined);
+    throw error;
+  });
 
   const provider = createProvider({
     config,
     adapter: createAdapterFactory(knex),
-    jwks: jwks as never,
+    jwks: keys.current().jwks as never,
     dpopNonceSecret,
     callerCertificate: certificateOf,
   });
+  // Signing and the JWKS follow the database from now on: a key staged, activated or retired on
+  // any instance (or by the CLI) reaches this one within seconds, without a restart.
+  keys.subscribe((current) => installSigningKeys(provider, { signing: current.jwks.keys, published: current.publicJwks.keys }));
   provider.proxy = config.trustedProxies.length > 0;
 
   const grant: GrantContext = {
@@ -81,8 +96,9 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
 
   // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
   provider.registerGrantType('client_credentials', clientCredentialsHandler(grant), clientCredentialsParameters, ['resource']);
-  // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own keys.
-  const ownTokens = ownTokenVerifier({ issuer: config.issuer, publicJwks: publicJwks as JSONWebKeySet, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
+  // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own
+  // published keys, including ones another instance began signing with that this one has not heard of yet.
+  const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   // RFC 8693: token exchange.
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
 
@@ -107,5 +123,15 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   provider.use(resolveCallerCertificate({ proxy }, logger));
   provider.use(discoveryAdditions(config.listeners.https ? new URL(config.issuer).origin : undefined));
 
-  return { provider, callback: provider.callback(), instanceId, grant, publicJwks: publicJwks as JSONWebKeySet };
+  return {
+    provider,
+    callback: provider.callback(),
+    instanceId,
+    grant,
+    get publicJwks() {
+      return keys.current().publicJwks as JSONWebKeySet;
+    },
+    keys,
+    close: () => keys.close(),
+  };
 }
