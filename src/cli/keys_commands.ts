@@ -67,6 +67,10 @@ export function registerKeysCommands(program: Command, withDatabase: WithDatabas
     .option('-c, --config <file>', 'configuration file')
     .option('--force', 'also retire the key that signs now, or the last key of its algorithm')
     .option('--withdraw-now', 'also remove it from the JWKS at once (a compromised key): tokens it signed stop verifying')
+    // A kid is a base64url thumbprint and may begin with "-": not an option. A mistyped option is
+    // still refused, as an excess argument.
+    .allowUnknownOption()
+    .allowExcessArguments(false)
     .action(async (kid: string, options: { config?: string; force?: boolean; withdrawNow?: boolean }) => {
       const { outcome, tailSeconds } = await withDatabase(options.config, async (knex, config) => {
         const policy = signingPolicyOf(config);

@@ -58,17 +58,20 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const { knex } = database;
   const instanceId = options.instanceId ?? randomUUID();
 
-  const keysStarted = startLiveSigningKeys({ knex, policy: signingPolicyOf(config), logger });
-  const [keys, dpopNonceSecret] = await Promise.all([
-    keysStarted,
+  const [keysStarted, secretLoaded, statesEnsured] = await Promise.allSettled([
+    startLiveSigningKeys({ knex, policy: signingPolicyOf(config), logger }),
     loadServerSecret(knex, 'dpop_nonce', { encryptionSecret: config.signing.encryptionSecret }),
     // Issuance locks the client's state row, so every configured client needs one (ledger/client_states.ts).
     ensureClientStates(knex, config.clients.map((client) => client.id)),
-  ]).catch(async (error: unknown) => {
+  ]);
+  const failed = [keysStarted, secretLoaded, statesEnsured].find((step) => step.status === 'rejected');
+  if (failed) {
     // The key feed holds a connection of its own: nothing may be left running when the start fails.
-    await keysStarted.then((started) => started.close(), () => undefined);
-    throw error;
-  });
+    if (keysStarted.status === 'fulfilled') await keysStarted.value.close();
+    throw failed.reason;
+  }
+  const keys = (keysStarted as PromiseFulfilledResult<LiveSigningKeys>).value;
+  const dpopNonceSecret = (secretLoaded as PromiseFulfilledResult<Buffer>).value;
 
   const provider = createProvider({
     config,

@@ -2,7 +2,6 @@ import type { JWK } from 'jose';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { watchKeyChanges, type KeyChangeFeed } from './key_change_feed.js';
-import { publishedKeysOf } from './key_ring.js';
 import type { VerificationKeys } from './own_tokens.js';
 import type { SigningPolicy } from './signing_policy.js';
 import {

@@ -187,12 +187,13 @@ describe('retirement', () => {
     // When the tail ends (brought forward to 5 s from now here), the key leaves every JWKS by the
     // clock alone: the change was announced while the key was still published, nothing is announced
     // when it falls due.
-    const [{ published_until: withdrawal }] = (await fleet.cli('signing_keys').where({ kid: retiring })
+    const [updated] = (await fleet.cli('signing_keys').where({ kid: retiring })
       .update({ published_until: fleet.cli.raw("now() + interval '5 seconds'") }).returning('published_until')) as { published_until: Date }[];
+    const withdrawal = updated!.published_until;
     for (const index of everyInstance()) {
       await eventually(`instance ${index} withdrawing ${retiring}`, async () => (!(await client.jwksKids(index)).includes(retiring) ? true : undefined));
     }
-    expect(await databaseNow()).toBeGreaterThanOrEqual(withdrawal!.getTime());
+    expect(await databaseNow()).toBeGreaterThanOrEqual(withdrawal.getTime());
   });
 });
 
