@@ -46,6 +46,12 @@ function looksLikeJws(value: string): boolean {
 /** Claims every Tether access token carries (RFC 9068 §2.2); a JWT without them is not Tether's. */
 const REQUIRED_CLAIMS = ['jti', 'exp', 'iat', 'sub', 'client_id', 'aud'];
 
+/**
+ * Tether's kids are RFC 7638 thumbprints (43 characters for SHA-256); a longer one is not Tether's
+ * and is never looked up (nor remembered as looked up).
+ */
+const MAX_KID_LENGTH = 128;
+
 /** The token names no key Tether publishes (or one of another algorithm): it is not Tether's. */
 class NotOwnKey extends Error {}
 
@@ -66,6 +72,7 @@ export function ownTokenVerifier(options: { issuer: string; keys: VerificationKe
   /** RFC 7515 §4.1.4: Tether's tokens always name their key; the key's own `alg` must be the header's. */
   async function keyFor(header: JWTHeaderParameters): Promise<CryptoKey | Uint8Array> {
     if (typeof header.kid !== 'string') throw new NotOwnKey('JWT names no kid');
+    if (header.kid.length > MAX_KID_LENGTH) throw new NotOwnKey(`kid of ${header.kid.length} characters is not a Tether key id`);
     const jwk = await options.keys.verificationKey(header.kid).catch((cause: unknown) => {
       throw new KeyLookupFailed(`the signing keys could not be read: ${(cause as Error)?.message ?? String(cause)}`, { cause });
     });

@@ -137,9 +137,13 @@ export function clientOf(fleet: Fleet) {
       for (const key of body.keys) expect(key.d).toBeUndefined();
       return body.keys.map((key) => key.kid);
     },
+    /** The token endpoint's answer to a client_credentials request for ORDERS, from `instance`. */
+    tokenResponse(instance: number): Promise<TokenResponse> {
+      return postForm(`${fleet.issuer}/token`, { grant_type: 'client_credentials', client_id: 'caller', resource: ORDERS, scope: 'read' }, { dispatcher: callerAgent(), headers: via(instance) });
+    },
     /** A client_credentials token for ORDERS, from `instance`. */
     async token(instance: number): Promise<{ token: string; kid: string }> {
-      const { status, body } = await postForm(`${fleet.issuer}/token`, { grant_type: 'client_credentials', client_id: 'caller', resource: ORDERS, scope: 'read' }, { dispatcher: callerAgent(), headers: via(instance) });
+      const { status, body } = await this.tokenResponse(instance);
       expect({ status, error: body.error }).toEqual({ status: 200, error: undefined });
       const token = body.access_token as string;
       return { token, kid: decodeProtectedHeader(token).kid as string };

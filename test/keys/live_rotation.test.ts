@@ -197,6 +197,22 @@ describe('retirement', () => {
   });
 });
 
+describe('rotation mid-burst', () => {
+  test('a rotation and a forced retirement during a burst of requests on every instance: every token verifies everywhere, no 5xx', async () => {
+    const size = fleet.instances.length;
+    const burst = Promise.all(Array.from({ length: 48 }, (_, index) => client.tokenResponse(index % size)));
+    const rotated = await rotateSigningKey(fleet.cli, { ...options(), publicationDelaySeconds: 0 });
+    await retireSigningKey(fleet.cli, rotated.kid, { retirementTailSeconds: policy().retirementTailSeconds, configuredAlgorithm: 'ES256', force: true });
+    const answers = [...await burst, ...await Promise.all(Array.from({ length: 16 }, (_, index) => client.tokenResponse(index % size)))];
+    expect(answers.map((answer) => answer.status)).toEqual(answers.map(() => 200));
+    const tokens = answers.map((answer) => answer.body.access_token as string);
+    for (const index of everyInstance()) {
+      const introspected = await Promise.all(tokens.map((token) => client.introspect(index, token)));
+      expect(introspected.map((answer) => [answer.status, answer.body.active])).toEqual(tokens.map(() => [200, true]));
+    }
+  });
+});
+
 describe('an unknown-kid storm is a bounded number of database reads', () => {
   function forgedToken(kid: string): string {
     const header = Buffer.from(JSON.stringify({ alg: 'ES256', kid, typ: 'at+jwt' })).toString('base64url');
@@ -225,6 +241,15 @@ describe('an unknown-kid storm is a bounded number of database reads', () => {
     mark = keyQueries(instance).length;
     expect((await client.revoke(index, sameKid)).status).toBe(200);
     expect(readsSince(mark)).toBe(0);
+  });
+
+  test('a kid too long to be a Tether thumbprint is never looked up', async () => {
+    const index = fleet.instances.length - 1;
+    const instance = fleet.instances[index]!;
+    const mark = keyQueries(instance).length;
+    const answers = await Promise.all(Array.from({ length: 20 }, () => client.introspect(index, forgedToken(randomBytes(3000).toString('base64url')))));
+    expect(answers.map((answer) => answer.body)).toEqual(answers.map(() => ({ active: false })));
+    expect(keyQueries(instance).length - mark).toBe(0);
   });
 
   test('1000 distinct made-up kids at once: at most two reads', async () => {
