@@ -69,6 +69,12 @@ export interface VerifierOptions {
   readonly now?: () => number;
 }
 
+/**
+ * How long a verifier keeps the issuer's JWKS by default (`jwksMaxAgeMs`). The issuer publishes a new
+ * signing key at least this long before signing with it (server config `signing.verifierJwksMaxAge`).
+ */
+export const DEFAULT_JWKS_MAX_AGE_MS = 600_000;
+
 /** The request to verify; `headers` are lower-case names as in `node:http`. */
 export interface VerifyRequest {
   /** The HTTP method, compared with DPoP `htm`. */
@@ -110,11 +116,6 @@ export interface Verifier {
 }
 
 const DEFAULT_ALGORITHMS: readonly SupportedAlgorithm[] = ['ES256', 'PS256', 'EdDSA'];
-/**
- * How long a verifier keeps the issuer's JWKS by default (`jwksMaxAgeMs`). The issuer publishes a new
- * signing key at least this long before signing with it (server config `signing.verifierJwksMaxAge`).
- */
-export const DEFAULT_JWKS_MAX_AGE_MS = 600_000;
 const MAX_METADATA_BYTES = 512 * 1024;
 
 /**
