@@ -6,8 +6,9 @@ import { ConfigError, loadConfigFile, parseConfig } from '../config/load_config.
 import { DEV_CONFIG } from '../config/dev_defaults.js';
 import { certificateClientIds, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
-import { createTetherApp } from '../http/tether_app.js';
+import { createTetherApp, type TetherApp } from '../http/tether_app.js';
 import { ensureDevPki, type DevPki } from '../keys/dev_pki.js';
+import { KeyEncryptionError } from '../keys/key_encryption.js';
 import { startExpirySweeper } from '../storage/adapter.js';
 import { openDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
@@ -39,6 +40,26 @@ export async function loadProductionConfig(configFile: string | undefined): Prom
     throw new ConfigError(`${configFile}: listeners.http.allowClientSecrets: client secrets over plain HTTP are for development; tether start accepts them only over TLS (an https listener, or a TLS-terminating proxy in trustedProxies)`);
   }
   return config;
+}
+
+/**
+ * Production keeps private signing keys and the DPoP nonce secret encrypted at rest unless the
+ * configuration explicitly opts out (and then says so loudly at every start).
+ */
+function requireKeyEncryption(config: TetherConfig, configFile: string | undefined, logger: Logger): void {
+  if (config.signing.encryptionSecret !== undefined) return;
+  if (!config.signing.allowPlaintextKeys) {
+    throw new ConfigError(
+      `${configFile}: signing.encryptionSecret: tether start keeps signing keys encrypted at rest; set TETHER_KEY_ENCRYPTION_SECRET ` +
+        '(at least 32 random characters, e.g. openssl rand -base64 32), or set signing.allowPlaintextKeys: true to store them in plaintext',
+    );
+  }
+  logger.warn('signing.allowPlaintextKeys is set: private signing keys and the DPoP nonce secret are stored UNENCRYPTED in the database; anyone who can read it can mint tokens. Set TETHER_KEY_ENCRYPTION_SECRET.');
+}
+
+/** A key that cannot be read or written with the configured secret is a configuration problem: one line, exit 2. */
+function asConfigError(error: unknown): unknown {
+  return error instanceof KeyEncryptionError ? new ConfigError(`signing keys: ${error.message}`) : error;
 }
 
 /** Opens the configured database: PostgreSQL when a URL is set, otherwise PGlite under dataDir. */
@@ -79,20 +100,24 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
     : undefined;
   const tls = await tlsFilesOf(config, pki);
 
+  if (options.mode === 'start') requireKeyEncryption(config, options.configFile, logger);
+
   const database = await openConfiguredDatabase(config);
   const listeners: RunningListener[] = [];
   let sweeper: { stop(): Promise<void> } | undefined;
+  let app: TetherApp | undefined;
   try {
     const { applied } = await migrateToLatest(database.knex);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
-    const app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem });
+    app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem });
     if (config.listeners.https && tls) listeners.push(await listenHttps(app.callback, config.listeners.https, tls, new URL(config.issuer).hostname));
     if (config.listeners.http) listeners.push(await listenHttp(app.callback, config.listeners.http));
     sweeper = startExpirySweeper(database.knex, { intervalMs: 60_000 });
   } catch (error) {
     await Promise.all(listeners.map((listener) => closeListener(listener, 0)));
+    await app?.close();
     await database.close();
-    throw error;
+    throw asConfigError(error);
   }
 
   if (options.mode === 'dev') printDevBanner(config, listeners, pki);
@@ -101,6 +126,7 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
   const stop = async () => {
     await Promise.all(listeners.map((listener) => closeListener(listener)));
     await sweeper?.stop();
+    await app?.close();
     await database.close();
   };
   return { stop, listeners };

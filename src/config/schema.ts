@@ -1,6 +1,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { JWS_ALGORITHMS } from './jws_algorithms.js';
+import { MINIMUM_SECRET_LENGTH } from '../keys/key_encryption.js';
+import { DEFAULT_JWKS_MAX_AGE_MS } from '../resource_server/verifier.js';
 
 /**
  * The shape of `tether.config.yaml`. Every field is validated at start; an error names the path of
@@ -92,6 +94,49 @@ export const clientSchema = z.strictObject({
   }).default({ targets: {}, actFor: [], acceptBoundSubjectTokens: false }),
 });
 
+/**
+ * Signing keys (docs/operations.md#signing-keys). Every instance reads them from the database and
+ * learns of a change within seconds; these settings must be the same on every instance.
+ */
+const signingSchema = z.strictObject({
+  algorithm: z.enum(JWS_ALGORITHMS).default('ES256'),
+  /** Secret that encrypts private signing keys and server secrets at rest. Overridden by TETHER_KEY_ENCRYPTION_SECRET. */
+  encryptionSecret: z.string().min(MINIMUM_SECRET_LENGTH, `use at least ${MINIMUM_SECRET_LENGTH} characters (e.g. openssl rand -base64 32)`).optional(),
+  /** `tether start` refuses to run without an encryption secret unless this is true (and then warns at start). */
+  allowPlaintextKeys: z.boolean().default(false),
+  /**
+   * The longest time any verifier of Tether's tokens keeps the JWKS cached. Default: the
+   * tether-oauth/resource-server verifier's default (`jwksMaxAgeMs`, also jose's createRemoteJWKSet
+   * default). Lower it only when every verifier is configured to cache for less.
+   */
+  verifierJwksMaxAge: durationSeconds.default(DEFAULT_JWKS_MAX_AGE_MS / 1000),
+  /** How long a new key is published before it signs; at least verifierJwksMaxAge (the default). */
+  publicationDelay: durationSeconds.optional(),
+  /** Scheduled rotation: a new key is staged so that it signs this long after the previous one began. */
+  rotateEvery: durationSeconds.optional(),
+  /** Safety net behind LISTEN/NOTIFY: every instance re-reads the keys this often. */
+  reloadInterval: durationSeconds.default(30),
+  /** A token naming an unknown `kid` makes the database be asked again about that kid at most this often. */
+  unknownKidCooldown: durationSeconds.default(30),
+}).superRefine((signing, ctx) => {
+  if (signing.publicationDelay !== undefined && signing.publicationDelay < signing.verifierJwksMaxAge) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['publicationDelay'],
+      message: `a new key must be published at least as long as verifiers cache the JWKS (signing.verifierJwksMaxAge: ${signing.verifierJwksMaxAge} s)`,
+    });
+  }
+  const publicationDelay = signing.publicationDelay ?? signing.verifierJwksMaxAge;
+  if (signing.rotateEvery !== undefined && signing.rotateEvery <= publicationDelay) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['rotateEvery'],
+      message: `must be longer than the publication delay (${publicationDelay} s): each key must sign before the next one is staged`,
+    });
+  }
+}).transform((signing) => ({ ...signing, publicationDelay: signing.publicationDelay ?? signing.verifierJwksMaxAge }))
+  .prefault({});
+
 const listenerSchema = z.strictObject({
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535),
@@ -125,12 +170,7 @@ export const configSchema = z.strictObject({
    */
   trustedProxies: z.array(z.string().refine(isAddressOrCidr, 'expected an IP address or a CIDR block such as 10.0.0.0/8')).default([]),
   clientCertHeader: z.enum(['client-cert', 'x-ssl-client-cert']).default('client-cert'),
-  signing: z.strictObject({
-    /** The `alg` of every token Tether signs (`EdDSA` and `Ed25519` both name Ed25519: config/jws_algorithms.ts). */
-    algorithm: z.enum(JWS_ALGORITHMS).default('ES256'),
-    /** Secret that encrypts private signing keys at rest. Overridden by TETHER_KEY_ENCRYPTION_SECRET. */
-    encryptionSecret: z.string().min(32, 'use at least 32 characters').optional(),
-  }).default({ algorithm: 'ES256' }),
+  signing: signingSchema,
   dpop: z.strictObject({
     /** RFC 9449 §8: require a server-provided nonce in every proof (clients retry on `use_dpop_nonce`). */
     requireNonce: z.boolean().default(false),

@@ -12,11 +12,14 @@ import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
 import { listenForRejections, recordRejections } from '../ledger/rejections.js';
 import { tokenStatusEndpoints } from '../ledger/token_status_endpoints.js';
+import { startLiveSigningKeys, type LiveSigningKeys } from '../keys/live_signing_keys.js';
 import { ownTokenVerifier } from '../keys/own_tokens.js';
-import { loadServerSecret, loadSigningKeys } from '../keys/signing_keys.js';
 import { describeUnsupportedAssertionAlg } from '../provider/client_assertion_alg.js';
+import { loadServerSecret } from '../keys/server_secrets.js';
+import { signingPolicyOf } from '../keys/signing_policy.js';
 import { ALLOWED_JWS_ALGORITHMS, TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
 import { createProvider } from '../provider/create_provider.js';
+import { installSigningKeys } from '../provider/internals.js';
 import { resourceRegistry } from '../provider/resource_policy.js';
 import { createAdapterFactory } from '../storage/adapter.js';
 import type { Database } from '../storage/database.js';
@@ -42,8 +45,12 @@ export interface TetherApp {
   callback: ReturnType<Provider['callback']>;
   instanceId: string;
   grant: GrantContext;
-  /** The verification keys published at jwks_uri, as loaded at start. */
-  publicJwks: JSONWebKeySet;
+  /** The verification keys published at jwks_uri now. */
+  readonly publicJwks: JSONWebKeySet;
+  /** The signing keys, kept equal to the database while the app runs (keys/live_signing_keys.ts). */
+  keys: LiveSigningKeys;
+  /** Stops following key changes; call before closing the database. */
+  close(): Promise<void>;
 }
 
 /**
@@ -55,20 +62,31 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const { knex } = database;
   const instanceId = options.instanceId ?? randomUUID();
 
-  const [{ jwks, publicJwks }, dpopNonceSecret] = await Promise.all([
-    loadSigningKeys(knex, { algorithm: config.signing.algorithm, encryptionSecret: config.signing.encryptionSecret }),
-    loadServerSecret(knex, 'dpop_nonce'),
+  const [keysStarted, secretLoaded, statesEnsured] = await Promise.allSettled([
+    startLiveSigningKeys({ knex, policy: signingPolicyOf(config), logger }),
+    loadServerSecret(knex, 'dpop_nonce', { encryptionSecret: config.signing.encryptionSecret }),
     // Issuance locks the client's state row, so every configured client needs one (ledger/client_states.ts).
     ensureClientStates(knex, config.clients.map((client) => client.id)),
   ]);
+  const failed = [keysStarted, secretLoaded, statesEnsured].find((step) => step.status === 'rejected');
+  if (failed) {
+    // The key feed holds a connection of its own: nothing may be left running when the start fails.
+    if (keysStarted.status === 'fulfilled') await keysStarted.value.close();
+    throw failed.reason;
+  }
+  const keys = (keysStarted as PromiseFulfilledResult<LiveSigningKeys>).value;
+  const dpopNonceSecret = (secretLoaded as PromiseFulfilledResult<Buffer>).value;
 
   const provider = createProvider({
     config,
     adapter: createAdapterFactory(knex),
-    jwks: jwks as never,
+    jwks: keys.current().jwks as never,
     dpopNonceSecret,
     callerCertificate: certificateOf,
   });
+  // Signing and the JWKS follow the database from now on: a key staged, activated or retired on
+  // any instance (or by the CLI) reaches this one within seconds, without a restart.
+  keys.subscribe((current) => installSigningKeys(provider, { signing: current.jwks.keys, published: current.publicJwks.keys }));
 
   const grant: GrantContext = {
     provider,
@@ -84,8 +102,9 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
 
   // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
   provider.registerGrantType('client_credentials', clientCredentialsHandler(grant), clientCredentialsParameters, ['resource']);
-  // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own keys.
-  const ownTokens = ownTokenVerifier({ issuer: config.issuer, publicJwks: publicJwks as JSONWebKeySet, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
+  // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own
+  // published keys, including ones another instance began signing with that this one has not heard of yet.
+  const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   // RFC 8693: token exchange.
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
 
@@ -116,5 +135,15 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const issuerOrigin = new URL(config.issuer).origin;
   provider.use(discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined));
 
-  return { provider, callback: provider.callback(), instanceId, grant, publicJwks: publicJwks as JSONWebKeySet };
+  return {
+    provider,
+    callback: provider.callback(),
+    instanceId,
+    grant,
+    get publicJwks() {
+      return keys.current().publicJwks as JSONWebKeySet;
+    },
+    keys,
+    close: () => keys.close(),
+  };
 }

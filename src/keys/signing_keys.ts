@@ -1,7 +1,17 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { Knex } from 'knex';
 import type { JwsAlgorithm } from '../config/jws_algorithms.js';
+import { assertSecretStrength, isEnvelope, open, seal, type Envelope } from './key_encryption.js';
+import { activeKeyOf, describeJwk, keyRingAt, publishedKeysOf, signingKeysOf, type KeyRing, type KeyState, type KeyWithState, type StoredSigningKey } from './key_ring.js';
+import { assertKeyWriteProtection, lockKeyWrites, tryLockKeyWrites } from './key_protection.js';
+
+export { KeyEncryptionError } from './key_encryption.js';
+
+/**
+ * Signing keys as every instance shares them through the database: created, staged, activated,
+ * retired and withdrawn here (key_ring.ts says what each state means); running instances learn of
+ * every change through live_signing_keys.ts.
+ */
 
 /** Signature algorithms Tether signs tokens with (config/jws_algorithms.ts). */
 export type SigningAlgorithm = JwsAlgorithm;
@@ -16,296 +26,346 @@ export interface SigningKeyOptions {
   encryptionSecret?: string;
 }
 
-/** Keys for oidc-provider's `jwks` option (private, current signing key first) and for publication. */
+/** When a rotation's new key signs, and how long the keys it replaces stay published. */
+export interface RotationTiming {
+  /** The new key is published this long before it signs (0: at once, for a compromised key). */
+  publicationDelaySeconds: number;
+  /** Replaced keys stay published this long after they stop signing (the longest token lifetime + leeway). */
+  retirementTailSeconds: number;
+}
+
+/** Keys for oidc-provider (`jwks`: private, the signing ones) and for publication (`publicJwks`). */
 export interface LoadedSigningKeys {
+  /** The active key of each algorithm, the configured algorithm's first (oidc-provider signs with the first match). */
   jwks: { keys: JWK[] };
+  /** Every published key (staged, active, superseded, retiring): the JWKS. */
   publicJwks: { keys: JWK[] };
+  ring: KeyRing;
 }
 
 /** A signing key as listed for operators (no key material). */
 export interface SigningKeyInfo {
   kid: string;
   alg: string;
+  state: KeyState;
   createdAt: Date;
   activatedAt: Date;
   retiredAt: Date | null;
-  /** This key signs new tokens for its algorithm. */
+  publishedUntil: Date | null;
+  /** This key signs new tokens for its algorithm (state `active`). */
   current: boolean;
 }
 
-/** A stored private key cannot be used: no secret, the wrong secret, or damaged data. */
-export class KeyEncryptionError extends Error {
-  override name = 'KeyEncryptionError';
-}
-
-/** Stored in place of a private JWK when a key-encryption secret is configured. */
-interface EncryptedPrivateJwk {
-  enc: typeof ENVELOPE_FORMAT;
-  kdf: 'hkdf-sha256';
-  salt: string;
-  iv: string;
-  ciphertext: string;
-  tag: string;
-  /** Derived from the secret and salt; tells a wrong secret apart from damaged ciphertext. */
-  key_check: string;
-}
-
 interface SigningKeyRow {
-  kid: string;
+  kid: string | null;
   alg: string;
-  private_jwk: JWK | EncryptedPrivateJwk;
+  private_jwk: JWK | Envelope;
   public_jwk: JWK;
   created_at: Date;
   activated_at: Date;
   retired_at: Date | null;
-  active: boolean;
+  published_until: Date | null;
+  read_at: Date;
 }
 
-const ENVELOPE_FORMAT = 'tether-aes-256-gcm-v1';
-const ENCRYPTION_INFO = 'tether signing key encryption v1';
-const KEY_CHECK_INFO = 'tether signing key check v1';
-const MINIMUM_SECRET_LENGTH = 16;
-
-/** Arbitrary constant naming "create the first signing key" among PostgreSQL advisory locks. */
-const FIRST_KEY_ADVISORY_LOCK = 7_301_002;
-
 /**
- * Loads the signing keys every instance shares through the database, generating the first key for
- * `algorithm` when there is none (safe when several instances start at once on one PostgreSQL:
- * creation is serialized by an advisory lock and re-checked under it).
- *
- * `jwks` holds private JWKs in oidc-provider's order of preference: the current key (the newest
- * active, unretired key of `algorithm`) first, because oidc-provider signs with the first key
- * that matches the algorithm. Every unretired key is published, including keys staged by
- * `rotateSigningKey` with a future activation, so verifiers already know them when they start signing.
+ * Loads the signing keys at start, making sure the configured algorithm has an active key (the
+ * first start creates it; safe when several instances start at once: creation is serialized by an
+ * advisory lock and re-checked under it). Every published private key is decrypted, so a missing
+ * or wrong secret stops the start rather than the first rotation.
  */
 export async function loadSigningKeys(knex: Knex, options: SigningKeyOptions): Promise<LoadedSigningKeys> {
   assertSecretStrength(options.encryptionSecret);
-  let rows = await readPublishedKeys(knex);
-  if (!rows.some((row) => isCurrentCandidate(row, options.algorithm))) {
-    await createFirstKey(knex, options);
-    rows = await readPublishedKeys(knex);
-  }
-  const ordered = orderCurrentFirst(rows, options.algorithm);
-  const privateJwks = ordered.map((row) => decryptPrivateJwk(row, options.encryptionSecret));
-  if (options.encryptionSecret !== undefined) await encryptPlaintextKeys(knex, ordered, privateJwks, options.encryptionSecret);
+  const ring = await readKeyRingWithActiveKey(knex, options);
+  for (const key of publishedKeysOf(ring, options.algorithm)) privateJwkOf(key, options.encryptionSecret);
+  if (options.encryptionSecret !== undefined) await encryptPlaintextKeys(knex, ring, options.encryptionSecret);
+  return snapshotOf(ring, options);
+}
+
+/** The keys to sign and publish with, from a ring; decrypts only the keys that sign. */
+export function snapshotOf(ring: KeyRing, options: SigningKeyOptions): LoadedSigningKeys {
   return {
-    jwks: { keys: ordered.map((row, index) => describeJwk(privateJwks[index] as JWK, row)) },
-    publicJwks: { keys: ordered.map((row) => describeJwk(row.public_jwk, row)) },
+    jwks: { keys: signingKeysOf(ring, options.algorithm).map((key) => describeJwk(privateJwkOf(key, options.encryptionSecret), key)) },
+    publicJwks: { keys: publishedKeysOf(ring, options.algorithm).map((key) => describeJwk(key.publicJwk, key)) },
+    ring,
   };
 }
 
-/**
- * Adds a new key for `options.algorithm` that becomes the current signing key at `activateAt`
- * (default: now). Older keys stay published, so tokens they signed keep verifying, until retired.
- * Running instances pick the new key up when they next load keys.
- */
-export async function rotateSigningKey(
-  knex: Knex,
-  options: SigningKeyOptions & { activateAt?: Date },
-): Promise<{ kid: string }> {
-  assertSecretStrength(options.encryptionSecret);
-  const key = await generateSigningKey(options);
-  await insertKey(knex, key, options.activateAt);
-  return { kid: key.kid };
+/** The published keys (every state but `retired`), or all of them, with the database's clock. */
+export async function readKeyRing(knex: Knex | Knex.Transaction, options: { includeRetired?: boolean } = {}): Promise<KeyRing> {
+  const published = options.includeRetired ? 'true' : '(k.published_until is null or k.published_until > t.read_at)';
+  // One statement: the clock and the rows together, even when there are no rows.
+  const result = (await knex.raw(
+    `select k.*, t.read_at from (select now() as read_at) t left join signing_keys k on ${published}`,
+  )) as { rows: SigningKeyRow[] };
+  const at = result.rows[0]!.read_at;
+  const rows = result.rows.filter((row) => row.kid !== null).map(storedKeyOf);
+  return keyRingAt(rows, at);
+}
+
+/** Reads the ring; when the configured algorithm has no active key, makes one (as at first start) and reads again. */
+export async function readKeyRingWithActiveKey(knex: Knex, options: SigningKeyOptions): Promise<KeyRing> {
+  const ring = await readKeyRing(knex);
+  if (activeKeyOf(ring, options.algorithm)) return ring;
+  await ensureActiveKey(knex, options);
+  return readKeyRing(knex);
 }
 
 /**
- * Withdraws a key: it no longer signs and is no longer published, so tokens it signed stop verifying
- * once verifiers refresh their JWKS. Retire a key only after its tokens have expired.
+ * Adds a new key for `options.algorithm`, published now and signing after the publication delay,
+ * and schedules the retirement of the keys it replaces at that moment (they stay published for the
+ * retirement tail). Refused when it would not get the protection the stored keys have.
  */
-export async function retireSigningKey(knex: Knex, kid: string): Promise<{ kid: string; retired: boolean }> {
-  const updated = await knex('signing_keys').where({ kid }).whereNull('retired_at').update({ retired_at: knex.fn.now() });
-  return { kid, retired: Number(updated) > 0 };
+export async function rotateSigningKey(
+  knex: Knex,
+  options: SigningKeyOptions & RotationTiming,
+): Promise<{ kid: string; activatesAt: Date; replaced: string[] }> {
+  assertSecretStrength(options.encryptionSecret);
+  const key = await generateSigningKey(options);
+  return knex.transaction(async (trx) => {
+    await lockKeyWrites(trx);
+    await assertKeyWriteProtection(trx, options.encryptionSecret);
+    return insertRotatedKey(trx, key, options);
+  });
+}
+
+/**
+ * Scheduled rotation (`signing.rotateEvery`): when the newest key of the algorithm began (or will
+ * begin) signing more than `rotateEverySeconds - publicationDelaySeconds` ago, stages its successor
+ * so that it signs `rotateEverySeconds` after it. Any number of instances may call this at once:
+ * the decision is re-checked under the key-write lock, and an instance that does not get the lock
+ * leaves the rotation to the one that has it. Returns the new kid, if this call rotated.
+ */
+export async function rotateIfDue(
+  knex: Knex,
+  options: SigningKeyOptions & RotationTiming & { rotateEverySeconds: number },
+): Promise<string | undefined> {
+  if (rotationDueAt(await readKeyRing(knex), options) === undefined) return undefined;
+  const key = await generateSigningKey(options);
+  return knex.transaction(async (trx) => {
+    if (!(await tryLockKeyWrites(trx))) return undefined;
+    const due = rotationDueAt(await readKeyRing(trx), options);
+    if (due === undefined) return undefined;
+    await assertKeyWriteProtection(trx, options.encryptionSecret);
+    const { kid } = await insertRotatedKey(trx, key, { ...options, activateAt: due });
+    return kid;
+  });
+}
+
+/** Why `keys retire` refuses a key (unless forced). */
+export type RetireRefusal =
+  | { reason: 'current'; alg: string; successor?: { kid: string; activatedAt: Date } }
+  | { reason: 'last'; alg: string };
+
+export type RetireOutcome =
+  | { outcome: 'retired'; kid: string; alg: string; wasActive: boolean; publishedUntil: Date; promoted?: string }
+  | { outcome: 'refused'; kid: string; refusal: RetireRefusal }
+  | { outcome: 'unknown'; kid: string }
+  | { outcome: 'already-retired'; kid: string };
+
+/**
+ * Retires a key: it stops signing at once and stays published for `retirementTailSeconds` (or leaves
+ * the JWKS at once with `withdrawNow`, for a compromised key: the tokens it signed stop verifying).
+ * Refuses, unless `force`, the key that signs now (tokens would be signed by a key verifiers may not
+ * have fetched yet) and the last key of an algorithm. When a forced retirement leaves the algorithm
+ * without an active key, its staged successor signs at once, or else instances configured for it
+ * create a new one when they learn of the change.
+ */
+export async function retireSigningKey(
+  knex: Knex,
+  kid: string,
+  options: { retirementTailSeconds: number; configuredAlgorithm: string; force?: boolean; withdrawNow?: boolean },
+): Promise<RetireOutcome> {
+  return knex.transaction(async (trx) => {
+    await lockKeyWrites(trx);
+    const ring = await readKeyRing(trx, { includeRetired: true });
+    const key = ring.keys.find((candidate) => candidate.kid === kid);
+    if (!key) return { outcome: 'unknown', kid };
+    if (key.state === 'retired' || (key.state === 'retiring' && !options.withdrawNow)) return { outcome: 'already-retired', kid };
+    const refusal = options.force ? undefined : retireRefusal(ring, key, options.configuredAlgorithm);
+    if (refusal) return { outcome: 'refused', kid, refusal };
+
+    const tail = options.withdrawNow ? 0 : options.retirementTailSeconds;
+    const [updated] = (await trx('signing_keys')
+      .where({ kid })
+      .update({
+        retired_at: trx.raw('least(coalesce(retired_at, now()), now())'),
+        published_until: trx.raw('now() + ?::float8 * interval \'1 second\'', [tail]),
+      })
+      .returning('published_until')) as { published_until: Date }[];
+    const promoted = key.state === 'active' ? await promoteStagedSuccessor(trx, key.alg) : undefined;
+    return { outcome: 'retired', kid, alg: key.alg, wasActive: key.state === 'active', publishedUntil: updated!.published_until, promoted };
+  });
 }
 
 /** All keys, newest first, with their state; no key material. */
 export async function listSigningKeys(knex: Knex): Promise<SigningKeyInfo[]> {
-  const rows = (await knex('signing_keys')
-    .select('kid', 'alg', 'created_at', 'activated_at', 'retired_at', knex.raw('activated_at <= now() as active'))
-    .orderBy([{ column: 'activated_at', order: 'desc' }, { column: 'created_at', order: 'desc' }])) as SigningKeyRow[];
-  // Rows are newest first, so the first unretired active key of each algorithm is its current one.
-  const currentKids = new Set<string>();
-  const algorithmsSeen = new Set<string>();
-  for (const row of rows) {
-    if (row.retired_at !== null || !row.active || algorithmsSeen.has(row.alg)) continue;
-    algorithmsSeen.add(row.alg);
-    currentKids.add(row.kid);
-  }
-  return rows.map((row) => ({
-    kid: row.kid,
-    alg: row.alg,
-    createdAt: row.created_at,
-    activatedAt: row.activated_at,
-    retiredAt: row.retired_at,
-    current: currentKids.has(row.kid),
+  const ring = await readKeyRing(knex, { includeRetired: true });
+  return ring.keys.map((key) => ({
+    kid: key.kid,
+    alg: key.alg,
+    state: key.state,
+    createdAt: key.createdAt,
+    activatedAt: key.activatedAt,
+    retiredAt: key.retiredAt,
+    publishedUntil: key.publishedUntil,
+    current: key.state === 'active',
   }));
 }
 
-/**
- * A 32-byte random secret shared by all instances (e.g. the DPoP nonce key), created on first use.
- * `insert … on conflict do nothing` then read back: concurrent first calls agree on one value.
- */
-export async function loadServerSecret(knex: Knex, name: string): Promise<Buffer> {
-  await knex.raw('insert into server_secrets (name, secret) values (?, ?) on conflict (name) do nothing', [
-    name,
-    randomBytes(32).toString('base64url'),
-  ]);
-  const row = (await knex('server_secrets').select('secret').where({ name }).first()) as { secret: string } | undefined;
-  if (row === undefined) throw new Error(`server secret ${name} vanished right after it was stored`);
-  return Buffer.from(row.secret, 'base64url');
+/** The private JWK of a stored key, decrypted when it is stored encrypted. */
+export function privateJwkOf(key: StoredSigningKey, secret: string | undefined): JWK {
+  if (!isEnvelope(key.privateJwk)) return key.privateJwk;
+  return JSON.parse(open(key.privateJwk, `signing key ${key.kid}`, secret)) as JWK;
 }
 
 interface GeneratedKey {
   kid: string;
   alg: SigningAlgorithm;
-  privateJwk: JWK;
   publicJwk: JWK;
-  storedPrivateJwk: JWK | EncryptedPrivateJwk;
+  privateJwk: JWK;
 }
 
 async function generateSigningKey(options: SigningKeyOptions): Promise<GeneratedKey> {
   const { privateKey, publicKey } = await generateKeyPair(options.algorithm, { extractable: true });
-  const privateJwk = await exportJWK(privateKey);
   const publicJwk = await exportJWK(publicKey);
   // RFC 7638 thumbprint: stable, derived from the key itself, identical on every instance.
   const kid = await calculateJwkThumbprint(publicJwk);
-  const storedPrivateJwk =
-    options.encryptionSecret === undefined ? privateJwk : encryptPrivateJwk(privateJwk, kid, options.encryptionSecret);
-  return { kid, alg: options.algorithm, privateJwk, publicJwk, storedPrivateJwk };
+  return { kid, alg: options.algorithm, publicJwk, privateJwk: await exportJWK(privateKey) };
 }
 
-async function insertKey(knex: Knex, key: GeneratedKey, activateAt?: Date): Promise<void> {
-  await knex('signing_keys').insert({
-    kid: key.kid,
-    alg: key.alg,
-    private_jwk: JSON.stringify(key.storedPrivateJwk),
-    public_jwk: JSON.stringify(key.publicJwk),
-    activated_at: activateAt ?? knex.fn.now(),
-  });
+function storedPrivateJwk(key: GeneratedKey, secret: string | undefined): JWK | Envelope {
+  return secret === undefined ? key.privateJwk : seal(JSON.stringify(key.privateJwk), `signing key ${key.kid}`, secret);
 }
 
-/** Generates outside the lock (RSA takes a while), then inserts only if still nobody has. */
-async function createFirstKey(knex: Knex, options: SigningKeyOptions): Promise<void> {
+/** Inserts `key`, activating `publicationDelaySeconds` from now (or at `activateAt`), and schedules the retirement of the keys it replaces. */
+async function insertRotatedKey(
+  trx: Knex.Transaction,
+  key: GeneratedKey,
+  options: SigningKeyOptions & RotationTiming & { activateAt?: Date },
+): Promise<{ kid: string; activatesAt: Date; replaced: string[] }> {
+  const activatedAt = options.activateAt
+    ? trx.raw('greatest(?::timestamptz, now())', [options.activateAt])
+    : trx.raw('now() + ?::float8 * interval \'1 second\'', [options.publicationDelaySeconds]);
+  const [inserted] = (await trx('signing_keys')
+    .insert({
+      kid: key.kid,
+      alg: key.alg,
+      private_jwk: JSON.stringify(storedPrivateJwk(key, options.encryptionSecret)),
+      public_jwk: JSON.stringify(key.publicJwk),
+      activated_at: activatedAt,
+    })
+    .returning('activated_at')) as { activated_at: Date }[];
+  const activatesAt = inserted!.activated_at;
+  // The keys this one replaces sign until it does, then stay published for the tail.
+  const replaced = (await trx('signing_keys')
+    .where({ alg: key.alg })
+    .whereNot({ kid: key.kid })
+    .where('activated_at', '<', activatesAt)
+    .where((query) => query.whereNull('retired_at').orWhere('retired_at', '>', activatesAt))
+    .update({
+      retired_at: activatesAt,
+      published_until: trx.raw('?::timestamptz + ?::float8 * interval \'1 second\'', [activatesAt, options.retirementTailSeconds]),
+    })
+    .returning('kid')) as { kid: string }[];
+  return { kid: key.kid, activatesAt, replaced: replaced.map((row) => row.kid) };
+}
+
+/**
+ * When the successor of the newest key of the algorithm must begin signing, if it must be staged
+ * now (that time is at most the publication delay away); undefined when no rotation is due.
+ */
+function rotationDueAt(ring: KeyRing, options: SigningKeyOptions & RotationTiming & { rotateEverySeconds: number }): Date | undefined {
+  const candidates = ring.keys.filter((key) => key.alg === options.algorithm && (key.state === 'active' || key.state === 'staged'));
+  const newest = candidates[0];
+  if (!newest) return undefined;
+  const due = newest.activatedAt.getTime() + options.rotateEverySeconds * 1000;
+  const stageFrom = due - options.publicationDelaySeconds * 1000;
+  if (ring.at.getTime() < stageFrom) return undefined;
+  return new Date(Math.max(due, ring.at.getTime() + options.publicationDelaySeconds * 1000));
+}
+
+/**
+ * The active key of the configured algorithm signs now; the last unretired key of an algorithm would
+ * leave instances signing it without a key. (The active key of another algorithm, with others of
+ * its kind, may still sign on instances configured for it during an algorithm change: also refused.)
+ */
+function retireRefusal(ring: KeyRing, key: KeyWithState, configuredAlgorithm: string): RetireRefusal | undefined {
+  const current = (): RetireRefusal => {
+    const successor = earliestStaged(ring, key.alg);
+    return { reason: 'current', alg: key.alg, successor: successor && { kid: successor.kid, activatedAt: successor.activatedAt } };
+  };
+  if (key.state === 'active' && key.alg === configuredAlgorithm) return current();
+  const others = ring.keys.filter((other) => other.alg === key.alg && other.kid !== key.kid && ['staged', 'active', 'superseded'].includes(other.state));
+  if (others.length === 0) return { reason: 'last', alg: key.alg };
+  return key.state === 'active' ? current() : undefined;
+}
+
+function earliestStaged(ring: KeyRing, alg: string): KeyWithState | undefined {
+  return ring.keys
+    .filter((key) => key.alg === alg && key.state === 'staged')
+    .sort((a, b) => a.activatedAt.getTime() - b.activatedAt.getTime())[0];
+}
+
+/** After the active key was retired: the earliest staged key of the algorithm signs at once, if there is one. */
+async function promoteStagedSuccessor(trx: Knex.Transaction, alg: string): Promise<string | undefined> {
+  const ring = await readKeyRing(trx);
+  if (activeKeyOf(ring, alg)) return undefined;
+  const staged = earliestStaged(ring, alg);
+  if (!staged) return undefined;
+  await trx('signing_keys').where({ kid: staged.kid }).update({ activated_at: trx.fn.now() });
+  return staged.kid;
+}
+
+/**
+ * Makes sure the configured algorithm has an active key: promotes its earliest staged key if there
+ * is one, else creates a key (generated outside the lock: RSA takes a while) — re-checked under the
+ * key-write lock, so instances starting together agree on one key.
+ */
+async function ensureActiveKey(knex: Knex, options: SigningKeyOptions): Promise<void> {
   const key = await generateSigningKey(options);
   await knex.transaction(async (trx) => {
-    await trx.raw('select pg_advisory_xact_lock(?)', [FIRST_KEY_ADVISORY_LOCK]);
-    const existing = await trx('signing_keys')
-      .where({ alg: options.algorithm })
-      .whereNull('retired_at')
-      .whereRaw('activated_at <= now()')
-      .first('kid');
-    if (existing === undefined) await insertKey(trx, key);
+    await lockKeyWrites(trx);
+    const ring = await readKeyRing(trx);
+    if (activeKeyOf(ring, options.algorithm)) return;
+    if (ring.keys.some((candidate) => candidate.alg === options.algorithm && candidate.state === 'staged')) {
+      await promoteStagedSuccessor(trx, options.algorithm);
+      return;
+    }
+    await assertKeyWriteProtection(trx, options.encryptionSecret);
+    await trx('signing_keys').insert({
+      kid: key.kid,
+      alg: key.alg,
+      private_jwk: JSON.stringify(storedPrivateJwk(key, options.encryptionSecret)),
+      public_jwk: JSON.stringify(key.publicJwk),
+    });
   });
-}
-
-async function readPublishedKeys(knex: Knex): Promise<SigningKeyRow[]> {
-  return (await knex('signing_keys')
-    .select('*', knex.raw('activated_at <= now() as active'))
-    .whereNull('retired_at')
-    .orderBy([{ column: 'activated_at', order: 'desc' }, { column: 'created_at', order: 'desc' }])) as SigningKeyRow[];
-}
-
-function isCurrentCandidate(row: SigningKeyRow, algorithm: SigningAlgorithm): boolean {
-  return row.alg === algorithm && row.active;
-}
-
-/** Current key, then the other active keys newest first, then keys staged for later activation. */
-function orderCurrentFirst(rows: SigningKeyRow[], algorithm: SigningAlgorithm): SigningKeyRow[] {
-  const current = rows.find((row) => isCurrentCandidate(row, algorithm));
-  const others = rows.filter((row) => row !== current);
-  const active = others.filter((row) => row.active);
-  const staged = others.filter((row) => !row.active);
-  return [...(current === undefined ? [] : [current]), ...active, ...staged];
-}
-
-function describeJwk(jwk: JWK, row: SigningKeyRow): JWK {
-  return { ...jwk, kid: row.kid, alg: row.alg, use: 'sig' };
-}
-
-function isEnvelope(value: JWK | EncryptedPrivateJwk): value is EncryptedPrivateJwk {
-  return typeof (value as { enc?: unknown }).enc === 'string';
-}
-
-function assertSecretStrength(secret: string | undefined): void {
-  if (secret !== undefined && secret.length < MINIMUM_SECRET_LENGTH) {
-    throw new KeyEncryptionError(
-      `the key-encryption secret is too short (${secret.length} characters; use at least ${MINIMUM_SECRET_LENGTH}, ideally 32 random bytes)`,
-    );
-  }
-}
-
-/** Key material for one row: the per-row salt means no two keys share an AES key. */
-function deriveKeys(secret: string, salt: Buffer): { aesKey: Buffer; keyCheck: Buffer } {
-  return {
-    aesKey: Buffer.from(hkdfSync('sha256', secret, salt, ENCRYPTION_INFO, 32)),
-    keyCheck: Buffer.from(hkdfSync('sha256', secret, salt, KEY_CHECK_INFO, 16)),
-  };
-}
-
-/** The kid is authenticated data, so an envelope copied onto another row fails to decrypt. */
-function additionalData(kid: string): Buffer {
-  return Buffer.from(`tether signing key ${kid}`, 'utf8');
-}
-
-function encryptPrivateJwk(jwk: JWK, kid: string, secret: string): EncryptedPrivateJwk {
-  const salt = randomBytes(16);
-  const iv = randomBytes(12);
-  const { aesKey, keyCheck } = deriveKeys(secret, salt);
-  const cipher = createCipheriv('aes-256-gcm', aesKey, iv);
-  cipher.setAAD(additionalData(kid));
-  const ciphertext = Buffer.concat([cipher.update(JSON.stringify(jwk), 'utf8'), cipher.final()]);
-  return {
-    enc: ENVELOPE_FORMAT,
-    kdf: 'hkdf-sha256',
-    salt: salt.toString('base64url'),
-    iv: iv.toString('base64url'),
-    ciphertext: ciphertext.toString('base64url'),
-    tag: cipher.getAuthTag().toString('base64url'),
-    key_check: keyCheck.toString('base64url'),
-  };
-}
-
-function decryptPrivateJwk(row: SigningKeyRow, secret: string | undefined): JWK {
-  const stored = row.private_jwk;
-  if (!isEnvelope(stored)) return stored;
-  if (stored.enc !== ENVELOPE_FORMAT) {
-    throw new KeyEncryptionError(`signing key ${row.kid} is stored in an unknown format (${stored.enc})`);
-  }
-  if (secret === undefined) {
-    throw new KeyEncryptionError(
-      `signing key ${row.kid} is encrypted at rest, but no key-encryption secret is configured`,
-    );
-  }
-  const { aesKey, keyCheck } = deriveKeys(secret, Buffer.from(stored.salt, 'base64url'));
-  const storedCheck = Buffer.from(stored.key_check, 'base64url');
-  if (storedCheck.length !== keyCheck.length || !timingSafeEqual(storedCheck, keyCheck)) {
-    throw new KeyEncryptionError(
-      `the configured key-encryption secret is not the one signing key ${row.kid} was encrypted with`,
-    );
-  }
-  try {
-    const decipher = createDecipheriv('aes-256-gcm', aesKey, Buffer.from(stored.iv, 'base64url'));
-    decipher.setAAD(additionalData(row.kid));
-    decipher.setAuthTag(Buffer.from(stored.tag, 'base64url'));
-    const plaintext = Buffer.concat([decipher.update(Buffer.from(stored.ciphertext, 'base64url')), decipher.final()]);
-    return JSON.parse(plaintext.toString('utf8')) as JWK;
-  } catch (cause) {
-    throw new KeyEncryptionError(`signing key ${row.kid} could not be decrypted: the stored data is damaged`, { cause });
-  }
 }
 
 /**
  * Keys created before a secret was configured are encrypted as soon as one is. Concurrent instances
  * may both do it; each writes a valid envelope of the same key, so either result is fine.
  */
-async function encryptPlaintextKeys(knex: Knex, rows: SigningKeyRow[], privateJwks: JWK[], secret: string): Promise<void> {
-  for (const [index, row] of rows.entries()) {
-    if (isEnvelope(row.private_jwk)) continue;
-    const envelope = encryptPrivateJwk(privateJwks[index] as JWK, row.kid, secret);
+export async function encryptPlaintextKeys(knex: Knex, ring: KeyRing, secret: string): Promise<void> {
+  for (const key of publishedKeysOf(ring, '')) {
+    if (isEnvelope(key.privateJwk)) continue;
+    const envelope = seal(JSON.stringify(key.privateJwk), `signing key ${key.kid}`, secret);
     await knex('signing_keys')
-      .where({ kid: row.kid })
+      .where({ kid: key.kid })
       .whereRaw("private_jwk ->> 'enc' is null")
       .update({ private_jwk: JSON.stringify(envelope) });
   }
+}
+
+function storedKeyOf(row: SigningKeyRow): StoredSigningKey {
+  return {
+    kid: row.kid!,
+    alg: row.alg,
+    privateJwk: row.private_jwk,
+    publicJwk: row.public_jwk,
+    createdAt: row.created_at,
+    activatedAt: row.activated_at,
+    retiredAt: row.retired_at,
+    publishedUntil: row.published_until,
+  };
 }

@@ -1,8 +1,20 @@
 // The only module that reaches into oidc-provider's internals (pinned version, see package.json).
-// oidc-provider validates DPoP proofs for its built-in grants but does not export the validator; our
-// own grant handlers (client_credentials, token exchange) need the same validation.
+//
+// DPoP: oidc-provider validates DPoP proofs for its built-in grants but does not export the
+// validator; our own grant handlers (client_credentials, token exchange) need the same validation.
+//
+// Signing keys: oidc-provider takes them once, at construction (`jwks`); Tether's keys change while
+// it runs (keys/live_signing_keys.ts). The provider signs with instance(provider).keystore, looked
+// up afresh for every token (lib/models/formats/jwt.js), and serves instance(provider).jwks at
+// jwks_uri (lib/actions/jwks.js). Its own initializer (lib/helpers/initialize_keystore.js:
+// validation, `alg` and `use` defaults) rebuilds both; the published set is then replaced.
 // @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
 import validateDpopInternal from 'oidc-provider/lib/helpers/validate_dpop.js';
+// @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
+import initializeKeystore from 'oidc-provider/lib/helpers/initialize_keystore.js';
+// @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
+import providerInternals from 'oidc-provider/lib/helpers/weak_cache.js';
+import type { JWK } from 'jose';
 import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
 
 /** A DPoP proof that passed RFC 9449 §4.3 checks (signature, typ, alg, htm, htu, iat/nonce). */
@@ -31,4 +43,22 @@ export function beforeClientCredentialsCheck(provider: Provider, check: (ctx: Ko
     assign.call(this, key, value);
     if (key === 'Client') check(this.ctx);
   };
+}
+
+/**
+ * Makes `provider` sign with `signing` (private JWKs; the first key of an algorithm signs) and
+ * publish `published` (public JWKs) at jwks_uri from now on. Synchronous: no request sees half a change.
+ */
+export function installSigningKeys(provider: Provider, keys: { signing: JWK[]; published: JWK[] }): void {
+  if (keys.signing.length === 0) throw new Error('refusing to install an empty signing key set');
+  (initializeKeystore as (this: Provider, jwks: { keys: JWK[] }) => void).call(provider, { keys: keys.signing });
+  const internals = (providerInternals as (p: Provider) => { jwks: { keys: JWK[] } })(provider);
+  internals.jwks = { keys: keys.published.map(publicMembersOf) };
+}
+
+/** The members oidc-provider itself publishes of a key (lib/helpers/initialize_keystore.js): never a private one. */
+function publicMembersOf(jwk: JWK): JWK {
+  const { kty, use, key_ops: keyOps, kid, alg, crv, e, n, x, y, x5c } = jwk;
+  const members = { kty, use, key_ops: keyOps, kid, alg, crv, e, n, x, x5c, y };
+  return Object.fromEntries(Object.entries(members).filter(([, value]) => value !== undefined)) as JWK;
 }

@@ -69,6 +69,12 @@ export interface VerifierOptions {
   readonly now?: () => number;
 }
 
+/**
+ * How long a verifier keeps the issuer's JWKS by default (`jwksMaxAgeMs`). The issuer publishes a new
+ * signing key at least this long before signing with it (server config `signing.verifierJwksMaxAge`).
+ */
+export const DEFAULT_JWKS_MAX_AGE_MS = 600_000;
+
 /** The request to verify; `headers` are lower-case names as in `node:http`. */
 export interface VerifyRequest {
   /** The HTTP method, compared with DPoP `htm`. */
@@ -130,7 +136,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     jwksUri: options.jwks !== undefined ? undefined : options.jwksUri !== undefined ? async () => options.jwksUri as string : () => discoverJwksUri(issuerMetadata),
     http,
     cooldownMs,
-    maxAgeMs: options.jwksMaxAgeMs ?? 600_000,
+    maxAgeMs: options.jwksMaxAgeMs ?? DEFAULT_JWKS_MAX_AGE_MS,
     now,
   });
   const rules: AccessTokenRules = {

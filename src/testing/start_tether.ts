@@ -140,6 +140,7 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
       async close() {
         await agents.close();
         await closeListeners(1000);
+        await app.close();
         if (ownsDatabase) await database.close();
       },
     };

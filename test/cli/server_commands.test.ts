@@ -160,7 +160,7 @@ describe('tether start (production mode)', () => {
         'clients: [{ id: orders-worker, owner: o, purpose: p, binding: mtls, auth: { method: tls_client_auth, subjectDn: "CN=orders-worker" }, resources: { "https://orders.example.test": [orders:read] } }]',
         '',
       ].join('\n'));
-      const run = runTether(['start', '--config', 'tether.config.yaml'], { DATABASE_URL: database.url, TETHER_LOG_LEVEL: 'info' }, workdir);
+      const run = runTether(['start', '--config', 'tether.config.yaml'], { DATABASE_URL: database.url, TETHER_LOG_LEVEL: 'info', TETHER_KEY_ENCRYPTION_SECRET: 'server-commands-key-encryption-secret-0123' }, workdir);
       await waitFor(() => run.stderr().includes('tether started') || run.child.exitCode !== null, 'tether start');
       const ready = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
       expect(ready.status).toBe(200);

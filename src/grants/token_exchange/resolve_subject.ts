@@ -22,7 +22,9 @@ type Parameter = 'subject_token' | 'actor_token';
 
 /** Resolves a presented token to verified facts; throws InvalidPresentedToken (→ invalid_grant) or invalid_request. */
 export async function resolvePresentedToken(grant: GrantContext, verifier: OwnTokenVerifier, presented: PresentedToken, parameter: Parameter): Promise<ExchangeableToken> {
-  const identified = await verifier.identify(presented.value);
+  // The keys may have to be read from the database (a kid this instance has not seen yet): an
+  // outage there is 503, not a refusal of a valid token.
+  const identified = await databaseStep(() => verifier.identify(presented.value));
   const token = identified.kind === 'opaque'
     ? await readOpaqueAccessToken(grant, presented, parameter)
     : jwtAccessToken(identified, parameter);
