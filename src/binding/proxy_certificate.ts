@@ -31,7 +31,8 @@ export interface ProxyCertificateOptions {
   /**
    * Addresses (`10.0.0.7`, `::1`) or CIDR blocks (`10.0.0.0/8`, `fd00::/8`) of the TLS-terminating
    * proxies. IPv4 rules also match IPv4-mapped IPv6 peers (`::ffff:10.0.0.7`) and vice versa. These
-   * proxies must remove the header from what clients send (RFC 9440 §4).
+   * proxies must set the header once and remove any copy clients send (RFC 9440 §4); their own TLS
+   * client certificate never counts as the caller's (see caller_certificate.ts).
    */
   trustedProxies: readonly string[];
   /** Header carrying the certificate; default `client-cert`. Case-insensitive. */
