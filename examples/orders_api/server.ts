@@ -32,6 +32,14 @@ export async function listenOrdersApi(
     requestCert: true,
     // The token decides whether a certificate is needed, and whose; the chain is not what binds it.
     rejectUnauthorized: false,
+    // BCP 195 / RFC 9325 §4.2, FAPI 2.0 §5.2.1: TLS 1.2 with ECDHE and AEAD suites only (TLS 1.3 keeps
+    // Node's defaults, all AEAD). Tether's own listener uses the same list (src/http/listeners.ts).
+    minVersion: 'TLSv1.2',
+    ciphers: [
+      'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
+      'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+    ].join(':'),
+    honorCipherOrder: true,
   }, app.callback());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

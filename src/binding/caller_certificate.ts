@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { certificateFromProxyHeaders, type ProxyCertificateOptions } from './proxy_certificate.js';
+import { certificateFromProxyHeaders, isTrustedProxy, type ProxyCertificateOptions } from './proxy_certificate.js';
 import type { PresentedCertificate } from './presented_certificate.js';
 import { peerCertificateOf } from './socket_certificate.js';
 
@@ -16,16 +16,21 @@ export interface CallerCertificateOptions {
  * The certificate of whoever made `req`, the one function the server asks: the client certificate of
  * the TLS connection, or the one a trusted proxy forwarded in a header, or `undefined`.
  *
- * When a trusted proxy forwards a certificate, that certificate wins over the proxy's own TLS client
- * certificate: the hop speaks for the caller, and its own certificate identifies the hop. From any
- * other peer the header is ignored.
+ * From a trusted proxy the header is the only source (RFC 8705 §3, RFC 9440 §3): the hop's own TLS
+ * client certificate identifies the hop, never the caller, so a request the hop forwards without a
+ * certificate header has no client certificate. From any other peer the header is ignored and the
+ * TLS client certificate counts.
  *
- * @throws BindingError `ERR_CLIENT_CERT_HEADER` when a trusted proxy sent a malformed header
+ * @throws BindingError `ERR_CLIENT_CERT_HEADER` when a trusted proxy sent a malformed header, or sent
+ *   it more than once (RFC 9440 §4)
  * @throws BindingError `ERR_TRUSTED_PROXY_CONFIG` when `options.proxy` is invalid
  */
 export function callerCertificate(req: IncomingMessage, options: CallerCertificateOptions = {}): CallerCertificate | undefined {
   const { proxy } = options;
-  // certificateFromProxyHeaders already ignores the header from a peer that is not a trusted proxy.
-  const forwarded = proxy && certificateFromProxyHeaders(req.headers, req.socket.remoteAddress, proxy);
-  return forwarded || peerCertificateOf(req.socket);
+  const peer = req.socket.remoteAddress;
+  if (proxy && isTrustedProxy(peer, proxy)) {
+    // headersDistinct keeps every occurrence; req.headers would join a client's copy with the proxy's.
+    return certificateFromProxyHeaders(req.headersDistinct, peer, proxy);
+  }
+  return peerCertificateOf(req.socket);
 }

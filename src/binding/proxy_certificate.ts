@@ -14,8 +14,9 @@ export type ClientCertificateHeader = 'client-cert' | 'x-ssl-client-cert' | 'ssl
 /**
  * How the header encodes the certificate:
  * - `rfc9440`: RFC 9440 §2.1, a Structured Field byte sequence `:<base64 of DER>:` (RFC 8941 §3.3.5);
- * - `escaped-pem`: URL-escaped PEM, as nginx's `$ssl_client_escaped_cert`; when a chain follows, the
- *   first certificate is the client's.
+ * - `escaped-pem`: URL-escaped PEM of exactly one certificate, as nginx's `$ssl_client_escaped_cert`
+ *   (which holds the client certificate alone). Anything after it, a chain included, is refused: when
+ *   two values are joined into one, "the first certificate wins" would let the client's own value win.
  */
 export type ClientCertificateHeaderFormat = 'rfc9440' | 'escaped-pem';
 
@@ -30,7 +31,8 @@ export interface ProxyCertificateOptions {
   /**
    * Addresses (`10.0.0.7`, `::1`) or CIDR blocks (`10.0.0.0/8`, `fd00::/8`) of the TLS-terminating
    * proxies. IPv4 rules also match IPv4-mapped IPv6 peers (`::ffff:10.0.0.7`) and vice versa. These
-   * proxies must remove the header from what clients send (RFC 9440 §4).
+   * proxies must set the header once and remove any copy clients send (RFC 9440 §4); their own TLS
+   * client certificate never counts as the caller's (see caller_certificate.ts).
    */
   trustedProxies: readonly string[];
   /** Header carrying the certificate; default `client-cert`. Case-insensitive. */
@@ -47,20 +49,29 @@ export interface ProxyCertificateOptions {
 }
 
 /**
+ * Request headers as {@link certificateFromProxyHeaders} reads them: `req.headersDistinct` (every
+ * occurrence of a header, in order), or `req.headers` (repeats joined with ", ").
+ */
+export type ProxyRequestHeaders = IncomingHttpHeaders | NodeJS.Dict<string | string[]>;
+
+/**
  * The client certificate a trusted proxy forwarded in a header, or `undefined` when there is none or
  * when `remoteAddress` is not a trusted proxy (the header is then ignored: anyone can send it).
  *
  * An empty header value means "no certificate" (nginx sends an empty `$ssl_client_escaped_cert` when
- * the client presented none).
+ * the client presented none). RFC 9440 §4: the header must occur exactly once and hold exactly one
+ * certificate; a second occurrence means a client's copy got past the proxy, and which of the two is
+ * the proxy's cannot be told, so the request is refused.
  *
- * @param headers - `req.headers` of the request
+ * @param headers - `req.headersDistinct` of the request, so that a repeated header is seen as such
+ *   (`req.headers` joins repeats into one value, which the parsers then refuse as malformed)
  * @param remoteAddress - `req.socket.remoteAddress`, the peer of this TCP connection
  * @throws BindingError `ERR_CLIENT_CERT_HEADER` when a trusted proxy sent a value that is not a
  *   certificate in the configured format (and no other exception for any header value)
  * @throws BindingError `ERR_TRUSTED_PROXY_CONFIG` when `options` are invalid
  */
 export function certificateFromProxyHeaders(
-  headers: IncomingHttpHeaders,
+  headers: ProxyRequestHeaders,
   remoteAddress: string | undefined,
   options: ProxyCertificateOptions,
 ): PresentedCertificate | undefined {
@@ -209,9 +220,9 @@ function isTrustedPeer(trust: CompiledTrust, remoteAddress: string | undefined):
 
 function singleHeaderValue(value: string | string[], header: string): string {
   if (typeof value === 'string') return value;
-  // Node joins repeated unknown headers with ", " (which the parsers reject); an array can only come
-  // from a caller building headers by hand. Two certificates for one caller is malformed either way.
-  if (value.length === 1) return value[0]!;
+  // RFC 9440 §4: one occurrence, even when one of them is empty. (`req.headers` would have joined the
+  // repeats with ", ", which the parsers refuse: neither form lets the first certificate win.)
+  if (value.length <= 1) return value[0] ?? '';
   throw headerError(`${header} header was sent more than once`);
 }
 
@@ -243,7 +254,8 @@ function derFromStructuredField(value: string, header: string): Buffer {
   return decodeBase64(match[1]!, header);
 }
 
-const PEM_CERTIFICATE = /^-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----/;
+// Exactly one certificate and nothing after it (the caller trims surrounding whitespace).
+const PEM_CERTIFICATE = /^-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----$/;
 
 function derFromEscapedPem(value: string, header: string): Buffer {
   let pem: string;
@@ -254,7 +266,7 @@ function derFromEscapedPem(value: string, header: string): Buffer {
     throw headerError(`${header} header is not valid URL-escaping`, cause);
   }
   const match = PEM_CERTIFICATE.exec(pem.trim());
-  if (!match) throw headerError(`${header} header is not a PEM certificate`);
+  if (!match) throw headerError(`${header} header is not exactly one PEM certificate`);
   return decodeBase64(match[1]!.replace(/\s+/g, ''), header);
 }
 

@@ -4,7 +4,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load_config.js';
 import { DEV_CONFIG } from '../config/dev_defaults.js';
-import { certificateClientIds, type TetherConfig } from '../config/schema.js';
+import { clientCaBundleProblem } from '../binding/client_ca_bundle.js';
+import { certificateClientIds, startModeIssues, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
 import { createTetherApp, type TetherApp } from '../http/tether_app.js';
 import { ensureDevPki, type DevPki } from '../keys/dev_pki.js';
@@ -79,7 +80,9 @@ async function tlsFilesOf(config: TetherConfig, pki: DevPki | undefined): Promis
   const https = config.listeners.https;
   if (!https) return undefined;
   const read = (file: string | undefined) => (file ? readFile(file, 'utf8') : Promise.resolve(undefined));
-  const [certPem, keyPem, configuredCa] = await Promise.all([read(https.certFile), read(https.keyFile), read(https.clientCaFile)]);
+  const [certPem, keyPem, configuredCa] = await Promise.all([read(https.certFile), read(https.keyFile), readClientCa(https.clientCaFile)]);
+  // The only trust anchors for client certificates: the listener and the proxy path get exactly these
+  // (an absent bundle means no CA at all, never Node's default roots; see http/listeners.ts).
   const clientCaPem = [configuredCa, pki?.ca.certificatePem].filter(Boolean).join('\n') || undefined;
   return {
     certPem: certPem ?? pki!.server.certificatePem,
@@ -89,12 +92,36 @@ async function tlsFilesOf(config: TetherConfig, pki: DevPki | undefined): Promis
 }
 
 /**
+ * What serving in production needs beyond a valid configuration (the admin commands, which read the
+ * same file, serve nothing and need none of it).
+ */
+function assertServable(config: TetherConfig, configFile: string): void {
+  const [issue] = startModeIssues(config);
+  if (issue) throw new ConfigError(`${configFile}: ${issue.path.join('.')}: ${issue.message}`);
+}
+
+/** The configured client CA bundle, checked: a file that is no CA bundle is a configuration error. */
+async function readClientCa(file: string | undefined): Promise<string | undefined> {
+  if (file === undefined) return undefined;
+  let pem: string;
+  try {
+    pem = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`listeners.https.clientCaFile: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const problem = clientCaBundleProblem(pem);
+  if (problem) throw new ConfigError(`listeners.https.clientCaFile: ${file} ${problem}`);
+  return pem;
+}
+
+/**
  * Starts Tether and resolves once it listens; the returned function stops it gracefully (stop
  * accepting, finish in-flight requests, close the database).
  */
 export async function runServer(options: ServerOptions): Promise<{ stop: () => Promise<void>; listeners: RunningListener[] }> {
   const { logger } = options;
   const config = options.mode === 'dev' ? await loadDevConfig(options.configFile) : await loadProductionConfig(options.configFile);
+  if (options.mode === 'start') assertServable(config, options.configFile!);
   const pki = options.mode === 'dev' && config.listeners.https
     ? await ensureDevPki({ directory: path.join(config.dataDir, 'pki'), clientNames: certificateClientIds(config.clients) })
     : undefined;

@@ -273,6 +273,21 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
 }
 
 /**
+ * What `tether start` needs beyond a valid configuration (`tether dev` generates its own CA):
+ * `tls_client_auth` (RFC 8705 §2.1) certificates must chain to a CA the operator names, because
+ * without one Node would trust its default roots (public CAs, NODE_EXTRA_CA_CERTS) for client
+ * certificates.
+ */
+export function startModeIssues(config: TetherConfig): Issue[] {
+  const [first] = certificateClientIds(config.clients);
+  if (first === undefined || config.listeners.https?.clientCaFile) return [];
+  return [{
+    path: ['listeners', 'https', 'clientCaFile'],
+    message: `required by tether start: client ${JSON.stringify(first)} uses tls_client_auth, whose certificates must chain to a CA named here (public CAs never count)`,
+  }];
+}
+
+/**
  * Clients that authenticate with a CA-issued certificate (RFC 8705 §2.1): the development and test
  * PKIs issue each of them a certificate named by client id. Takes raw configuration too (the harness
  * decides before validating).

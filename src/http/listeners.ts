@@ -5,8 +5,35 @@ import type { AddressInfo } from 'node:net';
 export interface TlsMaterial {
   certPem: string;
   keyPem: string;
-  /** CAs for client certificates; the chain check result is `socket.authorized`, never a refusal. */
+  /**
+   * CAs for client certificates; the chain check result is `socket.authorized`, never a refusal.
+   * Only these count: without any, no client certificate is `authorized` (never Node's default roots).
+   */
   clientCaPem?: string;
+}
+
+/**
+ * TLS 1.2 cipher suites: ECDHE key exchange with AEAD encryption only (BCP 195 / RFC 9325 §4.2, FAPI
+ * 2.0 Security Profile §5.2.1), so no CBC, static-RSA or DHE suite is offered. TLS 1.3 suites are all
+ * AEAD: a list without `TLS_*` names leaves Node's TLS 1.3 defaults as they are.
+ */
+export const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/**
+ * The trust anchors for client certificates, always explicit: Node uses its default root store (the
+ * public CAs, NODE_EXTRA_CA_CERTS, the system store) when `ca` is missing or an empty string, which
+ * would make any publicly issued certificate `authorized` for tls_client_auth. An empty list trusts
+ * no CA at all.
+ */
+function clientTrustOf(clientCaPem: string | undefined): string | string[] {
+  return clientCaPem !== undefined && clientCaPem.trim() !== '' ? clientCaPem : [];
 }
 
 export interface ListenerSpec {
@@ -30,10 +57,12 @@ export async function listenHttps(handler: http.RequestListener, spec: ListenerS
   const server = https.createServer({
     cert: tls.certPem,
     key: tls.keyPem,
-    ca: tls.clientCaPem,
+    ca: clientTrustOf(tls.clientCaPem),
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
+    ciphers: TLS12_CIPHERS,
+    honorCipherOrder: true,
     keepAliveTimeout: 65_000,
   }, handler);
   return bind(server, 'https', spec, publicHost);

@@ -5,7 +5,13 @@
  *
  * Such a header is believed only when the connection comes from a configured proxy address (RFC
  * 9440 §3): from anyone else it is a claim the client makes about itself. The proxy must remove any
- * such header the client sent.
+ * such header the client sent. From a trusted proxy the header is the only source of the client
+ * certificate: the proxy's own TLS certificate is never the client's (RFC 8705 §3).
+ *
+ * RFC 9440 §4: the header must occur exactly once and hold exactly one certificate. A second
+ * occurrence means a client's copy got past the proxy and which one is the proxy's cannot be told, so
+ * it is refused; so is a value that holds anything after the certificate (a chain, or two values
+ * joined by `node:http` as `a, b`).
  *
  * @module
  */
@@ -31,7 +37,11 @@ export type ProxyCertificate =
   /** From a trusted proxy: the forwarded certificate's thumbprint, or `undefined` when none was forwarded. */
   | { readonly trusted: true; readonly thumbprint: string | undefined };
 
-/** Reads the forwarded certificate of a request; throws only {@link VerifierError}. */
+/**
+ * Reads the forwarded certificate of a request; throws only {@link VerifierError}. Pass
+ * `req.headersDistinct` (every occurrence of each header) so that a repeated header is seen as such;
+ * `req.headers`, where `node:http` joins repeats with ", ", is refused as malformed when repeated.
+ */
 export type ClientCertificateHeaderReader = (
   headers: { readonly [name: string]: string | readonly string[] | undefined },
   remoteAddress: string | undefined,
@@ -73,7 +83,10 @@ function derFromClientCertHeader(value: string, header: string): Buffer {
   return der;
 }
 
-/** nginx `$ssl_client_escaped_cert`: the PEM, percent-encoded. */
+/** Exactly one PEM certificate, nothing before or after it but whitespace. */
+const SINGLE_PEM_CERTIFICATE = /^\s*-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----\s*$/;
+
+/** nginx `$ssl_client_escaped_cert`: the PEM of the client certificate alone, percent-encoded. */
 function derFromEscapedPem(value: string, header: string): Buffer {
   let pem: string;
   try {
@@ -81,6 +94,8 @@ function derFromEscapedPem(value: string, header: string): Buffer {
   } catch {
     throw malformed(header);
   }
+  // Not "the first block": with two values joined, the first may be the client's own.
+  if (!SINGLE_PEM_CERTIFICATE.test(pem)) throw malformed(header);
   const der = pemToDer(pem);
   if (der === undefined) throw malformed(header);
   return der;

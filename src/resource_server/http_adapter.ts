@@ -105,7 +105,8 @@ export function createHttpAdapter(options: MiddlewareOptions): HttpAdapter {
 
   function clientCertificate(req: IncomingMessage): string | undefined {
     if (proxyReader !== undefined) {
-      const forwarded = proxyReader(req.headers, req.socket.remoteAddress);
+      // Every occurrence (RFC 9440 §4: a repeated header is refused); req.headers would join them.
+      const forwarded = proxyReader(req.headersDistinct ?? req.headers, req.socket.remoteAddress);
       // From a trusted proxy the socket's own certificate is the proxy's, never the client's.
       if (forwarded.trusted) return forwarded.thumbprint;
     }

@@ -4,7 +4,9 @@
  * self-contained JWT is valid until `exp`, and Tether keeps lifetimes to minutes.
  *
  * Both variants fail closed: when the answer cannot be had, the request gets 503
- * (`ERR_REVOCATION_UNAVAILABLE`), never access.
+ * (`ERR_REVOCATION_UNAVAILABLE`), never access. A revocation list that fails to refresh is used
+ * for a bounded time only (`maxStaleMs`, default five refresh periods): after that every request is
+ * refused until a load succeeds, so a revocation is never ignored for longer than that.
  *
  * @module
  */
@@ -52,6 +54,19 @@ export interface RevocationListOptions {
   readonly load: () => Promise<Iterable<string>>;
   /** How long a loaded list is used before it is loaded again (default 60 000 ms). */
   readonly refreshMs?: number;
+  /**
+   * How old the last successfully loaded list may get while refreshes fail (default five times
+   * `refreshMs`: 5 minutes with the default refresh). Until then a failed refresh keeps the last
+   * list; past it, every request gets 503 `ERR_REVOCATION_UNAVAILABLE` until a load succeeds. After a
+   * failed load the next one is tried no sooner than `min(refreshMs, 5 s)` later (requests in between
+   * get the last list or 503, without calling `load`). At least `refreshMs`.
+   */
+  readonly maxStaleMs?: number;
+  /**
+   * How long a request waits for a load (default: the verifier's `httpTimeoutMs`, 5 000 ms). A load
+   * that takes longer counts as failed for that request (it keeps running and is used when it ends).
+   */
+  readonly loadTimeoutMs?: number;
 }
 
 /**
@@ -69,6 +84,7 @@ export interface RevocationChecker {
 
 /** What the checkers need from the verifier. */
 export interface RevocationContext {
+  /** Also the default wait for a revocation list load (`timeoutMs`). */
   readonly http: FetchJsonOptions;
   /** Resolves the introspection endpoint from the issuer metadata. */
   readonly discoverEndpoint: () => Promise<string | undefined>;
@@ -148,29 +164,47 @@ function formEncode(value: string): string {
   return encodeURIComponent(value).replace(/%20/g, '+');
 }
 
+/** A failed refresh is retried no sooner than this while the last list may still be used. */
+const MAX_RETRY_DELAY_MS = 5000;
+
 function createRevocationListChecker(options: RevocationListOptions, context: RevocationContext): RevocationChecker {
-  const refreshMs = options.refreshMs ?? 60_000;
+  const { refreshMs, maxStaleMs, loadTimeoutMs } = revocationListTimings(options, context);
+  const retryDelayMs = Math.min(refreshMs, MAX_RETRY_DELAY_MS);
   let revoked: ReadonlySet<string> | undefined;
+  /** When the list in use was loaded: the last successful load, never a failed one. */
   let loadedAt = -Infinity;
+  /** After a failed load, none is tried before then: the last list serves while young enough, or 503. */
+  let retryAt = -Infinity;
+  let lastFailure: unknown;
   const reload = singleFlight(async () => {
     const jtis = await options.load();
+    const list = new Set(jtis);
+    revoked = list;
     loadedAt = context.now();
-    return (revoked = new Set(jtis));
+    return list;
   }).run;
 
+  const usable = (now: number) => revoked !== undefined && now - loadedAt < maxStaleMs;
+
   async function currentList(): Promise<ReadonlySet<string>> {
-    if (revoked !== undefined && context.now() - loadedAt < refreshMs) return revoked;
+    const now = context.now();
+    if (revoked !== undefined && now - loadedAt < refreshMs) return revoked;
+    // A source that just failed is not asked again by every request.
+    if (now < retryAt) return lastListOrUnavailable(now);
     try {
-      return await reload();
+      return await withTimeout(reload(), loadTimeoutMs);
     } catch (cause) {
-      // A list that failed to refresh is still used for one more period rather than failing every
-      // request; a list never loaded cannot be used at all.
-      if (revoked !== undefined) {
-        loadedAt = context.now();
-        return revoked;
-      }
-      throw new VerifierError('ERR_REVOCATION_UNAVAILABLE', 'revocation list is unavailable', { cause });
+      lastFailure = cause;
+      const failedAt = context.now();
+      retryAt = failedAt + retryDelayMs;
+      return lastListOrUnavailable(failedAt);
     }
+  }
+
+  function lastListOrUnavailable(now: number): ReadonlySet<string> {
+    if (usable(now)) return revoked!;
+    // Fail closed past the bound: an old list would let through every token revoked since it loaded.
+    throw new VerifierError('ERR_REVOCATION_UNAVAILABLE', 'revocation list is unavailable', { cause: lastFailure });
   }
 
   return {
@@ -179,4 +213,26 @@ function createRevocationListChecker(options: RevocationListOptions, context: Re
       if (list.has(claims.jti)) throw new VerifierError('ERR_TOKEN_REVOKED', 'access token has been revoked');
     },
   };
+}
+
+/** The list's timings, defaulted and checked; throws `TypeError` naming the bad option. */
+function revocationListTimings(options: RevocationListOptions, context: RevocationContext) {
+  const refreshMs = options.refreshMs ?? 60_000;
+  const maxStaleMs = options.maxStaleMs ?? 5 * refreshMs;
+  const loadTimeoutMs = options.loadTimeoutMs ?? context.http.timeoutMs;
+  if (typeof options.load !== 'function') throw new TypeError('revocationList.load must be a function');
+  if (!(refreshMs > 0 && Number.isFinite(refreshMs))) throw new TypeError('revocationList.refreshMs must be a positive number of milliseconds');
+  if (!(maxStaleMs >= refreshMs && Number.isFinite(maxStaleMs))) throw new TypeError('revocationList.maxStaleMs must be a number of milliseconds of at least refreshMs');
+  if (!(loadTimeoutMs > 0 && Number.isFinite(loadTimeoutMs))) throw new TypeError('revocationList.loadTimeoutMs must be a positive number of milliseconds');
+  return { refreshMs, maxStaleMs, loadTimeoutMs };
+}
+
+/** `promise`, or a rejection once `ms` have passed (the promise itself keeps running). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`revocation list load took longer than ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { X509Certificate } from 'node:crypto';
+import { request } from 'undici';
 import { callerCertificate, type CallerCertificateOptions } from '../../src/binding/caller_certificate.js';
 import { createEphemeralPki, issueClientCertificate, type Pki } from '../../src/keys/dev_pki.js';
 import { agentFor, getJson, opensslThumbprint, startPlainServer, startTlsServer, type TestServer } from './tls_fixture.js';
@@ -74,6 +75,18 @@ describe('callerCertificate on a plain HTTP listener behind a proxy', () => {
     expect(body).toEqual({ error: 'BindingError', code: 'ERR_CLIENT_CERT_HEADER' });
   });
 
+  // RFC 9440 §4. undici sends each [name, value] pair of a flat list as its own header line.
+  it.each([
+    ['x-ssl-client-cert', ['X-SSL-Client-Cert', encodeURIComponent(pki.clients.alpha!.certificatePem), 'x-ssl-client-cert', '']],
+    ['x-ssl-client-cert', ['x-ssl-client-cert', '', 'X-Ssl-Client-Cert', encodeURIComponent(pki.clients.alpha!.certificatePem)]],
+    ['client-cert', ['Client-Cert', clientCertHeader(pki.clients.alpha!.certificatePem), 'client-cert', clientCertHeader(pki.clients.proxy!.certificatePem)]],
+  ])('refuses a %s header that occurs twice (any case), even with one empty occurrence', async (header, headers) => {
+    const server = await plain({ proxy: { trustedProxies: ['127.0.0.1'], header, ca: pki.ca.certificatePem } });
+    const response = await request(server.origin, { headers });
+    expect(response.statusCode).toBe(400);
+    expect(await response.body.json()).toEqual({ error: 'BindingError', code: 'ERR_CLIENT_CERT_HEADER' });
+  });
+
   it('trusts an IPv4 rule for an IPv4-mapped peer on a dual-stack listener', async () => {
     let server: TestServer;
     try {
@@ -137,10 +150,12 @@ describe('callerCertificate on the mTLS listener', () => {
     expect(body).toEqual({ present: true, source: 'proxy-header', thumbprint: pki.clients.alpha!.thumbprint, authorized: true });
   });
 
-  it('falls back to the TLS certificate when a trusted peer forwards none', async () => {
-    const server = await tls({ proxy: { trustedProxies: ['127.0.0.1'] } });
-    const { body } = await call(server, pki.clients.alpha);
-    expect(body).toMatchObject({ source: 'tls', thumbprint: pki.clients.alpha!.thumbprint });
+  // RFC 8705 §3: the hop's own certificate identifies the hop. Before issue 12 this fell back to it,
+  // and tokens got bound to the proxy's certificate.
+  it('has no certificate when a trusted proxy forwards none, whatever the proxy presents itself', async () => {
+    const server = await tls({ proxy: { trustedProxies: ['127.0.0.1'], ca: pki.ca.certificatePem } });
+    expect((await call(server, pki.clients.proxy)).body).toEqual({ present: false });
+    expect((await call(server, pki.clients.proxy, { 'client-cert': '' })).body).toEqual({ present: false });
   });
 
   it('returns undefined when there is neither a TLS certificate nor a trusted header', async () => {

@@ -76,6 +76,8 @@ describe('certificateFromProxyHeaders: RFC 9440 Client-Cert', () => {
     ['impossible base64 length', ':AAAAA:'],
     ['misplaced padding', `:AA==AA==:`],
     ['a list of two certificates (repeated header)', `:${derBase64}:, :${derBase64}:`],
+    ['a certificate joined with an empty repeat', `:${derBase64}:, `],
+    ['an empty repeat joined with a certificate', `, :${derBase64}:`],
     ['a string item', `"${derBase64}"`],
     ['malformed parameters', `:${derBase64}:;=1`],
     ['bytes that are not a certificate', `:${Buffer.from('hello world').toString('base64')}:`],
@@ -92,8 +94,10 @@ describe('certificateFromProxyHeaders: RFC 9440 Client-Cert', () => {
     );
   });
 
-  it('rejects a header given twice', () => {
+  it('rejects a header given twice, even when one occurrence is empty', () => {
     expectHeaderError(() => certificateFromProxyHeaders({ 'client-cert': [`:${derBase64}:`, `:${derBase64}:`] }, '10.0.0.1', options));
+    expectHeaderError(() => certificateFromProxyHeaders({ 'client-cert': [`:${derBase64}:`, ''] }, '10.0.0.1', options));
+    expectHeaderError(() => certificateFromProxyHeaders({ 'client-cert': ['', `:${derBase64}:`] }, '10.0.0.1', options));
   });
 
   it('throws nothing but BindingError for any header value from a trusted proxy', () => {
@@ -132,14 +136,41 @@ describe('certificateFromProxyHeaders: nginx $ssl_client_escaped_cert', () => {
     expect(certificate?.thumbprint).toBe(opensslThumbprint(pki.clients.alpha!.certificatePem));
   });
 
-  it('takes the first certificate when a chain follows, and tolerates CRLF and unescaped "+"', () => {
+  it('tolerates CRLF and an unescaped "+"', () => {
     const pem = pki.clients.alpha!.certificatePem;
-    const chain = escapedPem(`${pem.replace(/\n/g, '\r\n')}${pki.ca.certificatePem}`);
-    expect(certificateFromProxyHeaders({ 'x-ssl-client-cert': chain }, '127.0.0.1', options)?.thumbprint).toBe(pki.clients.alpha!.thumbprint);
+    const crlf = escapedPem(pem.replace(/\n/g, '\r\n'));
+    expect(certificateFromProxyHeaders({ 'x-ssl-client-cert': crlf }, '127.0.0.1', options)?.thumbprint).toBe(pki.clients.alpha!.thumbprint);
     const plusUnescaped = escapedPem(pem).replace(/%2B/g, '+');
     expect(certificateFromProxyHeaders({ 'x-ssl-client-cert': plusUnescaped }, '127.0.0.1', options)?.thumbprint).toBe(
       pki.clients.alpha!.thumbprint,
     );
+  });
+
+  // RFC 9440 §4: one occurrence, one certificate. Before issue 12 the first PEM block won, so a
+  // client's copy joined in front of the proxy's value authenticated as its certificate's owner.
+  it.each([
+    ['a chain after the certificate', (pem: string) => escapedPem(pem + pki.ca.certificatePem)],
+    ['two values joined by node:http ("a, b")', (pem: string) => `${escapedPem(pem)}, ${escapedPem(pki.ca.certificatePem)}`],
+    ['a value joined with the proxy’s empty one ("a, ")', (pem: string) => `${escapedPem(pem)}, `],
+    ['the proxy’s empty value joined after nothing (", a")', (pem: string) => `, ${escapedPem(pem)}`],
+    ['text after the PEM', (pem: string) => escapedPem(`${pem}trailing`)],
+  ])('refuses %s with ERR_CLIENT_CERT_HEADER', (_label, make) => {
+    expectHeaderError(() => certificateFromProxyHeaders({ 'x-ssl-client-cert': make(pki.clients.alpha!.certificatePem) }, '127.0.0.1', options));
+  });
+
+  it.each([
+    ['the certificate, then an empty value', () => [escapedPem(pki.clients.alpha!.certificatePem), '']],
+    ['an empty value, then the certificate', () => ['', escapedPem(pki.clients.alpha!.certificatePem)]],
+    ['two empty values', () => ['', '']],
+    ['the same certificate twice', () => [escapedPem(pki.clients.alpha!.certificatePem), escapedPem(pki.clients.alpha!.certificatePem)]],
+  ])('refuses a header that occurs twice in headersDistinct (%s)', (_label, values) => {
+    expectHeaderError(() => certificateFromProxyHeaders({ 'x-ssl-client-cert': values() }, '127.0.0.1', options));
+  });
+
+  it('reads a single occurrence from headersDistinct', () => {
+    const distinct = { 'x-ssl-client-cert': [escapedPem(pki.clients.alpha!.certificatePem)] };
+    expect(certificateFromProxyHeaders(distinct, '127.0.0.1', options)?.thumbprint).toBe(pki.clients.alpha!.thumbprint);
+    expect(certificateFromProxyHeaders({ 'x-ssl-client-cert': [''] }, '127.0.0.1', options)).toBeUndefined();
   });
 
   it('matches the header name case-insensitively in the options', () => {

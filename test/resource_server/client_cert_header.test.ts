@@ -55,6 +55,23 @@ test('nginx URL-escaped PEM ($ssl_client_escaped_cert)', () => {
   expect(nginx({ 'x-ssl-client-cert': encodeURIComponent(cert.cert) }, '127.0.0.1')).toEqual({ trusted: true, thumbprint: cert.thumbprint });
 });
 
+// RFC 9440 §4: one occurrence, one certificate (headersDistinct arrays, or values node:http joined).
+test('a repeated header, a joined value or a chain is a VerifierError, never the first certificate', () => {
+  const pem = encodeURIComponent(cert.cert);
+  for (const values of [[pem, ''], ['', pem], [pem, pem], ['', '']]) {
+    expectMalformed(() => nginx({ 'x-ssl-client-cert': values }, '127.0.0.1'));
+  }
+  for (const value of [`${pem}, `, `, ${pem}`, `${pem}, ${pem}`, encodeURIComponent(cert.cert + cert.cert), encodeURIComponent(`${cert.cert}x`)]) {
+    expectMalformed(() => nginx({ 'x-ssl-client-cert': value }, '127.0.0.1'));
+  }
+  const sf = `:${cert.der.toString('base64')}:`;
+  for (const values of [[sf, ''], ['', sf]]) expectMalformed(() => rfc9440({ 'client-cert': values }, '127.0.0.1'));
+  for (const value of [`${sf}, `, `, ${sf}`]) expectMalformed(() => rfc9440({ 'client-cert': value }, '127.0.0.1'));
+  // One occurrence as headersDistinct gives it.
+  expect(nginx({ 'x-ssl-client-cert': [pem] }, '127.0.0.1')).toEqual({ trusted: true, thumbprint: cert.thumbprint });
+  expect(nginx({ 'x-ssl-client-cert': [''] }, '127.0.0.1')).toEqual({ trusted: true, thumbprint: undefined });
+});
+
 test('malformed nginx values are a VerifierError', () => {
   for (const value of ['%E0%A4%A', 'not a pem', encodeURIComponent('-----BEGIN CERTIFICATE-----\n@@@\n-----END CERTIFICATE-----')]) {
     expectMalformed(() => nginx({ 'x-ssl-client-cert': value }, '127.0.0.1'));

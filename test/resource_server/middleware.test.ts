@@ -321,6 +321,40 @@ describe('behind a TLS-terminating proxy', () => {
     }
   });
 
+  // RFC 9440 §4: exactly one occurrence and one certificate. Before issue 12 node:http joined the two
+  // X-SSL-Client-Cert lines with ", " and the first PEM block won: the client's copy authenticated.
+  test.each([
+    ['x-ssl-client-cert', 'the victim’s certificate, then the proxy’s empty value', () => ['X-SSL-Client-Cert', encodeURIComponent(cert('client-a').cert), 'x-ssl-client-cert', '']],
+    ['x-ssl-client-cert', 'the victim’s certificate, then the caller’s own', () => ['x-ssl-client-cert', encodeURIComponent(cert('client-a').cert), 'x-ssl-client-cert', encodeURIComponent(cert('client-b').cert)]],
+    ['x-ssl-client-cert', 'one value: the certificate and a chain', () => ['x-ssl-client-cert', encodeURIComponent(cert('client-a').cert + cert('server').cert)]],
+    ['client-cert', 'the victim’s certificate, then an empty value', () => ['Client-Cert', `:${cert('client-a').der.toString('base64')}:`, 'client-cert', '']],
+  ] as const)('%s from a trusted proxy (%s) → 400 invalid_request with a Bearer challenge', async (header, _label, certificateHeaders) => {
+    const base = await proxiedApp(['127.0.0.1'], header);
+    const plain = new Agent();
+    try {
+      const res = await request(`${base}/orders`, { dispatcher: plain, headers: ['authorization', `Bearer ${await mtlsToken('client-a')}`, ...certificateHeaders()] });
+      expect(res.statusCode).toBe(400);
+      expect(await res.body.json()).toEqual({ error: 'invalid_request', error_description: `${header} header is malformed` });
+      expect(challenges(res.headers)[0]).toMatch(/^Bearer .*error="invalid_request", error_description="[^"]*header is malformed"/);
+    } finally {
+      await plain.close();
+    }
+  });
+
+  // RFC 8705 §3: the proxy's own TLS certificate is never the client's.
+  test('a trusted proxy that connects with a certificate but forwards none → 401 (no client certificate)', async () => {
+    const base = await listen(
+      nodeVerifier({ verifier, publicBaseUrl: PUBLIC_BASE, trustedProxies: ['127.0.0.1'] }, (_req, res, token) => {
+        res.end(JSON.stringify({ sub: token.sub }));
+      }),
+    );
+    for (const headers of [{}, { 'client-cert': '' }] as Record<string, string>[]) {
+      const res = await call(`${base}/orders`, clientA, { authorization: `Bearer ${await mtlsToken('client-a')}`, ...headers });
+      expect(res).toMatchObject({ status: 401, body: { error: 'invalid_token' } });
+      expect(res.body?.error_description).toMatch(/no client certificate/);
+    }
+  });
+
   test('from an address that is not a trusted proxy the header is ignored', async () => {
     const base = await proxiedApp(['10.9.9.9']);
     const plain = new Agent();

@@ -4,7 +4,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Agent } from 'undici';
-import { createVerifier, type RevocationOptions, type Verifier } from '../../src/resource_server/index.js';
+import { createVerifier, toHttpError, type RevocationOptions, type Verifier } from '../../src/resource_server/index.js';
 import {
   AUDIENCE,
   bearerRequest,
@@ -184,9 +184,162 @@ describe('revocation list', () => {
     });
     await expectCode(v.verify(bearerRequest(await mint())), 'ERR_REVOCATION_UNAVAILABLE');
     fail = false;
+    // A failed load is retried after min(refreshMs, 5 s), not by every request (issue 12).
+    await expectCode(v.verify(bearerRequest(await mint())), 'ERR_REVOCATION_UNAVAILABLE');
+    clock += 1000;
     await expectCode(v.verify(bearerRequest(await mint('revoked-1'))), 'ERR_TOKEN_REVOKED');
     fail = true;
     clock += 1000;
     await expectCode(v.verify(bearerRequest(await mint('revoked-1'))), 'ERR_TOKEN_REVOKED');
+  });
+});
+
+// Issue 12, item 12: before, a list that kept failing to refresh was used for ever (each failure
+// renewed its age), so a token revoked after the last good load stayed accepted for days.
+describe('revocation list: bounded staleness, then fail closed', () => {
+  /** A token valid at the test clock (which moves by days here). */
+  function mintNow(jti: string): Promise<string> {
+    const seconds = Math.floor(clock / 1000);
+    return mintAccessToken(key, { issuer: issuer.issuer, claims: { jti, iat: seconds, exp: seconds + 300 } });
+  }
+
+  function failingList(options: { refreshMs?: number; maxStaleMs?: number; loadTimeoutMs?: number } = {}) {
+    const state = { fail: false, loads: 0, revoked: ['revoked-1'] as string[] };
+    const v = verifierWith({
+      revocationList: {
+        load: async () => {
+          state.loads++;
+          if (state.fail) throw new Error('revocation store down');
+          return state.revoked;
+        },
+        ...options,
+      },
+    });
+    return { v, state };
+  }
+
+  test('a loader that keeps failing: the last list serves until maxStaleMs, then 503 ERR_REVOCATION_UNAVAILABLE until a load succeeds', async () => {
+    const { v, state } = failingList({ refreshMs: 1000, maxStaleMs: 3000 });
+    const start = clock;
+    await expect(v.verify(bearerRequest(await mintNow('fine')))).resolves.toBeDefined();
+    expect(state.loads).toBe(1);
+
+    // The store goes down; meanwhile "revoked-2" is revoked, which the verifier cannot learn.
+    state.fail = true;
+    state.revoked = ['revoked-1', 'revoked-2'];
+    clock = start + 1000;
+    await expectCode(v.verify(bearerRequest(await mintNow('revoked-1'))), 'ERR_TOKEN_REVOKED');
+    await expect(v.verify(bearerRequest(await mintNow('revoked-2')))).resolves.toBeDefined();
+    expect(state.loads).toBe(2);
+    // A failed refresh is not retried on every request while the last list may still serve.
+    clock = start + 1999;
+    await expect(v.verify(bearerRequest(await mintNow('fine')))).resolves.toBeDefined();
+    expect(state.loads).toBe(2);
+    clock = start + 2999;
+    await expect(v.verify(bearerRequest(await mintNow('fine')))).resolves.toBeDefined();
+    expect(state.loads).toBe(3);
+
+    // Past the bound: every request is refused, revoked or not.
+    clock = start + 3000;
+    const refused = await expectCode(v.verify(bearerRequest(await mintNow('fine'))), 'ERR_REVOCATION_UNAVAILABLE');
+    expect(refused).toMatchObject({ status: 503, oauthError: 'temporarily_unavailable', message: 'revocation list is unavailable' });
+    const response = toHttpError(refused);
+    expect(response.status).toBe(503);
+    expect(response.headers['retry-after']).toBe('5');
+    expect(response.body).toEqual({ error: 'temporarily_unavailable', error_description: 'revocation list is unavailable' });
+    await expectCode(v.verify(bearerRequest(await mintNow('revoked-2'))), 'ERR_REVOCATION_UNAVAILABLE');
+
+    // Days later, still closed (the review's attack: before, revoked-2 was accepted here). The
+    // source is asked again once per retry delay, not by every request.
+    clock = start + 3 * 86_400_000;
+    const loadsBefore = state.loads;
+    await expectCode(v.verify(bearerRequest(await mintNow('revoked-2'))), 'ERR_REVOCATION_UNAVAILABLE');
+    await expectCode(v.verify(bearerRequest(await mintNow('fine'))), 'ERR_REVOCATION_UNAVAILABLE');
+    expect(state.loads - loadsBefore).toBe(1);
+
+    // The store is back: the first request after the retry delay loads the current list.
+    state.fail = false;
+    clock += 1000;
+    await expectCode(v.verify(bearerRequest(await mintNow('revoked-2'))), 'ERR_TOKEN_REVOKED');
+    await expect(v.verify(bearerRequest(await mintNow('fine')))).resolves.toBeDefined();
+  });
+
+  test('the default bound is five refresh periods', async () => {
+    const { v, state } = failingList({ refreshMs: 1000 });
+    const start = clock;
+    await expect(v.verify(bearerRequest(await mintNow('fine')))).resolves.toBeDefined();
+    state.fail = true;
+    clock = start + 4999;
+    await expect(v.verify(bearerRequest(await mintNow('fine')))).resolves.toBeDefined();
+    clock = start + 5000;
+    await expectCode(v.verify(bearerRequest(await mintNow('fine'))), 'ERR_REVOCATION_UNAVAILABLE');
+  });
+
+  test('16 requests at once past the bound: all 503, one load attempt', async () => {
+    const { v, state } = failingList({ refreshMs: 1000, maxStaleMs: 1000 });
+    const start = clock;
+    await v.verify(bearerRequest(await mintNow('fine')));
+    state.fail = true;
+    clock = start + 1000;
+    const tokens = await Promise.all(Array.from({ length: 16 }, (_, i) => mintNow(`t-${i}`)));
+    const loadsBefore = state.loads;
+    const results = await Promise.allSettled(tokens.map((token) => v.verify(bearerRequest(token))));
+    expect(results.map((result) => result.status === 'rejected' && (result.reason as { code?: string }).code)).toEqual(Array(16).fill('ERR_REVOCATION_UNAVAILABLE'));
+    expect(state.loads - loadsBefore).toBe(1);
+    // A revocation mid-burst is seen by the first request after the store is back and the retry delay.
+    state.fail = false;
+    state.revoked = ['t-3'];
+    clock += 1000;
+    const after = await Promise.allSettled(tokens.map((token) => v.verify(bearerRequest(token))));
+    expect(after.map((result) => (result.status === 'rejected' ? (result.reason as { code?: string }).code : 'ok'))).toEqual(
+      tokens.map((_, i) => (i === 3 ? 'ERR_TOKEN_REVOKED' : 'ok')),
+    );
+  });
+
+  test('a load that hangs is bounded by loadTimeoutMs: 503 when no list may serve, never a hang', async () => {
+    let hang = false;
+    let loads = 0;
+    const v = verifierWith({
+      revocationList: {
+        load: () => {
+          loads++;
+          return hang ? new Promise<string[]>(() => undefined) : Promise.resolve(['revoked-1']);
+        },
+        refreshMs: 1000,
+        maxStaleMs: 2000,
+        loadTimeoutMs: 20,
+      },
+    });
+    const start = clock;
+    hang = true;
+    await expectCode(v.verify(bearerRequest(await mintNow('fine'))), 'ERR_REVOCATION_UNAVAILABLE');
+    hang = false;
+    // Within the retry delay no load is started; after it, the hung load (still in flight) is
+    // joined rather than a second one started, and the wait is bounded again.
+    await expectCode(v.verify(bearerRequest(await mintNow('fine'))), 'ERR_REVOCATION_UNAVAILABLE');
+    clock = start + 1000;
+    await expectCode(v.verify(bearerRequest(await mintNow('fine'))), 'ERR_REVOCATION_UNAVAILABLE');
+    expect(loads).toBe(1);
+  });
+
+  test('a slow load that ends after the timeout is used when it ends', async () => {
+    let release: ((jtis: string[]) => void) | undefined;
+    const v = verifierWith({
+      revocationList: { load: () => new Promise<string[]>((resolve) => { release = resolve; }), loadTimeoutMs: 20 },
+    });
+    await expectCode(v.verify(bearerRequest(await mintNow('revoked-1'))), 'ERR_REVOCATION_UNAVAILABLE');
+    release!(['revoked-1']);
+    await expectCode(v.verify(bearerRequest(await mintNow('revoked-1'))), 'ERR_TOKEN_REVOKED');
+  });
+
+  test.each([
+    [{ refreshMs: 0 }, /refreshMs/],
+    [{ refreshMs: Number.NaN }, /refreshMs/],
+    [{ refreshMs: 1000, maxStaleMs: 999 }, /maxStaleMs/],
+    [{ maxStaleMs: Infinity }, /maxStaleMs/],
+    [{ loadTimeoutMs: 0 }, /loadTimeoutMs/],
+  ])('invalid timings %j are a TypeError at creation', (timings, message) => {
+    expect(() => verifierWith({ revocationList: { load: async () => [], ...timings } })).toThrow(message);
+    expect(() => verifierWith({ revocationList: { load: async () => [], ...timings } })).toThrow(TypeError);
   });
 });
