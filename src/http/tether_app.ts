@@ -87,7 +87,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
 
   provider.use(requestContext(logger));
-  provider.use(healthEndpoints(knex));
+  provider.use(healthEndpoints(knex, logger));
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
