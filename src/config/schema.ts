@@ -22,6 +22,12 @@ const resourceUri = z.string().refine((value) => {
   return parsed !== null && !value.includes('#');
 }, 'expected an absolute URI without a fragment');
 
+/** What `pg` connects with: a postgres(ql):// URL, or socket:/path (pg-connection-string). */
+function isPostgresUrl(value: string): boolean {
+  const parsed = URL.parse(value);
+  return parsed !== null && ['postgres:', 'postgresql:', 'socket:'].includes(parsed.protocol);
+}
+
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'expected a scope token (RFC 6749 §3.3)');
 
 export const resourceSchema = z.strictObject({
@@ -89,7 +95,7 @@ const listenerSchema = z.strictObject({
 export const configSchema = z.strictObject({
   issuer: z.url(),
   /** PostgreSQL URL; when absent the embedded PGlite under `dataDir` is used. Overridden by DATABASE_URL. */
-  databaseUrl: z.string().optional(),
+  databaseUrl: z.string().refine(isPostgresUrl, 'expected a postgres:// or postgresql:// URL').optional(),
   dataDir: z.string().default('.tether'),
   listeners: z.strictObject({
     https: listenerSchema.extend({
