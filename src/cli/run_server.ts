@@ -6,7 +6,7 @@ import { ConfigError, loadConfigFile, parseConfig } from '../config/load_config.
 import { DEV_CONFIG } from '../config/dev_defaults.js';
 import { certificateClientIds, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
-import { createTetherApp } from '../http/tether_app.js';
+import { createTetherApp, type TetherApp } from '../http/tether_app.js';
 import { ensureDevPki, type DevPki } from '../keys/dev_pki.js';
 import { startExpirySweeper } from '../storage/adapter.js';
 import { openDatabase, type Database } from '../storage/database.js';
@@ -79,15 +79,17 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
   const database = await openConfiguredDatabase(config);
   const listeners: RunningListener[] = [];
   let sweeper: { stop(): Promise<void> } | undefined;
+  let app: TetherApp | undefined;
   try {
     const { applied } = await migrateToLatest(database.knex);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
-    const app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem });
-    if (config.listeners.https && tls) listeners.push(await listenHttps(app.callback, config.listeners.https, tls, new URL(config.issuer).hostname));
-    if (config.listeners.http) listeners.push(await listenHttp(app.callback, config.listeners.http));
+    app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem });
+    if (config.listeners.https && tls) listeners.push(await listenHttps(app.callback, config.listeners.https, tls, new URL(config.issuer).hostname, config.http));
+    if (config.listeners.http) listeners.push(await listenHttp(app.callback, config.listeners.http, 'localhost', config.http));
     sweeper = startExpirySweeper(database.knex, { intervalMs: 60_000 });
   } catch (error) {
     await Promise.all(listeners.map((listener) => closeListener(listener, 0)));
+    await app?.close();
     await database.close();
     throw error;
   }
@@ -98,6 +100,7 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
   const stop = async () => {
     await Promise.all(listeners.map((listener) => closeListener(listener)));
     await sweeper?.stop();
+    await app?.close();
     await database.close();
   };
   return { stop, listeners };

@@ -9,6 +9,7 @@ import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
 import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
+import { createRejectionAggregator, type RejectionAggregator } from '../ledger/rejection_aggregator.js';
 import { listenForRejections, recordRejections } from '../ledger/rejections.js';
 import { tokenStatusEndpoints } from '../ledger/token_status_endpoints.js';
 import { ownTokenVerifier } from '../keys/own_tokens.js';
@@ -21,6 +22,7 @@ import type { Database } from '../storage/database.js';
 import {
   certificateOf, discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
 } from './middleware.js';
+import { servedRoutesOnly } from './served_routes.js';
 
 export interface TetherAppOptions {
   config: TetherConfig;
@@ -40,6 +42,10 @@ export interface TetherApp {
   grant: GrantContext;
   /** The verification keys published at jwks_uri, as loaded at start. */
   publicJwks: JSONWebKeySet;
+  /** Refusals nobody authenticated for, counted per window (`flush()` ends the window now). */
+  unauthenticatedRejections: RejectionAggregator;
+  /** Writes what is still counted; call before closing the database. */
+  close(): Promise<void>;
 }
 
 /**
@@ -86,13 +92,20 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // RFC 8693: token exchange.
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
 
+  // Koa reports errors of the request or response stream (a client that timed out, aborted or
+  // reset) here, by default with console.error: a client could fill stderr at will.
+  (provider.on as (event: 'error', listener: (error: Error & { code?: string }) => void) => Provider)(
+    'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
   provider.use(requestContext(logger));
   provider.use(healthEndpoints(knex, logger));
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
   listenForRejections(provider);
-  provider.use(recordRejections({ knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId) }));
+  const unauthenticatedRejections = createRejectionAggregator({
+    knex, logger, instanceId, windowMs: config.ledger.rejectionWindow, maxKinds: config.ledger.rejectionKinds,
+  });
+  provider.use(recordRejections({ knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), unauthenticated: unauthenticatedRejections }));
   provider.use(tokenStatusEndpoints({
     knex,
     verifier: ownTokens,
@@ -106,6 +119,16 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     : undefined;
   provider.use(resolveCallerCertificate({ proxy }, logger));
   provider.use(discoveryAdditions(config.listeners.https ? new URL(config.issuer).origin : undefined));
+  // Last, so that it runs just before oidc-provider's router: only Tether's endpoints reach it.
+  provider.use(servedRoutesOnly(provider, config.http));
 
-  return { provider, callback: provider.callback(), instanceId, grant, publicJwks: publicJwks as JSONWebKeySet };
+  return {
+    provider,
+    callback: provider.callback(),
+    instanceId,
+    grant,
+    publicJwks: publicJwks as JSONWebKeySet,
+    unauthenticatedRejections,
+    close: () => unauthenticatedRejections.stop(),
+  };
 }

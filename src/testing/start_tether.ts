@@ -120,6 +120,7 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
       async close() {
         await agents.close();
         await closeListener(listener, 1000);
+        await app.close();
         if (ownsDatabase) await database.close();
       },
     };
