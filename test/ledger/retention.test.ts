@@ -80,11 +80,11 @@ describe('pruneEvents', () => {
   test('deletes only rejection and introspection events before the cut-off, in batches, and records that it did', async () => {
     const counts = await pruneEvents(knex, { before: CUTOFF, batchSize: 1 }, cause, facts);
     expect(counts).toEqual({ 'request.rejected': 1, 'token.introspected': 1 });
-    const remaining = await knex('ledger_events').select('type', knex.raw("details->>'seeded' AS seeded")).whereNotNull(knex.raw("details->>'seeded'"));
+    const remaining = await knex('ledger_events').select('type', knex.raw("details->>'seeded' AS seeded")).whereRaw("details->>'seeded' IS NOT NULL");
     const old = remaining.filter((row) => row.seeded === 'old').map((row) => row.type).sort();
     expect(old).toEqual(LEDGER_EVENT_TYPES.filter((type) => !(PRUNABLE_EVENT_TYPES as readonly string[]).includes(type)).sort());
     expect(remaining.filter((row) => row.seeded === 'now')).toHaveLength(LEDGER_EVENT_TYPES.length);
-    const [pruned] = await knex('ledger_events').where({ type: 'ledger.pruned' }).whereNull(knex.raw("details->>'seeded'"));
+    const [pruned] = await knex('ledger_events').where({ type: 'ledger.pruned' }).whereRaw("details->>'seeded' IS NULL");
     expect(pruned).toMatchObject({
       actor: cause.actor, request_id: facts.requestId,
       details: { reason: cause.reason, before: CUTOFF.toISOString(), deleted: { 'request.rejected': 1, 'token.introspected': 1 } },
