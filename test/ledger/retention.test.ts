@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import type { Knex } from 'knex';
 import { ledgerPrune, pruneCutoffOf } from '../../src/cli/ledger_commands.js';
 import { CommandError, type CommandContext } from '../../src/cli/inventory_output.js';
@@ -6,7 +9,7 @@ import { appendEvent } from '../../src/ledger/append_event.js';
 import { LEDGER_EVENT_TYPES, PRUNABLE_EVENT_TYPES } from '../../src/ledger/events.js';
 import { pruneEvents } from '../../src/ledger/prune_events.js';
 import type { Database } from '../../src/storage/database.js';
-import { Captured } from '../cli/cli_support.js';
+import { Captured, runTetherToEnd } from '../cli/cli_support.js';
 import { openTestDatabase } from '../support/database.js';
 
 /**
@@ -146,5 +149,21 @@ describe('tether ledger prune', () => {
     expect(pruneCutoffOf('30d', now).toISOString()).toBe('2026-06-01T12:00:00.000Z');
     expect(pruneCutoffOf('12h', now).toISOString()).toBe('2026-07-01T00:00:00.000Z');
     expect(pruneCutoffOf('2026-06-01T08:00:00Z', now).toISOString()).toBe('2026-06-01T08:00:00.000Z');
+  });
+});
+
+describe('the real command line', () => {
+  test('tether ledger prune on the embedded database; --type token.issued is refused with exit code 1', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'tether-prune-'));
+    try {
+      const env = { DATABASE_URL: undefined, TETHER_KEY_ENCRYPTION_SECRET: undefined };
+      const pruned = await runTetherToEnd(['ledger', 'prune', '--before', '2026-01-01', '--json'], env, dir);
+      expect([pruned.code, pruned.stderr]).toEqual([0, '']);
+      expect(JSON.parse(pruned.stdout)).toEqual({ before: '2026-01-01T00:00:00.000Z', dry_run: false, deleted: { 'request.rejected': 0, 'token.introspected': 0 } });
+      const refused = await runTetherToEnd(['ledger', 'prune', '--before', '2026-01-01', '--type', 'token.issued'], env, dir);
+      expect([refused.code, refused.stderr]).toEqual([1, 'tether: --type must be one of request.rejected, token.introspected (no other event is ever pruned)\n']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
