@@ -114,11 +114,16 @@ describe('slow clients are cut off', () => {
   });
 
   test('a request head over maxHeaderSize → 431', async () => {
-    const response = await request(`${https.origin}/token`, {
-      method: 'POST', body: 'grant_type=client_credentials', headers: { dpop: 'x'.repeat(10_000) }, dispatcher: new Agent({ connect: { ca: tether.pki.ca.certificatePem } }),
-    });
-    expect(response.statusCode).toBe(431);
-    await response.body.text();
+    const agent = new Agent({ connect: { ca: tether.pki.ca.certificatePem } });
+    try {
+      const response = await request(`${https.origin}/token`, {
+        method: 'POST', body: 'grant_type=client_credentials', headers: { dpop: 'x'.repeat(10_000) }, dispatcher: agent,
+      });
+      expect(response.statusCode).toBe(431);
+      await response.body.text();
+    } finally {
+      await agent.close();
+    }
   });
 
   test('connections beyond maxConnections are closed as they arrive; a freed slot is usable again', async () => {
