@@ -61,7 +61,8 @@ async function connect(kind: 'https' | 'http' | 'tcp-to-https'): Promise<RawConn
   return { socket, received: () => received, closed, isClosed: () => isClosed };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A wait that does not keep the test process alive (the 60 s deadlines below are never reached). */
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 /**
  * Writes `bytes` one at a time, `intervalMs` apart, until the server closes the connection or
