@@ -84,7 +84,7 @@ function boundedList(value: unknown): string[] | undefined {
 const CLIENT_AUTHENTICATION_REFUSALS = new Set(['client authentication must only be provided using one mechanism']);
 
 /** Whether the refused request came from a client oidc-provider authenticated. */
-export function wasAuthenticated(ctx: Context, rejection: Rejection | undefined, publicError: string): boolean {
+function wasAuthenticated(ctx: Context, rejection: Rejection | undefined, publicError: string): boolean {
   if (!(ctx as KoaContextWithOIDC).oidc?.client) return false;
   if (publicError === 'invalid_client') return false;
   return !CLIENT_AUTHENTICATION_REFUSALS.has(rejection?.error?.error_description ?? '');
