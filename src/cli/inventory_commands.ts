@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import type { TetherConfig } from '../config/schema.js';
 import { clientsList, clientsResume, clientsShow, clientsSuspend } from './clients_commands.js';
 import { CommandError, type CommandContext } from './inventory_output.js';
-import { ledgerTail } from './ledger_commands.js';
+import { ledgerPrune, ledgerTail } from './ledger_commands.js';
 import { openConfiguredDatabase } from './run_server.js';
 import { TOKEN_STATES, tokensList, tokensRevoke, tokensShow } from './tokens_commands.js';
 
@@ -129,6 +129,14 @@ function ledgerCommand(configFor: ConfigResolver): Command {
           process.off('SIGINT', onSignal);
         }
       }));
+  ledger.command('prune')
+    .description('delete rejection and introspection events older than --before (issuance, exchange and revocation events stay)')
+    .requiredOption('--before <when>', 'an ISO 8601 date or time, or an age such as 30d or 12h')
+    .option('--type <type>', 'only request.rejected or only token.introspected')
+    .option('--dry-run', 'count what would be deleted; delete nothing')
+    .addOption(jsonOption()).addOption(configOption())
+    .action((options: { before: string; type?: string; dryRun?: boolean; json?: boolean; config?: string }) =>
+      withContext(configFor, options.config, (context) => ledgerPrune(context, options)));
   return ledger;
 }
 

@@ -137,8 +137,8 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
     const { applied } = await migrateToLatest(database.knex);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem });
-    if (config.listeners.https && tls) listeners.push(await listenHttps(app.callback, config.listeners.https, tls, new URL(config.issuer).hostname));
-    if (config.listeners.http) listeners.push(await listenHttp(app.callback, config.listeners.http));
+    if (config.listeners.https && tls) listeners.push(await listenHttps(app.callback, config.listeners.https, tls, new URL(config.issuer).hostname, config.http));
+    if (config.listeners.http) listeners.push(await listenHttp(app.callback, config.listeners.http, 'localhost', config.http));
     sweeper = startExpirySweeper(database.knex, { intervalMs: 60_000 });
   } catch (error) {
     await Promise.all(listeners.map((listener) => closeListener(listener, 0)));

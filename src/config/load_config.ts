@@ -1,22 +1,43 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { parseDocument } from 'yaml';
 import type { z } from 'zod';
+import { describeValue, formatPath, scrubSecrets, secretValuesOf, type ConfigPath } from './redact.js';
 import { configSchema, crossReferenceIssues, type TetherConfig } from './schema.js';
 
-/** A configuration that cannot be used; `message` names the file, the bad path and the value. */
+/**
+ * A configuration that cannot be used. `problems` are every mistake found, one per line, each
+ * naming the bad path; `message` holds them all. Nothing secret is in either (config/redact.ts).
+ */
 export class ConfigError extends Error {
   override name = 'ConfigError';
+
+  constructor(message: string, readonly problems: readonly string[] = [message]) {
+    super(message);
+  }
+}
+
+/** One error for all the problems of one source: a single line for one, a list for several. */
+function configErrorOf(source: string, problems: string[], secrets: readonly string[]): ConfigError {
+  const scrubbed = problems.map((problem) => scrubSecrets(problem, secrets));
+  const message = scrubbed.length === 1
+    ? `${source}: ${scrubbed[0]}`
+    : `${source}: ${scrubbed.length} problems\n${scrubbed.map((problem) => `  ${problem}`).join('\n')}`;
+  return new ConfigError(message, scrubbed.map((problem) => `${source}: ${problem}`));
 }
 
 /** Environment variables that override the file, so one file serves several deployments. */
-const ENVIRONMENT_OVERRIDES: { variable: string; apply: (raw: Record<string, unknown>, value: string) => void }[] = [
-  { variable: 'TETHER_ISSUER', apply: (raw, value) => { raw.issuer = value; } },
-  { variable: 'DATABASE_URL', apply: (raw, value) => { raw.databaseUrl = value; } },
-  { variable: 'TETHER_DATA_DIR', apply: (raw, value) => { raw.dataDir = value; } },
-  { variable: 'TETHER_KEY_ENCRYPTION_SECRET', apply: (raw, value) => { raw.signing = { ...asObject(raw.signing), encryptionSecret: value }; } },
-  { variable: 'TETHER_HTTPS_PORT', apply: (raw, value) => { setListenerPort(raw, 'https', value); } },
-  { variable: 'TETHER_HTTP_PORT', apply: (raw, value) => { setListenerPort(raw, 'http', value); } },
+const ENVIRONMENT_OVERRIDES: { variable: string; path: ConfigPath; apply: (raw: Record<string, unknown>, value: string) => void }[] = [
+  { variable: 'TETHER_ISSUER', path: ['issuer'], apply: (raw, value) => { raw.issuer = value; } },
+  { variable: 'DATABASE_URL', path: ['databaseUrl'], apply: (raw, value) => { raw.databaseUrl = value; } },
+  { variable: 'TETHER_DATA_DIR', path: ['dataDir'], apply: (raw, value) => { raw.dataDir = value; } },
+  {
+    variable: 'TETHER_KEY_ENCRYPTION_SECRET',
+    path: ['signing', 'encryptionSecret'],
+    apply: (raw, value) => { raw.signing = { ...asObject(raw.signing), encryptionSecret: value }; },
+  },
+  { variable: 'TETHER_HTTPS_PORT', path: ['listeners', 'https', 'port'], apply: (raw, value) => { setListenerPort(raw, 'https', value); } },
+  { variable: 'TETHER_HTTP_PORT', path: ['listeners', 'http', 'port'], apply: (raw, value) => { setListenerPort(raw, 'http', value); } },
 ];
 
 function asObject(value: unknown): Record<string, unknown> {
@@ -38,57 +59,80 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
   } catch (error) {
     throw new ConfigError(`${file}: cannot read the configuration file (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
   }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (error) {
-    const where = error instanceof YAMLParseError && error.linePos ? ` at line ${error.linePos[0].line}` : '';
-    throw new ConfigError(`${file}: not valid YAML or JSON${where}`);
-  }
-  const config = parseConfig(raw, { source: file, env });
+  const config = parseConfig(parseYamlText(text, file, env), { source: file, env });
   return resolveRelativePaths(config, path.dirname(path.resolve(file)));
+}
+
+/**
+ * The file's first syntax error by line and column (the parser's later errors mostly follow from
+ * it). The parser's own message quotes the offending line, which may be the one holding a secret,
+ * so only its error code is shown.
+ */
+function parseYamlText(text: string, file: string, env: NodeJS.ProcessEnv): unknown {
+  const document = parseDocument(text);
+  const [error] = document.errors;
+  if (error) {
+    const [start] = error.linePos ?? [];
+    const where = start ? ` at line ${start.line}, column ${start.col}` : '';
+    throw configErrorOf(file, [`not valid YAML or JSON${where}: ${error.code.toLowerCase().replaceAll('_', ' ')}`], secretValuesOf(undefined, env));
+  }
+  try {
+    return document.toJS();
+  } catch (error) {
+    // e.g. an alias bomb: its message names the construct, not the content.
+    throw new ConfigError(`${file}: not valid YAML or JSON (${(error as Error).name})`);
+  }
 }
 
 /** Validates a configuration object (from a file or from code, as the test harness does). */
 export function parseConfig(raw: unknown, { source = 'configuration', env = {} as NodeJS.ProcessEnv } = {}): TetherConfig {
-  const withEnvironment = asObject(raw);
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError(`${source}: expected a mapping at the top level`);
   }
-  for (const { variable, apply } of ENVIRONMENT_OVERRIDES) {
+  const withEnvironment = asObject(raw);
+  const fromEnvironment: { variable: string; path: ConfigPath }[] = [];
+  for (const { variable, path: at, apply } of ENVIRONMENT_OVERRIDES) {
     const value = env[variable];
-    if (value !== undefined && value !== '') apply(withEnvironment, value);
+    if (value === undefined || value === '') continue;
+    apply(withEnvironment, value);
+    fromEnvironment.push({ variable, path: at });
   }
+  const secrets = secretValuesOf(withEnvironment, env);
+  const setBy = (at: ConfigPath) => {
+    const override = fromEnvironment.find(({ path: overridden }) => overridden.every((key, index) => at[index] === key));
+    return override ? ` (set by ${override.variable})` : '';
+  };
+
   const result = configSchema.safeParse(withEnvironment);
   if (!result.success) {
-    throw new ConfigError(`${source}: ${describeIssue(result.error.issues[0]!, withEnvironment)}`);
+    throw configErrorOf(source, result.error.issues.map((issue) => `${describeIssue(issue, withEnvironment)}${setBy(issue.path as ConfigPath)}`), secrets);
   }
-  const [crossReference] = crossReferenceIssues(result.data);
-  if (crossReference) {
-    throw new ConfigError(`${source}: ${formatPath(crossReference.path)}: ${crossReference.message}`);
+  // Cross-references need a well-formed configuration, so they are checked once every field is.
+  const crossReferences = crossReferenceIssues(result.data);
+  if (crossReferences.length > 0) {
+    throw configErrorOf(source, crossReferences.map((issue) => `${formatPath(issue.path)}: ${issue.message}`), secrets);
   }
   return result.data;
 }
 
+/** Scalars a value may have been expected to be; a string where a mapping belongs may be a misplaced secret. */
+const SCALAR_TYPES = new Set(['string', 'number', 'int', 'boolean', 'bigint']);
+
+/**
+ * Whether the value is worth showing: never for an unknown key (its mapping holds its siblings,
+ * secrets included: the message names the key), nor for a value given where a mapping or a list belongs.
+ */
+function showsValue(issue: z.core.$ZodIssue): boolean {
+  if (issue.code === 'unrecognized_keys') return false;
+  if (issue.code === 'invalid_type') return SCALAR_TYPES.has(String(issue.expected));
+  return true;
+}
+
+/** `path: message (got value)`; secrets are never the value shown (config/redact.ts). */
 function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
-  const pathText = formatPath(issue.path as (string | number)[]);
-  const value = valueAt(raw, issue.path as (string | number)[]);
-  const shown = value === undefined ? '' : ` (got ${JSON.stringify(value)?.slice(0, 80)})`;
-  return `${pathText || '(top level)'}: ${issue.message}${shown}`;
-}
-
-function valueAt(raw: unknown, at: (string | number)[]): unknown {
-  let current: unknown = raw;
-  for (const key of at) {
-    if (current === null || typeof current !== 'object') return undefined;
-    current = (current as Record<string | number, unknown>)[key];
-  }
-  // Secrets never appear in error messages.
-  return at.some((key) => typeof key === 'string' && /secret/i.test(key)) ? undefined : current;
-}
-
-function formatPath(at: (string | number)[]): string {
-  return at.reduce<string>((text, key) => (typeof key === 'number' ? `${text}[${key}]` : text ? `${text}.${key}` : key), '');
+  const at = issue.path as ConfigPath;
+  const shown = showsValue(issue) ? describeValue(raw, at) : undefined;
+  return `${formatPath(at) || '(top level)'}: ${issue.message}${shown === undefined ? '' : ` (got ${shown})`}`;
 }
 
 function resolveRelativePaths(config: TetherConfig, base: string): TetherConfig {

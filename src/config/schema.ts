@@ -20,11 +20,66 @@ const durationSeconds = z
     return Number(amount) * UNIT_SECONDS[unit ?? 's']!;
   });
 
+const DURATION_MS = /^(\d+)(ms|s|m)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
+
+/** A timeout, in milliseconds once parsed: seconds (fractions allowed), or "500ms", "10s", "2m". */
+const durationMs = z
+  .union([z.number().positive(), z.string().regex(DURATION_MS, 'expected a duration such as 10, "500ms", "10s" or "2m"')])
+  .transform((value) => {
+    if (typeof value === 'number') return Math.round(value * 1000);
+    const [, amount, unit] = DURATION_MS.exec(value)!;
+    return Number(amount) * UNIT_MS[unit!]!;
+  })
+  .refine((ms) => ms > 0 && ms <= 2_147_483_647, 'expected a duration between 1 ms and 24 days');
+
+/**
+ * What one slow or greedy client may hold on a listener (http/listeners.ts) and send to an endpoint
+ * (http/served_routes.ts). Durations are milliseconds once parsed.
+ */
+export const httpLimitsSchema = z.strictObject({
+  /** The whole request head must arrive within this (slowloris); Node's default is 60 s. */
+  headersTimeout: durationMs.default(10_000),
+  /** The whole request, body included; Node's default is 300 s. */
+  requestTimeout: durationMs.default(30_000),
+  /** An idle keep-alive connection is closed after this; above the 60 s idle timeout of common load balancers. */
+  keepAliveTimeout: durationMs.default(65_000),
+  /** The TLS handshake of the HTTPS listener must finish within this; Node's default is 120 s. */
+  tlsHandshakeTimeout: durationMs.default(10_000),
+  /** Bytes of request head (431 beyond); Node's default. */
+  maxHeaderSize: z.number().int().min(1024).max(1_048_576).default(16_384),
+  /** Requests on one keep-alive connection before it is closed; 0: no limit. */
+  maxRequestsPerSocket: z.number().int().min(0).default(0),
+  /** Open connections per listener; more are refused at once. */
+  maxConnections: z.number().int().min(1).default(1000),
+  /** Bytes of request body (413 beyond). oidc-provider itself reads at most 56 KiB, whatever is set. */
+  maxBodySize: z.number().int().min(1024).max(57_344).default(32_768),
+}).refine((limits) => limits.headersTimeout <= limits.requestTimeout, { message: 'headersTimeout must not exceed requestTimeout', path: ['headersTimeout'] });
+
+export type HttpLimits = z.output<typeof httpLimitsSchema>;
+export const DEFAULT_HTTP_LIMITS: HttpLimits = httpLimitsSchema.parse({});
+
+/**
+ * The ledger's cost under unauthenticated traffic (ledger/rejection_aggregator.ts): within a window,
+ * the first refusal of a kind is written at once and the others are counted into one row.
+ */
+export const ledgerSchema = z.strictObject({
+  rejectionWindow: durationMs.default(60_000),
+  /** Kinds (source, endpoint, error, client, reason) tracked per window; beyond, per endpoint and error only. */
+  rejectionKinds: z.number().int().min(1).max(100_000).default(1000),
+});
+
 /** Resource URIs are compared as exact registered strings (RFC 8707 §2); they must be absolute and fragment-free. */
 const resourceUri = z.string().refine((value) => {
   const parsed = URL.parse(value);
   return parsed !== null && !value.includes('#');
 }, 'expected an absolute URI without a fragment');
+
+/** What `pg` connects with: a postgres(ql):// URL, or socket:/path (pg-connection-string). */
+function isPostgresUrl(value: string): boolean {
+  const parsed = URL.parse(value);
+  return parsed !== null && ['postgres:', 'postgresql:', 'socket:'].includes(parsed.protocol);
+}
 
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'expected a scope token (RFC 6749 §3.3)');
 
@@ -145,7 +200,7 @@ const listenerSchema = z.strictObject({
 export const configSchema = z.strictObject({
   issuer: z.url(),
   /** PostgreSQL URL; when absent the embedded PGlite under `dataDir` is used. Overridden by DATABASE_URL. */
-  databaseUrl: z.string().optional(),
+  databaseUrl: z.string().refine(isPostgresUrl, 'expected a postgres:// or postgresql:// URL').optional(),
   dataDir: z.string().default('.tether'),
   listeners: z.strictObject({
     https: listenerSchema.extend({
@@ -179,6 +234,8 @@ export const configSchema = z.strictObject({
     /** RFC 8693 §4.1: how many nested `act` claims a token may carry. */
     maxChainDepth: z.number().int().min(1).max(10).default(3),
   }).default({ maxChainDepth: 3 }),
+  http: httpLimitsSchema.prefault({}),
+  ledger: ledgerSchema.prefault({}),
   resources: z.array(resourceSchema).min(1),
   clients: z.array(clientSchema).min(1),
 });

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { DEFAULT_HTTP_LIMITS, type HttpLimits } from '../config/schema.js';
 
 export interface TlsMaterial {
   certPem: string;
@@ -53,7 +54,9 @@ export interface RunningListener {
  * one from an unknown CA: whether a certificate is needed, and whose, is decided per client by the
  * token path (RFC 8705 §2 allows self-signed certificates, and secret-authenticated DPoP clients need none).
  */
-export async function listenHttps(handler: http.RequestListener, spec: ListenerSpec, tls: TlsMaterial, publicHost = 'localhost'): Promise<RunningListener> {
+export async function listenHttps(
+  handler: http.RequestListener, spec: ListenerSpec, tls: TlsMaterial, publicHost = 'localhost', limits: HttpLimits = DEFAULT_HTTP_LIMITS,
+): Promise<RunningListener> {
   const server = https.createServer({
     cert: tls.certPem,
     key: tls.keyPem,
@@ -63,14 +66,37 @@ export async function listenHttps(handler: http.RequestListener, spec: ListenerS
     minVersion: 'TLSv1.2',
     ciphers: TLS12_CIPHERS,
     honorCipherOrder: true,
-    keepAliveTimeout: 65_000,
+    handshakeTimeout: limits.tlsHandshakeTimeout,
+    ...slowClientOptions(limits),
   }, handler);
-  return bind(server, 'https', spec, publicHost);
+  return bind(limitConnections(server, limits), 'https', spec, publicHost);
 }
 
-export async function listenHttp(handler: http.RequestListener, spec: ListenerSpec, publicHost = 'localhost'): Promise<RunningListener> {
-  const server = http.createServer({ keepAliveTimeout: 65_000 }, handler);
-  return bind(server, 'http', spec, publicHost);
+export async function listenHttp(handler: http.RequestListener, spec: ListenerSpec, publicHost = 'localhost', limits: HttpLimits = DEFAULT_HTTP_LIMITS): Promise<RunningListener> {
+  const server = http.createServer(slowClientOptions(limits), handler);
+  return bind(limitConnections(server, limits), 'http', spec, publicHost);
+}
+
+/**
+ * What a slow client may hold (config `http`, docs/configuration.md): Node answers 408 and closes a
+ * connection whose head or request takes too long; it checks every quarter of the shorter timeout
+ * (by default every 30 s, which would let a slowloris connection live half a minute longer).
+ */
+function slowClientOptions(limits: HttpLimits): http.ServerOptions {
+  return {
+    headersTimeout: limits.headersTimeout,
+    requestTimeout: limits.requestTimeout,
+    keepAliveTimeout: limits.keepAliveTimeout,
+    maxHeaderSize: limits.maxHeaderSize,
+    connectionsCheckingInterval: Math.max(50, Math.floor(Math.min(limits.headersTimeout, limits.requestTimeout) / 4)),
+  };
+}
+
+/** Connections beyond `maxConnections` are closed as they arrive; a connection serves at most `maxRequestsPerSocket` requests. */
+function limitConnections<S extends http.Server>(server: S, limits: HttpLimits): S {
+  server.maxConnections = limits.maxConnections;
+  server.maxRequestsPerSocket = limits.maxRequestsPerSocket;
+  return server;
 }
 
 async function bind(server: http.Server, kind: 'https' | 'http', spec: ListenerSpec, publicHost: string): Promise<RunningListener> {

@@ -9,7 +9,7 @@ import { callerCertificate, type CallerCertificateOptions } from '../binding/cal
 import type { PeerCertificate } from '../binding/socket_certificate.js';
 import type { RequestFacts } from '../ledger/events.js';
 import { rememberRejection } from '../ledger/rejections.js';
-import { checkReadiness } from '../storage/health.js';
+import { checkReadiness, type Readiness } from '../storage/health.js';
 import { clientAddressOf, servedTargetOf, type ServedOrigins, type ServedTarget } from './request_origin.js';
 
 /**
@@ -62,8 +62,23 @@ export function requestContext(logger: Logger) {
   };
 }
 
-/** /healthz: the process is up. /readyz: the database answers and every migration is applied. */
-export function healthEndpoints(knex: Knex) {
+/**
+ * /healthz: the process is up. /readyz: the database answers and every migration is applied.
+ *
+ * Anyone may ask /readyz, so its body says only `{"status":"not ready","reason":"database"}` (or
+ * `"migrations"`); the driver's error, which names the database host and port, goes to the log,
+ * once per change of state rather than once per probe.
+ */
+export function healthEndpoints(knex: Knex, logger: Logger) {
+  let reported: Readiness = { ok: true };
+  const noteChange = (readiness: Readiness) => {
+    const same = readiness.ok ? reported.ok : !reported.ok && reported.reason === readiness.reason;
+    if (!same) {
+      if (readiness.ok) logger.info('ready: the database answers and its schema is current');
+      else logger.error({ reason: readiness.reason, detail: readiness.detail }, `not ready: ${readiness.detail}`);
+    }
+    reported = readiness;
+  };
   return async function healthEndpointsMiddleware(ctx: Context, next: Next): Promise<void> {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path === '/healthz') {
@@ -71,7 +86,9 @@ export function healthEndpoints(knex: Knex) {
       return undefined;
     }
     if (ctx.path === '/readyz') {
-      const readiness = await checkReadiness(knex).catch((error: Error) => ({ ok: false, reason: error.message }));
+      const readiness = await checkReadiness(knex).catch((error: unknown): Readiness => (
+        { ok: false, reason: 'database', detail: `readiness check failed: ${(error as Error)?.message ?? String(error)}` }));
+      noteChange(readiness);
       ctx.status = readiness.ok ? 200 : 503;
       ctx.body = readiness.ok ? { status: 'ready' } : { status: 'not ready', reason: readiness.reason };
       return undefined;

@@ -10,6 +10,7 @@ import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
 import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
+import { createRejectionAggregator, type RejectionAggregator } from '../ledger/rejection_aggregator.js';
 import { listenForRejections, recordRejections } from '../ledger/rejections.js';
 import { tokenStatusEndpoints } from '../ledger/token_status_endpoints.js';
 import { startLiveSigningKeys, type LiveSigningKeys } from '../keys/live_signing_keys.js';
@@ -28,6 +29,7 @@ import {
   servedOriginOnly,
 } from './middleware.js';
 import { servedOriginsOf } from './request_origin.js';
+import { servedRoutesOnly } from './served_routes.js';
 
 export interface TetherAppOptions {
   config: TetherConfig;
@@ -49,7 +51,9 @@ export interface TetherApp {
   readonly publicJwks: JSONWebKeySet;
   /** The signing keys, kept equal to the database while the app runs (keys/live_signing_keys.ts). */
   keys: LiveSigningKeys;
-  /** Stops following key changes; call before closing the database. */
+  /** Refusals nobody authenticated for, counted per window (`flush()` ends the window now). */
+  unauthenticatedRejections: RejectionAggregator;
+  /** Stops following key changes and writes what is still counted; call before closing the database. */
   close(): Promise<void>;
 }
 
@@ -108,13 +112,20 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // RFC 8693: token exchange.
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
 
+  // Koa reports errors of the request or response stream (a client that timed out, aborted or
+  // reset) here, by default with console.error: a client could fill stderr at will.
+  (provider.on as (event: 'error', listener: (error: Error & { code?: string }) => void) => Provider)(
+    'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
   provider.use(requestContext(logger));
-  provider.use(healthEndpoints(knex));
+  provider.use(healthEndpoints(knex, logger));
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
   listenForRejections(provider);
-  provider.use(recordRejections({ knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId) }));
+  const unauthenticatedRejections = createRejectionAggregator({
+    knex, logger, instanceId, windowMs: config.ledger.rejectionWindow, maxKinds: config.ledger.rejectionKinds,
+  });
+  provider.use(recordRejections({ knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), unauthenticated: unauthenticatedRejections }));
   // Inside recordRejections, so that the ledger records the description the client is sent.
   provider.use(describeUnsupportedAssertionAlg());
   // Only the issuer's and the listeners' own origins are served; URLs are built from the checked one.
@@ -134,6 +145,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   provider.use(resolveCallerCertificate({ proxy }, logger));
   const issuerOrigin = new URL(config.issuer).origin;
   provider.use(discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined));
+  // Last, so that it runs just before oidc-provider's router: only Tether's endpoints reach it.
+  provider.use(servedRoutesOnly(provider, config.http));
 
   return {
     provider,
@@ -144,6 +157,10 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
       return keys.current().publicJwks as JSONWebKeySet;
     },
     keys,
-    close: () => keys.close(),
+    unauthenticatedRejections,
+    close: async () => {
+      await keys.close();
+      await unauthenticatedRejections.stop();
+    },
   };
 }

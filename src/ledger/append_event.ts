@@ -48,6 +48,21 @@ export async function appendEvent(db: Knex | Knex.Transaction, event: LedgerEven
   await db.raw(`INSERT INTO ledger_events (${EVENT_COLUMNS}) VALUES (${EVENT_PLACEHOLDERS})`, eventValues(event, facts) as Knex.RawBinding[]);
 }
 
+/**
+ * Appends several events, each with its own request facts, in as few statements as the driver's
+ * parameter limit allows (a flush of aggregated rejections; ledger/rejection_aggregator.ts).
+ */
+export async function appendEvents(db: Knex | Knex.Transaction, events: readonly { event: LedgerEventInput; facts: RequestFacts }[]): Promise<void> {
+  const perStatement = 500;
+  for (let offset = 0; offset < events.length; offset += perStatement) {
+    const chunk = events.slice(offset, offset + perStatement);
+    await db.raw(
+      `INSERT INTO ledger_events (${EVENT_COLUMNS}) VALUES ${chunk.map(() => `(${EVENT_PLACEHOLDERS})`).join(', ')}`,
+      chunk.flatMap(({ event, facts }) => eventValues(event, facts)) as Knex.RawBinding[],
+    );
+  }
+}
+
 /** Whether a client is suspended, read from the database (client_states.ts caches this for the token path). */
 export async function isClientSuspended(knex: Knex, clientId: string): Promise<boolean> {
   const [row] = rowsOf(await knex.raw('SELECT suspended FROM client_states WHERE client_id = ?', [clientId]));

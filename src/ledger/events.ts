@@ -43,7 +43,8 @@ export type LedgerEventType =
   | 'token.introspected'
   | 'request.rejected'
   | 'client.suspended'
-  | 'client.resumed';
+  | 'client.resumed'
+  | 'ledger.pruned';
 
 export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
   'token.issued',
@@ -53,7 +54,15 @@ export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
   'request.rejected',
   'client.suspended',
   'client.resumed',
+  'ledger.pruned',
 ];
+
+/**
+ * The high-volume events an operator may delete after a retention period (`tether ledger prune`,
+ * docs/ledger.md#retention); the database refuses to delete any other (migrations/0004).
+ */
+export const PRUNABLE_EVENT_TYPES = ['request.rejected', 'token.introspected'] as const satisfies readonly LedgerEventType[];
+export type PrunableEventType = (typeof PRUNABLE_EVENT_TYPES)[number];
 
 /** A token's state as the inventory reports it: revoked wins over expired. */
 export type TokenState = 'active' | 'expired' | 'revoked';

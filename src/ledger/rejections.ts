@@ -4,6 +4,7 @@ import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { appendEvent, type LedgerEventInput } from './append_event.js';
 import type { RequestFacts } from './events.js';
+import type { RejectionAggregator, RejectionKind } from './rejection_aggregator.js';
 
 /**
  * Every refused request to the token, introspection or revocation endpoint leaves a
@@ -12,6 +13,11 @@ import type { RequestFacts } from './events.js';
  * oidc-provider reports a route's error through an event ('grant.error', …) that it does not await,
  * so a listener only remembers the error for the request; the ledger write happens in
  * {@link recordRejections}, a middleware that awaits it after the route has answered.
+ *
+ * A refusal of an authenticated client gets its own row. A refusal nobody authenticated for (no
+ * client, a client that failed authentication, a request refused before oidc-provider) goes through
+ * the rejection aggregator: the first of its kind in a window gets its own row, the others one row
+ * with a count (ledger/rejection_aggregator.ts). Attacker-chosen strings are cut short either way.
  */
 
 /** What the rejection event records beyond the request's parameters. */
@@ -61,29 +67,51 @@ export function ledgerRouteOf(ctx: Context, provider: Provider): LedgerRoute | u
   return LEDGER_ROUTES.find((name) => provider.pathFor(name) === ctx.path);
 }
 
-/** Attacker-chosen strings are recorded, but bounded. */
-function bounded(value: unknown, length = 256): string | undefined {
+/** Attacker-chosen strings are recorded, but bounded (a rejection row stays well under 1 KB). */
+function bounded(value: unknown, length = 128): string | undefined {
   if (typeof value !== 'string') return undefined;
   return value.length > length ? `${value.slice(0, length)}…` : value;
 }
 
 function boundedList(value: unknown): string[] | undefined {
-  return Array.isArray(value) ? value.slice(0, 8).map((item) => bounded(item) ?? '') : undefined;
+  return Array.isArray(value) ? value.slice(0, 4).map((item) => bounded(item, 64) ?? '') : undefined;
+}
+
+/**
+ * oidc-provider's client authentication can refuse with invalid_request after it has found the
+ * client (lib/shared/client_auth.js); that client is named, not authenticated.
+ */
+const CLIENT_AUTHENTICATION_REFUSALS = new Set(['client authentication must only be provided using one mechanism']);
+
+/** Whether the refused request came from a client oidc-provider authenticated. */
+function wasAuthenticated(ctx: Context, rejection: Rejection | undefined, publicError: string): boolean {
+  if (!(ctx as KoaContextWithOIDC).oidc?.client) return false;
+  if (publicError === 'invalid_client') return false;
+  return !CLIENT_AUTHENTICATION_REFUSALS.has(rejection?.error?.error_description ?? '');
+}
+
+/** A refusal as the ledger records it: its row, whether an authenticated client made it, and its kind. */
+export interface RecordedRejection {
+  event: LedgerEventInput;
+  authenticated: boolean;
+  kind: Omit<RejectionKind, 'sourceAddress'>;
 }
 
 /** The `request.rejected` event for a refused request: public error, private reason, what was asked. */
-export function rejectionEventOf(ctx: Context, route: LedgerRoute, rejection: Rejection | undefined): LedgerEventInput {
+export function rejectionOf(ctx: Context, route: LedgerRoute, rejection: Rejection | undefined): RecordedRejection {
   const oidc = (ctx as KoaContextWithOIDC).oidc;
   const params = (oidc?.params ?? {}) as Record<string, unknown>;
   const body = (typeof ctx.body === 'object' && ctx.body !== null ? ctx.body : {}) as Record<string, unknown>;
   const error = rejection?.error;
-  const publicError = bounded(body.error) ?? error?.error ?? 'server_error';
+  const publicError = bounded(body.error, 64) ?? error?.error ?? 'server_error';
   // error_detail: Tether's and oidc-provider's private reason; a server error's message is private too.
-  const reason = error?.error_detail ?? (error && !error.error ? error.message : undefined) ?? bounded(body.error_description);
-  return {
+  const reason = bounded(error?.error_detail ?? (error && !error.error ? error.message : undefined) ?? body.error_description, 512);
+  // A client oidc-provider found is registered; any other claimed id is only a string the caller sent.
+  const clientId = oidc?.client?.clientId;
+  const event: LedgerEventInput = {
     type: 'request.rejected',
     // The client that asked (as it claimed to be, if it failed authentication).
-    clientId: oidc?.client?.clientId ?? bounded(params.client_id),
+    clientId: clientId ?? bounded(params.client_id, 64),
     resource: rejection?.token?.resource ?? bounded(params.resource),
     scope: bounded(params.scope),
     tokenId: rejection?.token?.tokenId,
@@ -93,12 +121,17 @@ export function rejectionEventOf(ctx: Context, route: LedgerRoute, rejection: Re
       status: ctx.status,
       error: publicError,
       error_description: bounded(body.error_description),
-      reason: bounded(reason, 1024),
-      grant_type: bounded(params.grant_type),
+      reason,
+      grant_type: bounded(params.grant_type, 64),
       resources: boundedList(params.resource),
-      token_type_hint: bounded(params.token_type_hint),
+      token_type_hint: bounded(params.token_type_hint, 64),
       token_client_id: rejection?.token?.clientId,
     },
+  };
+  return {
+    event,
+    authenticated: wasAuthenticated(ctx, rejection, publicError),
+    kind: { route, status: ctx.status, error: publicError, clientId, reason },
   };
 }
 
@@ -106,7 +139,14 @@ export function rejectionEventOf(ctx: Context, route: LedgerRoute, rejection: Re
  * Writes the `request.rejected` event of every refused ledger-route request, after the route has
  * answered. A failure to write it is logged and never changes the answer (a 400 stays a 400).
  */
-export function recordRejections(deps: { knex: Knex; provider: Provider; logger: Logger; requestFactsOf(ctx: Context): RequestFacts }) {
+export function recordRejections(deps: {
+  knex: Knex;
+  provider: Provider;
+  logger: Logger;
+  requestFactsOf(ctx: Context): RequestFacts;
+  /** Where refusals nobody authenticated for go (bounded cost). */
+  unauthenticated: RejectionAggregator;
+}) {
   return async function recordRejectionsMiddleware(ctx: Context, next: Next): Promise<void> {
     try {
       await next();
@@ -125,7 +165,9 @@ export function recordRejections(deps: { knex: Knex; provider: Provider; logger:
     if (!route) return;
     const facts = deps.requestFactsOf(ctx);
     try {
-      await appendEvent(deps.knex, rejectionEventOf(ctx, route, rememberedRejection(ctx)), facts);
+      const { event, authenticated, kind } = rejectionOf(ctx, route, rememberedRejection(ctx));
+      if (authenticated) await appendEvent(deps.knex, event, facts);
+      else await deps.unauthenticated.record({ ...kind, sourceAddress: facts.sourceAddress }, event, facts);
     } catch (error) {
       deps.logger.error({ err: error, requestId: facts.requestId, route, status: ctx.status }, 'could not record a rejected request in the ledger');
     }

@@ -62,8 +62,18 @@ export function createProvider(deps: ProviderDependencies): Provider {
     scopes: [],
     claims: {},
     features: {
+      // Tether serves discovery, jwks, token, introspection and revocation only. End-user and
+      // registration endpoints are off (their routes would answer anonymous callers and write
+      // sessions); the routes oidc-provider mounts regardless (/auth, /session/end/confirm) are
+      // refused by http/served_routes.ts.
       devInteractions: { enabled: false },
       userinfo: { enabled: false },
+      rpInitiatedLogout: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+      registration: { enabled: false },
+      deviceFlow: { enabled: false },
+      backchannelLogout: { enabled: false },
+      ciba: { enabled: false },
       clientCredentials: { enabled: true },
       // Tether answers both endpoints itself once oidc-provider has authenticated the caller
       // (ledger/token_status_endpoints.ts): introspection per resource `introspectors`, revocation

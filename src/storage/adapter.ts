@@ -14,12 +14,25 @@ interface PayloadRow {
 }
 
 /**
+ * Payload members whose value is presented as a credential: `jti` is an opaque token's value itself
+ * (oidc-provider's opaque format returns the id as the token; likewise codes, request URIs and
+ * session cookies), `userCode` is what a device user types. They are kept only as hashes in the
+ * row's columns, never in `payload`, and put back from the value a lookup was made with.
+ */
+const PRESENTED_MEMBERS = ['jti', 'userCode'] as const;
+
+/**
  * oidc-provider adapter factory storing every model in the `oidc_payloads` table.
  *
  * Ids, session uids, user codes and grant ids are stored as SHA-256 (base64url) hashes: an opaque
- * token id is a bearer secret. `grant_id` therefore holds the hash of the grant id, i.e. the
- * `id_hash` of the Grant row. Expired rows are invisible to every lookup (and later removed by
- * `startExpirySweeper`).
+ * token id is a bearer secret, so nothing in the table can be presented as a token
+ * ({@link PRESENTED_MEMBERS} are left out of the stored payload). `grant_id` therefore holds the hash
+ * of the grant id, i.e. the `id_hash` of the Grant row. Expired rows are invisible to every lookup
+ * (and later removed by `startExpirySweeper`).
+ *
+ * `find(id)` returns the payload with `jti: id`; `findByUid` and `findByUserCode` return it without
+ * `jti`, which only the client holds. Those two serve end-user flows (sessions, device codes) that
+ * Tether does not route (provider/create_provider.ts, http/served_routes.ts).
  */
 export function createAdapterFactory(knex: Knex): (modelName: string) => Adapter {
   return (modelName: string) => new KnexAdapter(knex, modelName);
@@ -50,7 +63,8 @@ class KnexAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    return this.findOne('id_hash', id);
+    const payload = await this.findOne('id_hash', id);
+    return payload && { ...payload, jti: id };
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
@@ -58,7 +72,8 @@ class KnexAdapter implements Adapter {
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return this.findOne('user_code_hash', userCode);
+    const payload = await this.findOne('user_code_hash', userCode);
+    return payload && { ...payload, userCode };
   }
 
   /**
@@ -111,7 +126,7 @@ class KnexAdapter implements Adapter {
     return [
       this.model,
       hashIdentifier(id),
-      JSON.stringify(payload),
+      JSON.stringify(storedPayloadOf(payload)),
       hashOrNull(payload.grantId),
       hashOrNull(payload.uid),
       hashOrNull(payload.userCode),
@@ -128,6 +143,13 @@ class KnexAdapter implements Adapter {
       .first()) as PayloadRow | undefined;
     return row?.payload;
   }
+}
+
+/** The payload as stored: without the members a client presents (they are in the hashed columns). */
+function storedPayloadOf(payload: AdapterPayload): AdapterPayload {
+  const stored: AdapterPayload = { ...payload };
+  for (const member of PRESENTED_MEMBERS) delete stored[member];
+  return stored;
 }
 
 /** `expiresIn` is seconds from now; null (no expiry) stays null through the arithmetic. */
