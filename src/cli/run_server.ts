@@ -11,6 +11,7 @@ import { ensureDevPki, type DevPki } from '../keys/dev_pki.js';
 import { startExpirySweeper } from '../storage/adapter.js';
 import { openDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
+import { curlTokenExample } from './token_example.js';
 
 export interface ServerOptions {
   mode: 'dev' | 'start';
@@ -118,16 +119,13 @@ function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki:
   const mtlsClient = config.clients.find((client) => client.auth.method === 'tls_client_auth');
   if (pki && https && mtlsClient) {
     const certificate = pki.clients[mtlsClient.id]!;
-    const resource = mtlsClient.defaultResource ?? Object.keys(mtlsClient.resources)[0]!;
     lines.push(
       `  PKI        CA ${relative(pki.ca.certificatePath)}; client certificates in ${relative(path.join(pki.directory, 'clients'))}/`,
       '',
       `A certificate-bound token for ${mtlsClient.id}:`,
-      `  curl --cacert ${relative(pki.ca.certificatePath)} \\`,
-      `    --cert ${relative(certificate.certificatePath)} --key ${relative(certificate.privateKeyPath)} \\`,
-      `    -d grant_type=client_credentials -d client_id=${mtlsClient.id} \\`,
-      `    -d resource=${resource} -d scope=${mtlsClient.resources[resource]![0]} \\`,
-      `    ${https.origin}/token`,
+      ...curlTokenExample(mtlsClient, {
+        caFile: relative(pki.ca.certificatePath), certificateFile: relative(certificate.certificatePath), keyFile: relative(certificate.privateKeyPath),
+      }, `${https.origin}/token`),
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
