@@ -3,22 +3,28 @@
 # test/deploy/dockerfile_replay.test.ts replays these instructions without Docker and knows only
 # FROM, WORKDIR, COPY (--from), RUN, ENV, USER, EXPOSE, HEALTHCHECK CMD, ENTRYPOINT and CMD.
 
-# Build: every locked dependency, the TypeScript compiled to dist/, then the development packages removed.
+# Production dependencies only, exactly as locked.
+FROM node:24-bookworm-slim AS dependencies
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+# Build: every locked dependency (the compiler is a development one), the TypeScript compiled to dist/.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+RUN npm run build
 
 # Runtime: production dependencies, the compiled CLI and the migrations; no sources, no compilers.
-# Everything is owned by root and only readable by the node user (uid 1000) that runs it.
+# Everything is owned by root: the node user (uid 1000) that runs it can read it, not change it.
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
-COPY --from=build /app/package.json ./
-COPY --from=build /app/node_modules ./node_modules
+COPY --from=dependencies /app/package.json ./
+COPY --from=dependencies /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY migrations ./migrations
 COPY bin/tether.js ./bin/

@@ -55,8 +55,19 @@ interface TlsFiles {
 async function tlsFilesOf(config: TetherConfig, pki: DevPki | undefined): Promise<TlsFiles | undefined> {
   const https = config.listeners.https;
   if (!https) return undefined;
-  const read = (file: string | undefined) => (file ? readFile(file, 'utf8') : Promise.resolve(undefined));
-  const [certPem, keyPem, configuredCa] = await Promise.all([read(https.certFile), read(https.keyFile), read(https.clientCaFile)]);
+  const read = async (field: 'certFile' | 'keyFile' | 'clientCaFile') => {
+    const file = https[field];
+    if (!file) return undefined;
+    try {
+      return await readFile(file, 'utf8');
+    } catch (error) {
+      // EACCES is the usual one in a container: a bind mount keeps the host's owner and mode.
+      const code = (error as NodeJS.ErrnoException).code ?? 'error';
+      const hint = code === 'EACCES' ? `; this process runs as uid ${process.getuid?.() ?? '?'}, which must be able to read it` : '';
+      throw new ConfigError(`listeners.https.${field}: cannot read ${file} (${code})${hint}`);
+    }
+  };
+  const [certPem, keyPem, configuredCa] = await Promise.all([read('certFile'), read('keyFile'), read('clientCaFile')]);
   const clientCaPem = [configuredCa, pki?.ca.certificatePem].filter(Boolean).join('\n') || undefined;
   return {
     certPem: certPem ?? pki!.server.certificatePem,
