@@ -1,3 +1,5 @@
+import type { Stats } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfigFile } from '../config/load_config.js';
@@ -38,6 +40,10 @@ export function registerPkiCommands(program: Command, out: NodeJS.WritableStream
         const pkiDirectory = path.resolve(options.pkiDir ?? path.join(path.dirname(options.config), 'pki'));
         const made = await ensureDeploymentPki({ config, pkiDirectory, extraHostnames: options.host, keyOwner });
         out.write(`${describe(made, config.issuer, keyOwner, config.clients.filter((client) => client.auth.method === 'tls_client_auth'))}\n`);
+        // The configuration is mounted next to the key and must be readable by the same user.
+        if (keyOwner && !readableBy(await stat(options.config), keyOwner)) {
+          err.write(`tether: pki init: warning: ${options.config} is not readable by ${keyOwner.uid}:${keyOwner.gid}; a container running as that user cannot read it (chmod a+r ${options.config})\n`);
+        }
       } catch (error) {
         if (!(error instanceof DeploymentPkiError) && !isPermissionError(error)) throw error;
         err.write(`tether: pki init: ${permissionHint(error as Error, keyOwner)}\n`);
@@ -51,6 +57,12 @@ function parseOwner(value: string): FileOwner {
   if (!match) throw new DeploymentPkiError(`--owner: expected a numeric uid or uid:gid (got ${JSON.stringify(value)})`);
   const uid = Number(match[1]);
   return { uid, gid: match[2] === undefined ? uid : Number(match[2]) };
+}
+
+function readableBy(file: Stats, owner: FileOwner): boolean {
+  if (file.uid === owner.uid) return (file.mode & 0o400) !== 0;
+  if (file.gid === owner.gid) return (file.mode & 0o040) !== 0;
+  return (file.mode & 0o004) !== 0;
 }
 
 function isPermissionError(error: unknown): boolean {

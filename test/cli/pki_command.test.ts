@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -181,6 +181,25 @@ describe('tether pki init', () => {
     expect(refusedCa.exitCode).toBe(2);
     expect(refusedCa.err).toMatch(/tls\/ca\.pem is not the CA certificate .*pki\/ca\.pem; tether pki leaves it alone/);
     expect(await read('tls', 'ca.pem')).toBe(foreign.ca.certificatePem);
+  });
+
+  test('warns when the configuration is not readable by the owner given the key; only root may give the key away', async () => {
+    await chmod(configFile, 0o600);
+    const other = { uid: OWNER.uid + 1, gid: OWNER.gid + 1 };
+    const result = await pkiInit('--owner', `${other.uid}:${other.gid}`);
+    if (process.getuid?.() === 0) {
+      expect(result).toEqual({
+        exitCode: 0, out: expect.any(String),
+        err: `tether: pki init: warning: ${configFile} is not readable by ${other.uid}:${other.gid}; a container running as that user cannot read it (chmod a+r ${configFile})\n`,
+      });
+    } else {
+      expect({ exitCode: result.exitCode, err: result.err }).toEqual({
+        exitCode: 2, err: `tether: pki init: cannot give the server key to ${other.uid}:${other.gid} (EPERM): only root (sudo) can give a file to another user\n`,
+      });
+    }
+    await chmod(configFile, 0o644);
+    const readable = await pkiInit('--owner', `${OWNER.uid}:${OWNER.gid}`);
+    expect({ exitCode: readable.exitCode, err: readable.err }).toEqual({ exitCode: 0, err: '' });
   });
 
   test('needs the HTTPS listener\'s three files named, and a numeric --owner', async () => {
