@@ -1,21 +1,36 @@
-# Tether for production: `tether start` against PostgreSQL.
+# Tether for production: `tether start` on PostgreSQL. docker-compose.yml runs it; the README's "Run it
+# in a container" makes deploy/ (the configuration and the certificates mounted at /etc/tether).
+# test/deploy/dockerfile_replay.test.ts replays these instructions without Docker and knows only
+# FROM, WORKDIR, COPY (--from), RUN, ENV, USER, EXPOSE, HEALTHCHECK CMD, ENTRYPOINT and CMD.
+
+# Production dependencies only, exactly as locked.
+FROM node:24-bookworm-slim AS dependencies
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+# Build: every locked dependency (the compiler is a development one), the TypeScript compiled to dist/.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+RUN npm run build
 
+# Runtime: production dependencies, the compiled CLI and the migrations; no sources, no compilers.
+# Everything is owned by root: the node user (uid 1000) that runs it can read it, not change it.
 FROM node:24-bookworm-slim
-WORKDIR /app
 ENV NODE_ENV=production
-COPY --from=build /app/node_modules ./node_modules
+WORKDIR /app
+COPY --from=dependencies /app/package.json ./
+COPY --from=dependencies /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY package.json ./
 COPY migrations ./migrations
-COPY bin ./bin
+COPY bin/tether.js ./bin/
 USER node
-EXPOSE 8443 8080
+EXPOSE 8443
+# Asks /readyz on every listener the mounted configuration names (HTTPS included).
+HEALTHCHECK --interval=10s --timeout=10s --start-period=30s --retries=3 CMD ["node", "bin/tether.js", "health", "--config", "/etc/tether/tether.config.yaml"]
 ENTRYPOINT ["node", "bin/tether.js"]
 CMD ["start", "--config", "/etc/tether/tether.config.yaml"]

@@ -6,6 +6,9 @@ import { migrateToLatest } from '../storage/migrate.js';
 import { registerKeysCommands, type WithDatabase } from './keys_commands.js';
 import { registerInventoryCommands } from './inventory_commands.js';
 import { registerProbeCommand } from './probe_command.js';
+import { registerHealthCommand } from './health_command.js';
+import { registerPkiCommands } from './pki_command.js';
+import { packageVersion } from './package_version.js';
 
 /** Loads the configuration a command names: `--config`, else ./tether.config.yaml, else the dev defaults. */
 export async function configForCommand(configFile: string | undefined) {
@@ -43,6 +46,7 @@ function stopOnSignals(stop: () => Promise<void>): void {
 export function buildProgram(): Command {
   const program = new Command('tether')
     .description('OAuth 2.0 authorization server: every access token bound to one API and one client key')
+    .version(packageVersion(), '-V, --version', 'print the version of tether-oauth')
     .showHelpAfterError();
 
   program.command('dev')
@@ -78,6 +82,8 @@ export function buildProgram(): Command {
   registerKeysCommands(program, withDatabase);
   registerInventoryCommands(program, configForCommand);
   registerProbeCommand(program);
+  registerPkiCommands(program);
+  registerHealthCommand(program);
 
   return program;
 }

@@ -13,6 +13,7 @@ import { KeyEncryptionError } from '../keys/key_encryption.js';
 import { startExpirySweeper } from '../storage/adapter.js';
 import { openDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
+import { curlTokenExample } from './token_example.js';
 
 export interface ServerOptions {
   mode: 'dev' | 'start';
@@ -79,8 +80,7 @@ interface TlsFiles {
 async function tlsFilesOf(config: TetherConfig, pki: DevPki | undefined): Promise<TlsFiles | undefined> {
   const https = config.listeners.https;
   if (!https) return undefined;
-  const read = (file: string | undefined) => (file ? readFile(file, 'utf8') : Promise.resolve(undefined));
-  const [certPem, keyPem, configuredCa] = await Promise.all([read(https.certFile), read(https.keyFile), readClientCa(https.clientCaFile)]);
+  const [certPem, keyPem, configuredCa] = await Promise.all([readTlsFile(https, 'certFile'), readTlsFile(https, 'keyFile'), readClientCa(https)]);
   // The only trust anchors for client certificates: the listener and the proxy path get exactly these
   // (an absent bundle means no CA at all, never Node's default roots; see http/listeners.ts).
   const clientCaPem = [configuredCa, pki?.ca.certificatePem].filter(Boolean).join('\n') || undefined;
@@ -100,17 +100,28 @@ function assertServable(config: TetherConfig, configFile: string): void {
   if (issue) throw new ConfigError(`${configFile}: ${issue.path.join('.')}: ${issue.message}`);
 }
 
-/** The configured client CA bundle, checked: a file that is no CA bundle is a configuration error. */
-async function readClientCa(file: string | undefined): Promise<string | undefined> {
-  if (file === undefined) return undefined;
-  let pem: string;
+type HttpsListenerConfig = NonNullable<TetherConfig['listeners']['https']>;
+
+/** A PEM file the HTTPS listener names; a file it cannot read is a configuration error naming the field. */
+async function readTlsFile(https: HttpsListenerConfig, field: 'certFile' | 'keyFile' | 'clientCaFile'): Promise<string | undefined> {
+  const file = https[field];
+  if (!file) return undefined;
   try {
-    pem = await readFile(file, 'utf8');
+    return await readFile(file, 'utf8');
   } catch (error) {
-    throw new ConfigError(`listeners.https.clientCaFile: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    // EACCES is the usual one in a container: a bind mount keeps the host's owner and mode.
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    const hint = code === 'EACCES' ? `; this process runs as uid ${process.getuid?.() ?? '?'}, which must be able to read it` : '';
+    throw new ConfigError(`listeners.https.${field}: cannot read ${file} (${code})${hint}`);
   }
+}
+
+/** The configured client CA bundle, checked: a file that is no CA bundle is a configuration error. */
+async function readClientCa(https: HttpsListenerConfig): Promise<string | undefined> {
+  const pem = await readTlsFile(https, 'clientCaFile');
+  if (pem === undefined) return undefined;
   const problem = clientCaBundleProblem(pem);
-  if (problem) throw new ConfigError(`listeners.https.clientCaFile: ${file} ${problem}`);
+  if (problem) throw new ConfigError(`listeners.https.clientCaFile: ${https.clientCaFile} ${problem}`);
   return pem;
 }
 
@@ -174,16 +185,13 @@ function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki:
   const mtlsClient = config.clients.find((client) => client.auth.method === 'tls_client_auth');
   if (pki && https && mtlsClient) {
     const certificate = pki.clients[mtlsClient.id]!;
-    const resource = mtlsClient.defaultResource ?? Object.keys(mtlsClient.resources)[0]!;
     lines.push(
       `  PKI        CA ${relative(pki.ca.certificatePath)}; client certificates in ${relative(path.join(pki.directory, 'clients'))}/`,
       '',
       `A certificate-bound token for ${mtlsClient.id}:`,
-      `  curl --cacert ${relative(pki.ca.certificatePath)} \\`,
-      `    --cert ${relative(certificate.certificatePath)} --key ${relative(certificate.privateKeyPath)} \\`,
-      `    -d grant_type=client_credentials -d client_id=${mtlsClient.id} \\`,
-      `    -d resource=${resource} -d scope=${mtlsClient.resources[resource]![0]} \\`,
-      `    ${https.origin}/token`,
+      ...curlTokenExample(mtlsClient, {
+        caFile: relative(pki.ca.certificatePath), certificateFile: relative(certificate.certificatePath), keyFile: relative(certificate.privateKeyPath),
+      }, `${https.origin}/token`),
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);

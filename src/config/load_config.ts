@@ -38,6 +38,9 @@ const ENVIRONMENT_OVERRIDES: { variable: string; path: ConfigPath; apply: (raw: 
   },
   { variable: 'TETHER_HTTPS_PORT', path: ['listeners', 'https', 'port'], apply: (raw, value) => { setListenerPort(raw, 'https', value); } },
   { variable: 'TETHER_HTTP_PORT', path: ['listeners', 'http', 'port'], apply: (raw, value) => { setListenerPort(raw, 'http', value); } },
+  // One file inside a container (0.0.0.0, reachable through published ports) and outside it (loopback).
+  { variable: 'TETHER_HTTPS_HOST', path: ['listeners', 'https', 'host'], apply: (raw, value) => { setListenerField(raw, 'https', 'host', value); } },
+  { variable: 'TETHER_HTTP_HOST', path: ['listeners', 'http', 'host'], apply: (raw, value) => { setListenerField(raw, 'http', 'host', value); } },
 ];
 
 function asObject(value: unknown): Record<string, unknown> {
@@ -45,9 +48,13 @@ function asObject(value: unknown): Record<string, unknown> {
 }
 
 function setListenerPort(raw: Record<string, unknown>, listener: 'https' | 'http', value: string): void {
-  const listeners = asObject(raw.listeners);
   // A non-numeric port is left as a string so that validation reports it with its path.
-  listeners[listener] = { ...asObject(listeners[listener]), port: /^\d+$/.test(value) ? Number(value) : value };
+  setListenerField(raw, listener, 'port', /^\d+$/.test(value) ? Number(value) : value);
+}
+
+function setListenerField(raw: Record<string, unknown>, listener: 'https' | 'http', field: 'host' | 'port', value: string | number): void {
+  const listeners = asObject(raw.listeners);
+  listeners[listener] = { ...asObject(listeners[listener]), [field]: value };
   raw.listeners = listeners;
 }
 

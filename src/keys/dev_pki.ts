@@ -8,7 +8,7 @@
  */
 import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
 import type { JsonWebKey as NodeJsonWebKey } from 'node:crypto';
-import { mkdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type * as X509 from '@peculiar/x509';
@@ -82,6 +82,15 @@ export interface EnsureDevPkiOptions {
   clientNames: readonly string[];
   /** DNS names and IP addresses of the server certificate. */
   serverHostnames?: readonly string[];
+  /** Common names of newly issued CA and server certificates; default {@link DEV_PKI_NAMES}. */
+  names?: PkiNames;
+}
+
+/** Common names that a PKI's CA and server certificates are issued with. */
+export interface PkiNames {
+  /** The CA's CN; a random suffix is added so that two CAs never share an issuer name. */
+  readonly ca: string;
+  readonly server: string;
 }
 
 /** Options of {@link createEphemeralPki}. */
@@ -100,6 +109,9 @@ export interface IssueClientCertificateOptions {
   notAfter?: Date;
 }
 
+/** The names of the development PKI's certificates. */
+export const DEV_PKI_NAMES: PkiNames = Object.freeze({ ca: 'Tether development CA', server: 'Tether development server' });
+
 /** Server certificates cover these unless told otherwise. */
 export const DEFAULT_SERVER_HOSTNAMES: readonly string[] = Object.freeze(['localhost', '127.0.0.1', '::1']);
 
@@ -113,6 +125,8 @@ const CLOCK_SKEW_MS = 3_600_000;
 // Client ids as the configuration allows them (letters, digits, . _ ~ -), limited to what is safe as
 // a file name (no leading dot) and fits a CN (RFC 5280 ub-common-name: 64).
 const CLIENT_NAME = /^(?!\.)[A-Za-z0-9._~-]{1,64}$/;
+// A CN that needs no escaping in a distinguished name (RFC 4514 §2.4).
+const PLAIN_COMMON_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
 const DNS_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
 const EC_KEY = { name: 'ECDSA', namedCurve: 'P-256' } as const;
@@ -139,7 +153,7 @@ type CryptoKeyPair = webcrypto.CryptoKeyPair;
  * @throws TypeError for a client name that is not a safe file name or an empty host name
  */
 export async function ensureDevPki(options: EnsureDevPkiOptions): Promise<DevPki> {
-  const request = normalizeRequest(options.clientNames, options.serverHostnames);
+  const request = normalizeRequest(options.clientNames, options.serverHostnames, options.names);
   const layout = layoutOf(options.directory, request.clientNames);
   const stored = await readStoredPki(layout, request, new Date());
   if (isComplete(stored, request)) return devPkiFrom(layout, request, stored, []);
@@ -159,9 +173,9 @@ export async function ensureDevPki(options: EnsureDevPkiOptions): Promise<DevPki
 export async function createEphemeralPki(options: EphemeralPkiOptions = {}): Promise<Pki> {
   const request = normalizeRequest(options.clientNames ?? [], options.serverHostnames);
   const x509 = await loadX509();
-  const ca = await generateCa(x509);
+  const ca = await generateCa(x509, request.names.ca);
   const [server, ...clients] = await Promise.all([
-    generateServer(x509, ca, request.serverHostnames),
+    generateServer(x509, ca, request.serverHostnames, request.names.server),
     ...request.clientNames.map((name) => generateClient(x509, ca, name, {})),
   ]);
   return {
@@ -217,14 +231,22 @@ export function loadX509(): Promise<X509Module> {
 interface NormalizedRequest {
   readonly clientNames: readonly string[];
   readonly serverHostnames: readonly string[];
+  readonly names: PkiNames;
 }
 
-function normalizeRequest(clientNames: readonly string[], serverHostnames: readonly string[] | undefined): NormalizedRequest {
+function normalizeRequest(clientNames: readonly string[], serverHostnames: readonly string[] | undefined, names = DEV_PKI_NAMES): NormalizedRequest {
   clientNames.forEach(assertClientName);
   const hostnames = serverHostnames ?? DEFAULT_SERVER_HOSTNAMES;
   if (hostnames.length === 0) throw new TypeError('serverHostnames must name at least one host');
   hostnames.forEach(assertHostname);
-  return { clientNames: [...new Set(clientNames)], serverHostnames: [...new Set(hostnames)] };
+  [names.ca, names.server].forEach(assertCommonName);
+  return { clientNames: [...new Set(clientNames)], serverHostnames: [...new Set(hostnames)], names };
+}
+
+function assertCommonName(name: string): void {
+  if (typeof name !== 'string' || !PLAIN_COMMON_NAME.test(name)) {
+    throw new TypeError(`certificate name ${JSON.stringify(name)} must match ${PLAIN_COMMON_NAME.source}`);
+  }
 }
 
 function assertClientName(name: string): void {
@@ -376,7 +398,7 @@ async function repairStoredPki(layout: PkiLayout, request: NormalizedRequest, st
   if (stored.ca) {
     signer = await signerFromPem(stored.ca);
   } else {
-    const ca = await generateCa(x509);
+    const ca = await generateCa(x509, request.names.ca);
     stored.ca = await save(layout.ca, ca);
     signer = ca;
     // Certificates of a replaced CA no longer chain: reissue all of them.
@@ -386,7 +408,7 @@ async function repairStoredPki(layout: PkiLayout, request: NormalizedRequest, st
 
   const jobs: Promise<void>[] = [];
   if (!stored.server) {
-    jobs.push(generateServer(x509, signer, request.serverHostnames).then(async (server) => void (stored.server = await save(layout.server, server))));
+    jobs.push(generateServer(x509, signer, request.serverHostnames, request.names.server).then(async (server) => void (stored.server = await save(layout.server, server))));
   }
   for (const name of request.clientNames) {
     if (stored.clients.get(name)) continue;
@@ -396,10 +418,23 @@ async function repairStoredPki(layout: PkiLayout, request: NormalizedRequest, st
   return written;
 }
 
-async function writeFileAtomically(path: string, contents: string, mode: number): Promise<void> {
+/** Who a written file belongs to (numeric ids: the user may exist only inside a container). */
+export interface FileOwner {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/**
+ * Writes `contents` to `path` through a temporary file and a rename, so readers see the old file or
+ * the new one, never a partial one. The file gets exactly `mode` (whatever the umask) and, when given,
+ * `owner`, both before it appears under its name.
+ */
+export async function writeFileAtomically(path: string, contents: string, mode: number, owner?: FileOwner): Promise<void> {
   const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await writeFile(temporary, contents, { mode, flag: 'wx' });
+    await writeFile(temporary, contents, { mode: 0o600, flag: 'wx' });
+    await chmod(temporary, mode);
+    if (owner) await chown(temporary, owner.uid, owner.gid);
     await rename(temporary, path);
   } catch (error) {
     await unlink(temporary).catch(() => undefined);
@@ -485,9 +520,9 @@ interface Generated extends Signer {
   readonly privateKeyPem: string;
 }
 
-async function generateCa(x509: X509Module): Promise<Generated> {
+async function generateCa(x509: X509Module, name: string): Promise<Generated> {
   const keys = await generateKeyPair();
-  const subject = `CN=Tether development CA ${randomBytes(4).toString('hex')}, O=Tether`;
+  const subject = `CN=${name} ${randomBytes(4).toString('hex')}, O=Tether`;
   const now = Date.now();
   const certificate = await x509.X509CertificateGenerator.create(
     {
@@ -511,9 +546,9 @@ async function generateCa(x509: X509Module): Promise<Generated> {
   return generated(x509, certificate, keys.privateKey);
 }
 
-function generateServer(x509: X509Module, ca: Signer, hostnames: readonly string[]): Promise<Generated> {
+function generateServer(x509: X509Module, ca: Signer, hostnames: readonly string[], name: string): Promise<Generated> {
   const names = hostnames.map((hostname) => ({ type: isIP(hostname) ? ('ip' as const) : ('dns' as const), value: hostname }));
-  return generateLeaf(x509, ca, 'CN=Tether development server', names, x509.ExtendedKeyUsage.serverAuth, {});
+  return generateLeaf(x509, ca, `CN=${name}`, names, x509.ExtendedKeyUsage.serverAuth, {});
 }
 
 function generateClient(x509: X509Module, ca: Signer, name: string, validity: IssueClientCertificateOptions): Promise<Generated> {

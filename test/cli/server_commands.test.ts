@@ -143,6 +143,22 @@ describe('tether start (production mode)', () => {
     expect(run.stderr()).toMatch(/databaseUrl: tether start needs PostgreSQL/);
   });
 
+  test('a TLS file it cannot read stops the start with one line naming the field and the reason', async () => {
+    await writeFile(path.join(workdir, 'tether.config.yaml'), [
+      'issuer: https://localhost:8443',
+      'listeners: { https: { port: 8443, certFile: tls/server.pem, keyFile: tls/server.key.pem, clientCaFile: tls/ca.pem } }',
+      'resources: [{ uri: "https://api.example" }]',
+      'clients: [{ id: c, owner: o, purpose: p, binding: dpop, auth: { method: client_secret_basic, secret: "0123456789abcdef0123" } }]',
+      '',
+    ].join('\n'));
+    // The files are read before the database is opened: this URL is never contacted.
+    const run = runTether(['start', '--config', 'tether.config.yaml'], { DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, workdir);
+    expect(await run.exited).toBe(2);
+    expect(run.stderr().trim().split('\n')).toEqual([
+      expect.stringMatching(/^tether: listeners\.https\.(certFile|keyFile|clientCaFile): cannot read .*\/tls\/(server|server\.key|ca)\.pem \(ENOENT\)$/),
+    ]);
+  });
+
   const onPostgres = process.env.DATABASE_URL ? test : test.skip;
   onPostgres('runs against PostgreSQL with configured certificates and reports ready', async () => {
     const database = await openTestDatabase();

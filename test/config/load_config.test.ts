@@ -62,6 +62,14 @@ describe('configuration', () => {
     expect(messageOf(minimal(), { TETHER_HTTPS_PORT: 'eighty' })).toMatch(/listeners\.https\.port: .*\(got "eighty"\)/);
   });
 
+  test('listener hosts from the environment: one file for 0.0.0.0 in a container and loopback outside it', () => {
+    const raw = { ...minimal(), listeners: { https: { host: '0.0.0.0', port: 8443 }, http: { host: '0.0.0.0', port: 8080 } } };
+    const config = parseConfig(raw, { env: { TETHER_HTTPS_HOST: '127.0.0.1', TETHER_HTTP_HOST: '::1' } });
+    expect(config.listeners).toEqual({ https: { host: '127.0.0.1', port: 8443 }, http: { host: '::1', port: 8080 } });
+    // A host for a listener the file does not have names the missing port.
+    expect(messageOf(minimal(), { TETHER_HTTP_HOST: '127.0.0.1' })).toMatch(/^tether\.config\.yaml: listeners\.http\.port: /);
+  });
+
   test('YAML and JSON files; a syntax error names the line', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tether-config-'));
     const json = path.join(dir, 'tether.config.json');
