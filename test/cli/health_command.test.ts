@@ -72,7 +72,7 @@ describe('tether health', () => {
     await database.close();
     const result = await health({ https: { host: '127.0.0.1', port } });
     expect(result.exitCode).toBe(1);
-    expect(result.lines).toEqual([expect.stringMatching(new RegExp(`^NOT READY  https://127\\.0\\.0\\.1:${port}/readyz  503 \\{"status":"not ready","reason":"database unreachable: .*"\\}$`))]);
+    expect(result.lines).toEqual([expect.stringMatching(new RegExp(`^NOT READY  https://127\\.0\\.0\\.1:${port}/readyz  503 \\{"status":"not ready","reason":"database"\\}$`))]);
   });
 
   test('every configured listener must be ready: a plain HTTP listener answering 503 fails the check', async () => {

@@ -91,7 +91,7 @@ describe('no secret in a configuration error, whatever the error', () => {
       'a short encryption secret from the environment',
       () => undefined,
       { TETHER_KEY_ENCRYPTION_SECRET: SHORT_ENV_SECRET },
-      ['tether.config.yaml: signing.encryptionSecret: use at least 32 characters (set by TETHER_KEY_ENCRYPTION_SECRET)'],
+      ['tether.config.yaml: signing.encryptionSecret: use at least 32 characters (e.g. openssl rand -base64 32) (set by TETHER_KEY_ENCRYPTION_SECRET)'],
     ],
     [
       'a DATABASE_URL that is not PostgreSQL: shown without its password',

@@ -65,7 +65,7 @@ describe('configuration', () => {
   test('listener hosts from the environment: one file for 0.0.0.0 in a container and loopback outside it', () => {
     const raw = { ...minimal(), listeners: { https: { host: '0.0.0.0', port: 8443 }, http: { host: '0.0.0.0', port: 8080 } } };
     const config = parseConfig(raw, { env: { TETHER_HTTPS_HOST: '127.0.0.1', TETHER_HTTP_HOST: '::1' } });
-    expect(config.listeners).toEqual({ https: { host: '127.0.0.1', port: 8443 }, http: { host: '::1', port: 8080 } });
+    expect(config.listeners).toEqual({ https: { host: '127.0.0.1', port: 8443 }, http: { host: '::1', port: 8080, allowClientSecrets: false } });
     // A host for a listener the file does not have names the missing port.
     expect(messageOf(minimal(), { TETHER_HTTP_HOST: '127.0.0.1' })).toMatch(/^tether\.config\.yaml: listeners\.http\.port: /);
   });

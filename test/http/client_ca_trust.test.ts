@@ -179,7 +179,13 @@ describe('tls_client_auth through a real Tether process: a certificate from a CA
       `clients: ${clients}`,
       '',
     ].join('\n'));
-    const env = { NODE_EXTRA_CA_CERTS: path.join(workdir, 'extra-ca.pem'), TETHER_LOG_LEVEL: 'info', DATABASE_URL: database?.url };
+    const env = {
+      NODE_EXTRA_CA_CERTS: path.join(workdir, 'extra-ca.pem'),
+      TETHER_LOG_LEVEL: 'info',
+      DATABASE_URL: database?.url,
+      // tether start requires key encryption (docs/operations.md#keys-at-rest).
+      TETHER_KEY_ENCRYPTION_SECRET: 'client-ca-trust-test-secret-0123456789abcdef',
+    };
     const run = runTether([onPostgres ? 'start' : 'dev', '--config', 'tether.config.yaml'], env, workdir);
     await waitFor(() => /tether started|Tether \(development\)/.test(run.stderr() + run.stdout()) || run.child.exitCode !== null, 'tether to listen');
     expect(run.child.exitCode).toBeNull();

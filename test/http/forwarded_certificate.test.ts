@@ -40,6 +40,9 @@ async function tokenRequest(tether: RunningTether, dispatcher: Agent, form: Reco
 }
 
 async function eventsOf(tether: RunningTether, requestId: string) {
+  // An anonymous refusal may have been counted rather than written: end the window first
+  // (ledger/rejection_aggregator.ts); the counted row carries the last request's id.
+  await tether.app.unauthenticatedRejections.flush();
   return tether.database.knex('ledger_events').where({ request_id: requestId }).select('type', 'client_id', 'details');
 }
 

@@ -117,7 +117,7 @@ describe('through nginx', () => {
     const response = await throughNginx({ form: { ...secretForm, client_id: 'mtls-client' }, certificate: certificateOf('mtls-client'), headers: { 'x-forwarded-for': '203.0.113.9' } });
     expect(response.status).toBe(200);
     expect(decodeJwt(response.body.access_token as string)).toMatchObject({ iss: issuer, cnf: { 'x5t#S256': certificateOf('mtls-client').thumbprint } });
-    const [issued] = await ledgerEventsOf(tether.database.knex, response);
+    const [issued] = await ledgerEventsOf(tether, response);
     // nginx overwrote the client's X-Forwarded-For with the address it saw.
     expect(issued).toMatchObject({ type: 'token.issued', client_id: 'mtls-client', source_address: CLIENT_ADDRESS });
   });
@@ -131,14 +131,14 @@ describe('through nginx', () => {
     const response = await throughNginx({ form: assertionForm(await jwtClient.assertion(EVIL_TOKEN_ENDPOINT)), headers: { host: EVIL, dpop: await proofFor(EVIL_TOKEN_ENDPOINT) } });
     expect(response.status).toBe(421);
     expect(response.body).toEqual(refusedHost);
-    expect(await rejectionOf(tether.database.knex, response)).toMatchObject({ source_address: CLIENT_ADDRESS, details: { route: 'token', status: 421 } });
+    expect(await rejectionOf(tether, response)).toMatchObject({ source_address: CLIENT_ADDRESS, details: { route: 'token', status: 421 } });
   });
 
   test('the same assertion with X-Forwarded-Host: evil.example (cleared by nginx, never read by Tether) → 401 invalid_client', async () => {
     const response = await throughNginx({ form: assertionForm(await jwtClient.assertion(EVIL_TOKEN_ENDPOINT)), headers: { 'x-forwarded-host': EVIL, dpop: await proofFor(EVIL_TOKEN_ENDPOINT) } });
     expect(response.status).toBe(401);
     expect(response.body).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
-    expect(await rejectionOf(tether.database.knex, response)).toMatchObject({ client_id: 'jwt-client', details: { error: 'invalid_client' } });
+    expect(await rejectionOf(tether, response)).toMatchObject({ client_id: 'jwt-client', details: { error: 'invalid_client' } });
   });
 
   test('an assertion whose aud is the issuer → a token (iss of the token: the issuer)', async () => {
@@ -155,7 +155,7 @@ describe('through nginx', () => {
     const response = await throughNginx({ form: secretForm, headers: { ...headers, authorization: basicAuth('dpop-client', DPOP_SECRET), dpop: await proofFor(EVIL_TOKEN_ENDPOINT) } });
     expect(response.status).toBe(status);
     expect(response.body.error).toBe(error);
-    expect(await rejectionOf(tether.database.knex, response)).toMatchObject({ details: { status, error } });
+    expect(await rejectionOf(tether, response)).toMatchObject({ details: { status, error } });
   });
 
   test('discovery with Host: evil.example → 421; with X-Forwarded-Host: evil.example → the issuer\'s URLs', async () => {
@@ -203,7 +203,7 @@ describe('around nginx: straight to Tether from an untrusted peer', () => {
     });
     expect(response.status).toBe(400);
     expect(response.body).toEqual({ error: 'invalid_request', error_description: 'client secrets are accepted only over TLS (https); this request was sent over plain HTTP' });
-    expect(await rejectionOf(tether.database.knex, response)).toMatchObject({ client_id: 'dpop-client', source_address: '127.0.0.1', details: { reason: 'client secret sent over plain HTTP' } });
+    expect(await rejectionOf(tether, response)).toMatchObject({ client_id: 'dpop-client', source_address: '127.0.0.1', details: { reason: 'client secret sent over plain HTTP' } });
   });
 
   test('an assertion for evil.example/token with Host: evil.example → 421', async () => {

@@ -72,7 +72,7 @@ describe('client assertion audience: the issuer, as one string (RFC 7523 §3, dr
     });
     expect(response.status).toBe(421);
     expect(response.body).toEqual(refusedHost);
-    expect(await rejectionOf(tether.database.knex, response)).toMatchObject({
+    expect(await rejectionOf(tether, response)).toMatchObject({
       source_address: '127.0.0.1',
       details: { route: 'token', status: 421, error: 'invalid_request', reason: 'request for https://evil.example, which is neither the issuer nor this listener' },
     });
@@ -95,7 +95,7 @@ describe('client assertion audience: the issuer, as one string (RFC 7523 §3, dr
     });
     expect(response.status).toBe(401);
     expect(response.body).toEqual(clientAuthFailed);
-    expect(await rejectionOf(tether.database.knex, response)).toMatchObject({
+    expect(await rejectionOf(tether, response)).toMatchObject({
       client_id: 'jwt-client',
       details: { error: 'invalid_client', reason: 'audience (aud) must equal the endpoint url, issuer identifier or token endpoint url' },
     });
@@ -110,7 +110,7 @@ describe('client assertion audience: the issuer, as one string (RFC 7523 §3, dr
     const response = await send({ form: assertionForm(await jwtClient.assertion(aud())), headers: { dpop: await proofFor(tether.tokenEndpoint) } });
     expect(response.status).toBe(401);
     expect(response.body).toEqual(clientAuthFailed);
-    const { details } = await rejectionOf(tether.database.knex, response);
+    const { details } = await rejectionOf(tether, response);
     expect(details.reason).toMatch(/^audience \(aud\) must /);
   });
 });
@@ -133,7 +133,7 @@ describe('DPoP htu: the configured URL of the endpoint (RFC 9449 §4.3)', () => 
     const response = await secretRequest({ headers: { host: EVIL, dpop: await proofFor(EVIL_TOKEN_ENDPOINT) } });
     expect(response.status).toBe(421);
     expect(response.body).toEqual(refusedHost);
-    expect(await rejectionOf(tether.database.knex, response)).toMatchObject({ details: { status: 421, route: 'token' } });
+    expect(await rejectionOf(tether, response)).toMatchObject({ details: { status: 421, route: 'token' } });
   });
 
   test.each([
@@ -144,7 +144,7 @@ describe('DPoP htu: the configured URL of the endpoint (RFC 9449 §4.3)', () => 
     const response = await secretRequest({ localAddress, headers: { ...headers, dpop: await proofFor(EVIL_TOKEN_ENDPOINT) } });
     expect(response.status).toBe(400);
     expect(response.body).toEqual({ error: 'invalid_dpop_proof', error_description: 'DPoP proof htu mismatch' });
-    expect(await rejectionOf(tether.database.knex, response)).toMatchObject({ client_id: 'dpop-client', details: { error: 'invalid_dpop_proof' } });
+    expect(await rejectionOf(tether, response)).toMatchObject({ client_id: 'dpop-client', details: { error: 'invalid_dpop_proof' } });
   });
 
   test('on the plain HTTP listener, from the trusted hop saying X-Forwarded-Proto: https, htu is the issuer\'s URL → a token', async () => {
@@ -254,7 +254,7 @@ describe('client secrets only over TLS (RFC 6749 §2.3.1)', () => {
     const response = await overHttp({ form, headers: { ...headers, dpop: await proofFor(`${httpListener}/token`) } });
     expect(response.status).toBe(400);
     expect(response.body).toEqual(tlsRequired);
-    expect(await rejectionOf(tether.database.knex, response)).toMatchObject({
+    expect(await rejectionOf(tether, response)).toMatchObject({
       client_id: clientId,
       details: { route: 'token', status: 400, error: 'invalid_request', reason: 'client secret sent over plain HTTP' },
     });
@@ -268,7 +268,7 @@ describe('client secrets only over TLS (RFC 6749 §2.3.1)', () => {
     const response = await overHttp({ target, form: { token: 'whatever' }, headers: { authorization: basicAuth('dpop-client', DPOP_SECRET) } });
     expect(response.status).toBe(400);
     expect(response.body).toEqual(tlsRequired);
-    expect(await rejectionOf(tether.database.knex, response)).toMatchObject({ details: { route, reason: 'client secret sent over plain HTTP' } });
+    expect(await rejectionOf(tether, response)).toMatchObject({ details: { route, reason: 'client secret sent over plain HTTP' } });
   });
 
   test('the trusted hop saying X-Forwarded-Proto: http is plain HTTP too → 400', async () => {
@@ -310,17 +310,17 @@ describe('the client address in the ledger', () => {
   test('X-Forwarded-For from an untrusted peer is ignored: the peer\'s address is recorded', async () => {
     const response = await send({ form: { grant_type: 'client_credentials', client_id: 'mtls-client', resource: ORDERS }, headers: { 'x-forwarded-for': '203.0.113.9' } });
     expect(response.status).toBe(401);
-    expect((await rejectionOf(tether.database.knex, response)).source_address).toBe('127.0.0.1');
+    expect((await rejectionOf(tether, response)).source_address).toBe('127.0.0.1');
   });
 
   test('from the trusted hop, the right-most address that is not a trusted proxy is recorded', async () => {
     const response = await refused(TRUSTED_HOP, `198.51.100.7, 203.0.113.9, ${TRUSTED_HOP}`);
     expect(response.status).toBe(401);
-    expect((await rejectionOf(tether.database.knex, response)).source_address).toBe('203.0.113.9');
+    expect((await rejectionOf(tether, response)).source_address).toBe('203.0.113.9');
   });
 
   test('from the trusted hop, a malformed entry ends the walk at the last good one', async () => {
     const response = await refused(TRUSTED_HOP, 'not-an-address');
-    expect((await rejectionOf(tether.database.knex, response)).source_address).toBe(TRUSTED_HOP);
+    expect((await rejectionOf(tether, response)).source_address).toBe(TRUSTED_HOP);
   });
 });

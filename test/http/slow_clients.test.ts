@@ -99,7 +99,7 @@ describe('slow clients are cut off', () => {
   test('a body sent one byte at a time → 408 at requestTimeout, connection closed, no 5xx', async () => {
     const connection = await connect('https');
     const body = `grant_type=client_credentials&client_id=dpop-client&resource=${encodeURIComponent(ORDERS)}`;
-    connection.socket.write(`POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n`);
+    connection.socket.write(`POST /token HTTP/1.1\r\nHost: ${new URL(tether.issuer).host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n`);
     const sent = await trickle(connection, body, 250, body.length - 1);
     expect(connection.isClosed()).toBe(true);
     expect(sent).toBeLessThan(body.length - 1);
@@ -153,7 +153,7 @@ describe('request bodies are bounded', () => {
   test('a 10 MB body with its Content-Length → 413 invalid_request before it is read; one ledger row', async () => {
     const before = await rowCounts(tether.database.knex);
     const connection = await connect('https');
-    connection.socket.write(`POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${10 * 1024 * 1024}\r\n\r\n`);
+    connection.socket.write(`POST /token HTTP/1.1\r\nHost: ${new URL(tether.issuer).host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${10 * 1024 * 1024}\r\n\r\n`);
     connection.socket.write(`grant_type=client_credentials&scope=${'a'.repeat(4000)}`);
     await Promise.race([connection.closed, sleep(60_000)]);
     expect(connection.isClosed()).toBe(true);

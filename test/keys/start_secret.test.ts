@@ -106,7 +106,7 @@ describe('tether start and the key-encryption secret', () => {
     await writeConfig(['databaseUrl: postgres://127.0.0.1:1/never-opened']);
     const run = await runTether(['start', '--config', 'tether.config.yaml'], { TETHER_KEY_ENCRYPTION_SECRET: 'short-secret-0123456789' }, workdir);
     expect(run.code).toBe(2);
-    expect(tetherLines(run.stderr)).toEqual(['tether: tether.config.yaml: signing.encryptionSecret: use at least 32 characters (e.g. openssl rand -base64 32)']);
+    expect(tetherLines(run.stderr)).toEqual(['tether: tether.config.yaml: signing.encryptionSecret: use at least 32 characters (e.g. openssl rand -base64 32) (set by TETHER_KEY_ENCRYPTION_SECRET)']);
   });
 
   test('a wrong secret: exit 2 with one line naming the problem, and no new key', async () => {

@@ -118,7 +118,7 @@ test('refusals of an authenticated client are each written, with their own reque
   const answers = await burst(5, () => postForm(tether.tokenEndpoint, { grant_type: 'client_credentials', client_id: 'worker', resource: 'https://nowhere.ledger.test' }, {
     dispatcher: tether.dispatcherFor('worker'),
   }));
-  expectAll(answers, 400, { error: 'invalid_target', error_description: 'resource indicator is missing, or unknown' });
+  expectAll(answers, 400, { error: 'invalid_target', error_description: 'the requested resource is not registered at this server' });
   const rows = (await rejectionRows()).slice(before);
   expect(rows.map((row) => row.request_id).sort()).toEqual(answers.map((answer) => answer.headers.get('x-request-id')).sort());
   expect(rows.every((row) => row.client_id === 'worker' && row.details.count === undefined)).toBe(true);

@@ -48,16 +48,28 @@ export function assertionForm(assertion: string): Record<string, string> {
   return { grant_type: 'client_credentials', resource: ORDERS, client_assertion_type: ASSERTION_TYPE, client_assertion: assertion };
 }
 
-/** Every ledger event the request left (by its X-Request-Id). */
-export async function ledgerEventsOf(knex: Knex, response: Pick<RawResponse, 'headers'>): Promise<Record<string, unknown>[]> {
+/** What the lookups below need of a running Tether. */
+export interface LedgerView {
+  database: { knex: Knex };
+  app: { unauthenticatedRejections: { flush(): Promise<void> } };
+}
+
+/**
+ * Every ledger event the request left (by its X-Request-Id). Refusals nobody authenticated for are
+ * counted per kind within a window (ledger/rejection_aggregator.ts): the window is ended first, so a
+ * refusal that was counted rather than written appears as its kind's counted row, which carries the
+ * id of the last request counted (this one).
+ */
+export async function ledgerEventsOf(tether: LedgerView, response: Pick<RawResponse, 'headers'>): Promise<Record<string, unknown>[]> {
   const requestId = response.headers['x-request-id'];
   if (typeof requestId !== 'string') throw new Error('the response has no X-Request-Id');
-  return knex('ledger_events').where({ request_id: requestId }).orderBy('id');
+  await tether.app.unauthenticatedRejections.flush();
+  return tether.database.knex('ledger_events').where({ request_id: requestId }).orderBy('id');
 }
 
 /** The one `request.rejected` event of a refused request. */
-export async function rejectionOf(knex: Knex, response: Pick<RawResponse, 'headers'>): Promise<Record<string, unknown> & { details: Record<string, unknown> }> {
-  const events = await ledgerEventsOf(knex, response);
+export async function rejectionOf(tether: LedgerView, response: Pick<RawResponse, 'headers'>): Promise<Record<string, unknown> & { details: Record<string, unknown> }> {
+  const events = await ledgerEventsOf(tether, response);
   if (events.length !== 1 || events[0]!.type !== 'request.rejected') {
     throw new Error(`expected one request.rejected event, got ${JSON.stringify(events.map((event) => event.type))}`);
   }
