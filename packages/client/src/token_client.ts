@@ -99,6 +99,8 @@ export interface TokenClient {
 interface CacheTarget {
   readonly key: string;
   readonly obtain: () => Promise<AccessToken>;
+  /** Throws when no token may be used for this entry any more. */
+  readonly check?: () => void;
 }
 
 /** What is known once discovery and key preparation are done. */
@@ -212,16 +214,15 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
   /** The cache key and the request of an exchange of `subjectToken` for `request`. */
   function exchangeOf(p: Prepared, subjectToken: string, request: NormalizedAccessRequest, subjectExpiresAt: number | undefined): CacheTarget {
     const key = tokenCacheKey(p.holder, request, subjectTokenHash(subjectToken));
-    const obtain = () => {
-      if (subjectExpiresAt !== undefined && subjectExpiresAt <= now()) {
-        return Promise.reject(new ClientError('ERR_SUBJECT_TOKEN_EXPIRED', 'the token to exchange is expired'));
-      }
-      // RFC 8693 §2.1
-      return remembered(key, requestAccessToken(p, request, {
-        grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: ACCESS_TOKEN_TYPE,
-      }, { notAfter: subjectExpiresAt }));
+    // RFC 8693 §2.1
+    const obtain = () => remembered(key, requestAccessToken(p, request, {
+      grant_type: TOKEN_EXCHANGE_GRANT, subject_token: subjectToken, subject_token_type: ACCESS_TOKEN_TYPE,
+    }, { notAfter: subjectExpiresAt }));
+    // Checked at every use, cached or not: nothing obtained for an expired subject token is used.
+    const check = () => {
+      if (subjectExpiresAt !== undefined && subjectExpiresAt <= now()) throw new ClientError('ERR_SUBJECT_TOKEN_EXPIRED', 'the token to exchange is expired');
     };
-    return { key, obtain };
+    return { key, obtain, check };
   }
 
   function fetchWith(api: ApiTarget, tokenFor: (p: Prepared) => CacheTarget): ApiFetch {
@@ -231,6 +232,7 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
       source: {
         async get() {
           target ??= tokenFor(await ready());
+          target.check?.();
           return cache.get(target.key, target.obtain);
         },
         drop(token) {
@@ -259,7 +261,8 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
     },
     async exchange(receivedToken, request) {
       const normalized = normalizeAccessRequest(request);
-      const { key, obtain } = exchangeOf(await ready(), checkSubjectToken(receivedToken), normalized, subjectExpiry(receivedToken, request.subjectTokenExpiresAt));
+      const { key, obtain, check } = exchangeOf(await ready(), checkSubjectToken(receivedToken), normalized, subjectExpiry(receivedToken, request.subjectTokenExpiresAt));
+      check?.();
       return cache.get(key, obtain);
     },
     fetchFor(api) {
