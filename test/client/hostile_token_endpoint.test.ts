@@ -174,9 +174,9 @@ test('metadata declaring no support for the client\'s authentication method → 
 
 test('the secret travels only in Authorization (client_secret_basic), never in the body or an error', async () => {
   server.script(async () => ({ status: 401, body: { error: 'invalid_client' } }));
-  const error = await client().getToken({ resource: ORDERS, scopes: ['orders:read'] }).catch((caught: unknown) => caught as Error);
+  const error = (await client().getToken({ resource: ORDERS, scopes: ['orders:read'] }).catch((caught: unknown) => caught)) as Error;
   const [request] = server.requests;
   expect(request!.form.has('client_secret')).toBe(false);
   expect(request!.headers.authorization).toBe(`Basic ${Buffer.from(`svc:${SECRET}`).toString('base64')}`);
-  expect(JSON.stringify({ message: error.message, ...error })).not.toContain(SECRET);
+  expect(JSON.stringify({ ...error, message: error.message })).not.toContain(SECRET);
 });
