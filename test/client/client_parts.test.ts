@@ -1,7 +1,7 @@
 // The client's small pure parts: request normalization and cache keys (no collisions), the
 // WWW-Authenticate parser, RFC 6749 §2.3.1 Basic credentials, DPoP proofs, metadata checks.
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK, jwtVerify, type CryptoKey } from 'jose';
-import { normalizeAccessRequest, normalizeScopes } from '../../packages/client/src/access_request.js';
+import { normalizeAccessRequest, normalizeScopes, requestMemoKey } from '../../packages/client/src/access_request.js';
 import { tokenCacheKey, type TokenHolder } from '../../packages/client/src/cache_key.js';
 import { basicCredentials } from '../../packages/client/src/client_auth.js';
 import { accessTokenHash, htuOf, prepareDpopKey, signDpopProof } from '../../packages/client/src/dpop.js';
@@ -65,6 +65,23 @@ describe('requests and cache keys', () => {
     ['an empty scope in a list', { resource: 'https://api.example', scopes: [''] }],
   ])('%s → TypeError', (_label, request) => {
     expect(() => normalizeAccessRequest(request)).toThrow(TypeError);
+  });
+
+  test('the memo of requests seen before names each exact form once; a NUL where none belongs is not memoized', () => {
+    const forms = [
+      { resource: 'https://a.example', scopes: ['x', 'y'] },
+      { resource: 'https://a.example', scopes: ['x y'] },
+      { resource: 'https://a.example', scopes: 'x y' },
+      { resource: 'https://a.example', scopes: ['y', 'x'] },
+      { resource: 'https://a.example/', scopes: ['x', 'y'] },
+      { resource: 'https://a.example', scopes: [] },
+      { resource: 'https://a.example', scopes: '' },
+    ];
+    expect(new Set(forms.map((form) => requestMemoKey(form))).size).toBe(forms.length);
+    expect(requestMemoKey({ resource: 'https://a.example', scopes: ['x\0y'] })).toBeUndefined();
+    expect(requestMemoKey({ resource: 'https://a.example\0a\0x', scopes: [] })).toBeUndefined();
+    expect(() => normalizeAccessRequest({ resource: 'https://a.example', scopes: ['x\0y'] })).toThrow(TypeError);
+    expect(() => normalizeAccessRequest({ resource: 'https://a.example/ x', scopes: [] })).toThrow(TypeError);
   });
 
   test('normalized scopes are sorted and unique', () => {

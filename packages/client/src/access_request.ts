@@ -33,9 +33,12 @@ export function normalizeAccessRequest(request: AccessRequest): NormalizedAccess
   return { resource: checkResource(request.resource), scopes: normalizeScopes(request.scopes) };
 }
 
+// RFC 3986 §2: a URI is printable ASCII without spaces.
+const URI_CHARS = /^[\x21-\x7E]+$/;
+
 /** RFC 8707 §2: an absolute URI, no fragment. Kept exactly as given: no normalization. */
 export function checkResource(resource: unknown): string {
-  if (typeof resource !== 'string' || URL.parse(resource) === null || resource.includes('#')) {
+  if (typeof resource !== 'string' || !URI_CHARS.test(resource) || URL.parse(resource) === null || resource.includes('#')) {
     throw new TypeError('resource must be an absolute URI without a fragment (RFC 8707 §2)');
   }
   return resource;
@@ -60,4 +63,24 @@ export function parseScopeString(value: string): string[] | undefined {
 /** True when every scope of `granted` is in `requested`. */
 export function isScopeSubset(granted: readonly string[], requested: readonly string[]): boolean {
   return granted.every((scope) => requested.includes(scope));
+}
+
+/**
+ * A string naming `request` exactly as given, for memoizing its normalization on the hot path of a
+ * cache hit; `undefined` when it cannot be named unambiguously (a NUL where none belongs — such a
+ * request is invalid anyway and takes the checked path). Resource and scopes are separated by NUL,
+ * which neither a valid resource nor a valid scope contains, and a string of scopes is told apart
+ * from a list.
+ */
+export function requestMemoKey(request: AccessRequest): string | undefined {
+  const { resource, scopes } = request;
+  if (typeof resource !== 'string' || resource.includes('\0')) return undefined;
+  if (typeof scopes === 'string') return `${resource}\0s${scopes}`;
+  if (!Array.isArray(scopes)) return undefined;
+  let key = `${resource}\0a`;
+  for (const scope of scopes as readonly unknown[]) {
+    if (typeof scope !== 'string' || scope.includes('\0')) return undefined;
+    key += `\0${scope}`;
+  }
+  return key;
 }

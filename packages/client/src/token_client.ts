@@ -8,7 +8,7 @@
 import { decodeJwt } from 'jose';
 import { fetch as undiciFetch, type Dispatcher } from 'undici';
 import type { AccessToken } from './access_token.js';
-import { normalizeAccessRequest, type AccessRequest, type NormalizedAccessRequest } from './access_request.js';
+import { normalizeAccessRequest, requestMemoKey, type AccessRequest, type NormalizedAccessRequest } from './access_request.js';
 import { createApiFetch, presentationHeaders, type ApiFetch } from './api_fetch.js';
 import { subjectTokenHash, tokenCacheKey, type TokenHolder } from './cache_key.js';
 import { authenticatesWithCertificate, createAuthenticator, type ClientAuthentication } from './client_auth.js';
@@ -111,6 +111,7 @@ interface Prepared {
 }
 
 const MAX_RESPONSE_BYTES = 64 * 1024;
+const MAX_SEEN_REQUESTS = 1024;
 
 /** Creates a client. Nothing is fetched until the first token is needed. */
 export function createTokenClient(options: TokenClientOptions): TokenClient {
@@ -211,6 +212,20 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
     return { key, obtain: () => remembered(key, requestAccessToken(p, request, { grant_type: 'client_credentials' })) };
   }
 
+  // Requests seen before, by their exact form: checked and normalized once (bounded; emptied when full).
+  const seenRequests = new Map<string, CacheTarget>();
+  function clientCredentialsFor(p: Prepared, request: AccessRequest): CacheTarget {
+    const memoKey = requestMemoKey(request);
+    const seen = memoKey === undefined ? undefined : seenRequests.get(memoKey);
+    if (seen !== undefined) return seen;
+    const target = clientCredentials(p, normalizeAccessRequest(request));
+    if (memoKey !== undefined) {
+      if (seenRequests.size >= MAX_SEEN_REQUESTS) seenRequests.clear();
+      seenRequests.set(memoKey, target);
+    }
+    return target;
+  }
+
   /** The cache key and the request of an exchange of `subjectToken` for `request`. */
   function exchangeOf(p: Prepared, subjectToken: string, request: NormalizedAccessRequest, subjectExpiresAt: number | undefined): CacheTarget {
     const key = tokenCacheKey(p.holder, request, subjectTokenHash(subjectToken));
@@ -254,10 +269,21 @@ export function createTokenClient(options: TokenClientOptions): TokenClient {
   return {
     clientId,
     dispatcher: transport.api,
-    async getToken(request) {
-      const normalized = normalizeAccessRequest(request);
-      const { key, obtain } = clientCredentials(await ready(), normalized);
-      return cache.get(key, obtain);
+    getToken(request) {
+      // The hot path of a cache hit: no await before the cache, no normalization of a request seen before.
+      if (prepared !== undefined) {
+        try {
+          const { key, obtain } = clientCredentialsFor(prepared, request);
+          return cache.get(key, obtain);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
+      return (async () => {
+        normalizeAccessRequest(request);
+        const { key, obtain } = clientCredentialsFor(await ready(), request);
+        return cache.get(key, obtain);
+      })();
     },
     async exchange(receivedToken, request) {
       const normalized = normalizeAccessRequest(request);
