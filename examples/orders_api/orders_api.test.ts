@@ -1,10 +1,12 @@
 // The orders API example against a real Tether started in-process: good tokens work, and the probe
 // finds every check enforced — and names the weakness of each deliberately weakened copy.
 import { Agent } from 'undici';
+import { createTokenClient, type TokenClient, type TokenClientOptions } from '../../packages/client/src/index.js';
 import { startTether, type ProbeReport, type RunningTether } from '../../src/testing/index.js';
 import { ORDERS_RESOURCE as ORDERS, exampleTetherConfig } from './example_config.js';
 import { fetchTrusting } from './issuer_fetch.js';
 import { createOrdersApi, type Authenticate } from './orders_api.js';
+import { createOrdersCaller } from './orders_caller.js';
 import { listenOrdersApi } from './server.js';
 import { weakenedAuthentication, type Weakness } from './weakened_copies.js';
 
@@ -39,30 +41,37 @@ async function startOrdersApi(authenticate?: Authenticate): Promise<string> {
 
 const failedChecks = (report: ProbeReport) => report.results.filter((result) => result.verdict !== 'pass' && result.verdict !== 'skip').map((result) => result.id);
 
+/** A caller of the orders API using tether-oauth-client, as a worker would (orders_caller.ts). */
+function callerClient(clientId: 'orders-worker' | 'reporting-cli'): TokenClient {
+  const certificate = tether.pki.clients[clientId];
+  const options: TokenClientOptions = clientId === 'orders-worker'
+    ? { issuer: tether.issuer, clientId, auth: { method: 'tls_client_auth' }, binding: { method: 'mtls' }, tls: { cert: certificate!.certificatePem, key: certificate!.privateKeyPem, ca: tether.pki.ca.certificatePem } }
+    : { issuer: tether.issuer, clientId, auth: { method: 'client_secret_basic', secret: 'example-only-secret-reporting-cli' }, binding: { method: 'dpop' }, tls: { ca: tether.pki.ca.certificatePem } };
+  const client = createTokenClient(options);
+  closers.push(() => client.close());
+  return client;
+}
+
 describe('the orders API with good tokens', () => {
   let url: string;
+  let baseUrl: string;
   beforeAll(async () => {
     url = await startOrdersApi();
+    baseUrl = new URL(url).origin;
   });
 
-  test('a certificate-bound token reads orders and, with orders:write, places one', async () => {
-    const reader = await tether.token({ client: 'orders-worker', resource: ORDERS, scope: 'orders:read' });
-    const read = await tether.fetchWith(reader)(url);
-    expect(read.status).toBe(200);
-    expect(await read.json()).toEqual({ orders: [{ id: 1, item: 'tea', placedBy: 'seed' }] });
-
-    const writer = await tether.token({ client: 'orders-worker', resource: ORDERS, scope: 'orders:write' });
-    const placed = await tether.fetchWith(writer)(url, { method: 'POST', body: JSON.stringify({ item: 'coffee' }), headers: { 'content-type': 'application/json' } });
-    expect(placed.status).toBe(201);
-    expect(await placed.json()).toEqual({ id: 2, item: 'coffee', placedBy: 'orders-worker' });
+  test('a certificate-bound worker reads orders and, with orders:write, places one', async () => {
+    const orders = createOrdersCaller(callerClient('orders-worker'), baseUrl);
+    expect(await orders.listOrders()).toEqual({ status: 200, body: { orders: [{ id: 1, item: 'tea', placedBy: 'seed' }] } });
+    expect(await orders.placeOrder('coffee')).toEqual({ status: 201, body: { id: 2, item: 'coffee', placedBy: 'orders-worker' } });
   });
 
-  test('a DPoP-bound token: each request carries a fresh proof, so repeating a request works', async () => {
-    const token = await tether.token({ client: 'reporting-cli', resource: ORDERS, scope: 'orders:read' });
-    expect(token.tokenType).toBe('DPoP');
-    const fetchOrders = tether.fetchWith(token);
-    expect((await fetchOrders(url)).status).toBe(200);
-    expect((await fetchOrders(url)).status).toBe(200);
+  test('a DPoP-bound caller: each request carries a fresh proof, so repeating a request works', async () => {
+    const client = callerClient('reporting-cli');
+    expect((await client.getToken({ resource: ORDERS, scopes: ['orders:read'] })).type).toBe('DPoP');
+    const orders = createOrdersCaller(client, baseUrl);
+    expect((await orders.listOrders()).status).toBe(200);
+    expect((await orders.listOrders()).status).toBe(200);
   });
 
   test('a revoked token is refused at once (the API introspects)', async () => {
@@ -71,6 +80,16 @@ describe('the orders API with good tokens', () => {
     const response = await tether.fetchWith(token)(url);
     expect(response.status).toBe(401);
     expect(response.headers.get('www-authenticate')).toMatch(/error="invalid_token"/);
+  });
+
+  test('the worker whose cached token was revoked: the API refuses it, the client gets a new one, the call succeeds', async () => {
+    const client = callerClient('orders-worker');
+    const orders = createOrdersCaller(client, baseUrl);
+    expect((await orders.listOrders()).status).toBe(200);
+    const cached = await client.getToken({ resource: ORDERS, scopes: ['orders:read'] });
+    await (await tether.clientFor('orders-worker')).revoke(cached.value);
+    expect((await orders.listOrders()).status).toBe(200);
+    expect((await client.getToken({ resource: ORDERS, scopes: ['orders:read'] })).value).not.toBe(cached.value);
   });
 });
 
