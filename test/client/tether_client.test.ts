@@ -31,7 +31,8 @@ function config(jwtPublicJwk: Record<string, unknown>, selfSignedJwk: Record<str
   });
   return {
     resources: [
-      { uri: ORDERS, scopes: ['orders:read', 'orders:write'], lifetime: '5m', introspectors: ['orders-rs'] },
+      // orders-svc is the orders API's own service: it may exchange tokens for it (resources[].servedBy).
+      { uri: ORDERS, scopes: ['orders:read', 'orders:write'], lifetime: '5m', introspectors: ['orders-rs'], servedBy: ['orders-svc'] },
       // orders:read is declared here too so that an exchange can carry it on (docs/token-exchange.md).
       { uri: PAYMENTS, scopes: ['payments:read', 'payments:charge', 'orders:read'], lifetime: '2m', introspectors: ['payments-rs'] },
       { uri: REPORTS, scopes: ['reports:read'], format: 'opaque' },
