@@ -41,8 +41,8 @@ export async function loadProductionConfig(configFile: string | undefined): Prom
 /** Opens the configured database: PostgreSQL when a URL is set, otherwise PGlite under dataDir. */
 export async function openConfiguredDatabase(config: TetherConfig): Promise<Database> {
   return config.databaseUrl
-    ? openDatabase({ url: config.databaseUrl })
-    : openDatabase({ directory: path.join(config.dataDir, 'db') });
+    ? openDatabase({ url: config.databaseUrl, timeouts: config.database })
+    : openDatabase({ directory: path.join(config.dataDir, 'db'), timeouts: config.database });
 }
 
 interface TlsFiles {

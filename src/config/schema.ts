@@ -16,6 +16,47 @@ const durationSeconds = z
     return Number(amount) * UNIT_SECONDS[unit ?? 's']!;
   });
 
+/**
+ * Waits on the database, in milliseconds: a number of seconds (fractions allowed) or a string such as
+ * "500ms", "1.5s" or "1m". At least 10 ms, at most an hour.
+ */
+const TIMEOUT = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
+const UNIT_MILLISECONDS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
+
+const timeoutMilliseconds = z
+  .union([z.number().positive(), z.string().regex(TIMEOUT, 'expected a duration such as 2, "1.5s", "500ms" or "1m"')])
+  .transform((value) => {
+    if (typeof value === 'number') return Math.round(value * 1000);
+    const [, amount, unit] = TIMEOUT.exec(value)!;
+    return Math.round(Number(amount) * UNIT_MILLISECONDS[unit ?? 's']!);
+  })
+  .refine((ms) => ms >= 10 && ms <= 3_600_000, 'expected a duration between 10ms and 1h');
+
+/**
+ * DESIGN: every wait on the database is bounded, so that a frozen or saturated database becomes 503 +
+ * Retry-After within seconds (docs/operations.md).
+ */
+export const DATABASE_DEFAULTS = {
+  statementTimeout: 5000,
+  acquireTimeout: 3000,
+  connectTimeout: 3000,
+  readinessTimeout: 2000,
+  queueLimit: 1000,
+} as const;
+
+const databaseSchema = z.strictObject({
+  /** PostgreSQL statement_timeout, and (plus a second) the client-side wait for any answer. */
+  statementTimeout: timeoutMilliseconds.default(DATABASE_DEFAULTS.statementTimeout),
+  /** Longest wait for a pool connection, and for an issuance to be sent to the database. */
+  acquireTimeout: timeoutMilliseconds.default(DATABASE_DEFAULTS.acquireTimeout),
+  /** Longest wait for a new PostgreSQL connection to be established. */
+  connectTimeout: timeoutMilliseconds.default(DATABASE_DEFAULTS.connectTimeout),
+  /** Longest a /readyz probe waits for the database before answering 503. */
+  readinessTimeout: timeoutMilliseconds.default(DATABASE_DEFAULTS.readinessTimeout),
+  /** Issuances waiting to be written at most; one more gets 503 at once. */
+  queueLimit: z.number().int().min(1).max(1_000_000).default(DATABASE_DEFAULTS.queueLimit),
+}).default(DATABASE_DEFAULTS);
+
 /** Resource URIs are compared as exact registered strings (RFC 8707 §2); they must be absolute and fragment-free. */
 const resourceUri = z.string().refine((value) => {
   const parsed = URL.parse(value);
@@ -91,6 +132,7 @@ export const configSchema = z.strictObject({
   /** PostgreSQL URL; when absent the embedded PGlite under `dataDir` is used. Overridden by DATABASE_URL. */
   databaseUrl: z.string().optional(),
   dataDir: z.string().default('.tether'),
+  database: databaseSchema,
   listeners: z.strictObject({
     https: listenerSchema.extend({
       /** PEM files; `tether dev` generates them under dataDir/pki when absent. */
@@ -125,6 +167,7 @@ export type TetherConfig = z.output<typeof configSchema>;
 export type ResourceConfig = z.output<typeof resourceSchema>;
 export type ClientConfig = z.output<typeof clientSchema>;
 export type ClientAuthConfig = ClientConfig['auth'];
+export type DatabaseSettings = TetherConfig['database'];
 
 type Issue = { path: (string | number)[]; message: string };
 

@@ -56,8 +56,11 @@ export function requestContext(logger: Logger) {
   };
 }
 
-/** /healthz: the process is up. /readyz: the database answers and every migration is applied. */
-export function healthEndpoints(knex: Knex) {
+/**
+ * /healthz: the process is up. /readyz: the database answers and every migration is applied, within
+ * `readinessTimeoutMs` (else 503: a frozen database makes the instance unready, it does not hang the probe).
+ */
+export function healthEndpoints(knex: Knex, options: { readinessTimeoutMs?: number } = {}) {
   return async function healthEndpointsMiddleware(ctx: Context, next: Next): Promise<void> {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path === '/healthz') {
@@ -65,8 +68,10 @@ export function healthEndpoints(knex: Knex) {
       return undefined;
     }
     if (ctx.path === '/readyz') {
-      const readiness = await checkReadiness(knex).catch((error: Error) => ({ ok: false, reason: error.message }));
+      const readiness = await checkReadiness(knex, { timeoutMs: options.readinessTimeoutMs }).catch((error: Error) => ({ ok: false, reason: error.message }));
       ctx.status = readiness.ok ? 200 : 503;
+      // RFC 9110 §10.2.3, as for every other 503 (this answer does not pass retryAfterOnUnavailable).
+      if (!readiness.ok) ctx.set('Retry-After', '1');
       ctx.body = readiness.ok ? { status: 'ready' } : { status: 'not ready', reason: readiness.reason };
       return undefined;
     }

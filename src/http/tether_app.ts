@@ -73,7 +73,9 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     knex,
     resources: resourceRegistry(config),
     clients: new Map(config.clients.map((client) => [client.id, client])),
-    ledger: createIssuanceLedger(knex),
+    ledger: createIssuanceLedger(knex, {
+      batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: config.database.acquireTimeout },
+    }),
     instanceId,
     certificateOf,
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
@@ -87,12 +89,14 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
 
   provider.use(requestContext(logger));
-  provider.use(healthEndpoints(knex));
+  provider.use(healthEndpoints(knex, { readinessTimeoutMs: config.database.readinessTimeout }));
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
   listenForRejections(provider);
-  provider.use(recordRejections({ knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId) }));
+  provider.use(recordRejections({
+    knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), maxWaitMs: config.database.acquireTimeout,
+  }));
   provider.use(tokenStatusEndpoints({
     knex,
     verifier: ownTokens,

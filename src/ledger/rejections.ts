@@ -105,8 +105,12 @@ export function rejectionEventOf(ctx: Context, route: LedgerRoute, rejection: Re
 /**
  * Writes the `request.rejected` event of every refused ledger-route request, after the route has
  * answered. A failure to write it is logged and never changes the answer (a 400 stays a 400).
+ * The answer waits for the write at most `maxWaitMs` (default 3 s; config database.acquireTimeout):
+ * when the database is frozen, the 503 that says so is not held back by its own record, which is
+ * written (or fails, logged) once the database answers or its timeouts expire.
  */
-export function recordRejections(deps: { knex: Knex; provider: Provider; logger: Logger; requestFactsOf(ctx: Context): RequestFacts }) {
+export function recordRejections(deps: { knex: Knex; provider: Provider; logger: Logger; requestFactsOf(ctx: Context): RequestFacts; maxWaitMs?: number }) {
+  const maxWaitMs = deps.maxWaitMs ?? 3000;
   return async function recordRejectionsMiddleware(ctx: Context, next: Next): Promise<void> {
     try {
       await next();
@@ -124,10 +128,15 @@ export function recordRejections(deps: { knex: Knex; provider: Provider; logger:
     const route = ledgerRouteOf(ctx, deps.provider);
     if (!route) return;
     const facts = deps.requestFactsOf(ctx);
-    try {
-      await appendEvent(deps.knex, rejectionEventOf(ctx, route, rememberedRejection(ctx)), facts);
-    } catch (error) {
-      deps.logger.error({ err: error, requestId: facts.requestId, route, status: ctx.status }, 'could not record a rejected request in the ledger');
-    }
+    const status = ctx.status;
+    const written = appendEvent(deps.knex, rejectionEventOf(ctx, route, rememberedRejection(ctx)), facts).catch((error: unknown) => {
+      deps.logger.error({ err: error, requestId: facts.requestId, route, status }, 'could not record a rejected request in the ledger');
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, maxWaitMs);
+    });
+    await Promise.race([written, waited]);
+    clearTimeout(timer);
   }
 }
