@@ -1,5 +1,8 @@
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { decodeJwt } from 'jose';
 import { MAX_LINEAGE_DEPTH } from '../../src/ledger/lineage.js';
+import { migrationsDirectory } from '../../src/storage/migrate.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
 import { postForm, type TokenResponse } from '../support/tether.js';
 import { ARCHIVE, INVOICES, LedgerClient, ORDERS, startLedgerTether } from './ledger_config.js';
@@ -130,5 +133,29 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
     expect((await rejectionOf(refused)).details).toMatchObject({ error: 'invalid_grant', reason: `subject token ${jtiOf(subject)} was revoked` });
     expect(await knex('issued_tokens').where({ parent_token_id: jtiOf(subject) })).toEqual([]);
     expect(await knex('ledger_events').where({ type: 'token.exchanged', parent_token_id: jtiOf(subject) })).toEqual([]);
+  });
+});
+
+describe('migration 0005 repairs lineages left live by the old race', () => {
+  test('a live descendant of a revoked token is marked revoked with its event; running it again changes nothing', async () => {
+    const root = await client.accessToken('worker', ORDERS);
+    const child = await client.exchange('orders-api', root, INVOICES);
+    const grandchild = await client.exchange('invoices-api', child, ARCHIVE);
+    const bystander = await client.exchange('orders-api', await client.accessToken('worker', ORDERS), INVOICES);
+    const { knex } = tether.database;
+    await knex('issued_tokens').where({ token_id: jtiOf(root) }).update({ revoked_at: new Date() });
+
+    const migration = path.join(migrationsDirectory(), '0005_revoke_orphaned_descendants.js');
+    const { up } = await import(pathToFileURL(migration).href) as { up(knex: unknown): Promise<void> };
+    await up(knex);
+    await up(knex);
+
+    for (const token of [child, grandchild]) {
+      expect((await knex('issued_tokens').where({ token_id: jtiOf(token) }).first()).revoked_at).toBeInstanceOf(Date);
+      const events = await knex('ledger_events').where({ type: 'token.revoked', token_id: jtiOf(token) });
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({ actor: 'migration:0005', instance_id: 'migration', details: { cascade_from: jtiOf(root) } });
+    }
+    expect((await knex('issued_tokens').where({ token_id: jtiOf(bystander) }).first()).revoked_at).toBeNull();
   });
 });
