@@ -34,7 +34,7 @@ const timeoutMilliseconds = z
 
 /**
  * DESIGN: every wait on the database is bounded, so that a frozen or saturated database becomes 503 +
- * Retry-After within seconds (docs/operations.md).
+ * Retry-After within seconds (docs/ledger.md#outages).
  */
 export const DATABASE_DEFAULTS = {
   statementTimeout: 5000,
