@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load_config.js';
 import { DEV_CONFIG } from '../config/dev_defaults.js';
-import { certificateClientIds, type TetherConfig } from '../config/schema.js';
+import { certificateClientIds, databaseTimeoutsMs, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
 import { createTetherApp } from '../http/tether_app.js';
 import { ensureDevPki, type DevPki } from '../keys/dev_pki.js';
@@ -41,8 +41,8 @@ export async function loadProductionConfig(configFile: string | undefined): Prom
 /** Opens the configured database: PostgreSQL when a URL is set, otherwise PGlite under dataDir. */
 export async function openConfiguredDatabase(config: TetherConfig): Promise<Database> {
   return config.databaseUrl
-    ? openDatabase({ url: config.databaseUrl, timeouts: config.database })
-    : openDatabase({ directory: path.join(config.dataDir, 'db'), timeouts: config.database });
+    ? openDatabase({ url: config.databaseUrl, timeouts: databaseTimeoutsMs(config.database) })
+    : openDatabase({ directory: path.join(config.dataDir, 'db'), timeouts: databaseTimeoutsMs(config.database) });
 }
 
 interface TlsFiles {

@@ -17,42 +17,43 @@ const durationSeconds = z
   });
 
 /**
- * Waits on the database, in milliseconds: a number of seconds (fractions allowed) or a string such as
- * "500ms", "1.5s" or "1m". At least 10 ms, at most an hour.
+ * Waits on the database, in seconds (fractions allowed): a number of seconds, or a string such as
+ * "500ms", "1.5s" or "1m". At least 10 ms, at most an hour. Seconds, like every duration here, so
+ * that a parsed configuration parses again to itself.
  */
 const TIMEOUT = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
-const UNIT_MILLISECONDS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
+const UNIT_SECONDS_FRACTIONAL: Record<string, number> = { ms: 0.001, s: 1, m: 60 };
 
-const timeoutMilliseconds = z
+const timeoutSeconds = z
   .union([z.number().positive(), z.string().regex(TIMEOUT, 'expected a duration such as 2, "1.5s", "500ms" or "1m"')])
   .transform((value) => {
-    if (typeof value === 'number') return Math.round(value * 1000);
+    if (typeof value === 'number') return value;
     const [, amount, unit] = TIMEOUT.exec(value)!;
-    return Math.round(Number(amount) * UNIT_MILLISECONDS[unit ?? 's']!);
+    return Math.round(Number(amount) * UNIT_SECONDS_FRACTIONAL[unit ?? 's']! * 1000) / 1000;
   })
-  .refine((ms) => ms >= 10 && ms <= 3_600_000, 'expected a duration between 10ms and 1h');
+  .refine((seconds) => seconds >= 0.01 && seconds <= 3600, 'expected a duration between 10ms and 1h');
 
 /**
  * DESIGN: every wait on the database is bounded, so that a frozen or saturated database becomes 503 +
- * Retry-After within seconds (docs/ledger.md#outages).
+ * Retry-After within seconds (docs/ledger.md#outages). Seconds.
  */
 export const DATABASE_DEFAULTS = {
-  statementTimeout: 5000,
-  acquireTimeout: 3000,
-  connectTimeout: 3000,
-  readinessTimeout: 2000,
+  statementTimeout: 5,
+  acquireTimeout: 3,
+  connectTimeout: 3,
+  readinessTimeout: 2,
   queueLimit: 1000,
 } as const;
 
 const databaseSchema = z.strictObject({
   /** PostgreSQL statement_timeout, and (plus a second) the client-side wait for any answer. */
-  statementTimeout: timeoutMilliseconds.default(DATABASE_DEFAULTS.statementTimeout),
+  statementTimeout: timeoutSeconds.default(DATABASE_DEFAULTS.statementTimeout),
   /** Longest wait for a pool connection, and for an issuance to be sent to the database. */
-  acquireTimeout: timeoutMilliseconds.default(DATABASE_DEFAULTS.acquireTimeout),
+  acquireTimeout: timeoutSeconds.default(DATABASE_DEFAULTS.acquireTimeout),
   /** Longest wait for a new PostgreSQL connection to be established. */
-  connectTimeout: timeoutMilliseconds.default(DATABASE_DEFAULTS.connectTimeout),
+  connectTimeout: timeoutSeconds.default(DATABASE_DEFAULTS.connectTimeout),
   /** Longest a /readyz probe waits for the database before answering 503. */
-  readinessTimeout: timeoutMilliseconds.default(DATABASE_DEFAULTS.readinessTimeout),
+  readinessTimeout: timeoutSeconds.default(DATABASE_DEFAULTS.readinessTimeout),
   /** Issuances waiting to be written at most; one more gets 503 at once. */
   queueLimit: z.number().int().min(1).max(1_000_000).default(DATABASE_DEFAULTS.queueLimit),
 }).default(DATABASE_DEFAULTS);
@@ -168,6 +169,17 @@ export type ResourceConfig = z.output<typeof resourceSchema>;
 export type ClientConfig = z.output<typeof clientSchema>;
 export type ClientAuthConfig = ClientConfig['auth'];
 export type DatabaseSettings = TetherConfig['database'];
+
+/** The database waits in milliseconds, as the storage layer takes them. */
+export function databaseTimeoutsMs(settings: DatabaseSettings = DATABASE_DEFAULTS): { statementTimeout: number; acquireTimeout: number; connectTimeout: number; readinessTimeout: number } {
+  const ms = (seconds: number) => Math.round(seconds * 1000);
+  return {
+    statementTimeout: ms(settings.statementTimeout),
+    acquireTimeout: ms(settings.acquireTimeout),
+    connectTimeout: ms(settings.connectTimeout),
+    readinessTimeout: ms(settings.readinessTimeout),
+  };
+}
 
 type Issue = { path: (string | number)[]; message: string };
 

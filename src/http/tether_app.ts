@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
-import type { TetherConfig } from '../config/schema.js';
+import { databaseTimeoutsMs, type TetherConfig } from '../config/schema.js';
 import { clientCredentialsHandler, clientCredentialsParameters } from '../grants/client_credentials.js';
 import type { GrantContext } from '../grants/grant_context.js';
 import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
@@ -50,6 +50,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const { config, database, logger } = options;
   const { knex } = database;
   const instanceId = options.instanceId ?? randomUUID();
+  const waits = databaseTimeoutsMs(config.database);
 
   const [{ jwks, publicJwks }, dpopNonceSecret] = await Promise.all([
     loadSigningKeys(knex, { algorithm: config.signing.algorithm, encryptionSecret: config.signing.encryptionSecret }),
@@ -74,7 +75,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     resources: resourceRegistry(config),
     clients: new Map(config.clients.map((client) => [client.id, client])),
     ledger: createIssuanceLedger(knex, {
-      batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: config.database.acquireTimeout },
+      batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
     }),
     instanceId,
     certificateOf,
@@ -89,13 +90,13 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
 
   provider.use(requestContext(logger));
-  provider.use(healthEndpoints(knex, { readinessTimeoutMs: config.database.readinessTimeout }));
+  provider.use(healthEndpoints(knex, { readinessTimeoutMs: waits.readinessTimeout }));
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
   listenForRejections(provider);
   provider.use(recordRejections({
-    knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), maxWaitMs: config.database.acquireTimeout,
+    knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), maxWaitMs: waits.acquireTimeout,
   }));
   provider.use(tokenStatusEndpoints({
     knex,

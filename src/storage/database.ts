@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import knexFactory, { type Knex } from 'knex';
 
-import { DATABASE_DEFAULTS } from '../config/schema.js';
+import { databaseTimeoutsMs } from '../config/schema.js';
 import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
 import { createInMemoryPglite } from './pglite_memory.js';
 import { createPgliteKnex } from './pglite_knex.js';
@@ -20,7 +20,7 @@ export interface Database {
 }
 
 /**
- * The bounds on waiting for the database (config `database`, milliseconds). PostgreSQL gets all of
+ * The bounds on waiting for the database, in milliseconds (config `database`, through databaseTimeoutsMs). PostgreSQL gets all of
  * them; PGlite, which runs in this thread on one connection, only the acquire timeout: a query waits
  * for a transaction that holds the connection at most that long.
  */
@@ -38,7 +38,7 @@ export interface OpenDatabaseOptions {
   directory?: string;
   /** Embedded PGlite in memory, starting from the migrated schema. */
   memory?: boolean;
-  /** Default: the configuration defaults (config/schema.ts DATABASE_DEFAULTS). */
+  /** Default: the configuration's defaults (config/schema.ts DATABASE_DEFAULTS). */
   timeouts?: DatabaseTimeouts;
 }
 
@@ -56,7 +56,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   if (chosen.filter(Boolean).length !== 1) {
     throw new Error('openDatabase needs exactly one of url, directory or memory');
   }
-  const timeouts = options.timeouts ?? DATABASE_DEFAULTS;
+  const timeouts = options.timeouts ?? databaseTimeoutsMs();
   if (options.url !== undefined) return openPostgres(options.url, timeouts);
   if (options.directory !== undefined) return openPgliteDirectory(options.directory, timeouts);
   return openPgliteMemory(timeouts);
