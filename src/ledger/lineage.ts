@@ -26,12 +26,17 @@ export interface TokenStanding {
   ancestors: number;
 }
 
-/** The token's row and its ancestors' rows, nearest first, in one bounded recursive query. */
+/**
+ * The token's row and its ancestors' rows, nearest first, in one bounded recursive query. Each step
+ * up is a primary-key probe (LATERAL … LIMIT 1): the statement is prepared once per connection and
+ * its generic plan, perhaps made while the table was small, must never scan the whole table.
+ */
 const STANDING_SQL = `
 WITH RECURSIVE lineage AS (
   SELECT t.*, 0 AS hops FROM issued_tokens t WHERE t.token_id = ?
   UNION ALL
-  SELECT parent.*, lineage.hops + 1 FROM issued_tokens parent JOIN lineage ON parent.token_id = lineage.parent_token_id
+  SELECT parent.*, lineage.hops + 1 FROM lineage
+  CROSS JOIN LATERAL (SELECT p.* FROM issued_tokens p WHERE p.token_id = lineage.parent_token_id LIMIT 1) parent
   WHERE lineage.hops < ${MAX_LINEAGE_DEPTH}
 )
 SELECT * FROM lineage ORDER BY hops`;

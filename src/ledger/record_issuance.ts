@@ -86,7 +86,11 @@ export type IssuanceOutcome =
   | { recorded: false; error: ClientSuspendedError | ParentRefusedError };
 
 /**
- * One statement, one implicit transaction, for every issuance given. Under READ COMMITTED a row
+ * One statement, one implicit transaction, for every issuance given. It is prepared once per
+ * connection and then runs on a generic plan that may have been made when `issued_tokens` was
+ * small: every read of `issued_tokens` is therefore a probe by primary key per row (LATERAL …
+ * LIMIT 1, which the planner cannot turn into a hash join over the whole table).
+ * Under READ COMMITTED a row
  * *locked* by a statement is read in its latest committed version, even if it changed after the
  * statement's snapshot was taken; every other row is read as of the snapshot. So every fact the
  * verdict depends on is read from a locked row:
@@ -104,9 +108,12 @@ export type IssuanceOutcome =
  *   the other ancestors, each group in id order: suspensions and revocations take their locks in
  *   the same order, so none of them can deadlock with an issuance.
  * Then it inserts the events and inventory rows of the issuances it accepts (an exchanged token's
- * subject is its parent's) and answers, per issuance, whether it was recorded or why not.
+ * subject is its parent's) and answers, per issuance, whether it was recorded or why not. A batch
+ * without exchanged tokens runs a second text of the statement without the lineage part (each text
+ * is prepared once per connection), so client_credentials does not pay for it.
  */
-const RECORD_ISSUANCES_SQL = `
+// The issuances given, and the state row of each one's client, locked.
+const INPUT_CTES = `
 WITH RECURSIVE input AS (
   SELECT * FROM jsonb_to_recordset(?::jsonb) AS x(
     type text, client_id text, subject text, resource text, scope text, token_id text, token_format text, binding_method text,
@@ -115,16 +122,28 @@ WITH RECURSIVE input AS (
 ), client_state AS MATERIALIZED (
   SELECT client_id, suspended FROM client_states WHERE client_id IN (SELECT client_id FROM input)
   ORDER BY client_id FOR SHARE
-), ancestry (child_id, token_id, parent_token_id, hops) AS (
-  SELECT i.token_id, p.token_id, p.parent_token_id, 1 FROM input i JOIN issued_tokens p ON p.token_id = i.parent_token_id
+`;
+
+// For exchanged tokens: the ancestors of each one's parent, then their rows locked in lock order.
+const LINEAGE_CTES = `), ancestry (child_id, token_id, parent_token_id, hops) AS (
+  SELECT i.token_id, p.token_id, p.parent_token_id, 1
+  FROM input i CROSS JOIN LATERAL (SELECT t.token_id, t.parent_token_id FROM issued_tokens t WHERE t.token_id = i.parent_token_id LIMIT 1) p
   UNION ALL
-  SELECT a.child_id, t.token_id, t.parent_token_id, a.hops + 1 FROM ancestry a JOIN issued_tokens t ON t.token_id = a.parent_token_id
+  SELECT a.child_id, p.token_id, p.parent_token_id, a.hops + 1
+  FROM ancestry a CROSS JOIN LATERAL (SELECT t.token_id, t.parent_token_id FROM issued_tokens t WHERE t.token_id = a.parent_token_id LIMIT 1) p
   WHERE a.hops < ${MAX_LINEAGE_DEPTH}
 ), ancestor AS MATERIALIZED (
-  SELECT t.token_id, t.revoked_at FROM issued_tokens t
-  WHERE t.token_id IN (SELECT token_id FROM ancestry) AND (SELECT count(*) FROM client_state) >= 0
-  ORDER BY t.parent_token_id IS NOT NULL, t.token_id FOR SHARE
-), verdict AS MATERIALIZED (
+  SELECT l.token_id, l.revoked_at
+  FROM (
+    SELECT DISTINCT a.parent_token_id IS NOT NULL AS below_root, a.token_id FROM ancestry a
+    WHERE (SELECT count(*) FROM client_state) >= 0
+    ORDER BY below_root, a.token_id
+  ) o
+  CROSS JOIN LATERAL (SELECT t.token_id, t.revoked_at FROM issued_tokens t WHERE t.token_id = o.token_id FOR SHARE) l
+`;
+
+// Each issuance's refusal, if any, from the locked rows.
+const LINEAGE_VERDICT = `), verdict AS MATERIALIZED (
   SELECT i.token_id, i.client_id, revoked.token_id AS revoked_id,
     CASE
       WHEN s.suspended THEN 'client_suspended'
@@ -140,7 +159,17 @@ WITH RECURSIVE input AS (
     SELECT a.token_id FROM ancestry a JOIN ancestor l ON l.token_id = a.token_id
     WHERE a.child_id = i.token_id AND l.revoked_at IS NOT NULL ORDER BY a.hops LIMIT 1
   ) revoked ON true
-), event AS (
+`;
+
+// Without exchanged tokens, only the client can refuse.
+const CLIENT_VERDICT = `
+), verdict AS MATERIALIZED (
+  SELECT i.token_id, i.client_id, NULL::text AS revoked_id, CASE WHEN s.suspended THEN 'client_suspended' END AS refusal
+  FROM input i LEFT JOIN client_state s ON s.client_id = i.client_id
+`;
+
+// The accepted issuances' events and inventory rows, and one answer per issuance.
+const WRITES = `), event AS (
   INSERT INTO ledger_events (type, client_id, resource, scope, token_id, token_format, binding_method, binding_thumbprint,
                              expires_at, parent_token_id, actor, request_id, source_address, instance_id)
   SELECT i.type, i.client_id, i.resource, i.scope, i.token_id, i.token_format, i.binding_method, i.binding_thumbprint,
@@ -159,6 +188,9 @@ WITH RECURSIVE input AS (
 )
 SELECT v.token_id, v.client_id, v.refusal, v.revoked_id, t.token_id IS NOT NULL AS recorded
 FROM verdict v LEFT JOIN token t ON t.token_id = v.token_id`;
+
+const RECORD_ISSUANCES_SQL = INPUT_CTES + CLIENT_VERDICT + WRITES;
+const RECORD_EXCHANGES_SQL = INPUT_CTES + LINEAGE_CTES + LINEAGE_VERDICT + WRITES;
 
 function refusalOf(row: Record<string, unknown>, parentOf: Map<string, string | null>): ClientSuspendedError | ParentRefusedError {
   const tokenId = row.token_id as string;
@@ -183,7 +215,9 @@ function refusalOf(row: Record<string, unknown>, parentOf: Map<string, string | 
 export async function recordIssuances(knex: Knex, rows: readonly IssuanceRow[]): Promise<Map<string, IssuanceOutcome>> {
   // A named statement: PostgreSQL parses and plans it once per connection instead of per issuance
   // (docs/ledger.md has the measurement). PGlite ignores the name.
-  const statement = knex.raw(RECORD_ISSUANCES_SQL, [JSON.stringify(rows)]).options({ name: 'tether_record_issuances' });
+  const exchanges = rows.some((row) => row.parent_token_id !== null);
+  const statement = knex.raw(exchanges ? RECORD_EXCHANGES_SQL : RECORD_ISSUANCES_SQL, [JSON.stringify(rows)])
+    .options({ name: exchanges ? 'tether_record_exchanges' : 'tether_record_issuances' });
   const answered = rowsOf(await statement);
   const parentOf = new Map(rows.map((row) => [row.token_id, row.parent_token_id]));
   return new Map(answered.map((row): [string, IssuanceOutcome] => [
