@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load_config.js';
 import { DEV_CONFIG } from '../config/dev_defaults.js';
 import { clientCaBundleProblem } from '../binding/client_ca_bundle.js';
-import { certificateClientIds, startModeIssues, type TetherConfig } from '../config/schema.js';
+import { certificateClientIds, databaseTimeoutsMs, startModeIssues, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
 import { createTetherApp, type TetherApp } from '../http/tether_app.js';
 import { ensureDevPki, type DevPki } from '../keys/dev_pki.js';
@@ -67,8 +67,8 @@ function asConfigError(error: unknown): unknown {
 /** Opens the configured database: PostgreSQL when a URL is set, otherwise PGlite under dataDir. */
 export async function openConfiguredDatabase(config: TetherConfig): Promise<Database> {
   return config.databaseUrl
-    ? openDatabase({ url: config.databaseUrl })
-    : openDatabase({ directory: path.join(config.dataDir, 'db') });
+    ? openDatabase({ url: config.databaseUrl, timeouts: databaseTimeoutsMs(config.database) })
+    : openDatabase({ directory: path.join(config.dataDir, 'db'), timeouts: databaseTimeoutsMs(config.database) });
 }
 
 interface TlsFiles {

@@ -20,32 +20,61 @@ const durationSeconds = z
     return Number(amount) * UNIT_SECONDS[unit ?? 's']!;
   });
 
-const DURATION_MS = /^(\d+)(ms|s|m)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
+/**
+ * Waits on the database, in seconds (fractions allowed): a number of seconds, or a string such as
+ * "500ms", "1.5s" or "1m". At least 10 ms, at most an hour. Seconds, like every duration here, so
+ * that a parsed configuration parses again to itself.
+ */
+const TIMEOUT = /^(\d+(?:\.\d+)?)(ms|s|m)?$/;
+const UNIT_SECONDS_FRACTIONAL: Record<string, number> = { ms: 0.001, s: 1, m: 60 };
 
-/** A timeout, in milliseconds once parsed: seconds (fractions allowed), or "500ms", "10s", "2m". */
-const durationMs = z
-  .union([z.number().positive(), z.string().regex(DURATION_MS, 'expected a duration such as 10, "500ms", "10s" or "2m"')])
+const timeoutSeconds = z
+  .union([z.number().positive(), z.string().regex(TIMEOUT, 'expected a duration such as 2, "1.5s", "500ms" or "1m"')])
   .transform((value) => {
-    if (typeof value === 'number') return Math.round(value * 1000);
-    const [, amount, unit] = DURATION_MS.exec(value)!;
-    return Number(amount) * UNIT_MS[unit!]!;
+    if (typeof value === 'number') return value;
+    const [, amount, unit] = TIMEOUT.exec(value)!;
+    return Math.round(Number(amount) * UNIT_SECONDS_FRACTIONAL[unit ?? 's']! * 1000) / 1000;
   })
-  .refine((ms) => ms > 0 && ms <= 2_147_483_647, 'expected a duration between 1 ms and 24 days');
+  .refine((seconds) => seconds >= 0.01 && seconds <= 3600, 'expected a duration between 10ms and 1h');
+
+/**
+ * DESIGN: every wait on the database is bounded, so that a frozen or saturated database becomes 503 +
+ * Retry-After within seconds (docs/ledger.md#outages). Seconds.
+ */
+export const DATABASE_DEFAULTS = {
+  statementTimeout: 5,
+  acquireTimeout: 3,
+  connectTimeout: 3,
+  readinessTimeout: 2,
+  queueLimit: 1000,
+} as const;
+
+const databaseSchema = z.strictObject({
+  /** PostgreSQL statement_timeout, and (plus a second) the client-side wait for any answer. */
+  statementTimeout: timeoutSeconds.default(DATABASE_DEFAULTS.statementTimeout),
+  /** Longest wait for a pool connection, and for an issuance to be sent to the database. */
+  acquireTimeout: timeoutSeconds.default(DATABASE_DEFAULTS.acquireTimeout),
+  /** Longest wait for a new PostgreSQL connection to be established. */
+  connectTimeout: timeoutSeconds.default(DATABASE_DEFAULTS.connectTimeout),
+  /** Longest a /readyz probe waits for the database before answering 503. */
+  readinessTimeout: timeoutSeconds.default(DATABASE_DEFAULTS.readinessTimeout),
+  /** Issuances waiting to be written at most; one more gets 503 at once. */
+  queueLimit: z.number().int().min(1).max(1_000_000).default(DATABASE_DEFAULTS.queueLimit),
+}).default(DATABASE_DEFAULTS);
 
 /**
  * What one slow or greedy client may hold on a listener (http/listeners.ts) and send to an endpoint
- * (http/served_routes.ts). Durations are milliseconds once parsed.
+ * (http/served_routes.ts). Durations are seconds, like every duration here (listeners.ts converts).
  */
 export const httpLimitsSchema = z.strictObject({
   /** The whole request head must arrive within this (slowloris); Node's default is 60 s. */
-  headersTimeout: durationMs.default(10_000),
+  headersTimeout: timeoutSeconds.default(10),
   /** The whole request, body included; Node's default is 300 s. */
-  requestTimeout: durationMs.default(30_000),
+  requestTimeout: timeoutSeconds.default(30),
   /** An idle keep-alive connection is closed after this; above the 60 s idle timeout of common load balancers. */
-  keepAliveTimeout: durationMs.default(65_000),
+  keepAliveTimeout: timeoutSeconds.default(65),
   /** The TLS handshake of the HTTPS listener must finish within this; Node's default is 120 s. */
-  tlsHandshakeTimeout: durationMs.default(10_000),
+  tlsHandshakeTimeout: timeoutSeconds.default(10),
   /** Bytes of request head (431 beyond); Node's default. */
   maxHeaderSize: z.number().int().min(1024).max(1_048_576).default(16_384),
   /** Requests on one keep-alive connection before it is closed; 0: no limit. */
@@ -64,7 +93,7 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = httpLimitsSchema.parse({});
  * the first refusal of a kind is written at once and the others are counted into one row.
  */
 export const ledgerSchema = z.strictObject({
-  rejectionWindow: durationMs.default(60_000),
+  rejectionWindow: timeoutSeconds.default(60),
   /** Kinds (source, endpoint, error, client, reason) tracked per window; beyond, per endpoint and error only. */
   rejectionKinds: z.number().int().min(1).max(100_000).default(1000),
 });
@@ -202,6 +231,7 @@ export const configSchema = z.strictObject({
   /** PostgreSQL URL; when absent the embedded PGlite under `dataDir` is used. Overridden by DATABASE_URL. */
   databaseUrl: z.string().refine(isPostgresUrl, 'expected a postgres:// or postgresql:// URL').optional(),
   dataDir: z.string().default('.tether'),
+  database: databaseSchema,
   listeners: z.strictObject({
     https: listenerSchema.extend({
       /** PEM files; `tether dev` generates them under dataDir/pki when absent. */
@@ -244,6 +274,18 @@ export type TetherConfig = z.output<typeof configSchema>;
 export type ResourceConfig = z.output<typeof resourceSchema>;
 export type ClientConfig = z.output<typeof clientSchema>;
 export type ClientAuthConfig = ClientConfig['auth'];
+export type DatabaseSettings = TetherConfig['database'];
+
+/** The database waits in milliseconds, as the storage layer takes them. */
+export function databaseTimeoutsMs(settings: DatabaseSettings = DATABASE_DEFAULTS): { statementTimeout: number; acquireTimeout: number; connectTimeout: number; readinessTimeout: number } {
+  const ms = (seconds: number) => Math.round(seconds * 1000);
+  return {
+    statementTimeout: ms(settings.statementTimeout),
+    acquireTimeout: ms(settings.acquireTimeout),
+    connectTimeout: ms(settings.connectTimeout),
+    readinessTimeout: ms(settings.readinessTimeout),
+  };
+}
 
 function isAddressOrCidr(value: string): boolean {
   const [address = '', prefix, extra] = value.split('/');

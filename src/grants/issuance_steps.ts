@@ -4,7 +4,7 @@ import { isJwsAlgorithm, JWS_ALGORITHMS } from '../config/jws_algorithms.js';
 import type { ClientConfig, ResourceConfig } from '../config/schema.js';
 import { opaqueTokenId } from '../keys/own_tokens.js';
 import type { IssuedToken, TokenBinding } from '../ledger/events.js';
-import { ClientSuspendedError } from '../ledger/record_issuance.js';
+import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
 import { validateDpopProof, type ValidatedDpopProof } from '../provider/internals.js';
 import { PolicyError, selectBinding } from '../provider/resource_policy.js';
 import { recordProofOnce } from '../storage/dpop_replay.js';
@@ -217,6 +217,8 @@ export async function recordIssuance(grant: GrantContext, ctx: KoaContextWithOID
     }
     // The record itself refuses a client suspended since requireActiveClient looked (ledger/record_issuance.ts).
     if (error instanceof ClientSuspendedError) throw clientSuspended(error.clientId);
+    // …and an exchanged token whose subject token was revoked since the grant checked it: the grant answers that.
+    if (error instanceof ParentRefusedError) throw error;
     throw unavailable(error);
   }
 }

@@ -66,7 +66,7 @@ export async function listenHttps(
     minVersion: 'TLSv1.2',
     ciphers: TLS12_CIPHERS,
     honorCipherOrder: true,
-    handshakeTimeout: limits.tlsHandshakeTimeout,
+    handshakeTimeout: millisecondsOf(limits.tlsHandshakeTimeout),
     ...slowClientOptions(limits),
   }, handler);
   return bind(limitConnections(server, limits), 'https', spec, publicHost);
@@ -83,13 +83,20 @@ export async function listenHttp(handler: http.RequestListener, spec: ListenerSp
  * (by default every 30 s, which would let a slowloris connection live half a minute longer).
  */
 function slowClientOptions(limits: HttpLimits): http.ServerOptions {
+  const headersTimeout = millisecondsOf(limits.headersTimeout);
+  const requestTimeout = millisecondsOf(limits.requestTimeout);
   return {
-    headersTimeout: limits.headersTimeout,
-    requestTimeout: limits.requestTimeout,
-    keepAliveTimeout: limits.keepAliveTimeout,
+    headersTimeout,
+    requestTimeout,
+    keepAliveTimeout: millisecondsOf(limits.keepAliveTimeout),
     maxHeaderSize: limits.maxHeaderSize,
-    connectionsCheckingInterval: Math.max(50, Math.floor(Math.min(limits.headersTimeout, limits.requestTimeout) / 4)),
+    connectionsCheckingInterval: Math.max(50, Math.floor(Math.min(headersTimeout, requestTimeout) / 4)),
   };
+}
+
+/** Configuration durations are seconds (config/schema.ts); Node's options are milliseconds. */
+function millisecondsOf(seconds: number): number {
+  return Math.round(seconds * 1000);
 }
 
 /** Connections beyond `maxConnections` are closed as they arrive; a connection serves at most `maxRequestsPerSocket` requests. */

@@ -67,9 +67,10 @@ export function requestContext(logger: Logger) {
  *
  * Anyone may ask /readyz, so its body says only `{"status":"not ready","reason":"database"}` (or
  * `"migrations"`); the driver's error, which names the database host and port, goes to the log,
- * once per change of state rather than once per probe.
+ * once per change of state rather than once per probe. The check is bounded by `readinessTimeoutMs`
+ * (else 503: a frozen database makes the instance unready, it does not hang the probe).
  */
-export function healthEndpoints(knex: Knex, logger: Logger) {
+export function healthEndpoints(knex: Knex, logger: Logger, options: { readinessTimeoutMs?: number } = {}) {
   let reported: Readiness = { ok: true };
   const noteChange = (readiness: Readiness) => {
     const same = readiness.ok ? reported.ok : !reported.ok && reported.reason === readiness.reason;
@@ -86,10 +87,12 @@ export function healthEndpoints(knex: Knex, logger: Logger) {
       return undefined;
     }
     if (ctx.path === '/readyz') {
-      const readiness = await checkReadiness(knex).catch((error: unknown): Readiness => (
+      const readiness = await checkReadiness(knex, { timeoutMs: options.readinessTimeoutMs }).catch((error: unknown): Readiness => (
         { ok: false, reason: 'database', detail: `readiness check failed: ${(error as Error)?.message ?? String(error)}` }));
       noteChange(readiness);
       ctx.status = readiness.ok ? 200 : 503;
+      // RFC 9110 §10.2.3, as for every other 503 (this answer does not pass retryAfterOnUnavailable).
+      if (!readiness.ok) ctx.set('Retry-After', '1');
       ctx.body = readiness.ok ? { status: 'ready' } : { status: 'not ready', reason: readiness.reason };
       return undefined;
     }

@@ -3,7 +3,7 @@ import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import { isTrustedProxy } from '../binding/proxy_certificate.js';
-import type { TetherConfig } from '../config/schema.js';
+import { databaseTimeoutsMs, type TetherConfig } from '../config/schema.js';
 import { clientCredentialsHandler, clientCredentialsParameters } from '../grants/client_credentials.js';
 import type { GrantContext } from '../grants/grant_context.js';
 import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
@@ -65,6 +65,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const { config, database, logger } = options;
   const { knex } = database;
   const instanceId = options.instanceId ?? randomUUID();
+  const waits = databaseTimeoutsMs(config.database);
 
   const [keysStarted, secretLoaded, statesEnsured] = await Promise.allSettled([
     startLiveSigningKeys({ knex, policy: signingPolicyOf(config), logger }),
@@ -98,7 +99,9 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     knex,
     resources: resourceRegistry(config),
     clients: new Map(config.clients.map((client) => [client.id, client])),
-    ledger: createIssuanceLedger(knex),
+    ledger: createIssuanceLedger(knex, {
+      batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
+    }),
     instanceId,
     certificateOf,
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
@@ -117,15 +120,18 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   (provider.on as (event: 'error', listener: (error: Error & { code?: string }) => void) => Provider)(
     'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
   provider.use(requestContext(logger));
-  provider.use(healthEndpoints(knex, logger));
+  provider.use(healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }));
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
   listenForRejections(provider);
   const unauthenticatedRejections = createRejectionAggregator({
-    knex, logger, instanceId, windowMs: config.ledger.rejectionWindow, maxKinds: config.ledger.rejectionKinds,
+    knex, logger, instanceId, windowMs: config.ledger.rejectionWindow * 1000, maxKinds: config.ledger.rejectionKinds,
   });
-  provider.use(recordRejections({ knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), unauthenticated: unauthenticatedRejections }));
+  provider.use(recordRejections({
+    knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), unauthenticated: unauthenticatedRejections,
+    maxWaitMs: waits.acquireTimeout,
+  }));
   // Inside recordRejections, so that the ledger records the description the client is sent.
   provider.use(describeUnsupportedAssertionAlg());
   // Only the issuer's and the listeners' own origins are served; URLs are built from the checked one.

@@ -5,13 +5,17 @@ import { revokeTokens, type RevokedToken } from './revoke_tokens.js';
 import { rowsOf } from './rows.js';
 
 /**
- * Suspension of clients. A suspended client gets no new tokens and its live tokens are revoked.
+ * Suspension of clients. A suspended client gets no new tokens and its live tokens are revoked, with
+ * every token exchanged from them.
  *
  * Ordering on PostgreSQL (several instances, READ COMMITTED): every issuance statement locks the
- * client's `client_states` row FOR KEY SHARE (append_event.ts). A suspension locks the same row FOR
+ * client's `client_states` row FOR SHARE (record_issuance.ts). A suspension locks the same row FOR
  * UPDATE, so it waits for in-flight issuances to commit and its revocation then sees their tokens;
- * an issuance that starts during the suspension waits for it and re-reads the row as suspended. This
- * needs the row to exist before any issuance: {@link ensureClientStates} creates them at start.
+ * an issuance that starts during the suspension waits for it and re-reads the row as suspended.
+ * The revocation then locks the lineages of the client's tokens (revoke_tokens.ts), so exchanges of
+ * those tokens by other clients cannot outlive it either. Lock order, as in the issuance statement:
+ * the client row, then lineage roots in id order. This needs the row to exist before any issuance:
+ * {@link ensureClientStates} creates them at start.
  */
 
 /** Creates the state row of every configured client (not suspended) if it is missing. */
@@ -72,7 +76,7 @@ export interface SuspensionView {
  * The token path's early suspension check without a database round trip per request: the set of
  * suspended clients, reloaded at most every `maxAgeMs`. A client in the set is confirmed against the
  * database, so a resumption takes effect at once. A suspension reaches this view within `maxAgeMs`;
- * until then the issuance statement itself refuses (append_event.ts), so no token is ever issued to a
+ * until then the issuance statement itself refuses (record_issuance.ts), so no token is ever issued to a
  * suspended client either way.
  */
 export function cachedSuspensions(knex: Knex, options: { maxAgeMs?: number } = {}): SuspensionView {

@@ -13,6 +13,8 @@ export interface IntrospectionInput {
   presented: PresentedToken;
   /** The ledger's row for the presented token's id, if any. */
   record: TokenRecord | undefined;
+  /** The nearest revoked token the presented one was exchanged from, if any (lineage.ts). */
+  revokedAncestorId: string | undefined;
   /** The authenticated client asking. */
   callerId: string;
   /** Client ids allowed to introspect tokens of an audience (the resource's `introspectors`). */
@@ -35,6 +37,8 @@ export function introspectionVerdict(input: IntrospectionInput): IntrospectionVe
     return inactive('token claims do not match its issuance record');
   }
   if (record.revokedAt) return inactive('revoked');
+  // A token derived from a revoked one is revoked with it (RFC 7009 §2.1), even before its own row says so.
+  if (input.revokedAncestorId) return inactive(`derived from revoked token ${input.revokedAncestorId}`);
   if ((presented.kind === 'jwt' && presented.expired) || record.expiresAt.getTime() <= input.now.getTime()) return inactive('expired');
   // RFC 7662 §2.2 / §4: the server decides who may learn about a token; Tether tells only the
   // resource servers registered for the token's audience, everyone else gets active: false.

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { LedgerEvent, TokenRecord, TokenState } from './events.js';
+import { MAX_LINEAGE_DEPTH } from './lineage.js';
 import { ledgerEventOf, rowsOf, tokenRecordOf } from './rows.js';
 
 /**
@@ -40,6 +41,7 @@ export async function listTokens(db: Db, filter: TokenFilter = {}): Promise<Toke
   return (rows as Record<string, unknown>[]).map(tokenRecordOf);
 }
 
+/** Both walks stop after MAX_LINEAGE_DEPTH hops, the deepest a lineage can be (lineage.ts). */
 export interface TokenLineage {
   /** The subject tokens this one was exchanged from, nearest first. */
   ancestors: TokenRecord[];
@@ -52,7 +54,7 @@ WITH RECURSIVE up (token_id, depth) AS (
   SELECT parent_token_id, 1 FROM issued_tokens WHERE token_id = ? AND parent_token_id IS NOT NULL
   UNION
   SELECT t.parent_token_id, up.depth + 1 FROM issued_tokens t JOIN up ON t.token_id = up.token_id
-  WHERE t.parent_token_id IS NOT NULL AND up.depth < 32
+  WHERE t.parent_token_id IS NOT NULL AND up.depth < ${MAX_LINEAGE_DEPTH}
 )
 SELECT t.*, up.depth FROM up JOIN issued_tokens t ON t.token_id = up.token_id ORDER BY up.depth`;
 
@@ -60,7 +62,7 @@ const DESCENDANTS_SQL = `
 WITH RECURSIVE down (token_id, depth) AS (
   SELECT token_id, 1 FROM issued_tokens WHERE parent_token_id = ?
   UNION
-  SELECT t.token_id, down.depth + 1 FROM issued_tokens t JOIN down ON t.parent_token_id = down.token_id WHERE down.depth < 32
+  SELECT t.token_id, down.depth + 1 FROM issued_tokens t JOIN down ON t.parent_token_id = down.token_id WHERE down.depth < ${MAX_LINEAGE_DEPTH}
 )
 SELECT t.*, down.depth FROM down JOIN issued_tokens t ON t.token_id = down.token_id ORDER BY down.depth, t.issued_at`;
 

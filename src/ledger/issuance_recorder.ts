@@ -6,7 +6,10 @@ import { ClientSuspendedError, issuanceRowOf, recordIssuances } from './record_i
 
 /** What the token path asks of the ledger. */
 export interface IssuanceLedger {
-  /** Resolves only once the issuance is committed; rejects with ClientSuspendedError or the database's error. */
+  /**
+   * Resolves only once the issuance is committed; rejects with ClientSuspendedError or
+   * ParentRefusedError (the statement refused it), IssuanceQueueError (never sent), or the database's error.
+   */
   recordIssuance(event: { type: 'token.issued' | 'token.exchanged'; issued: IssuedToken }, facts: RequestFacts): Promise<void>;
   /** Whether a client is suspended (a suspended client gets no new tokens). */
   isClientSuspended(clientId: string): Promise<boolean>;

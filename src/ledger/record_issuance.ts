@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { IssuedToken, RequestFacts } from './events.js';
+import { MAX_LINEAGE_DEPTH } from './lineage.js';
 import { rowsOf } from './rows.js';
 
 /**
@@ -68,29 +69,113 @@ export class ClientSuspendedError extends Error {
 }
 
 /**
- * One statement, one implicit transaction, for every issuance given:
- * - lock each client's `client_states` row FOR KEY SHARE, whatever it says: a suspension (FOR UPDATE,
- *   client_states.ts) then waits for this statement to commit and revokes what it wrote, and a
- *   statement that starts during a suspension waits for it and re-reads the row as suspended;
- * - insert the events of clients that are not suspended;
- * - insert those tokens' inventory rows (an exchanged token's subject is its parent's).
- * It answers with the token ids it recorded.
+ * The issuance statement refused an exchanged token because of its subject token (its parent): the
+ * parent or one of its ancestors is revoked (perhaps since the token path checked it), the parent has
+ * no record, or the lineage is already as deep as a lineage may be.
  */
-const RECORD_ISSUANCES_SQL = `
-WITH input AS (
+export class ParentRefusedError extends Error {
+  constructor(readonly tokenId: string, readonly refusal: 'ancestor_revoked' | 'parent_unknown' | 'lineage_too_deep', detail: string) {
+    super(detail);
+    this.name = 'ParentRefusedError';
+  }
+}
+
+/** What the statement did with one issuance: recorded it, or refused it (nothing of it was written). */
+export type IssuanceOutcome =
+  | { recorded: true }
+  | { recorded: false; error: ClientSuspendedError | ParentRefusedError };
+
+/**
+ * One statement, one implicit transaction, for every issuance given. It is prepared once per
+ * connection and then runs on a generic plan that may have been made when `issued_tokens` was
+ * small: every read of `issued_tokens` is therefore a probe by primary key per row (LATERAL …
+ * LIMIT 1, which the planner cannot turn into a hash join over the whole table).
+ * Under READ COMMITTED a row
+ * *locked* by a statement is read in its latest committed version, even if it changed after the
+ * statement's snapshot was taken; every other row is read as of the snapshot. So every fact the
+ * verdict depends on is read from a locked row:
+ * - each client's `client_states` row, FOR SHARE: a suspension (FOR UPDATE, client_states.ts) waits
+ *   for this statement and then revokes what it wrote, or this statement waits for the suspension
+ *   and reads the row as suspended. (FOR KEY SHARE would not do: a key-share lock may return the row
+ *   as of the snapshot when an update committed in between.)
+ * - for an exchanged token, every ancestor's `issued_tokens` row, FOR SHARE, the lineage's root first:
+ *   a revocation locks the roots FOR UPDATE before it reads the lineage (revoke_tokens.ts), so it
+ *   waits for this statement and then finds its child, or this statement waits for the revocation
+ *   and reads the parent or an ancestor as revoked. The ancestors are found by walking up from the
+ *   parent (the links never change); the walk is bounded by MAX_LINEAGE_DEPTH, and a child that
+ *   would be deeper is refused, so the walk always reaches the root.
+ * - the client rows are locked before any token row (the InitPlan in `ancestor`), the roots before
+ *   the other ancestors, each group in id order: suspensions and revocations take their locks in
+ *   the same order, so none of them can deadlock with an issuance.
+ * Then it inserts the events and inventory rows of the issuances it accepts (an exchanged token's
+ * subject is its parent's) and answers, per issuance, whether it was recorded or why not. A batch
+ * without exchanged tokens runs a second text of the statement without the lineage part (each text
+ * is prepared once per connection), so client_credentials does not pay for it.
+ */
+// The issuances given, and the state row of each one's client, locked.
+const INPUT_CTES = `
+WITH RECURSIVE input AS (
   SELECT * FROM jsonb_to_recordset(?::jsonb) AS x(
     type text, client_id text, subject text, resource text, scope text, token_id text, token_format text, binding_method text,
     binding_thumbprint text, expires_at timestamptz, parent_token_id text, actor text, request_id text,
     source_address text, instance_id text, issued_at timestamptz, act jsonb)
 ), client_state AS MATERIALIZED (
-  SELECT client_id, suspended FROM client_states WHERE client_id IN (SELECT client_id FROM input) FOR KEY SHARE
-), event AS (
+  SELECT client_id, suspended FROM client_states WHERE client_id IN (SELECT client_id FROM input)
+  ORDER BY client_id FOR SHARE
+`;
+
+// For exchanged tokens: the ancestors of each one's parent, then their rows locked in lock order.
+const LINEAGE_CTES = `), ancestry (child_id, token_id, parent_token_id, hops) AS (
+  SELECT i.token_id, p.token_id, p.parent_token_id, 1
+  FROM input i CROSS JOIN LATERAL (SELECT t.token_id, t.parent_token_id FROM issued_tokens t WHERE t.token_id = i.parent_token_id LIMIT 1) p
+  UNION ALL
+  SELECT a.child_id, p.token_id, p.parent_token_id, a.hops + 1
+  FROM ancestry a CROSS JOIN LATERAL (SELECT t.token_id, t.parent_token_id FROM issued_tokens t WHERE t.token_id = a.parent_token_id LIMIT 1) p
+  WHERE a.hops < ${MAX_LINEAGE_DEPTH}
+), ancestor AS MATERIALIZED (
+  SELECT l.token_id, l.revoked_at
+  FROM (
+    SELECT DISTINCT a.parent_token_id IS NOT NULL AS below_root, a.token_id FROM ancestry a
+    WHERE (SELECT count(*) FROM client_state) >= 0
+    ORDER BY below_root, a.token_id
+  ) o
+  CROSS JOIN LATERAL (SELECT t.token_id, t.revoked_at FROM issued_tokens t WHERE t.token_id = o.token_id FOR SHARE) l
+`;
+
+// Each issuance's refusal, if any, from the locked rows.
+const LINEAGE_VERDICT = `), verdict AS MATERIALIZED (
+  SELECT i.token_id, i.client_id, revoked.token_id AS revoked_id,
+    CASE
+      WHEN s.suspended THEN 'client_suspended'
+      WHEN i.parent_token_id IS NULL THEN NULL
+      WHEN NOT EXISTS (SELECT FROM ancestry a WHERE a.child_id = i.token_id) THEN 'parent_unknown'
+      WHEN revoked.token_id IS NOT NULL THEN 'ancestor_revoked'
+      WHEN EXISTS (SELECT FROM ancestry a WHERE a.child_id = i.token_id AND a.hops = ${MAX_LINEAGE_DEPTH} AND a.parent_token_id IS NOT NULL)
+        THEN 'lineage_too_deep'
+    END AS refusal
+  FROM input i
+  LEFT JOIN client_state s ON s.client_id = i.client_id
+  LEFT JOIN LATERAL (
+    SELECT a.token_id FROM ancestry a JOIN ancestor l ON l.token_id = a.token_id
+    WHERE a.child_id = i.token_id AND l.revoked_at IS NOT NULL ORDER BY a.hops LIMIT 1
+  ) revoked ON true
+`;
+
+// Without exchanged tokens, only the client can refuse.
+const CLIENT_VERDICT = `
+), verdict AS MATERIALIZED (
+  SELECT i.token_id, i.client_id, NULL::text AS revoked_id, CASE WHEN s.suspended THEN 'client_suspended' END AS refusal
+  FROM input i LEFT JOIN client_state s ON s.client_id = i.client_id
+`;
+
+// The accepted issuances' events and inventory rows, and one answer per issuance.
+const WRITES = `), event AS (
   INSERT INTO ledger_events (type, client_id, resource, scope, token_id, token_format, binding_method, binding_thumbprint,
                              expires_at, parent_token_id, actor, request_id, source_address, instance_id)
   SELECT i.type, i.client_id, i.resource, i.scope, i.token_id, i.token_format, i.binding_method, i.binding_thumbprint,
          i.expires_at, i.parent_token_id, i.actor, i.request_id, i.source_address, i.instance_id
-  FROM input i LEFT JOIN client_state s ON s.client_id = i.client_id
-  WHERE s.suspended IS NOT TRUE
+  FROM input i JOIN verdict v ON v.token_id = i.token_id
+  WHERE v.refusal IS NULL
   RETURNING token_id
 ), token AS (
   INSERT INTO issued_tokens (token_id, format, client_id, subject, resource, scope, binding_method, binding_thumbprint, issued_at, expires_at, parent_token_id, act)
@@ -101,15 +186,42 @@ WITH input AS (
   FROM input i JOIN event e ON e.token_id = i.token_id
   RETURNING token_id
 )
-SELECT token_id FROM token`;
+SELECT v.token_id, v.client_id, v.refusal, v.revoked_id, t.token_id IS NOT NULL AS recorded
+FROM verdict v LEFT JOIN token t ON t.token_id = v.token_id`;
+
+const RECORD_ISSUANCES_SQL = INPUT_CTES + CLIENT_VERDICT + WRITES;
+const RECORD_EXCHANGES_SQL = INPUT_CTES + LINEAGE_CTES + LINEAGE_VERDICT + WRITES;
+
+function refusalOf(row: Record<string, unknown>, parentOf: Map<string, string | null>): ClientSuspendedError | ParentRefusedError {
+  const tokenId = row.token_id as string;
+  const parent = parentOf.get(tokenId) ?? null;
+  switch (row.refusal) {
+    case 'client_suspended': return new ClientSuspendedError(row.client_id as string);
+    case 'ancestor_revoked':
+      return new ParentRefusedError(tokenId, 'ancestor_revoked', row.revoked_id === parent
+        ? `subject token ${parent} was revoked`
+        : `subject token ${parent} descends from revoked token ${String(row.revoked_id)}`);
+    case 'parent_unknown': return new ParentRefusedError(tokenId, 'parent_unknown', `subject token ${parent} has no ledger record`);
+    case 'lineage_too_deep':
+      return new ParentRefusedError(tokenId, 'lineage_too_deep', `subject token ${parent} already has ${MAX_LINEAGE_DEPTH} ancestors`);
+    default: throw new Error(`issuance statement: unexpected refusal ${String(row.refusal)}`);
+  }
+}
 
 /**
- * Records issuances in one statement; resolves with the ids of the tokens recorded (the others'
- * clients are suspended), rejects when the database cannot commit — then nothing was recorded.
+ * Records issuances in one statement; resolves with each issuance's outcome (by token id), rejects
+ * when the database cannot commit — then nothing was recorded.
  */
-export async function recordIssuances(knex: Knex, rows: readonly IssuanceRow[]): Promise<Set<string>> {
+export async function recordIssuances(knex: Knex, rows: readonly IssuanceRow[]): Promise<Map<string, IssuanceOutcome>> {
   // A named statement: PostgreSQL parses and plans it once per connection instead of per issuance
   // (docs/ledger.md has the measurement). PGlite ignores the name.
-  const statement = knex.raw(RECORD_ISSUANCES_SQL, [JSON.stringify(rows)]).options({ name: 'tether_record_issuances' });
-  return new Set(rowsOf(await statement).map((row) => row.token_id as string));
+  const exchanges = rows.some((row) => row.parent_token_id !== null);
+  const statement = knex.raw(exchanges ? RECORD_EXCHANGES_SQL : RECORD_ISSUANCES_SQL, [JSON.stringify(rows)])
+    .options({ name: exchanges ? 'tether_record_exchanges' : 'tether_record_issuances' });
+  const answered = rowsOf(await statement);
+  const parentOf = new Map(rows.map((row) => [row.token_id, row.parent_token_id]));
+  return new Map(answered.map((row): [string, IssuanceOutcome] => [
+    row.token_id as string,
+    row.recorded === true ? { recorded: true } : { recorded: false, error: refusalOf(row, parentOf) },
+  ]));
 }

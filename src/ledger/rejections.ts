@@ -138,6 +138,9 @@ export function rejectionOf(ctx: Context, route: LedgerRoute, rejection: Rejecti
 /**
  * Writes the `request.rejected` event of every refused ledger-route request, after the route has
  * answered. A failure to write it is logged and never changes the answer (a 400 stays a 400).
+ * The answer waits for the write at most `maxWaitMs` (default 3 s; config database.acquireTimeout):
+ * when the database is frozen, the 503 that says so is not held back by its own record, which is
+ * written (or fails, logged) once the database answers or its timeouts expire.
  */
 export function recordRejections(deps: {
   knex: Knex;
@@ -146,7 +149,10 @@ export function recordRejections(deps: {
   requestFactsOf(ctx: Context): RequestFacts;
   /** Where refusals nobody authenticated for go (bounded cost). */
   unauthenticated: RejectionAggregator;
+  /** Longest an answer waits for its rejection's write (the database may be frozen). */
+  maxWaitMs?: number;
 }) {
+  const maxWaitMs = deps.maxWaitMs ?? 3000;
   return async function recordRejectionsMiddleware(ctx: Context, next: Next): Promise<void> {
     try {
       await next();
@@ -164,12 +170,19 @@ export function recordRejections(deps: {
     const route = ledgerRouteOf(ctx, deps.provider);
     if (!route) return;
     const facts = deps.requestFactsOf(ctx);
-    try {
+    const status = ctx.status;
+    const written = (async () => {
       const { event, authenticated, kind } = rejectionOf(ctx, route, rememberedRejection(ctx));
       if (authenticated) await appendEvent(deps.knex, event, facts);
       else await deps.unauthenticated.record({ ...kind, sourceAddress: facts.sourceAddress }, event, facts);
-    } catch (error) {
-      deps.logger.error({ err: error, requestId: facts.requestId, route, status: ctx.status }, 'could not record a rejected request in the ledger');
-    }
+    })().catch((error: unknown) => {
+      deps.logger.error({ err: error, requestId: facts.requestId, route, status }, 'could not record a rejected request in the ledger');
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, maxWaitMs);
+    });
+    await Promise.race([written, waited]);
+    clearTimeout(timer);
   }
 }

@@ -4,8 +4,8 @@ import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { recordIntrospection, type LedgerEventInput } from './append_event.js';
 import type { RequestFacts, TokenRecord } from './events.js';
-import { findTokenRecord } from './inventory_queries.js';
 import { introspectionVerdict } from './introspection_verdict.js';
+import { findTokenStanding } from './lineage.js';
 import type { OwnTokenVerifier, PresentedToken } from '../keys/own_tokens.js';
 import { forgetRejection, rememberedRejection, rememberRejection, type Rejection } from './rejections.js';
 import { revokeTokens } from './revoke_tokens.js';
@@ -83,16 +83,16 @@ function eventFieldsOf(record: TokenRecord | undefined, presented: PresentedToke
 export function tokenStatusEndpoints(deps: TokenStatusDependencies) {
   async function lookUp(ctx: KoaContextWithOIDC) {
     const presented = await deps.verifier.identify(ctx.oidc.params!.token as string);
-    const record = presented.kind === 'unrecognized' ? undefined : await findTokenRecord(deps.knex, presented.tokenId);
-    return { presented, record };
+    const standing = presented.kind === 'unrecognized' ? undefined : await findTokenStanding(deps.knex, presented.tokenId);
+    return { presented, record: standing?.record, revokedAncestorId: standing?.revokedAncestorId };
   }
 
   /** RFC 7662 §2.2: `active: true` with the token's facts, or only `active: false`; recorded either way. */
   async function introspect(ctx: KoaContextWithOIDC): Promise<void> {
     const callerId = ctx.oidc.client!.clientId;
-    const { presented, record } = await lookUp(ctx);
+    const { presented, record, revokedAncestorId } = await lookUp(ctx);
     const verdict = introspectionVerdict({
-      presented, record, callerId, introspectorsOf: deps.introspectorsOf, issuer: deps.issuer, now: new Date(),
+      presented, record, revokedAncestorId, callerId, introspectorsOf: deps.introspectorsOf, issuer: deps.issuer, now: new Date(),
     });
     await recordIntrospection(deps.knex, {
       type: 'token.introspected',

@@ -5,6 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import knexFactory, { type Knex } from 'knex';
 
+import { databaseTimeoutsMs } from '../config/schema.js';
 import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
 import { createInMemoryPglite } from './pglite_memory.js';
 import { createPgliteKnex } from './pglite_knex.js';
@@ -18,6 +19,17 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/**
+ * The bounds on waiting for the database, in milliseconds (config `database`, through databaseTimeoutsMs). PostgreSQL gets all of
+ * them; PGlite, which runs in this thread on one connection, only the acquire timeout: a query waits
+ * for a transaction that holds the connection at most that long.
+ */
+export interface DatabaseTimeouts {
+  statementTimeout: number;
+  acquireTimeout: number;
+  connectTimeout: number;
+}
+
 /** Where the data lives; exactly one of the three. */
 export interface OpenDatabaseOptions {
   /** `postgres://…` — a PostgreSQL server, through a `pg` connection pool. */
@@ -26,6 +38,8 @@ export interface OpenDatabaseOptions {
   directory?: string;
   /** Embedded PGlite in memory, starting from the migrated schema. */
   memory?: boolean;
+  /** Default: the configuration's defaults (config/schema.ts DATABASE_DEFAULTS). */
+  timeouts?: DatabaseTimeouts;
 }
 
 /** Pool sizing for PostgreSQL; migrateToLatest needs at least two connections (one holds its lock). */
@@ -42,9 +56,10 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   if (chosen.filter(Boolean).length !== 1) {
     throw new Error('openDatabase needs exactly one of url, directory or memory');
   }
-  if (options.url !== undefined) return openPostgres(options.url);
-  if (options.directory !== undefined) return openPgliteDirectory(options.directory);
-  return openPgliteMemory();
+  const timeouts = options.timeouts ?? databaseTimeoutsMs();
+  if (options.url !== undefined) return openPostgres(options.url, timeouts);
+  if (options.directory !== undefined) return openPgliteDirectory(options.directory, timeouts);
+  return openPgliteMemory(timeouts);
 }
 
 /**
@@ -59,26 +74,88 @@ const KNEX_LOG = {
   debug: () => undefined,
 };
 
-function openPostgres(url: string): Database {
-  const knex = knexFactory({ client: 'pg', connection: url, pool: POSTGRES_POOL, log: KNEX_LOG });
+/** The client-side wait for an answer exceeds the server's statement_timeout by this much, so that normally the server cancels first. */
+const QUERY_TIMEOUT_GRACE_MS = 1000;
+/** TCP keepalive probes start after this much silence: a connection to a host that vanished dies in about a minute, not hours. */
+const KEEPALIVE_DELAY_MS = 10_000;
+
+/**
+ * pg connection settings with every wait bounded:
+ * - statement_timeout: the server cancels a statement (a lock wait included) that runs too long;
+ * - idle_in_transaction_session_timeout: the server ends a session that holds a transaction open
+ *   and idle (a Tether instance frozen mid-revocation would otherwise keep its locks);
+ * - query_timeout: the client stops waiting for an answer even when the server cannot send one
+ *   (frozen, partitioned) — the only bound that holds then;
+ * - connectionTimeoutMillis: opening a connection, TLS and authentication included;
+ * - keepAlive: the kernel notices a peer that is gone without closing the connection.
+ */
+function postgresConnection(url: string, timeouts: DatabaseTimeouts): Knex.PgConnectionConfig & Record<string, unknown> {
+  return {
+    connectionString: url,
+    statement_timeout: timeouts.statementTimeout,
+    idle_in_transaction_session_timeout: 2 * timeouts.statementTimeout,
+    query_timeout: timeouts.statementTimeout + QUERY_TIMEOUT_GRACE_MS,
+    connectionTimeoutMillis: timeouts.connectTimeout,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+  };
+}
+
+function openPostgres(url: string, timeouts: DatabaseTimeouts): Database {
+  const knex = knexFactory({
+    client: 'pg',
+    connection: postgresConnection(url, timeouts),
+    pool: { ...POSTGRES_POOL, afterCreate: discardOnQueryTimeout },
+    acquireConnectionTimeout: timeouts.acquireTimeout,
+    log: KNEX_LOG,
+  });
   return { knex, kind: 'postgres', close: () => knex.destroy() };
 }
 
-async function openPgliteMemory(): Promise<Database> {
-  return wrapPglite(await createInMemoryPglite());
+/** The parts of a pg Client this module touches. */
+interface PgClient {
+  query(...args: unknown[]): unknown;
+  connection: { stream: { destroy(error?: Error): void } };
+}
+
+/**
+ * pg's query_timeout answers the caller but leaves the abandoned query active on its connection: the
+ * next query given that connection would queue behind it, and after a freeze the server would still
+ * answer it. A connection whose query timed out is therefore closed at once; knex then marks it
+ * disposed (it ended) and the pool opens a fresh one when the next query needs it, so service comes
+ * back by itself when the database does. (A connection the server or the network cut is already
+ * discarded that way.)
+ */
+function discardOnQueryTimeout(connection: PgClient, done: (error: Error | null, connection: PgClient) => void): void {
+  const query = connection.query.bind(connection);
+  connection.query = (...args: unknown[]) => {
+    const callback = args.at(-1);
+    if (typeof callback === 'function') {
+      args[args.length - 1] = (error: Error | null, result: unknown) => {
+        if (error?.message === 'Query read timeout') connection.connection.stream.destroy();
+        (callback as (error: Error | null, result: unknown) => void)(error, result);
+      };
+    }
+    return query(...args);
+  };
+  done(null, connection);
+}
+
+async function openPgliteMemory(timeouts: DatabaseTimeouts): Promise<Database> {
+  return wrapPglite(await createInMemoryPglite(), timeouts);
 }
 
 /** Starts reading the snapshot and compiling PGlite ahead of `openDatabase({ memory: true })`. */
 export { prepareInMemoryPglite as prepareInMemoryDatabase } from './pglite_memory.js';
 
-async function openPgliteDirectory(directory: string): Promise<Database> {
+async function openPgliteDirectory(directory: string, timeouts: DatabaseTimeouts): Promise<Database> {
   const absolute = resolve(directory);
   mkdirSync(dirname(absolute), { recursive: true });
   const lock = lockDatabaseDirectory(absolute);
   try {
     if (!existsSync(join(absolute, 'PG_VERSION'))) await seedDirectory(absolute);
     const pglite = await PGlite.create({ dataDir: absolute });
-    return wrapPglite(pglite, lock);
+    return wrapPglite(pglite, timeouts, lock);
   } catch (error) {
     lock.release();
     throw error;
@@ -105,8 +182,8 @@ async function seedDirectory(directory: string): Promise<void> {
   }
 }
 
-function wrapPglite(pglite: PGlite, lock?: DirectoryLock): Database {
-  const knex = createPgliteKnex(pglite);
+function wrapPglite(pglite: PGlite, timeouts: DatabaseTimeouts, lock?: DirectoryLock): Database {
+  const knex = createPgliteKnex(pglite, { acquireTimeoutMs: timeouts.acquireTimeout });
   return {
     knex,
     kind: 'pglite',

@@ -2,6 +2,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Knex } from 'knex';
 
+import { openMaintenanceKnex } from './maintenance_knex.js';
 import { isPgliteKnex } from './knex_kind.js';
 
 /** knex's default bookkeeping table; kept so `knex migrate:*` tooling still understands the schema. */
@@ -68,10 +69,18 @@ export async function migrateToLatest(knex: Knex): Promise<{ applied: string[] }
   const applied = await appliedMigrationNames(knex);
   const files = migrationFileNames();
   if (applied.size === files.length && files.every((name) => applied.has(name))) return { applied: [] };
-  return withMigrationLock(knex, async () => {
-    const [, applied] = (await knex.migrate.latest(migratorConfig())) as [number, string[]];
-    return { applied };
-  });
+  // Migrating may rightly take longer than the request path's statement timeout (and the lock holder
+  // sits idle in its transaction meanwhile): on PostgreSQL it runs on a connection without them.
+  const maintenance = openMaintenanceKnex(knex);
+  const migrator = maintenance ?? knex;
+  try {
+    return await withMigrationLock(migrator, async () => {
+      const [, applied] = (await migrator.migrate.latest(migratorConfig())) as [number, string[]];
+      return { applied };
+    });
+  } finally {
+    await maintenance?.destroy();
+  }
 }
 
 /** Names of migrations not yet applied, read without creating knex's bookkeeping tables. */

@@ -8,10 +8,14 @@ import ClientPgLite from 'knex-pglite';
  * knex-pglite accepts the instance through a connection *function*: a plain `{ pglite }` object
  * would be deep-cloned by knex. No `pool` option: knex-pglite fixes it at one connection and rejects
  * any other setting. Destroying the knex closes the PGlite.
+ *
+ * `acquireTimeoutMs`: how long a query waits for that one connection (held by a transaction) before
+ * it fails; knex's own default is a minute.
  */
-export function createPgliteKnex(pglite: PGlite): Knex {
+export function createPgliteKnex(pglite: PGlite, options: { acquireTimeoutMs?: number } = {}): Knex {
   return knexFactory({
     client: ClientPgLite,
     connection: (() => ({ pglite })) as unknown as Knex.StaticConnectionConfig,
+    ...(options.acquireTimeoutMs === undefined ? {} : { acquireConnectionTimeout: options.acquireTimeoutMs }),
   });
 }

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load_config.js';
 import { DEV_CONFIG } from '../../src/config/dev_defaults.js';
+import { databaseTimeoutsMs } from '../../src/config/schema.js';
 
 const minimal = () => ({
   issuer: 'https://auth.example',
@@ -53,6 +54,24 @@ describe('configuration', () => {
     const raw = minimal();
     mutate(raw);
     expect(messageOf(raw)).toMatch(expected);
+  });
+
+  test('database waits: documented defaults; seconds, fractions and ms/s/m units; out-of-range and malformed values name the path', () => {
+    expect(parseConfig(minimal()).database).toEqual({ statementTimeout: 5, acquireTimeout: 3, connectTimeout: 3, readinessTimeout: 2, queueLimit: 1000 });
+    const config = parseConfig({ ...minimal(), database: { statementTimeout: 2, acquireTimeout: '1.5s', connectTimeout: '750ms', readinessTimeout: '1m', queueLimit: 50 } });
+    expect(config.database).toEqual({ statementTimeout: 2, acquireTimeout: 1.5, connectTimeout: 0.75, readinessTimeout: 60, queueLimit: 50 });
+    // Seconds, like every duration: a parsed configuration parses again to itself (the harness re-parses).
+    expect(parseConfig(config).database).toEqual(config.database);
+    expect(databaseTimeoutsMs(config.database)).toEqual({ statementTimeout: 2000, acquireTimeout: 1500, connectTimeout: 750, readinessTimeout: 60_000 });
+    // A partial section keeps the other defaults.
+    expect(parseConfig({ ...minimal(), database: { queueLimit: 10 } }).database).toMatchObject({ statementTimeout: 5, queueLimit: 10 });
+    expect(messageOf({ ...minimal(), database: { statementTimeout: '5 seconds' } })).toMatch(/^tether\.config\.yaml: database\.statementTimeout: expected a duration such as 2, "1\.5s", "500ms" or "1m"/);
+    expect(messageOf({ ...minimal(), database: { acquireTimeout: '5ms' } })).toMatch(/database\.acquireTimeout: expected a duration between 10ms and 1h/);
+    expect(messageOf({ ...minimal(), database: { connectTimeout: '61m' } })).toMatch(/database\.connectTimeout: expected a duration between 10ms and 1h/);
+    expect(messageOf({ ...minimal(), database: { readinessTimeout: -1 } })).toMatch(/database\.readinessTimeout/);
+    expect(messageOf({ ...minimal(), database: { queueLimit: 0 } })).toMatch(/database\.queueLimit/);
+    expect(messageOf({ ...minimal(), database: { queueLimit: 1.5 } })).toMatch(/database\.queueLimit/);
+    expect(messageOf({ ...minimal(), database: { poolSize: 3 } })).toMatch(/database.*poolSize/);
   });
 
   test('environment overrides the file, and a bad override is reported by path', () => {

@@ -1,7 +1,8 @@
-import { ClientSuspendedError, type IssuanceRow } from '../../src/ledger/record_issuance.js';
-import { issuanceBatcher } from '../../src/ledger/issuance_batcher.js';
+import { jest } from '@jest/globals';
+import { ClientSuspendedError, ParentRefusedError, type IssuanceOutcome, type IssuanceRow } from '../../src/ledger/record_issuance.js';
+import { issuanceBatcher, IssuanceQueueError } from '../../src/ledger/issuance_batcher.js';
 
-/** The batcher alone, with a scripted statement: grouping, per-issuance outcomes, failure of a whole statement. */
+/** The batcher alone, with a scripted statement: grouping, per-issuance outcomes, failure of a whole statement, bounded waits. */
 
 const row = (tokenId: string, clientId = 'c'): IssuanceRow => ({
   type: 'token.issued', client_id: clientId, subject: null, resource: 'r', scope: '', token_id: tokenId, token_format: 'jwt', binding_method: 'bearer',
@@ -11,16 +12,21 @@ const row = (tokenId: string, clientId = 'c'): IssuanceRow => ({
 
 interface Statement {
   rows: IssuanceRow[];
-  finish(recorded?: string[]): void;
+  /** Commits: the given ids are recorded, the others refused (by default: as the statement says of a suspended client). */
+  finish(recorded?: string[], refusalOf?: (row: IssuanceRow) => IssuanceOutcome): void;
   fail(error: Error): void;
 }
 
+const suspended = (row: IssuanceRow): IssuanceOutcome => ({ recorded: false, error: new ClientSuspendedError(row.client_id) });
+
 function scriptedDatabase() {
   const statements: Statement[] = [];
-  const write = (rows: IssuanceRow[]) => new Promise<Set<string>>((resolve, reject) => {
+  const write = (rows: IssuanceRow[]) => new Promise<Map<string, IssuanceOutcome>>((resolve, reject) => {
     statements.push({
       rows,
-      finish: (recorded = rows.map((item) => item.token_id)) => resolve(new Set(recorded)),
+      finish: (recorded = rows.map((item) => item.token_id), refusalOf = suspended) => resolve(new Map(rows.map((item) => [
+        item.token_id, recorded.includes(item.token_id) ? { recorded: true } : refusalOf(item),
+      ]))),
       fail: reject,
     });
   });
@@ -105,5 +111,87 @@ describe('issuance batcher', () => {
     expect(database.statements.slice(4).map((statement) => statement.rows.length)).toEqual([2]);
     database.statements[4]!.finish();
     await Promise.all(all);
+  });
+
+  test('a refusal because of the subject token fails that issuance alone, with the statement\'s ParentRefusedError', async () => {
+    const database = scriptedDatabase();
+    const batcher = issuanceBatcher(database.write, { maxInFlight: 1 });
+    const blocker = batcher.record(row('first'));
+    const fine = batcher.record(row('a'));
+    const refused = batcher.record(row('b'));
+    database.statements[0]!.finish();
+    await blocker;
+    await tick();
+    const refusal = new ParentRefusedError('b', 'ancestor_revoked', 'subject token p was revoked');
+    database.statements[1]!.finish(['a'], () => ({ recorded: false, error: refusal }));
+    await expect(fine).resolves.toBeUndefined();
+    await expect(refused).rejects.toBe(refusal);
+  });
+
+  test('an issuance the statement does not answer for fails, never resolves as recorded', async () => {
+    const database = scriptedDatabase();
+    const batcher = issuanceBatcher(database.write);
+    const lost = batcher.record(row('a'));
+    database.statements[0]!.finish([], () => undefined as unknown as IssuanceOutcome);
+    await expect(lost).rejects.toThrow('the issuance statement did not answer for token a');
+  });
+
+  test('a full queue refuses the next issuance at once with IssuanceQueueError; room again once statements return', async () => {
+    const database = scriptedDatabase();
+    const batcher = issuanceBatcher(database.write, { maxInFlight: 1, queueLimit: 3 });
+    const inFlight = batcher.record(row('sent'));
+    const waiting = ['w1', 'w2', 'w3'].map((id) => batcher.record(row(id)));
+    await expect(batcher.record(row('one-too-many'))).rejects.toEqual(new IssuanceQueueError('3 issuances already wait for the database (database.queueLimit)'));
+    expect(database.statements).toHaveLength(1);
+
+    database.statements[0]!.finish();
+    await inFlight;
+    await tick();
+    // The three waiting ones went out together: the queue is empty again.
+    expect(database.statements[1]!.rows.map((item) => item.token_id)).toEqual(['w1', 'w2', 'w3']);
+    const next = batcher.record(row('next'));
+    database.statements[1]!.finish();
+    await Promise.all(waiting);
+    await tick();
+    database.statements[2]!.finish();
+    await expect(next).resolves.toBeUndefined();
+  });
+
+  test('an issuance that waits queueTimeoutMs without being sent fails with IssuanceQueueError and is never sent', async () => {
+    jest.useFakeTimers();
+    try {
+      const database = scriptedDatabase();
+      const batcher = issuanceBatcher(database.write, { maxInFlight: 1, queueTimeoutMs: 500 });
+      const stuck = batcher.record(row('stuck-in-flight'));
+      const waiting = batcher.record(row('waiting'));
+      const outcome = waiting.then(() => 'resolved', (error: unknown) => error);
+      jest.advanceTimersByTime(499);
+      await Promise.resolve();
+      expect(database.statements).toHaveLength(1);
+      jest.advanceTimersByTime(1);
+      expect(await outcome).toEqual(new IssuanceQueueError('issuance waited 500 ms for the database without being sent'));
+
+      // The statement in flight returns late: its issuance is settled by it, the expired one is not sent.
+      database.statements[0]!.finish();
+      await stuck;
+      await Promise.resolve();
+      expect(database.statements).toHaveLength(1);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  test('an issuance sent in time is not expired by its timer while its statement runs', async () => {
+    jest.useFakeTimers();
+    try {
+      const database = scriptedDatabase();
+      const batcher = issuanceBatcher(database.write, { queueTimeoutMs: 100 });
+      const slow = batcher.record(row('slow-statement'));
+      jest.advanceTimersByTime(10_000);
+      database.statements[0]!.finish();
+      await expect(slow).resolves.toBeUndefined();
+    } finally {
+      jest.useRealTimers();
+    }
   });
 });

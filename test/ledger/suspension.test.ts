@@ -90,7 +90,8 @@ describe('suspending a client', () => {
       }
     };
     const burst = Promise.all(Array.from({ length: 8 }, worker));
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    // Mid-burst: once tokens flow (a loaded machine may need longer than any fixed delay).
+    for (let waited = 0; !(statuses.get(200) ?? 0) && waited < 60_000; waited += 10) await new Promise((resolve) => setTimeout(resolve, 10));
     await suspendClient(tether.database.knex, 'idle', cause, facts);
     suspended = true;
     await burst;

@@ -1,5 +1,6 @@
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import type { OwnTokenVerifier } from '../../keys/own_tokens.js';
+import { ParentRefusedError } from '../../ledger/record_issuance.js';
 import { PolicyError } from '../../provider/resource_policy.js';
 import type { GrantContext } from '../grant_context.js';
 import { bindToken, mintAccessToken, oauthErrorOf, recordIssuance, requireActiveClient, respondWithToken, tetherClientOf } from '../issuance_steps.js';
@@ -47,7 +48,8 @@ export function tokenExchangeHandler(grant: GrantContext, ownTokens: OwnTokenVer
       act: decision.act as Record<string, unknown> | undefined,
       parentTokenId: subject.tokenId,
     });
-    await recordIssuance(grant, ctx, { type: 'token.exchanged', issued });
+    // The record re-checks the subject token under lock: a revocation that committed meanwhile wins.
+    await refusing(() => recordIssuance(grant, ctx, { type: 'token.exchanged', issued }));
     // RFC 8693 §2.2.1: issued_token_type is REQUIRED.
     respondWithToken(ctx, issued, { issued_token_type: TOKEN_TYPE.accessToken });
   };
@@ -60,8 +62,17 @@ async function refusing<T>(step: () => T | Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof InvalidPresentedToken) throw invalidGrant(error);
     if (error instanceof PolicyError) throw oauthErrorOf(error);
+    if (error instanceof ParentRefusedError) throw refusedBySubject(error);
     throw error;
   }
+}
+
+/** The issuance statement refused the new token because of its subject token (ledger/record_issuance.ts). */
+function refusedBySubject(refusal: ParentRefusedError) {
+  if (refusal.refusal === 'lineage_too_deep') {
+    return oauthErrorOf(new PolicyError('invalid_request', 'the exchange lineage of the subject token is too long to exchange it again', refusal.message));
+  }
+  return invalidGrant(new InvalidPresentedToken('subject_token', refusal.message));
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { JWTPayload } from 'jose';
 import type { Knex } from 'knex';
 import { opaqueTokenId, type OwnTokenVerifier, type PresentedToken as OwnToken } from '../../keys/own_tokens.js';
+import { findTokenStanding, MAX_LINEAGE_DEPTH } from '../../ledger/lineage.js';
 import { PolicyError } from '../../provider/resource_policy.js';
 import type { GrantContext } from '../grant_context.js';
 import { databaseStep } from '../issuance_steps.js';
@@ -130,52 +131,18 @@ function mayActOf(value: unknown): { sub?: string } | undefined {
   return typeof sub === 'string' ? { sub } : undefined;
 }
 
-/** Bounds the walk up the exchange lineage; real chains are far shorter (exchange.maxChainDepth). */
-const MAX_LINEAGE_HOPS = 64;
-
 /**
  * The token must have its ledger row ("no token without a record"), and neither it nor any ancestor
  * it was exchanged from may be revoked: revoking a token revokes what was derived from it, even if
- * a derived row has not been marked yet.
+ * a derived row has not been marked yet. A lineage already as deep as lineages may be cannot grow
+ * (the issuance statement would refuse the child, after minting it; refusing here is cheaper).
  */
 async function requireActiveInLedger(knex: Knex, token: ExchangeableToken, parameter: Parameter): Promise<void> {
-  const lineage = await databaseStep(() => revocationLineage(knex, token.tokenId));
-  if (lineage.length === 0) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} has no ledger record`);
-  const revoked = lineage.find((row) => row.revoked_at !== null);
-  if (revoked) {
-    throw new InvalidPresentedToken(parameter, Number(revoked.hops) === 0
-      ? `token ${token.tokenId} is revoked`
-      : `token ${token.tokenId} descends from revoked token ${revoked.token_id}`);
+  const { record, revokedAncestorId, ancestors } = await databaseStep(() => findTokenStanding(knex, token.tokenId));
+  if (!record) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} has no ledger record`);
+  if (record.revokedAt) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} is revoked`);
+  if (revokedAncestorId) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} descends from revoked token ${revokedAncestorId}`);
+  if (parameter === 'subject_token' && ancestors >= MAX_LINEAGE_DEPTH) {
+    throw new PolicyError('invalid_request', 'the exchange lineage of the subject token is too long to exchange it again', `token ${token.tokenId} already has ${ancestors} ancestors`);
   }
-}
-
-interface LineageRow {
-  token_id: string;
-  revoked_at: Date | string | null;
-  hops: number | string;
-}
-
-/** The token's issued_tokens row and its ancestors' (parent_token_id), nearest first. */
-function revocationLineage(knex: Knex, tokenId: string): Promise<LineageRow[]> {
-  return knex
-    .withRecursive('lineage', ['token_id', 'parent_token_id', 'revoked_at', 'hops'], (query) => {
-      query
-        .select('token_id', 'parent_token_id', 'revoked_at', knex.raw('0'))
-        .from('issued_tokens')
-        .where('token_id', tokenId)
-        .unionAll((ancestors) => {
-          ancestors
-            .select('parent.token_id', 'parent.parent_token_id', 'parent.revoked_at', knex.raw('lineage.hops + 1'))
-            .from('issued_tokens as parent')
-            .join('lineage', 'parent.token_id', 'lineage.parent_token_id')
-            .where('lineage.hops', '<', MAX_LINEAGE_HOPS);
-        });
-    })
-    .select('token_id', 'revoked_at', 'hops')
-    .from('lineage')
-    .orderBy('hops')
-    // Runs on every exchange: a named statement is parsed and planned once per PostgreSQL connection
-    // instead of every time (the SQL text never varies: the id and the hop limit are bindings);
-    // docs/benchmarks.md, token exchange. PGlite ignores the name.
-    .options({ name: 'tether_revocation_lineage' }) as unknown as Promise<LineageRow[]>;
 }
