@@ -95,7 +95,12 @@ describe('npm pack', () => {
       const consumer = path.join(scratch, 'consumer');
       await mkdir(consumer);
       await writeFile(path.join(consumer, 'package.json'), JSON.stringify({ name: 'tether-consumer', private: true, type: 'module' }));
-      await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', path.join(packed, report!.filename)], { cwd: consumer, env, timeout: STEP_TIMEOUT_MS });
+      // A user's install resolves every dependency from the registry: bound each fetch and retry it,
+      // so a registry connection that stalls is retried instead of hanging the step.
+      await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--fetch-timeout=60000', '--fetch-retries=5', path.join(packed, report!.filename)], { cwd: consumer, env, timeout: STEP_TIMEOUT_MS })
+        .catch((error: Error & { stderr?: string }) => {
+          throw new Error(`npm install of the tarball failed: ${error.message}\n${error.stderr?.slice(-4000) ?? ''}`);
+        });
       await writeFile(path.join(consumer, 'consumer.mjs'), CONSUMER);
 
       // 3. Its entry points, with file reads limited to the project and its own temporary folder.
