@@ -66,7 +66,11 @@ describe('npm pack', () => {
     const scratch = await mkdtemp(path.join(os.tmpdir(), 'tether-pack-'));
     try {
       const npmCache = execFileSync('npm', ['config', 'get', 'cache'], { cwd: ROOT, encoding: 'utf8' }).trim();
+      // The machine's environment (its registry, proxy and CA settings: NODE_EXTRA_CA_CERTS may be what
+      // lets npm reach the registry at all), without what `npm test` added about this repository.
+      const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(npm_|INIT_CWD$)/i.test(name)));
       const env = {
+        ...inherited,
         PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env.PATH ?? ''}`,
         HOME: os.homedir(),
         npm_config_cache: npmCache,
