@@ -37,6 +37,8 @@ async function tether(config: TetherConfig, ...args: string[]): Promise<{ text: 
   const withDatabase: WithDatabase = (_file, work) => work(database.knex as Knex, config);
   const program = new Command('tether').exitOverride();
   registerKeysCommands(program, withDatabase, out);
+  // process is shared by the test files of one jest worker: an exit code another file left must not count here.
+  process.exitCode = undefined;
   await program.parseAsync(['node', 'tether', 'keys', ...args]);
   const exitCode = Number(process.exitCode ?? 0);
   process.exitCode = undefined;
@@ -49,7 +51,7 @@ describe('tether keys rotate / list / retire', () => {
   test('rotate stages a key (published now, signing after the delay); list shows every state', async () => {
     const [current] = (await loadSigningKeys(database.knex, { algorithm: 'ES256', encryptionSecret: ENCRYPTION_SECRET })).jwks.keys;
     const rotated = await tether(withSecret(), 'rotate');
-    expect(rotated.exitCode).toBe(0);
+    expect(rotated).toMatchObject({ exitCode: 0 });
     expect(rotated.text).toMatch(/^new ES256 signing key (\S+) is published now and signs from \S+Z \(after the publication delay of 600 s\)\n/);
     expect(rotated.text).toContain(`${current!.kid} signs until then, and stays published for 360 s more (the longest token lifetime + leeway)`);
     expect(rotated.text).toContain('running instances pick this up within seconds; no restart needed');

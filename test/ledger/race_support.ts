@@ -175,8 +175,9 @@ export async function raceRounds(cut: Cut, exchanges: Instance, control: Instanc
  */
 export async function startSecondInstance(first: RunningTether, url: string): Promise<{ instance: Instance; close(): Promise<void> }> {
   const database = await openDatabase({ url });
+  let app: Awaited<ReturnType<typeof createTetherApp>> | undefined;
   try {
-    const app = await createTetherApp({ config: first.config, database, logger: pino({ level: 'silent' }), clientCaPem: first.pki.ca.certificatePem });
+    app = await createTetherApp({ config: first.config, database, logger: pino({ level: 'silent' }), clientCaPem: first.pki.ca.certificatePem });
     const listener = await listenHttps(app.callback, { host: '127.0.0.1', port: 0 }, {
       certPem: first.pki.server.certificatePem, keyPem: first.pki.server.privateKeyPem, clientCaPem: first.pki.ca.certificatePem,
     });
@@ -186,10 +187,13 @@ export async function startSecondInstance(first: RunningTether, url: string): Pr
       instance: { client, knex: database.knex },
       async close() {
         await closeListener(listener, 0);
+        // The app owns timers and a LISTEN connection (live signing keys): left open, they outlive the test file.
+        await app!.close();
         await database.close();
       },
     };
   } catch (error) {
+    await app?.close();
     await database.close();
     throw error;
   }
