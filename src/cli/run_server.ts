@@ -13,7 +13,8 @@ import { KeyEncryptionError } from '../keys/key_encryption.js';
 import { startExpirySweeper } from '../storage/adapter.js';
 import { openDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
-import { curlTokenExample } from './token_example.js';
+import { devBanner } from './dev_banner.js';
+import { explainDatabaseError, isAddressInUse, portInUseError, type ConfigSource } from './server_errors.js';
 
 export interface ServerOptions {
   mode: 'dev' | 'start';
@@ -21,9 +22,14 @@ export interface ServerOptions {
   logger: Logger;
 }
 
+/** The file `tether dev` reads: the given one, else ./tether.config.yaml when there is one, else none (built-in). */
+export function devConfigFile(configFile: string | undefined): ConfigSource {
+  return configFile ?? (existsSync('tether.config.yaml') ? 'tether.config.yaml' : undefined);
+}
+
 /** `tether dev`: the given or local config, else the built-in development config; generates a PKI. */
 export async function loadDevConfig(configFile: string | undefined): Promise<TetherConfig> {
-  const file = configFile ?? (existsSync('tether.config.yaml') ? 'tether.config.yaml' : undefined);
+  const file = devConfigFile(configFile);
   if (file) return loadConfigFile(file);
   const config = parseConfig(DEV_CONFIG, { source: 'built-in development configuration', env: process.env });
   return { ...config, dataDir: path.resolve(config.dataDir) };
@@ -140,25 +146,31 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
 
   if (options.mode === 'start') requireKeyEncryption(config, options.configFile, logger);
 
-  const database = await openConfiguredDatabase(config);
+  const source = options.mode === 'dev' ? devConfigFile(options.configFile) : options.configFile;
+  const database = await openConfiguredDatabase(config).catch((error: unknown) => { throw explainDatabaseError(error, config, source); });
   const listeners: RunningListener[] = [];
   let sweeper: { stop(): Promise<void> } | undefined;
   let app: TetherApp | undefined;
+  // A port in use is the common mistake (a second `tether dev`): which port, who holds it, how to pick another.
+  const explainListen = (kind: 'https' | 'http', listener: { host: string; port: number }) => (error: unknown) => {
+    throw isAddressInUse(error) ? portInUseError(kind, listener, source, error) : error;
+  };
   try {
     const { applied } = await migrateToLatest(database.knex);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem });
-    if (config.listeners.https && tls) listeners.push(await listenHttps(app.callback, config.listeners.https, tls, new URL(config.issuer).hostname, config.http));
-    if (config.listeners.http) listeners.push(await listenHttp(app.callback, config.listeners.http, 'localhost', config.http));
+    const { https, http } = config.listeners;
+    if (https && tls) listeners.push(await listenHttps(app.callback, https, tls, new URL(config.issuer).hostname, config.http).catch(explainListen('https', https)));
+    if (http) listeners.push(await listenHttp(app.callback, http, 'localhost', config.http).catch(explainListen('http', http)));
     sweeper = startExpirySweeper(database.knex, { intervalMs: 60_000 });
   } catch (error) {
     await Promise.all(listeners.map((listener) => closeListener(listener, 0)));
     await app?.close();
     await database.close();
-    throw asConfigError(error);
+    throw explainDatabaseError(asConfigError(error), config, source);
   }
 
-  if (options.mode === 'dev') printDevBanner(config, listeners, pki);
+  if (options.mode === 'dev') process.stdout.write(devBanner(config, listeners, pki));
   else logger.info({ issuer: config.issuer, listeners: listeners.map((listener) => listener.origin) }, 'tether started');
 
   const stop = async () => {
@@ -168,31 +180,4 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
     await database.close();
   };
   return { stop, listeners };
-}
-
-function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki: DevPki | undefined): void {
-  const https = listeners.find((listener) => listener.kind === 'https');
-  const http = listeners.find((listener) => listener.kind === 'http');
-  const relative = (file: string) => path.relative(process.cwd(), file) || file;
-  const lines = [
-    `Tether (development) — issuer ${config.issuer}`,
-    ...listeners.map((listener) => `  ${listener.kind.padEnd(5)} ${listener.origin}${listener.kind === 'https' ? '  (asks for client certificates)' : ''}`),
-    `  discovery  ${config.issuer}/.well-known/oauth-authorization-server`,
-    `  token      ${https?.origin ?? http?.origin}/token     jwks ${config.issuer}/jwks`,
-    `  health     ${(http ?? https)?.origin}/healthz  ${(http ?? https)?.origin}/readyz`,
-    `  database   ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${relative(path.join(config.dataDir, 'db'))}`}`,
-  ];
-  const mtlsClient = config.clients.find((client) => client.auth.method === 'tls_client_auth');
-  if (pki && https && mtlsClient) {
-    const certificate = pki.clients[mtlsClient.id]!;
-    lines.push(
-      `  PKI        CA ${relative(pki.ca.certificatePath)}; client certificates in ${relative(path.join(pki.directory, 'clients'))}/`,
-      '',
-      `A certificate-bound token for ${mtlsClient.id}:`,
-      ...curlTokenExample(mtlsClient, {
-        caFile: relative(pki.ca.certificatePath), certificateFile: relative(certificate.certificatePath), keyFile: relative(certificate.privateKeyPath),
-      }, `${https.origin}/token`),
-    );
-  }
-  process.stdout.write(`${lines.join('\n')}\n`);
 }
