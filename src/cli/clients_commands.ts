@@ -93,7 +93,9 @@ export async function clientsShow(context: CommandContext, clientId: string, opt
       auth_method: client?.auth.method ?? null,
       binding: client?.binding ?? null,
       scopes: client?.resources ?? {},
-      exchange: client?.exchange ?? null,
+      exchange: client ? {
+        targets: client.exchange.targets, act_for: client.exchange.actFor, accept_bound_subject_tokens: client.exchange.acceptBoundSubjectTokens,
+      } : null,
       introspects,
       state_changed_at: state?.changedAt.toISOString() ?? null,
       recent_events: events.map(eventJson),
