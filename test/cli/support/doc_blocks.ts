@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, symlink } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,9 +42,13 @@ export function fencedBlocks(markdown: string): DocBlock[] {
   return blocks;
 }
 
-/** `expected` with "…" standing for any value (or the rest of a string). */
+/**
+ * `expected` with "…" standing for any value (or the rest of a string); a number shown stands for
+ * any number (`expires_in` is 300 or 299 depending on the second).
+ */
 export function matchesShown(actual: unknown, expected: unknown): boolean {
   if (expected === '…') return true;
+  if (typeof expected === 'number') return typeof actual === 'number';
   if (typeof expected === 'string' && expected.endsWith('…')) return typeof actual === 'string' && actual.startsWith(expected.slice(0, -1));
   if (Array.isArray(expected)) return Array.isArray(actual) && actual.length === expected.length && expected.every((item, index) => matchesShown(actual[index], item));
   if (expected !== null && typeof expected === 'object') {
@@ -68,10 +72,18 @@ export async function freePort(): Promise<number> {
  * examples, node_modules, the compiled dist/ are links to this one), so that what they create
  * (.tether/, examples' data) stays out of the real checkout.
  */
-export async function sandboxCheckout(): Promise<string> {
+export async function sandboxCheckout(options: { examplePorts?: Record<number, number> } = {}): Promise<string> {
   const directory = await mkdtemp(path.join(os.tmpdir(), 'tether-docs-'));
   for (const entry of ['package.json', 'package-lock.json', 'bin', 'src', 'migrations', 'node_modules', 'dist', 'tsconfig.json', 'tsconfig.build.json', 'docs', 'packages']) {
     await symlink(path.join(ROOT, entry), path.join(directory, entry));
+  }
+  if (options.examplePorts) {
+    // A copy, with the example Tether's ports replaced by free ones (its data stays in the copy).
+    await cp(path.join(ROOT, 'examples'), path.join(directory, 'examples'), { recursive: true, filter: (source) => !source.includes(`${path.sep}.tether`) });
+    const config = path.join(directory, 'examples', 'orders_api', 'tether.config.yaml');
+    let text = await readFile(config, 'utf8');
+    for (const [from, to] of Object.entries(options.examplePorts)) text = text.replaceAll(`port: ${from}`, `port: ${to}`);
+    await writeFile(config, text);
   }
   return directory;
 }
