@@ -64,7 +64,7 @@ export interface ColdStartResult {
   tetherDev: number[];
   tetherDevReady: number[];
   /** `npm run dev` (tsx), existing data folder. */
-  tetherDevTsx: number[];
+  tetherDevScript: number[];
   mock: number[];
   startTether: StartTetherTimes[];
 }
@@ -85,7 +85,7 @@ export function coldStartLines(report: BenchReport): ColdStartLine[] {
   const furtherAll = cold.startTether.flatMap((times) => times.furtherStartToToken);
   return [
     { what: '`tether dev` (the installed command: compiled), existing data folder → first token', ms: median(cold.tetherDev), target: COLD_START_TARGETS.tetherDev, detail: `runs: ${cold.tetherDev.map((ms) => round(ms)).join(', ')}; banner printed at ${round(median(cold.tetherDevReady))} ms` },
-    { what: '`npm run dev` (TypeScript through tsx), existing data folder → first token', ms: median(cold.tetherDevTsx), detail: `runs: ${cold.tetherDevTsx.map((ms) => round(ms)).join(', ')}` },
+    { what: '`npm run dev` (bin/tether.js, dist/ current), existing data folder → first token', ms: median(cold.tetherDevScript), detail: `runs: ${cold.tetherDevScript.map((ms) => round(ms)).join(', ')}` },
     { what: '`tether dev`, new data folder (PKI made, database seeded) → first token', ms: cold.tetherDevFirstEver, detail: 'one run' },
     { what: 'oauth2-mock-server 9.3.0 → first token', ms: median(cold.mock), detail: `runs: ${cold.mock.map((ms) => round(ms)).join(', ')}` },
     { what: '`startTether()`, first in a process → first token', ms: median(cold.startTether.map((times) => times.firstStartToToken)), target: COLD_START_TARGETS.startTetherFirst, detail: `after importing the harness (${round(median(cold.startTether.map((times) => times.importHarness)))} ms); process start → first token ${round(median(cold.startTether.map((times) => times.processStartToFirstToken)))} ms` },

@@ -114,7 +114,8 @@ export async function runCli(argv: string[], io: CliIo = PROCESS_IO, env: NodeJS
     if (error instanceof CommanderError) return commanderExitCode(error);
     const debug = Boolean(program.opts<{ debug?: boolean }>().debug) || ['1', 'true'].includes(env.TETHER_DEBUG ?? '');
     const { lines, exitCode } = describeFailure(error, debug);
-    io.err.write(lines.map((line) => `tether: ${line}\n`).join(''));
+    // "tether: " once: the lines after the first belong to it (every mistake of a configuration, a stack).
+    io.err.write(lines.map((line, index) => `${index === 0 ? 'tether: ' : ''}${line}\n`).join(''));
     return exitCode;
   }
 }
