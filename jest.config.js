@@ -3,7 +3,11 @@
 export default {
   testEnvironment: '<rootDir>/test/support/node_environment.cjs',
   extensionsToTreatAsEsm: ['.ts'],
-  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  moduleNameMapper: {
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+    // The workspace package from its sources, as tsconfig.json's `paths` resolves it for tsc and tsx.
+    '^tether-oauth-resource-server$': '<rootDir>/packages/resource-server/src/index.ts',
+  },
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', diagnostics: false }],
   },
