@@ -22,7 +22,8 @@ RUN npm run build
 FROM node:24-bookworm-slim AS dependencies
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && rm node_modules/tether-oauth-resource-server
+RUN npm ci --omit=dev --no-audit --no-fund
+RUN rm node_modules/tether-oauth-resource-server
 COPY --from=build /app/packages/resource-server/package.json ./node_modules/tether-oauth-resource-server/
 COPY --from=build /app/packages/resource-server/dist ./node_modules/tether-oauth-resource-server/dist
 

@@ -1,7 +1,12 @@
 /**
- * Pair 4, in its own process: `tether-oauth/resource-server`'s verify() of an mTLS-bound Tether token,
+ * Pair 4, in its own process: `tether-oauth-resource-server`'s verify() of an mTLS-bound Tether token,
  * in-process, against plain `jose.jwtVerify` with a local key, and node:crypto's synchronous ES256
- * verify of the same signature as the ceiling. Rounds alternate the order of the three.
+ * verify of the same signature as the ceiling. Rounds alternate the order of the variants.
+ *
+ * The signature step alone is measured twice, as jose does it (WebCrypto `subtle.verify` with the
+ * imported CryptoKey) and as a hand-written step would (synchronous node:crypto with a cached
+ * KeyObject): the difference is what replacing jose's signature check could buy verify(), and the
+ * verifier keeps jose's unless it is worth it (docs/benchmarks.md, pair 4).
  *
  * IPC in: { type: 'run', token, jwks, thumbprint, issuer, audience, rounds, seconds }
  * IPC out: { type: 'result', result: VerifierBenchResult }
@@ -22,7 +27,7 @@ export interface VerifierBenchInput {
 
 export interface VerifierBenchResult {
   /** Per round, verifications per second, one operation at a time (awaited). */
-  sequential: { jose: number[]; tether: number[]; nodeCryptoSync: number[] };
+  sequential: { jose: number[]; tether: number[]; nodeCryptoSync: number[]; webCrypto: number[] };
   /** Per round, verifications per second with 10 in flight (what a busy API does). */
   concurrent10: { jose: number[]; tether: number[] };
 }
@@ -57,6 +62,7 @@ async function run(input: VerifierBenchInput): Promise<VerifierBenchResult> {
     clientCertificate: input.thumbprint,
   };
   const nodeKey = createPublicKey({ key: jwk as never, format: 'jwk' });
+  const webKey = await crypto.subtle.importKey('jwk', jwk as never, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
   const at = input.token.lastIndexOf('.');
   const signingInput = Buffer.from(input.token.slice(0, at));
   const signature = Buffer.from(input.token.slice(at + 1), 'base64url');
@@ -67,19 +73,23 @@ async function run(input: VerifierBenchInput): Promise<VerifierBenchResult> {
     nodeCryptoSync: () => {
       if (!verifySignature('sha256', signingInput, { key: nodeKey, dsaEncoding: 'ieee-p1363' }, signature)) throw new Error('bad signature');
     },
+    webCrypto: async () => {
+      if (!(await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, webKey, signature, signingInput))) throw new Error('bad signature');
+    },
   };
   // Every variant must accept the token before anything is timed.
   await variants.jose();
   await variants.tether();
   variants.nodeCryptoSync();
+  await variants.webCrypto();
 
-  const result: VerifierBenchResult = { sequential: { jose: [], tether: [], nodeCryptoSync: [] }, concurrent10: { jose: [], tether: [] } };
-  const names = ['jose', 'tether', 'nodeCryptoSync'] as const;
+  const result: VerifierBenchResult = { sequential: { jose: [], tether: [], nodeCryptoSync: [], webCrypto: [] }, concurrent10: { jose: [], tether: [] } };
+  const names = ['jose', 'tether', 'nodeCryptoSync', 'webCrypto'] as const;
   for (let round = 0; round < input.rounds; round++) {
     const order = round % 2 === 0 ? names : [...names].reverse();
     for (const name of order) result.sequential[name].push(await rateOf(variants[name], input.seconds));
     for (const name of order) {
-      if (name !== 'nodeCryptoSync') result.concurrent10[name].push(await rateOf(variants[name], input.seconds, 10));
+      if (name === 'jose' || name === 'tether') result.concurrent10[name].push(await rateOf(variants[name], input.seconds, 10));
     }
   }
   return result;
