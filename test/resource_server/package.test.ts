@@ -74,8 +74,8 @@ test('npm pack makes a tarball that installs with only jose and verifies a real 
     const [report] = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('['))) as { name: string; filename: string; files: { path: string }[] }[];
     expect(report!.name).toBe('tether-oauth-resource-server');
     const files = report!.files.map((file) => file.path);
-    expect(files).toEqual(expect.arrayContaining(['package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/client_cert_header.js']));
-    expect(files.filter((file) => !/^(package\.json|dist\/[a-z0-9_]+\.(js|d\.ts|js\.map))$/.test(file))).toEqual([]);
+    expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/client_cert_header.js']));
+    expect(files.filter((file) => !/^(package\.json|README\.md|dist\/[a-z0-9_]+\.(js|d\.ts|js\.map))$/.test(file))).toEqual([]);
 
     // 2. Install it alone into a scratch project: its dependencies come from the registry (bounded, retried fetches).
     const consumer = path.join(scratch, 'consumer');
