@@ -65,7 +65,7 @@ test('npm pack makes a tarball that installs with only jose and verifies a real 
     const source = path.join(scratch, 'source');
     const packageSource = path.join(source, 'packages', 'resource-server');
     await mkdir(packageSource, { recursive: true });
-    for (const file of ['package.json', 'tsconfig.build.json', 'src']) await cp(path.join(ROOT, 'packages/resource-server', file), path.join(packageSource, file), { recursive: true });
+    for (const file of ['package.json', 'README.md', 'tsconfig.build.json', 'src']) await cp(path.join(ROOT, 'packages/resource-server', file), path.join(packageSource, file), { recursive: true });
     await cp(path.join(ROOT, 'tsconfig.json'), path.join(source, 'tsconfig.json'));
     await symlink(path.join(ROOT, 'node_modules'), path.join(source, 'node_modules'), 'dir');
     const packed = path.join(scratch, 'packed');

@@ -18,7 +18,7 @@ import { createRevocationChecker, type RevocationChecker, type RevocationOptions
 import {
   checkAccessTokenClaims,
   checkScopes,
-  verifyAccessTokenSignature,
+  verifyAccessTokenJwt,
   type AccessTokenClaims,
   type AccessTokenRules,
 } from './verify_access_token.js';
@@ -163,7 +163,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       checkRequestShape(request);
       credentials = parseAuthorization(request.headers.authorization, settings.maxTokenBytes);
       const at = now();
-      const payload = await verifyAccessTokenSignature(credentials.token, rules, keys, at);
+      const payload = await verifyAccessTokenJwt(credentials.token, rules, keys, at);
       const seconds = at / 1000;
       claims = checkAccessTokenClaims(payload, rules, seconds);
       // The binding is checked before scopes: a caller who cannot prove possession learns nothing

@@ -55,7 +55,7 @@ const TOKEN_CODES: JwsErrorCodes = { tooLarge: 'ERR_TOKEN_TOO_LARGE', malformed:
  * and check `typ`, `iss`, `aud`, `exp` and `nbf`; returns the claims for {@link checkAccessTokenClaims}.
  * `now` is in milliseconds.
  */
-export async function verifyAccessTokenSignature(token: string, rules: AccessTokenRules, keys: KeyResolver, now: number): Promise<JsonObject> {
+export async function verifyAccessTokenJwt(token: string, rules: AccessTokenRules, keys: KeyResolver, now: number): Promise<JsonObject> {
   const { alg, kid } = checkAccessTokenHeader(protectedHeaderOf(token, rules.maxTokenBytes, TOKEN_CODES, 'access token'), rules.algorithms);
   try {
     const { payload } = await jwtVerify(token, () => keys.getKey(alg, kid), {
