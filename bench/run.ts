@@ -620,6 +620,12 @@ async function verifierSection(): Promise<{ result: VerifierBenchResult; rows: P
       note: 'the one step the verifier could hand-write', clean: true,
     },
     {
+      pair: '4 signature step (10 in flight)', subject: 'node:crypto verify (sync, cached KeyObject)', baseline: 'WebCrypto verify (what jose calls)',
+      subjectRps: median(result.concurrent10.nodeCryptoSync), baselineRps: median(result.concurrent10.webCrypto),
+      ratio: ratioOf(result.concurrent10.nodeCryptoSync, result.concurrent10.webCrypto), perRoundRatios: result.concurrent10.nodeCryptoSync.map((v, i) => v / result.concurrent10.webCrypto[i]!),
+      note: 'WebCrypto uses the thread pool; a sync verify holds the event loop', clean: true,
+    },
+    {
       pair: '4 hand-written gain', subject: 'verify() with a sync signature step (projected)', baseline: 'tether verify() (on jose)',
       subjectRps: median(projectedRates(result)), baselineRps: median(result.sequential.tether),
       ratio: ratioOf(projectedRates(result), result.sequential.tether), perRoundRatios: projectedRates(result).map((v, i) => v / result.sequential.tether[i]!),

@@ -26,27 +26,42 @@ export interface VerifierBenchInput {
 }
 
 export interface VerifierBenchResult {
-  /** Per round, verifications per second, one operation at a time (awaited). */
+  /** Per round, verifications per second, one operation at a time (awaited), the variants interleaved. */
   sequential: { jose: number[]; tether: number[]; nodeCryptoSync: number[]; webCrypto: number[] };
-  /** Per round, verifications per second with 10 in flight (what a busy API does). */
-  concurrent10: { jose: number[]; tether: number[] };
+  /**
+   * Per round, verifications per second with 10 in flight (what a busy API does), interleaved the
+   * same way: WebCrypto runs on Node's thread pool, a synchronous verify on the event loop.
+   */
+  concurrent10: { jose: number[]; tether: number[]; nodeCryptoSync: number[]; webCrypto: number[] };
 }
 
-async function rateOf(operation: () => unknown, seconds: number, inFlight = 1): Promise<number> {
+const SLICE = 32;
+/** Bounds one round's loop whatever the clock does. */
+const MAX_SLICES_PER_ROUND = 100_000;
+
+/**
+ * The variants take turns in slices of {@link SLICE} operations per worker (the order reversed
+ * every other turn) for about `seconds` each, and each variant's rate is its operations over the time
+ * its own slices took. On a shared machine whose load swings within seconds, this keeps the swings
+ * out of the ratios: every variant runs under the same load, a few milliseconds apart.
+ */
+async function interleavedRates<Name extends string>(operations: Record<Name, () => unknown>, seconds: number, inFlight = 1): Promise<Record<Name, number>> {
+  const names = Object.keys(operations) as Name[];
+  const spent = new Map<Name, number>(names.map((name) => [name, 0]));
   // Warm up (JIT, key caches) outside the timed window.
-  for (let i = 0; i < 200; i++) await operation();
-  const deadline = performance.now() + seconds * 1000;
-  let count = 0;
-  const worker = async () => {
-    while (true) {
-      for (let i = 0; i < 32; i++) await operation();
-      count += 32;
-      if (performance.now() >= deadline) return;
+  for (const name of names) for (let i = 0; i < 200; i++) await operations[name]();
+  const deadline = performance.now() + seconds * 1000 * names.length;
+  let slices = 0;
+  for (; slices < MAX_SLICES_PER_ROUND && performance.now() < deadline; slices++) {
+    for (const name of slices % 2 === 0 ? names : [...names].reverse()) {
+      const started = performance.now();
+      await Promise.all(Array.from({ length: inFlight }, async () => {
+        for (let i = 0; i < SLICE; i++) await operations[name]();
+      }));
+      spent.set(name, spent.get(name)! + performance.now() - started);
     }
-  };
-  const started = performance.now();
-  await Promise.all(Array.from({ length: inFlight }, worker));
-  return count / ((performance.now() - started) / 1000);
+  }
+  return Object.fromEntries(names.map((name) => [name, (slices * SLICE * inFlight) / (spent.get(name)! / 1000)])) as Record<Name, number>;
 }
 
 async function run(input: VerifierBenchInput): Promise<VerifierBenchResult> {
@@ -83,13 +98,17 @@ async function run(input: VerifierBenchInput): Promise<VerifierBenchResult> {
   variants.nodeCryptoSync();
   await variants.webCrypto();
 
-  const result: VerifierBenchResult = { sequential: { jose: [], tether: [], nodeCryptoSync: [], webCrypto: [] }, concurrent10: { jose: [], tether: [] } };
+  const result: VerifierBenchResult = {
+    sequential: { jose: [], tether: [], nodeCryptoSync: [], webCrypto: [] },
+    concurrent10: { jose: [], tether: [], nodeCryptoSync: [], webCrypto: [] },
+  };
   const names = ['jose', 'tether', 'nodeCryptoSync', 'webCrypto'] as const;
   for (let round = 0; round < input.rounds; round++) {
-    const order = round % 2 === 0 ? names : [...names].reverse();
-    for (const name of order) result.sequential[name].push(await rateOf(variants[name], input.seconds));
-    for (const name of order) {
-      if (name === 'jose' || name === 'tether') result.concurrent10[name].push(await rateOf(variants[name], input.seconds, 10));
+    const sequential = await interleavedRates(variants, input.seconds);
+    const concurrent = await interleavedRates(variants, input.seconds, 10);
+    for (const name of names) {
+      result.sequential[name].push(sequential[name]);
+      result.concurrent10[name].push(concurrent[name]);
     }
   }
   return result;
