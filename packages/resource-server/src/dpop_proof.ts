@@ -7,6 +7,7 @@
  */
 import { calculateJwkThumbprint, compactVerify, errors, importJWK, type CryptoKey } from 'jose';
 import { isSupportedAlgorithm, jwkFitsAlgorithm, publicMembers, type PublicJwk, type SupportedAlgorithm } from './algorithms.js';
+import { isCanonicalBase64url } from './base64url.js';
 import { parseJsonObject, protectedHeaderOf, typIs, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
 import type { DpopNonceSource } from './dpop_nonce.js';
 import { VerifierError } from './errors.js';
@@ -67,7 +68,7 @@ export async function verifyDpopProof(request: DpopRequest, rules: DpopRules, no
   }
   if (header.crit !== undefined) throw new VerifierError('ERR_DPOP_PROOF_MALFORMED', 'DPoP proof has critical header parameters');
   const jwk = proofPublicKey(header.jwk, alg);
-  const thumbprint = await calculateJwkThumbprint(jwk as never, 'sha256');
+  const thumbprint = await thumbprintOf(jwk);
   // RFC 9449 §7.1: the proof must be signed by the key the token is bound to. Checked before the
   // signature so that a proof with a foreign key costs no key import.
   if (thumbprint !== request.jkt) throw new VerifierError('ERR_DPOP_KEY_MISMATCH', 'DPoP proof key is not the key the token is bound to');
@@ -136,7 +137,21 @@ function proofPublicKey(value: unknown, alg: SupportedAlgorithm): PublicJwk {
   if (publicJwk === undefined || !jwkFitsAlgorithm(publicJwk, alg)) {
     throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk does not fit its algorithm');
   }
+  // RFC 7518 §6.2.1, §6.3.1, RFC 8037 §2: the key's values are base64url. Anything else is refused
+  // here, before jose (whose thumbprint throws a TypeError on a non-ASCII member) sees it.
+  if (![publicJwk.x, publicJwk.y, publicJwk.n, publicJwk.e].every((value) => value === undefined || isCanonicalBase64url(value))) {
+    throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk members are not base64url');
+  }
   return publicJwk;
+}
+
+/** jose's RFC 7638 thumbprint of the proof key; a key jose cannot hash is not a usable key. */
+async function thumbprintOf(jwk: PublicJwk): Promise<string> {
+  try {
+    return await calculateJwkThumbprint({ ...jwk }, 'sha256');
+  } catch (cause) {
+    throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk is not a usable public key', { cause });
+  }
 }
 
 /** RFC 9449 §4.2 claims and §4.3 checks 8–12. */
