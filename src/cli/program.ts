@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../config/load_config.js';
 import { createLogger } from './logger.js';
-import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer } from './run_server.js';
+import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer, type RunningServer } from './run_server.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { registerKeysCommands, type WithDatabase } from './keys_commands.js';
 import { registerInventoryCommands } from './inventory_commands.js';
@@ -27,13 +27,35 @@ export const withDatabase: WithDatabase = async (configFile, work) => {
   }
 };
 
-function stopOnSignals(stop: () => Promise<void>): void {
+/**
+ * SIGTERM / SIGINT stop gracefully; SIGHUP reloads the configuration file (docs/operations.md). Reloads
+ * run one at a time; signals that arrive during one ask for one more, not one each.
+ */
+function handleSignals({ stop, reload }: RunningServer): void {
   let stopping = false;
+  let reloading: Promise<unknown> | undefined;
+  let again = false;
+  const onReload = () => {
+    if (stopping) return;
+    if (reloading) {
+      again = true;
+      return;
+    }
+    reloading = (async () => {
+      do {
+        again = false;
+        await reload();
+      } while (again && !stopping);
+      reloading = undefined;
+    })();
+  };
+  process.on('SIGHUP', onReload);
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     process.stderr.write(`tether: ${signal}: finishing in-flight requests\n`);
-    stop().then(() => process.exit(0), (error: unknown) => {
+    // A reload under way finishes first: the database it may be writing to closes after it.
+    Promise.resolve(reloading).then(stop).then(() => process.exit(0), (error: unknown) => {
       process.stderr.write(`tether: error while stopping: ${(error as Error).message}\n`);
       process.exit(1);
     });
@@ -53,16 +75,14 @@ export function buildProgram(): Command {
     .description('run with the embedded database and a generated development PKI')
     .option('-c, --config <file>', 'configuration file (default: ./tether.config.yaml, else the built-in development configuration)')
     .action(async (options: { config?: string }) => {
-      const { stop } = await runServer({ mode: 'dev', configFile: options.config, logger: createLogger() });
-      stopOnSignals(stop);
+      handleSignals(await runServer({ mode: 'dev', configFile: options.config, logger: createLogger() }));
     });
 
   program.command('start')
     .description('production mode: needs a configuration file and DATABASE_URL; generates nothing')
     .requiredOption('-c, --config <file>', 'configuration file')
     .action(async (options: { config: string }) => {
-      const { stop } = await runServer({ mode: 'start', configFile: options.config, logger: createLogger() });
-      stopOnSignals(stop);
+      handleSignals(await runServer({ mode: 'start', configFile: options.config, logger: createLogger() }));
     });
 
   program.command('migrate')
