@@ -131,7 +131,6 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     dpopNonceSecret,
     callerCertificate: certificateOf,
   });
-  live.replace(buildConfigSnapshot(provider, config));
   // Signing and the JWKS follow the database from now on: a key staged, activated or retired on
   // any instance (or by the CLI) reaches this one within seconds, without a restart.
   keys.subscribe((current) => installSigningKeys(provider, { signing: current.jwks.keys, published: current.publicJwks.keys }));
@@ -155,6 +154,13 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   // RFC 8693: token exchange.
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
+  // Clients are validated against the grant types registered above, as oidc-provider does at first use.
+  try {
+    live.replace(buildConfigSnapshot(provider, config));
+  } catch (error) {
+    await keys.close();
+    throw error;
+  }
 
   // Koa reports errors of the request or response stream (a client that timed out, aborted or
   // reset) here, by default with console.error: a client could fill stderr at will.
