@@ -198,10 +198,9 @@ async function reloadConfiguration(options: ServerOptions, app: TetherApp, pki: 
     const source = options.configFile ?? 'configuration';
     const checks = options.mode === 'start' ? startModeIssues : undefined;
     const done = await app.reconfigure(next, { source, checks });
-    logger.info({ generation: done.generation, clients: done.clients, resources: done.resources }, 'configuration reloaded');
-    if (done.needsRestart.length > 0) {
-      logger.warn({ needsRestart: done.needsRestart }, `configuration reloaded; these changes need a restart and keep their running value until then: ${done.needsRestart.join(', ')}`);
-    }
+    // One line; a warning when some changes wait for a restart (they keep their running value until then).
+    const { needsRestart } = done;
+    logger[needsRestart.length > 0 ? 'warn' : 'info']({ generation: done.generation, clients: done.clients, resources: done.resources, needsRestart }, 'configuration reloaded');
     return { applied: true, ...done };
   } catch (error) {
     const refusal = asConfigError(error);
