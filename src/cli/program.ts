@@ -28,19 +28,24 @@ export const withDatabase: WithDatabase = async (configFile, work) => {
 };
 
 /**
- * SIGTERM / SIGINT stop gracefully; SIGHUP reloads the configuration file (docs/operations.md). Reloads
- * run one at a time; signals that arrive during one ask for one more, not one each.
+ * Runs the server `start` resolves to with its signals: SIGTERM / SIGINT stop gracefully; SIGHUP
+ * reloads the configuration file (docs/operations.md#configuration-reload). Reloads run one at a
+ * time; signals that arrive during one ask for one more, not one each. A SIGHUP that arrives while
+ * the server is still starting is kept for when it runs (the file may have changed after it was read),
+ * rather than ending the process as Node's default would.
  */
-function handleSignals({ stop, reload }: RunningServer): void {
+async function serveWithSignals(start: () => Promise<RunningServer>): Promise<void> {
+  let server: RunningServer | undefined;
   let stopping = false;
   let reloading: Promise<unknown> | undefined;
   let again = false;
   const onReload = () => {
     if (stopping) return;
-    if (reloading) {
+    if (reloading || !server) {
       again = true;
       return;
     }
+    const { reload } = server;
     reloading = (async () => {
       do {
         again = false;
@@ -50,6 +55,14 @@ function handleSignals({ stop, reload }: RunningServer): void {
     })();
   };
   process.on('SIGHUP', onReload);
+  try {
+    server = await start();
+  } catch (error) {
+    process.off('SIGHUP', onReload);
+    throw error;
+  }
+  const { stop } = server;
+  if (again) onReload();
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
@@ -75,14 +88,14 @@ export function buildProgram(): Command {
     .description('run with the embedded database and a generated development PKI')
     .option('-c, --config <file>', 'configuration file (default: ./tether.config.yaml, else the built-in development configuration)')
     .action(async (options: { config?: string }) => {
-      handleSignals(await runServer({ mode: 'dev', configFile: options.config, logger: createLogger() }));
+      await serveWithSignals(() => runServer({ mode: 'dev', configFile: options.config, logger: createLogger() }));
     });
 
   program.command('start')
     .description('production mode: needs a configuration file and DATABASE_URL; generates nothing')
     .requiredOption('-c, --config <file>', 'configuration file')
     .action(async (options: { config: string }) => {
-      handleSignals(await runServer({ mode: 'start', configFile: options.config, logger: createLogger() }));
+      await serveWithSignals(() => runServer({ mode: 'start', configFile: options.config, logger: createLogger() }));
     });
 
   program.command('migrate')
