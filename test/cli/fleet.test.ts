@@ -1,7 +1,6 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { jest } from '@jest/globals';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { createEphemeralPki, type Pki } from '../../src/keys/dev_pki.js';
 import { createDpopKey, dpopProof, type DpopKey } from '../../src/testing/dpop.js';
@@ -135,11 +134,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   const setNginx = () => nginx.reconfigure((directory) => nginxHttp(directory, nginxPort, upstreams));
 
   beforeAll(async () => {
-    // knex reports every failed connection attempt of the test's own pools; outcomes are counted instead.
-    const log = console.log.bind(console);
-    jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
-      if (!String(args[0]).startsWith('Acquire connection error')) log(...args);
-    });
     workdir = await mkdtemp(path.join(os.tmpdir(), 'tether-fleet-'));
     database = await openTestDatabase();
     const target = new URL(database.url!);
@@ -170,7 +164,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     await proxy?.close();
     await database?.close();
     if (workdir) await rm(workdir, { recursive: true, force: true });
-    jest.restoreAllMocks();
     expect(codes.filter((code) => code !== 0)).toEqual([]);
   });
 
