@@ -162,7 +162,7 @@ describe('SIGHUP reloads the configuration file', () => {
     expect(tether.child.exitCode).toBeNull();
   });
 
-  test('requests in flight during reloads all complete: steady load on keep-alive connections through six reloads, no failure', async () => {
+  test('requests in flight during reloads all complete: steady load on keep-alive connections through six reloads, no failure, no connection dropped', async () => {
     const outcomes: { status: number | undefined; failure?: string; lifetime?: number }[] = [];
     let stopping = false;
     const loop = async (clientId: string) => {
@@ -177,6 +177,10 @@ describe('SIGHUP reloads the configuration file', () => {
         }
       }
     };
+    // No connection is dropped: the keep-alive connections in use see every reload.
+    let disconnects = 0;
+    const countDisconnect = () => { disconnects += 1; };
+    for (const id of ['worker', 'newcomer']) agentOf(id).on('disconnect', countDisconnect);
     const loops = [loop('worker'), loop('worker'), loop('newcomer'), loop('newcomer')];
     const reloads: Record<string, unknown>[] = [];
     for (let round = 0; round < 6; round += 1) {
@@ -188,11 +192,12 @@ describe('SIGHUP reloads the configuration file', () => {
     await waitFor(() => outcomes.length >= afterLast + 5, 'requests after the last reload');
     stopping = true;
     await Promise.all(loops);
+    for (const id of ['worker', 'newcomer']) agentOf(id).off('disconnect', countDisconnect);
 
     expect(reloads.map((line) => line.msg)).toEqual(Array(6).fill('configuration reloaded'));
     expect(reloads.map((line) => line.generation)).toEqual([3, 4, 5, 6, 7, 8]);
     const failed = outcomes.filter((outcome) => outcome.status !== 200);
-    expect({ requests: outcomes.length > 30, failed }).toEqual({ requests: true, failed: [] });
+    expect({ requests: outcomes.length > 30, failed, disconnects }).toEqual({ requests: true, failed: [], disconnects: 0 });
     // Both configurations served while the load ran; the last one is in force now.
     expect(new Set(outcomes.map((outcome) => outcome.lifetime))).toEqual(new Set([180, 240]));
     const last = decodeJwt((await token('worker')).body.access_token as string);
