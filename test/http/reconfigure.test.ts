@@ -3,6 +3,7 @@ import { planReload } from '../../src/config/reload_plan.js';
 import { startModeIssues, type TetherConfig } from '../../src/config/schema.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
 import { DPOP_SECRET, LEGACY, LEGACY_SECRET, testConfig } from '../support/config.js';
+import { ASSERTION_TYPE, assertingClient } from '../support/hostile_requests.js';
 import { basicAuth, postForm, startTestTether } from '../support/tether.js';
 
 // TetherApp.reconfigure, in-process (the SIGHUP path of a real process is test/cli/config_reload.test.ts):
@@ -87,5 +88,51 @@ describe('what a reload applies', () => {
     expect(plan.config.trustedProxies).toEqual(running.trustedProxies);
     expect(plan.config.exchange.maxChainDepth).toBe(1);
     expect(planReload(running, running).needsRestart).toEqual([]);
+  });
+
+  // PostgreSQL: the hold is a table lock another connection takes, and the wait is seen in pg_locks.
+  (process.env.DATABASE_URL ? test : test.skip)('a request in flight keeps the configuration it started with: a client removed while its request is being authenticated still gets its token; the next request is invalid_client', async () => {
+    const { knex } = tether.database;
+    const asserting = await assertingClient('held-client');
+    const current = () => structuredClone(tether.app.configuration().config) as unknown as Record<string, unknown> & { clients: Record<string, unknown>[] };
+    const withHeld = current();
+    withHeld.clients.push({ ...asserting.config, binding: 'none', resources: { [LEGACY]: ['legacy:read'] } });
+    await tether.app.reconfigure(parseConfig(withHeld));
+    const request = async () => postForm(tether.tokenEndpoint, {
+      grant_type: 'client_credentials', resource: LEGACY, client_assertion_type: ASSERTION_TYPE, client_assertion: await asserting.assertion(tether.issuer),
+    }, { dispatcher: tether.dispatcherFor() });
+
+    // oidc-provider records the assertion's jti (replay detection, in oidc_payloads) after it has
+    // found the client and before Tether's grant runs: a lock on that table holds the request there.
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    let locked: () => void = () => undefined;
+    const lockTaken = new Promise<void>((resolve) => { locked = resolve; });
+    const holding = knex.transaction(async (trx) => {
+      await trx.raw('lock table oidc_payloads in share mode');
+      locked();
+      await released;
+    });
+    try {
+      await lockTaken;
+      const held = request();
+      const waiting = async () => ((await knex.raw("select count(*)::int as n from pg_locks l join pg_class c on c.oid = l.relation where c.relname = 'oidc_payloads' and not l.granted")) as { rows: { n: number }[] }).rows[0]!.n;
+      for (let attempt = 0; (await waiting()) === 0 && attempt < 500; attempt += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(await waiting()).toBe(1);
+
+      const withoutHeld = current();
+      withoutHeld.clients = withoutHeld.clients.filter((client) => client.id !== 'held-client');
+      await tether.app.reconfigure(parseConfig(withoutHeld));
+      const after = await request();
+      expect({ status: after.status, error: after.body.error }).toEqual({ status: 401, error: 'invalid_client' });
+
+      release();
+      await holding;
+      const answer = await held;
+      expect({ status: answer.status, tokenType: answer.body.token_type }).toEqual({ status: 200, tokenType: 'Bearer' });
+    } finally {
+      release();
+      await holding;
+    }
   });
 });
