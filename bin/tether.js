@@ -10,14 +10,29 @@
 //
 // This file must parse on old Node versions too: plain ES2020, no dependencies.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, utimesSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const MINIMUM_NODE_MAJOR = 22;
 const root = fileURLToPath(new URL('..', import.meta.url));
 const self = fileURLToPath(import.meta.url);
 const main = new URL('../dist/src/main.js', import.meta.url);
-const buildInfo = `${root}dist/.tsbuildinfo`;
+/**
+ * What a checkout compiles, in order: the workspace package the server imports (its types and its
+ * dist/ are what the server is compiled and run against), then the server. Build info of the
+ * package lives under node_modules/.cache: its dist/ is what it publishes.
+ */
+const BUILDS = [
+  {
+    name: 'tether-oauth-resource-server',
+    sources: `${root}packages/resource-server/src`,
+    tsconfig: `${root}packages/resource-server/tsconfig.build.json`,
+    output: `${root}packages/resource-server/dist/index.js`,
+    buildInfo: `${root}node_modules/.cache/tether/resource-server.tsbuildinfo`,
+  },
+  { name: 'tether-oauth', sources: `${root}src`, tsconfig: `${root}tsconfig.build.json`, output: fileURLToPath(main), buildInfo: `${root}dist/.tsbuildinfo` },
+];
 
 function fail(message) {
   process.stderr.write(`tether: ${message}\n`);
@@ -34,18 +49,18 @@ function onSupportedNode() {
   process.exit(run.status ?? 1);
 }
 
-/** The newest modification time of the sources the build reads, in ms. */
-function newestSource() {
+/** The newest modification time of the TypeScript below `directory` and of the given files, in ms. */
+function newestSource(directory, files) {
   let newest = 0;
-  const visit = (directory) => {
-    for (const entry of readdirSync(directory, { withFileTypes: true })) {
-      const file = `${directory}/${entry.name}`;
+  const visit = (folder) => {
+    for (const entry of readdirSync(folder, { withFileTypes: true })) {
+      const file = `${folder}/${entry.name}`;
       if (entry.isDirectory()) visit(file);
       else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(file).mtimeMs);
     }
   };
-  visit(`${root}src`);
-  for (const file of ['tsconfig.json', 'tsconfig.build.json', 'package.json']) newest = Math.max(newest, statSync(`${root}${file}`).mtimeMs);
+  visit(directory);
+  for (const file of files) if (existsSync(file)) newest = Math.max(newest, statSync(file).mtimeMs);
   return newest;
 }
 
@@ -53,28 +68,38 @@ function isCheckout() {
   return existsSync(`${root}src/main.ts`) && existsSync(`${root}tsconfig.build.json`);
 }
 
-function compiledIsCurrent() {
-  return existsSync(fileURLToPath(main)) && existsSync(buildInfo) && statSync(buildInfo).mtimeMs >= newestSource();
+function isCurrent(build) {
+  const configuration = [build.tsconfig, `${root}tsconfig.json`, `${root}package.json`];
+  return existsSync(build.output) && existsSync(build.buildInfo) && statSync(build.buildInfo).mtimeMs >= newestSource(build.sources, configuration);
 }
 
-/** Compiles what changed since the last build (tsc --incremental keeps dist/.tsbuildinfo). */
-function buildIncrementally() {
+/** Compiles what changed since the last build (tsc --incremental keeps its build info). */
+function buildIncrementally(build) {
   const tsc = `${root}node_modules/typescript/bin/tsc`;
-  if (!existsSync(tsc)) fail('dist/ is missing or older than src/, and TypeScript is not installed to compile it: run `npm ci`, then `npm run build`');
-  process.stderr.write('tether: compiling the sources that changed (tsc --incremental) ...\n');
-  const run = spawnSync(process.execPath, [tsc, '-p', `${root}tsconfig.build.json`, '--incremental', '--tsBuildInfoFile', buildInfo], { stdio: ['ignore', 2, 2] });
+  if (!existsSync(tsc)) fail(`${build.name}: the compiled output is missing or older than its sources, and TypeScript is not installed to compile it: run \`npm ci\`, then \`npm run build\``);
+  process.stderr.write(`tether: compiling what changed in ${build.name} (tsc --incremental) ...\n`);
+  mkdirSync(dirname(build.buildInfo), { recursive: true });
+  const run = spawnSync(process.execPath, [tsc, '-p', build.tsconfig, '--incremental', '--tsBuildInfoFile', build.buildInfo], { stdio: ['ignore', 2, 2] });
   // tsc emits despite type errors (it printed them): run what it emitted, as `tsx` would have.
-  if (!existsSync(fileURLToPath(main))) fail('the build produced no dist/src/main.js (see the errors above)');
+  if (!existsSync(build.output)) fail(`${build.name}: the build produced no ${build.output} (see the errors above)`);
   if (run.status !== 0) process.stderr.write('tether: type errors above; running the compiled output anyway\n');
   // tsc leaves its build info alone when no file's content changed (a touched file): mark it current.
-  if (existsSync(buildInfo)) {
+  if (existsSync(build.buildInfo)) {
     const now = new Date();
-    utimesSync(buildInfo, now, now);
+    utimesSync(build.buildInfo, now, now);
   }
 }
 
 onSupportedNode();
-if (isCheckout() && !compiledIsCurrent()) buildIncrementally();
+if (isCheckout()) {
+  // A rebuilt package may change the types the server is compiled against: the server is checked again then.
+  let rebuilt = false;
+  for (const build of BUILDS) {
+    if (!existsSync(build.sources) || (!rebuilt && isCurrent(build))) continue;
+    buildIncrementally(build);
+    rebuilt = true;
+  }
+}
 try {
   await import(main.href);
 } catch (error) {

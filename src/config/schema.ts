@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { JWS_ALGORITHMS } from './jws_algorithms.js';
 import { MINIMUM_SECRET_LENGTH } from '../keys/key_encryption.js';
-import { DEFAULT_JWKS_MAX_AGE_MS } from '../resource_server/verifier.js';
+import { DEFAULT_JWKS_MAX_AGE_MS } from 'tether-oauth-resource-server';
 
 /**
  * The shape of `tether.config.yaml`. Every field is validated at start; an error names the path of
@@ -327,7 +327,9 @@ function isAddressOrCidr(value: string): boolean {
   return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
 }
 
-type Issue = { path: (string | number)[]; message: string };
+/** One problem of a configuration: the path of the bad field, and what is wrong with it. */
+export type ConfigIssue = { path: (string | number)[]; message: string };
+type Issue = ConfigIssue;
 
 /** Cross-references that a per-field schema cannot see: every name a client uses must be declared. */
 export function crossReferenceIssues(config: TetherConfig): Issue[] {

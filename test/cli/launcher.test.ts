@@ -44,7 +44,7 @@ afterAll(async () => {
   await rm(checkout, { recursive: true, force: true });
 });
 
-const COMPILING = 'tether: compiling the sources that changed (tsc --incremental) ...\n';
+const COMPILING = 'tether: compiling what changed in tether-oauth (tsc --incremental) ...\n';
 
 describe('bin/tether.js in a checkout', () => {
   test('compiles when dist/ is missing, runs the compiled output as it is once current, recompiles what changed', async () => {
