@@ -68,9 +68,10 @@ function isCheckout() {
   return existsSync(`${root}src/main.ts`) && existsSync(`${root}tsconfig.build.json`);
 }
 
+const newestInputOf = (build) => newestSource(build.sources, [build.tsconfig, `${root}tsconfig.json`, `${root}package.json`]);
+
 function isCurrent(build) {
-  const configuration = [build.tsconfig, `${root}tsconfig.json`, `${root}package.json`];
-  return existsSync(build.output) && existsSync(build.buildInfo) && statSync(build.buildInfo).mtimeMs >= newestSource(build.sources, configuration);
+  return existsSync(build.output) && existsSync(build.buildInfo) && statSync(build.buildInfo).mtimeMs >= newestInputOf(build);
 }
 
 /** Compiles what changed since the last build (tsc --incremental keeps its build info). */
@@ -79,14 +80,16 @@ function buildIncrementally(build) {
   if (!existsSync(tsc)) fail(`${build.name}: the compiled output is missing or older than its sources, and TypeScript is not installed to compile it: run \`npm ci\`, then \`npm run build\``);
   process.stderr.write(`tether: compiling what changed in ${build.name} (tsc --incremental) ...\n`);
   mkdirSync(dirname(build.buildInfo), { recursive: true });
+  // Sources changed while tsc runs are newer than this, and compiled on the next start.
+  const compiledUpTo = newestInputOf(build);
   const run = spawnSync(process.execPath, [tsc, '-p', build.tsconfig, '--incremental', '--tsBuildInfoFile', build.buildInfo], { stdio: ['ignore', 2, 2] });
   // tsc emits despite type errors (it printed them): run what it emitted, as `tsx` would have.
   if (!existsSync(build.output)) fail(`${build.name}: the build produced no ${build.output} (see the errors above)`);
   if (run.status !== 0) process.stderr.write('tether: type errors above; running the compiled output anyway\n');
   // tsc leaves its build info alone when no file's content changed (a touched file): mark it current.
   if (existsSync(build.buildInfo)) {
-    const now = new Date();
-    utimesSync(build.buildInfo, now, now);
+    const current = new Date(Math.max(Date.now(), compiledUpTo));
+    utimesSync(build.buildInfo, current, current);
   }
 }
 

@@ -110,6 +110,7 @@ const STEPS: Step[] = [
   },
   { heading: 'Your first token', firstLine: /^header {2}\{/, walk: { skipped: 'the decoded token: an illustration, checked by the first token\'s own test (server_commands.test.ts)' } },
   { heading: 'Does your API check its tokens? (`tether probe`)', firstLine: /^GET https:\/\/localhost:9443\/orders$/, walk: { skipped: 'the weakened API\'s report: examples/orders_api/orders_api.test.ts probes the weakened copies' } },
+  { heading: 'Verifying Tether tokens in your API', firstLine: /^npm install tether-oauth-resource-server$/, walk: { skipped: 'an install into an API\'s project: test/resource_server/package.test.ts installs the packed package with only jose' } },
   { heading: 'Verifying Tether tokens in your API', firstLine: /^import \{ koaVerifier \}/, walk: { skipped: 'code for an API, not a command: examples/orders_api runs it (its own test)' } },
   { heading: 'Run it in a container', firstLine: /^npm ci\s/, walk: { skipped: 'needs Docker: test/deploy/dockerfile_replay.test.ts replays the Dockerfile and these steps without it' } },
   { heading: 'Run it in a container', firstLine: /^curl --cacert deploy\/tls\/ca\.pem/, walk: { skipped: 'the container\'s token: test/deploy/dockerfile_replay.test.ts gets it' } },
