@@ -10,6 +10,7 @@ import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
 import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
 import { adminApi } from '../admin/admin_api.js';
 import { createAdminAuthenticator } from '../admin/authenticate.js';
+import { adminConsole, loadConsoleFiles } from '../admin/console_files.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
 import { createRejectionAggregator, type RejectionAggregator } from '../ledger/rejection_aggregator.js';
@@ -168,6 +169,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
       unauthenticated: unauthenticatedRejections,
       closing: adminClosing.signal,
     }));
+    provider.use(adminConsole(config.admin.path, await loadConsoleFiles()));
   }
   const issuerOrigin = new URL(config.issuer).origin;
   provider.use(discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined));
