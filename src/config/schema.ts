@@ -229,7 +229,11 @@ const signingSchema = z.strictObject({
 export const adminSchema = z.strictObject({
   enabled: z.boolean().optional(),
   /** Where it is served on Tether's listeners. */
-  path: z.string().regex(/^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/, 'expected an absolute path such as /admin').default('/admin'),
+  path: z.string()
+    .refine((value) => /^(\/[A-Za-z0-9._~-]+)+$/.test(value) && !value.split('/').some((segment) => segment === '.' || segment === '..'), 'expected an absolute path such as /admin')
+    // Tether's own endpoints live under these: the admin API must not shadow them.
+    .refine((value) => !['token', 'jwks', 'healthz', 'readyz', 'metrics'].includes(value.split('/')[1] ?? ''), 'collides with one of Tether\'s endpoints (/token, /jwks, /healthz, /readyz, /metrics)')
+    .default('/admin'),
   /** The admin API's resource URI (a declared resource): the audience of admin tokens. */
   resource: resourceUri.optional(),
   /** Client ids allowed to call it with such a token. */
