@@ -136,8 +136,9 @@ function streamAnswer(ctx: Context, options: AdminApiOptions, caller: AdminCalle
   const context = commandContextOf(ctx, options, caller, out);
   operation.run({ context, params, input, json, signal: stop.signal })
     .catch((error: unknown) => {
+      // The status line is sent already: a refusal (bad input) or a failure ends the stream, said in-band for SSE.
       const refusal = operationErrorOf(error);
-      out.write(operation.eventStream ? `event: error\ndata: ${JSON.stringify({ error: refusal?.message ?? 'stream ended' })}\n\n` : '');
+      if (operation.eventStream) out.write(`event: error\ndata: ${JSON.stringify({ error: refusal?.message ?? 'the stream ended' })}\n\n`);
       if (!refusal) options.logger.warn({ err: error }, 'admin stream ended by an error');
     })
     .finally(() => {

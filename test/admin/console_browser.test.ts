@@ -114,6 +114,36 @@ test('log in, find a token, open its lineage, revoke it: revoked in the inventor
   await page.close();
 });
 
+test('clients: suspend and resume with confirmation; the ledger view shows new events live', async () => {
+  const page = await context.newPage();
+  await page.goto(`${tether.httpOrigin}/admin/#/clients`);
+  // The credential is kept per tab (sessionStorage): a new tab logs in again.
+  await page.getByLabel('Admin credential').fill(DEV_SECRET);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('heading', { name: 'Clients' }).waitFor();
+
+  const row = page.locator('tr', { has: page.getByRole('link', { name: 'reporting-cli', exact: true }) });
+  await page.getByRole('button', { name: 'Suspend reporting-cli…' }).click();
+  await textOf(page.getByRole('dialog'), 'Suspend reporting-cli? It gets no new tokens', 'contains');
+  // Cancel first: nothing changes.
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await textOf(row.locator('td').nth(5), 'active');
+  await page.getByRole('button', { name: 'Suspend reporting-cli…' }).click();
+  await page.getByRole('button', { name: 'Suspend', exact: true }).click();
+  await textOf(row.locator('td').nth(5), 'suspended');
+  expect(await tether.database.knex('client_states').where({ client_id: 'reporting-cli' }).first()).toMatchObject({ suspended: true });
+  await page.getByRole('button', { name: 'Resume reporting-cli…' }).click();
+  await page.getByRole('button', { name: 'Resume', exact: true }).click();
+  await textOf(row.locator('td').nth(5), 'active');
+
+  await page.getByRole('link', { name: 'Ledger', exact: true }).click();
+  await page.getByRole('heading', { name: 'Ledger (live)' }).waitFor();
+  const issued = await tether.token({ client: 'orders-worker', resource: ORDERS, scope: 'orders:read' });
+  // Streamed once settled (about a second), at the latest in 15 s.
+  await page.getByRole('link', { name: issued.claims!.jti! }).waitFor({ timeout: 15_000 });
+  await page.close();
+});
+
 test('the console files come with a strict Content-Security-Policy; the API behind them still needs the credential', async () => {
   const page = await fetch(`${tether.httpOrigin}/admin/`);
   expect(page.status).toBe(200);
