@@ -18,7 +18,10 @@ import { matchOperation, operationErrorOf, OperationError, type AdminOperation, 
  */
 
 export interface AdminApiOptions {
+  /** The configuration at start: `admin` and `http` change only with a restart. */
   config: TetherConfig;
+  /** The configuration a request starting now runs with (clients and resources follow a reload). */
+  currentConfig(ctx: Context): TetherConfig;
   knex: Knex;
   logger: Logger;
   authenticate(ctx: Context): Promise<AdminAuthentication>;
@@ -64,7 +67,7 @@ function actorOf(ctx: Context, caller: AdminCaller): string {
 }
 
 function commandContextOf(ctx: Context, options: AdminApiOptions, caller: AdminCaller, out: NodeJS.WritableStream): CommandContext {
-  return { knex: options.knex, config: options.config, out, actor: actorOf(ctx, caller), facts: options.requestFactsOf(ctx) };
+  return { knex: options.knex, config: options.currentConfig(ctx), out, actor: actorOf(ctx, caller), facts: options.requestFactsOf(ctx) };
 }
 
 async function answer(ctx: Context, options: AdminApiOptions, caller: AdminCaller, subpath: string): Promise<void> {
