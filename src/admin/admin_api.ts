@@ -93,6 +93,7 @@ async function answer(ctx: Context, options: AdminApiOptions, caller: AdminCalle
     ({ operation, params } = matched);
     called.operation = operation.name;
     called.input = await inputOf(ctx, operation, options.config.http.maxBodySize);
+    operation.check?.(called.input);
   } catch (error) {
     const refusal = operationErrorOf(error);
     if (!refusal) throw error;

@@ -39,6 +39,8 @@ export interface AdminOperation {
   streams?: (input: OperationInput) => boolean;
   /** `text/event-stream` instead of the JSON/text formats. */
   eventStream?: boolean;
+  /** Checks the input before a stream opens (its status line cannot say 400 once sent). */
+  check?: (input: OperationInput) => void;
   run(run: OperationRun): Promise<void>;
 }
 
@@ -150,6 +152,10 @@ export const ADMIN_OPERATIONS: readonly AdminOperation[] = [
     // `tether ledger tail [--follow]` as it prints (JSON lines with format=json).
     name: 'ledger.tail', method: 'GET', path: /^\/ledger\/tail$/, accepts: ['lines', 'client', 'type', 'follow'],
     streams: (input) => flag(input.follow),
+    check: (input) => {
+      eventFilterOf(input);
+      integerOf(input, 'lines', 20, 10_000);
+    },
     run: async ({ context, input, json, signal }) => ledgerTail(context, {
       lines: integerOf(input, 'lines', 20, 10_000), client: input.client, type: input.type, follow: flag(input.follow), json, signal,
     }),
@@ -157,6 +163,11 @@ export const ADMIN_OPERATIONS: readonly AdminOperation[] = [
   {
     name: 'ledger.stream', method: 'GET', path: /^\/ledger\/stream$/, accepts: ['after', 'client', 'type', 'interval_ms'],
     streams: () => true, eventStream: true,
+    check: (input) => {
+      eventFilterOf(input);
+      integerOf(input, 'after', 0, Number.MAX_SAFE_INTEGER);
+      integerOf(input, 'interval_ms', 1000, 60_000);
+    },
     run: ledgerStream,
   },
   {

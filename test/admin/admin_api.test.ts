@@ -228,6 +228,9 @@ describe('what the admin API answers', () => {
       ['/clients', { method: 'POST' }, 405],
       ['/nothing', {}, 404],
       ['/ledger?type=admin.nope', {}, 400],
+      ['/ledger/stream?type=admin.nope', {}, 400],
+      ['/ledger/stream?after=x', {}, 400],
+      ['/ledger/tail?follow=true&lines=-3', {}, 400],
     ];
     for (const [path, init, status] of cases) {
       const response = await devFetch(path, init);
