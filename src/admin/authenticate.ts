@@ -4,8 +4,9 @@ import type { AdminConfig } from '../config/schema.js';
 import type { LiveSigningKeys } from '../keys/live_signing_keys.js';
 import { findTokenStanding } from '../ledger/lineage.js';
 import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
-import { isSupportedAlgorithm } from '../resource_server/algorithms.js';
-import { createMemoryReplayStore, createVerifier, toHttpError, VerifierError, type JsonWebKeySet, type Verifier } from '../resource_server/index.js';
+import {
+  createMemoryReplayStore, createVerifier, SUPPORTED_ALGORITHMS, toHttpError, VerifierError, type JsonWebKeySet, type SupportedAlgorithm, type Verifier,
+} from '../resource_server/index.js';
 import { certificateOf } from '../http/middleware.js';
 import { isDevSecret } from './dev_credential.js';
 
@@ -42,6 +43,9 @@ export interface AdminAuthenticatorOptions {
 }
 
 const REALM = 'tether-admin';
+
+/** The signing algorithms Tether may use that the verifier accepts. */
+const isSupportedAlgorithm = (alg: string): alg is SupportedAlgorithm => (SUPPORTED_ALGORITHMS as readonly string[]).includes(alg);
 
 /** Builds the verifier for the keys published now, and again whenever they change. */
 function verifierForCurrentKeys(options: AdminAuthenticatorOptions, audience: string): () => Verifier {
