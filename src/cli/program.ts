@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { ConfigError } from '../config/load_config.js';
+import type { Logger } from 'pino';
 import { createLogger } from './logger.js';
 import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer } from './run_server.js';
 import { migrateToLatest } from '../storage/migrate.js';
@@ -27,14 +28,20 @@ export const withDatabase: WithDatabase = async (configFile, work) => {
   }
 };
 
-function stopOnSignals(stop: () => Promise<void>): void {
+/** A running server stops on SIGINT / SIGTERM; what it says goes to its log, as JSON like every other line there. */
+function stopOnSignals(stop: () => Promise<void>, logger: Logger): void {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`tether: ${signal}: finishing in-flight requests\n`);
-    stop().then(() => process.exit(0), (error: unknown) => {
-      process.stderr.write(`tether: error while stopping: ${(error as Error).message}\n`);
+    logger.info({ signal }, `${signal}: finishing in-flight requests`);
+    stop().then(() => {
+      logger.info({ signal }, 'stopped');
+      logger.flush();
+      process.exit(0);
+    }, (error: unknown) => {
+      logger.error({ err: error, signal }, 'error while stopping');
+      logger.flush();
       process.exit(1);
     });
   };
@@ -53,16 +60,18 @@ export function buildProgram(): Command {
     .description('run with the embedded database and a generated development PKI')
     .option('-c, --config <file>', 'configuration file (default: ./tether.config.yaml, else the built-in development configuration)')
     .action(async (options: { config?: string }) => {
-      const { stop } = await runServer({ mode: 'dev', configFile: options.config, logger: createLogger() });
-      stopOnSignals(stop);
+      const logger = createLogger();
+      const { stop } = await runServer({ mode: 'dev', configFile: options.config, logger });
+      stopOnSignals(stop, logger);
     });
 
   program.command('start')
     .description('production mode: needs a configuration file and DATABASE_URL; generates nothing')
     .requiredOption('-c, --config <file>', 'configuration file')
     .action(async (options: { config: string }) => {
-      const { stop } = await runServer({ mode: 'start', configFile: options.config, logger: createLogger() });
-      stopOnSignals(stop);
+      const logger = createLogger();
+      const { stop } = await runServer({ mode: 'start', configFile: options.config, logger });
+      stopOnSignals(stop, logger);
     });
 
   program.command('migrate')

@@ -14,6 +14,8 @@ import { startExpirySweeper } from '../storage/adapter.js';
 import { openDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { curlTokenExample } from './token_example.js';
+import { knexLogTo } from '../observability/library_logs.js';
+import { listenMetrics } from '../observability/metrics_endpoint.js';
 
 export interface ServerOptions {
   mode: 'dev' | 'start';
@@ -65,10 +67,12 @@ function asConfigError(error: unknown): unknown {
 }
 
 /** Opens the configured database: PostgreSQL when a URL is set, otherwise PGlite under dataDir. */
-export async function openConfiguredDatabase(config: TetherConfig): Promise<Database> {
+export async function openConfiguredDatabase(config: TetherConfig, logger?: Logger): Promise<Database> {
+  // The server's knex messages are JSON lines of its log; a CLI command's stay plain lines on stderr.
+  const log = logger ? knexLogTo(logger) : undefined;
   return config.databaseUrl
-    ? openDatabase({ url: config.databaseUrl, timeouts: databaseTimeoutsMs(config.database) })
-    : openDatabase({ directory: path.join(config.dataDir, 'db'), timeouts: databaseTimeoutsMs(config.database) });
+    ? openDatabase({ url: config.databaseUrl, timeouts: databaseTimeoutsMs(config.database), log })
+    : openDatabase({ directory: path.join(config.dataDir, 'db'), timeouts: databaseTimeoutsMs(config.database), log });
 }
 
 interface TlsFiles {
@@ -140,29 +144,36 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
 
   if (options.mode === 'start') requireKeyEncryption(config, options.configFile, logger);
 
-  const database = await openConfiguredDatabase(config);
+  const database = await openConfiguredDatabase(config, logger);
   const listeners: RunningListener[] = [];
   let sweeper: { stop(): Promise<void> } | undefined;
   let app: TetherApp | undefined;
+  let metricsServer: RunningListener | undefined;
   try {
     const { applied } = await migrateToLatest(database.knex);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem });
     if (config.listeners.https && tls) listeners.push(await listenHttps(app.callback, config.listeners.https, tls, new URL(config.issuer).hostname, config.http));
     if (config.listeners.http) listeners.push(await listenHttp(app.callback, config.listeners.http, 'localhost', config.http));
-    sweeper = startExpirySweeper(database.knex, { intervalMs: 60_000 });
+    const metricsListener = config.metrics.listener;
+    if (app.metrics && typeof metricsListener === 'object') metricsServer = await listenMetrics(app.metrics.registry, config.metrics.path, metricsListener, config.http);
+    sweeper = startExpirySweeper(database.knex, {
+      intervalMs: 60_000, onError: (error) => logger.warn({ err: error }, 'expiry sweep failed; retrying at the next interval'),
+    });
   } catch (error) {
-    await Promise.all(listeners.map((listener) => closeListener(listener, 0)));
+    await Promise.all([...listeners, ...(metricsServer ? [metricsServer] : [])].map((listener) => closeListener(listener, 0)));
     await app?.close();
     await database.close();
     throw asConfigError(error);
   }
 
-  if (options.mode === 'dev') printDevBanner(config, listeners, pki);
-  else logger.info({ issuer: config.issuer, listeners: listeners.map((listener) => listener.origin) }, 'tether started');
+  warnOfSharedMetrics(config, options.mode, logger);
+  const metricsUrl = metricsUrlOf(config, listeners, metricsServer);
+  if (options.mode === 'dev') printDevBanner(config, listeners, pki, metricsUrl);
+  else logger.info({ issuer: config.issuer, listeners: listeners.map((listener) => listener.origin), metrics: metricsUrl }, 'tether started');
 
   const stop = async () => {
-    await Promise.all(listeners.map((listener) => closeListener(listener)));
+    await Promise.all([...listeners, ...(metricsServer ? [metricsServer] : [])].map((listener) => closeListener(listener)));
     await sweeper?.stop();
     await app?.close();
     await database.close();
@@ -170,7 +181,24 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
   return { stop, listeners };
 }
 
-function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki: DevPki | undefined): void {
+/**
+ * Metrics served next to the token endpoint can be read by anyone who reaches it (client ids,
+ * resources, volumes): allowed, documented, and said at every production start.
+ */
+function warnOfSharedMetrics(config: TetherConfig, mode: ServerOptions['mode'], logger: Logger): void {
+  const { listener, path: metricsPath } = config.metrics;
+  if (mode !== 'start' || (listener !== 'http' && listener !== 'https')) return;
+  logger.warn({ listener, path: metricsPath }, `metrics are served on the ${listener} listener: anyone who reaches it can read ${metricsPath} (client ids, resources, volumes); prefer metrics.listener: {host, port} on an address only the scraper reaches`);
+}
+
+/** Where Prometheus scrapes this instance, when metrics are on. */
+function metricsUrlOf(config: TetherConfig, listeners: RunningListener[], metricsServer: RunningListener | undefined): string | undefined {
+  const { listener, path: metricsPath } = config.metrics;
+  const origin = typeof listener === 'object' ? metricsServer?.origin : listeners.find((running) => running.kind === listener)?.origin;
+  return origin === undefined ? undefined : `${origin}${metricsPath}`;
+}
+
+function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki: DevPki | undefined, metricsUrl: string | undefined): void {
   const https = listeners.find((listener) => listener.kind === 'https');
   const http = listeners.find((listener) => listener.kind === 'http');
   const relative = (file: string) => path.relative(process.cwd(), file) || file;
@@ -180,6 +208,7 @@ function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki:
     `  discovery  ${config.issuer}/.well-known/oauth-authorization-server`,
     `  token      ${https?.origin ?? http?.origin}/token     jwks ${config.issuer}/jwks`,
     `  health     ${(http ?? https)?.origin}/healthz  ${(http ?? https)?.origin}/readyz`,
+    ...(metricsUrl ? [`  metrics    ${metricsUrl}  (Prometheus)`] : []),
     `  database   ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${relative(path.join(config.dataDir, 'db'))}`}`,
   ];
   const mtlsClient = config.clients.find((client) => client.auth.method === 'tls_client_auth');

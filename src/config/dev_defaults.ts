@@ -9,6 +9,8 @@ export const DEV_CONFIG = {
     https: { host: '127.0.0.1', port: 8443 },
     http: { host: '127.0.0.1', port: 8080 },
   },
+  // Development: Prometheus metrics beside health on the loopback HTTP listener.
+  metrics: { listener: 'http', path: '/metrics' },
   resources: [
     { uri: 'https://orders.example.test', scopes: ['orders:read', 'orders:write'], lifetime: '5m' },
     // Served by payments-api: it may exchange the tokens callers send it (docs/token-exchange.md).

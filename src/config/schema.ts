@@ -226,6 +226,18 @@ const listenerSchema = z.strictObject({
   port: z.number().int().min(0).max(65535),
 });
 
+/**
+ * Prometheus metrics (observability/metrics.ts, docs/operations.md#metrics). Off unless configured:
+ * the series name clients, resources and volumes, which is inventory an outsider should not read.
+ * `listener`: `http` or `https` serves `path` on that listener, next to the token endpoint (anyone who
+ * reaches the listener can read it); an object is a plain HTTP listener of its own (the recommended
+ * production setting: bind it to an address only the scraper reaches).
+ */
+const metricsSchema = z.strictObject({
+  listener: z.union([z.enum(['off', 'http', 'https']), listenerSchema]).default('off'),
+  path: z.string().regex(/^\/[A-Za-z0-9._~-]+(?:\/[A-Za-z0-9._~-]+)*$/, 'expected an absolute path such as /metrics').default('/metrics'),
+});
+
 export const configSchema = z.strictObject({
   issuer: z.url(),
   /** PostgreSQL URL; when absent the embedded PGlite under `dataDir` is used. Overridden by DATABASE_URL. */
@@ -266,6 +278,7 @@ export const configSchema = z.strictObject({
   }).default({ maxChainDepth: 3 }),
   http: httpLimitsSchema.prefault({}),
   ledger: ledgerSchema.prefault({}),
+  metrics: metricsSchema.prefault({}),
   resources: z.array(resourceSchema).min(1),
   clients: z.array(clientSchema).min(1),
 });
@@ -358,6 +371,7 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
       if (!clientIds.has(id)) issues.push({ path: ['resources', index, 'servedBy', position], message: `unknown client ${JSON.stringify(id)}` });
     });
   });
+  issues.push(...metricsIssues(config));
   // A delegate exchanges only tokens for an API it serves: actFor without one could never be used.
   config.clients.forEach((client, index) => {
     const serves = config.resources.some((resource) => resource.servedBy.includes(client.id));
@@ -369,6 +383,23 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
     }
   });
   return issues;
+}
+
+/** Paths Tether answers itself; metrics served beside them on a shared listener must not shadow one. */
+const RESERVED_PATHS = ['/token', '/jwks', '/healthz', '/readyz', '/.well-known'];
+
+/** The metrics listener must exist, and its path must not take one of Tether's own. */
+function metricsIssues(config: TetherConfig): Issue[] {
+  const { listener, path } = config.metrics;
+  if (listener === 'off') return [];
+  if (typeof listener === 'string' && !config.listeners[listener]) {
+    return [{ path: ['metrics', 'listener'], message: `metrics on the ${listener} listener needs listeners.${listener}` }];
+  }
+  const shadowed = RESERVED_PATHS.find((reserved) => path === reserved || path.startsWith(`${reserved}/`));
+  if (typeof listener === 'string' && shadowed) {
+    return [{ path: ['metrics', 'path'], message: `${path} is one of Tether's own paths (${shadowed}); choose another, e.g. /metrics` }];
+  }
+  return [];
 }
 
 /**

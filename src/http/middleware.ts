@@ -39,25 +39,19 @@ export function requestFactsOf(ctx: Context, instanceId: string): RequestFacts {
   return { requestId: state?.requestId ?? 'unknown', sourceAddress: state ? state.clientAddress : ctx.req.socket.remoteAddress, instanceId };
 }
 
-/** Request id (honouring a well-formed X-Request-Id), access log, and a last-resort JSON 500. */
+/** Request id (honouring a well-formed X-Request-Id) and a last-resort JSON 500; the access log is observability/access_log.ts. */
 export function requestContext(logger: Logger) {
   return async function requestContextMiddleware(ctx: Context, next: Next): Promise<void> {
     const offered = ctx.get('x-request-id');
     const requestId = /^[\w.-]{1,64}$/.test(offered) ? offered : randomUUID();
     ctx.state.tether = { requestId, certificate: undefined, clientAddress: ctx.req.socket.remoteAddress } satisfies TetherRequestState;
     ctx.set('X-Request-Id', requestId);
-    const started = performance.now();
     try {
       await next();
     } catch (error) {
       logger.error({ err: error, requestId }, 'unhandled error');
       ctx.status = 500;
       ctx.body = { error: 'server_error', error_description: 'unexpected error' };
-    }
-    if (ctx.status >= 500 || logger.isLevelEnabled('debug')) {
-      logger[ctx.status >= 500 ? 'warn' : 'debug']({
-        requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round((performance.now() - started) * 10) / 10,
-      }, 'request');
     }
   };
 }

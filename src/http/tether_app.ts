@@ -23,6 +23,12 @@ import { createProvider } from '../provider/create_provider.js';
 import { installSigningKeys } from '../provider/internals.js';
 import { resourceRegistry } from '../provider/resource_policy.js';
 import { createAdapterFactory } from '../storage/adapter.js';
+import { accessLog } from '../observability/access_log.js';
+import { timedGrant } from '../observability/issuance_timing.js';
+import { labelVocabulary } from '../observability/metric_labels.js';
+import { createTetherMetrics, type TetherMetrics } from '../observability/metrics.js';
+import { metricsEndpoint } from '../observability/metrics_endpoint.js';
+import { tokenMetrics } from '../observability/token_metrics.js';
 import type { Database } from '../storage/database.js';
 import {
   certificateOf, discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
@@ -53,6 +59,8 @@ export interface TetherApp {
   keys: LiveSigningKeys;
   /** Refusals nobody authenticated for, counted per window (`flush()` ends the window now). */
   unauthenticatedRejections: RejectionAggregator;
+  /** Prometheus metrics, when `metrics.listener` is not `off` (served by the app itself for `http`/`https`). */
+  metrics: TetherMetrics | undefined;
   /** Stops following key changes and writes what is still counted; call before closing the database. */
   close(): Promise<void>;
 }
@@ -107,20 +115,33 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
   };
 
+  const metrics = config.metrics.listener === 'off' ? undefined : createTetherMetrics({
+    knex,
+    issuanceQueue: () => grant.ledger.queueDepth(),
+    signingKeys: () => keys.current(),
+    clientIds: grant.clients.keys(),
+    resourceUris: grant.resources.keys(),
+  });
+
   // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
-  provider.registerGrantType('client_credentials', clientCredentialsHandler(grant), clientCredentialsParameters, ['resource']);
+  provider.registerGrantType('client_credentials', timedGrant(metrics?.issuancePhase, 'client_credentials', clientCredentialsHandler(grant)), clientCredentialsParameters, ['resource']);
   // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own
   // published keys, including ones another instance began signing with that this one has not heard of yet.
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   // RFC 8693: token exchange.
-  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
+  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, timedGrant(metrics?.issuancePhase, 'token_exchange', tokenExchangeHandler(grant, ownTokens)), tokenExchangeParameters, tokenExchangeDuplicableParameters);
 
   // Koa reports errors of the request or response stream (a client that timed out, aborted or
   // reset) here, by default with console.error: a client could fill stderr at will.
   (provider.on as (event: 'error', listener: (error: Error & { code?: string }) => void) => Provider)(
     'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
+  // Outermost: the access line and the counters see the status the client was sent.
+  provider.use(accessLog(logger, { labels: metrics?.labels ?? labelVocabulary({ clientIds: grant.clients.keys(), resourceUris: grant.resources.keys() }), factsOf: (ctx) => requestFactsOf(ctx, instanceId) }));
+  if (metrics) provider.use(tokenMetrics(metrics, provider, { metricsPath: config.metrics.path }));
   provider.use(requestContext(logger));
   provider.use(healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }));
+  const metricsListener = config.metrics.listener;
+  if (metrics && (metricsListener === 'http' || metricsListener === 'https')) provider.use(metricsEndpoint(metrics.registry, config.metrics.path, metricsListener));
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
@@ -164,6 +185,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     },
     keys,
     unauthenticatedRejections,
+    metrics,
     close: async () => {
       await keys.close();
       await unauthenticatedRejections.stop();
