@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load_config.js';
-import { DEV_CONFIG } from '../config/dev_defaults.js';
+import { DEV_CONFIG, DEV_METRICS } from '../config/dev_defaults.js';
 import { clientCaBundleProblem } from '../binding/client_ca_bundle.js';
 import { certificateClientIds, databaseTimeoutsMs, startModeIssues, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
@@ -27,7 +27,7 @@ export interface ServerOptions {
 export async function loadDevConfig(configFile: string | undefined): Promise<TetherConfig> {
   const file = configFile ?? (existsSync('tether.config.yaml') ? 'tether.config.yaml' : undefined);
   if (file) return loadConfigFile(file);
-  const config = parseConfig(DEV_CONFIG, { source: 'built-in development configuration', env: process.env });
+  const config = parseConfig({ ...DEV_CONFIG, metrics: DEV_METRICS }, { source: 'built-in development configuration', env: process.env });
   return { ...config, dataDir: path.resolve(config.dataDir) };
 }
 

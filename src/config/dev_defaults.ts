@@ -9,8 +9,6 @@ export const DEV_CONFIG = {
     https: { host: '127.0.0.1', port: 8443 },
     http: { host: '127.0.0.1', port: 8080 },
   },
-  // Development: Prometheus metrics beside health on the loopback HTTP listener.
-  metrics: { listener: 'http', path: '/metrics' },
   resources: [
     { uri: 'https://orders.example.test', scopes: ['orders:read', 'orders:write'], lifetime: '5m' },
     // Served by payments-api: it may exchange the tokens callers send it (docs/token-exchange.md).
@@ -58,3 +56,10 @@ export const DEV_CONFIG = {
     },
   ],
 };
+
+/**
+ * `tether dev` with the built-in configuration also serves Prometheus metrics beside health on its
+ * loopback HTTP listener (cli/run_server.ts). Not part of DEV_CONFIG, which the test harness runs
+ * without that listener.
+ */
+export const DEV_METRICS = { listener: 'http', path: '/metrics' } as const;
