@@ -129,7 +129,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // published keys, including ones another instance began signing with that this one has not heard of yet.
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   // RFC 8693: token exchange.
-  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, timedGrant(metrics?.issuancePhase, 'token_exchange', tokenExchangeHandler(grant, ownTokens)), tokenExchangeParameters, tokenExchangeDuplicableParameters);
+  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, timedGrant(metrics?.issuancePhase, TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens)), tokenExchangeParameters, tokenExchangeDuplicableParameters);
 
   // Koa reports errors of the request or response stream (a client that timed out, aborted or
   // reset) here, by default with console.error: a client could fill stderr at will.

@@ -1,4 +1,5 @@
 import type { Histogram } from 'prom-client';
+import { grantLabel } from './metric_labels.js';
 
 /**
  * The issuance latency split into its phases (metric `tether_issuance_phase_duration_seconds`):
@@ -26,13 +27,17 @@ function clockOf(ctx: { state?: Record<string, unknown> }): IssuanceClock | unde
   return ctx.state?.[CLOCK] as IssuanceClock | undefined;
 }
 
-/** A grant handler (oidc-provider's `registerGrantType`) that times its phases into `histogram`. */
+/**
+ * The grant handler for `grantType` (as given to oidc-provider's `registerGrantType`), timing its
+ * phases into `histogram`; without a histogram (metrics off), the handler itself.
+ */
 export function timedGrant<C extends { state: Record<string, unknown> }>(
   histogram: Histogram<'grant' | 'phase'> | undefined,
-  grant: string,
+  grantType: string,
   handler: (ctx: C) => Promise<void>,
 ): (ctx: C) => Promise<void> {
   if (!histogram) return handler;
+  const grant = grantLabel(grantType);
   return async function timedGrantHandler(ctx) {
     const started = performance.now();
     let policyEnded = false;

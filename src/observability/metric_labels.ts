@@ -30,6 +30,12 @@ const ERROR_CODES: ReadonlySet<string> = new Set([
   'temporarily_unavailable', 'server_error',
 ]);
 
+/** The metrics' name of a grant type: `client_credentials`, `token_exchange`, `none` or `unknown`. */
+export function grantLabel(value: unknown): string {
+  if (value === undefined || value === null || value === '') return NONE;
+  return (typeof value === 'string' && GRANT_NAMES.get(value)) || UNKNOWN;
+}
+
 export interface LabelVocabulary {
   /** The client's id if it is configured, `none` if the request named no client, else `unknown`. */
   client(id: unknown): string;
@@ -52,10 +58,7 @@ export function labelVocabulary(configured: { clientIds: Iterable<string>; resou
   return {
     client: (id) => named(id, clients),
     resource: (value) => named(value, resources),
-    grant: (value) => {
-      if (value === undefined || value === null || value === '') return NONE;
-      return (typeof value === 'string' && GRANT_NAMES.get(value)) || UNKNOWN;
-    },
+    grant: grantLabel,
     error: (value) => {
       if (value === undefined || value === null || value === '') return NONE;
       return typeof value === 'string' && ERROR_CODES.has(value) ? value : 'other';
