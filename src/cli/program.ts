@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../config/load_config.js';
 import type { Logger } from 'pino';
 import { createLogger } from './logger.js';
+import { routeProcessWarnings } from '../observability/library_logs.js';
 import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer } from './run_server.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { registerKeysCommands, type WithDatabase } from './keys_commands.js';
@@ -61,6 +62,7 @@ export function buildProgram(): Command {
     .option('-c, --config <file>', 'configuration file (default: ./tether.config.yaml, else the built-in development configuration)')
     .action(async (options: { config?: string }) => {
       const logger = createLogger();
+      routeProcessWarnings(logger);
       const { stop } = await runServer({ mode: 'dev', configFile: options.config, logger });
       stopOnSignals(stop, logger);
     });
@@ -70,6 +72,7 @@ export function buildProgram(): Command {
     .requiredOption('-c, --config <file>', 'configuration file')
     .action(async (options: { config: string }) => {
       const logger = createLogger();
+      routeProcessWarnings(logger);
       const { stop } = await runServer({ mode: 'start', configFile: options.config, logger });
       stopOnSignals(stop, logger);
     });

@@ -40,3 +40,17 @@ function describe(message: unknown): string {
   if (message instanceof Error) return message.message;
   return typeof message === 'string' ? message : String(message);
 }
+
+/**
+ * Process warnings (a library's deprecation, `process.emitWarning` anywhere) as warn lines of the
+ * logger instead of Node's plain `(node:PID) Warning: …` on stderr. For the server commands only,
+ * which own their process: Node prints warnings through a 'warning' listener of its own, which is
+ * replaced here.
+ */
+export function routeProcessWarnings(logger: Logger): void {
+  const child = logger.child({ component: 'process' });
+  process.removeAllListeners('warning');
+  process.on('warning', (warning: Error & { code?: string }) => {
+    child.warn({ warning: warning.name, code: warning.code }, withoutCredentials(warning.message));
+  });
+}

@@ -103,3 +103,24 @@ test('tether dev: every line on stderr is JSON (requests, refusals, the SIGTERM 
   expect(parsed.at(-1)).toMatchObject({ level: 30, signal: 'SIGTERM', msg: 'stopped' });
   expect(stderr).not.toContain('dev-only-secret-reporting-cli');
 });
+
+test('process warnings (a library deprecation, process.emitWarning) become JSON lines of the logger', async () => {
+  const script = [
+    `import { createLogger } from ${JSON.stringify(path.join(ROOT, 'src', 'cli', 'logger.ts'))};`,
+    `import { routeProcessWarnings } from ${JSON.stringify(path.join(ROOT, 'src', 'observability', 'library_logs.ts'))};`,
+    'routeProcessWarnings(createLogger("info"));',
+    'process.emitWarning("old API used", { type: "DeprecationWarning", code: "LIB001" });',
+    'process.emitWarning("could not reach postgres://u:hunter2@db/x");',
+  ].join('\n');
+  const file = path.join(workdir, 'warnings.mts');
+  await (await import('node:fs/promises')).writeFile(file, script);
+  const child = spawn(process.execPath, ['--import', TSX, file], { cwd: workdir, env: { ...process.env, NODE_OPTIONS: '' } });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  expect(await new Promise((resolve) => child.on('close', resolve))).toBe(0);
+  const lines = stderr.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as Record<string, unknown>);
+  expect(lines).toEqual([
+    expect.objectContaining({ level: 40, component: 'process', warning: 'DeprecationWarning', code: 'LIB001', msg: 'old API used' }),
+    expect.objectContaining({ level: 40, component: 'process', warning: 'Warning', msg: 'could not reach postgres://u:***@db/x' }),
+  ]);
+});
