@@ -5,6 +5,7 @@ import { TOKEN_EXCHANGE_GRANT } from '../../src/provider/client_metadata.js';
 import { createDpopKey, dpopProof } from '../../src/testing/dpop.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
 import { DPOP_SECRET, ORDERS, REPORTS, UNKNOWN, testConfig } from '../support/config.js';
+import { INVOICES, LedgerClient, ORDERS as LEDGER_ORDERS, ledgerConfig } from '../ledger/ledger_config.js';
 import { rawRequest } from '../support/raw_request.js';
 import { basicAuth, postForm, startTestTether } from '../support/tether.js';
 import { scrape, seriesOf, valueOf, type Sample } from './scrape.js';
@@ -134,6 +135,47 @@ describe('token counters', () => {
     expect((await dpopToken(await dpopProof(await createDpopKey(), { htm: 'GET', htu: tether.tokenEndpoint }))).body.error).toBe('invalid_dpop_proof');
     const after = await metrics();
     expect(delta(before, after, 'tether_dpop_replays_total', {})).toBe(0);
+  });
+});
+
+describe('a database that refuses the issuance', () => {
+  test('503 temporarily_unavailable is counted as a refusal, the ledger phase observed, no token counted', async () => {
+    const { knex } = tether.database;
+    await knex.raw(`CREATE FUNCTION refuse_issuance() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$`);
+    await knex.raw('CREATE TRIGGER refuse_issuance BEFORE INSERT ON issued_tokens FOR EACH ROW EXECUTE FUNCTION refuse_issuance()');
+    try {
+      const before = await metrics();
+      const response = await mtlsToken({ resource: ORDERS });
+      expect(response.status).toBe(503);
+      expect(response.body.error).toBe('temporarily_unavailable');
+      const after = await metrics();
+      expect(delta(before, after, REFUSED, { grant: CC, client: 'mtls-client', resource: ORDERS, error: 'temporarily_unavailable' })).toBe(1);
+      expect(total(after, ISSUED) - total(before, ISSUED)).toBe(0);
+      expect(delta(before, after, PHASE_COUNT, { grant: CC, phase: 'ledger' })).toBe(1);
+      expect(delta(before, after, 'tether_http_request_duration_seconds_count', { route: 'token', status: '503' })).toBe(1);
+    } finally {
+      await knex.raw('DROP TRIGGER refuse_issuance ON issued_tokens');
+      await knex.raw('DROP FUNCTION refuse_issuance()');
+    }
+    expect((await mtlsToken({ resource: ORDERS })).status).toBe(200);
+  });
+});
+
+describe('token exchange', () => {
+  test('an exchanged token counts under token_exchange, its client and the new resource; its phases are observed', async () => {
+    const exchanging = await startTestTether({ config: { ...ledgerConfig(), metrics: { listener: { host: '127.0.0.1', port: 0 } } } });
+    try {
+      const ledger = new LedgerClient(exchanging);
+      const subject = await ledger.accessToken('worker', LEDGER_ORDERS);
+      const before = await scrape(exchanging.metricsUrl!);
+      await ledger.exchange('orders-api', subject, INVOICES);
+      const after = await scrape(exchanging.metricsUrl!);
+      expect(delta(before, after, ISSUED, { grant: 'token_exchange', client: 'orders-api', resource: INVOICES })).toBe(1);
+      expect(total(after, ISSUED) - total(before, ISSUED)).toBe(1);
+      for (const phase of ['policy', 'signing', 'ledger']) expect(delta(before, after, PHASE_COUNT, { grant: 'token_exchange', phase })).toBe(1);
+    } finally {
+      await exchanging.close();
+    }
   });
 });
 
