@@ -23,12 +23,9 @@ import { createProvider } from '../provider/create_provider.js';
 import { installSigningKeys } from '../provider/internals.js';
 import { resourceRegistry } from '../provider/resource_policy.js';
 import { createAdapterFactory } from '../storage/adapter.js';
-import { accessLog } from '../observability/access_log.js';
 import { timedGrant } from '../observability/issuance_timing.js';
-import { labelVocabulary } from '../observability/metric_labels.js';
-import { createTetherMetrics, type TetherMetrics } from '../observability/metrics.js';
-import { metricsEndpoint } from '../observability/metrics_endpoint.js';
-import { tokenMetrics } from '../observability/token_metrics.js';
+import type { TetherMetrics } from '../observability/metrics.js';
+import { requestObservers } from '../observability/request_observers.js';
 import type { Database } from '../storage/database.js';
 import {
   certificateOf, discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
@@ -115,13 +112,16 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
   };
 
-  const metrics = config.metrics.listener === 'off' ? undefined : createTetherMetrics({
-    knex,
+  // Access log and Prometheus metrics (observability/request_observers.ts).
+  const observers = requestObservers({
+    config, logger, provider, knex,
+    clientIds: [...grant.clients.keys()],
+    resourceUris: [...grant.resources.keys()],
     issuanceQueue: () => grant.ledger.queueDepth(),
     signingKeys: () => keys.current(),
-    clientIds: grant.clients.keys(),
-    resourceUris: grant.resources.keys(),
+    factsOf: (ctx) => requestFactsOf(ctx, instanceId),
   });
+  const { metrics } = observers;
 
   // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
   provider.registerGrantType('client_credentials', timedGrant(metrics?.issuancePhase, 'client_credentials', clientCredentialsHandler(grant)), clientCredentialsParameters, ['resource']);
@@ -136,12 +136,10 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   (provider.on as (event: 'error', listener: (error: Error & { code?: string }) => void) => Provider)(
     'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
   // Outermost: the access line and the counters see the status the client was sent.
-  provider.use(accessLog(logger, { labels: metrics?.labels ?? labelVocabulary({ clientIds: grant.clients.keys(), resourceUris: grant.resources.keys() }), factsOf: (ctx) => requestFactsOf(ctx, instanceId) }));
-  if (metrics) provider.use(tokenMetrics(metrics, provider, { metricsPath: config.metrics.path }));
+  for (const observer of observers.outermost) provider.use(observer);
   provider.use(requestContext(logger));
   provider.use(healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }));
-  const metricsListener = config.metrics.listener;
-  if (metrics && (metricsListener === 'http' || metricsListener === 'https')) provider.use(metricsEndpoint(metrics.registry, config.metrics.path, metricsListener));
+  for (const endpoint of observers.besideHealth) provider.use(endpoint);
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
