@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -104,6 +104,52 @@ test('tether dev: every line on stderr is JSON (requests, refusals, the SIGTERM 
   expect(stderr).not.toContain('dev-only-secret-reporting-cli');
 });
 
+test('tether dev with metrics on a listener of their own: the banner names it, it serves only /metrics, the token listeners do not', async () => {
+  const [httpsPort, httpPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+  const dir = await mkdtemp(path.join(workdir, 'own-'));
+  await writeFile(path.join(dir, 'tether.config.yaml'), [
+    `issuer: https://localhost:${httpsPort}`,
+    `listeners: { https: { port: ${httpsPort} }, http: { port: ${httpPort} } }`,
+    `metrics: { listener: { host: 127.0.0.1, port: ${metricsPort} }, path: /internal/metrics }`,
+    'resources: [{ uri: "https://legacy.example.test", scopes: [read], allowBearer: true }]',
+    'clients: [{ id: legacy, owner: o, purpose: p, binding: none, auth: { method: client_secret_basic, secret: "legacy-secret-0123456789abcdef" }, resources: { "https://legacy.example.test": [read] } }]',
+    '',
+  ].join('\n'));
+  const env: Record<string, string | undefined> = { ...process.env, TETHER_LOG_LEVEL: 'info' };
+  delete env.DATABASE_URL;
+  const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'main.ts'), 'dev'], { cwd: dir, env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    await waitFor(() => stdout.includes('health') || child.exitCode !== null, 'the dev banner');
+    const metricsUrl = `http://127.0.0.1:${metricsPort}/internal/metrics`;
+    expect(stdout).toContain(`metrics    ${metricsUrl}  (Prometheus)`);
+    const agent = new Agent({ connect: { ca: await readFile(path.join(dir, '.tether', 'pki', 'ca.pem'), 'utf8') } });
+    const issued = await postForm(`https://localhost:${httpsPort}/token`, { grant_type: 'client_credentials', resource: 'https://legacy.example.test' }, {
+      dispatcher: agent, headers: { authorization: basicAuth('legacy', 'legacy-secret-0123456789abcdef') },
+    });
+    expect(issued.status).toBe(200);
+    expect((await fetch(`https://localhost:${httpsPort}/internal/metrics`, { dispatcher: agent })).status).toBe(404);
+    await agent.close();
+    expect((await fetch(`http://127.0.0.1:${httpPort}/internal/metrics`)).status).toBe(404);
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).status).toBe(404);
+    const scraped = parseExposition(await (await fetch(metricsUrl)).text());
+    expect(valueOf(scraped, 'tether_tokens_issued_total', { grant: 'client_credentials', client: 'legacy', resource: 'https://legacy.example.test' })).toBe(1);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+  // The metrics listener closed with the others.
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(metricsPort, '127.0.0.1', resolve));
+  await new Promise((resolve) => probe.close(resolve));
+  expect(stderr.split('\n').filter((line) => line !== '').every((line) => line.startsWith('{'))).toBe(true);
+});
+
 test('process warnings (a library deprecation, process.emitWarning) become JSON lines of the logger', async () => {
   const script = [
     `import { createLogger } from ${JSON.stringify(path.join(ROOT, 'src', 'cli', 'logger.ts'))};`,
@@ -113,7 +159,7 @@ test('process warnings (a library deprecation, process.emitWarning) become JSON 
     'process.emitWarning("could not reach postgres://u:hunter2@db/x");',
   ].join('\n');
   const file = path.join(workdir, 'warnings.mts');
-  await (await import('node:fs/promises')).writeFile(file, script);
+  await writeFile(file, script);
   const child = spawn(process.execPath, ['--import', TSX, file], { cwd: workdir, env: { ...process.env, NODE_OPTIONS: '' } });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
