@@ -199,6 +199,10 @@ describe('nothing secret in any line', () => {
       ...markers,
       access, opaque, exchanged, dpopAccessToken: dpopToken.body.access_token as string, realProof, realAssertion,
       DPOP_SECRET, LEGACY_SECRET, STRANGER_SECRET, REPORTS_API_SECRET,
+      // HTTP Basic carries the secret base64-encoded: the header values themselves must not appear either.
+      basicWithMarker: basicAuth('dpop-worker', markers.clientSecret).slice('Basic '.length),
+      basicWithRealSecret: basicAuth('dpop-worker', DPOP_SECRET).slice('Basic '.length),
+      basicOfReportsApi: basicAuth('reports-api', REPORTS_API_SECRET).slice('Basic '.length),
     };
     const found = Object.entries(secrets).filter(([, value]) => text.includes(value) || text.includes(value.slice(0, 24)));
     expect(found.map(([name]) => name)).toEqual([]);
