@@ -3,7 +3,7 @@ import { ConfigError } from '../config/load_config.js';
 import type { Logger } from 'pino';
 import { createLogger } from './logger.js';
 import { routeProcessWarnings } from '../observability/library_logs.js';
-import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer } from './run_server.js';
+import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer, type RunningServer } from './run_server.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { registerKeysCommands, type WithDatabase } from './keys_commands.js';
 import { registerInventoryCommands } from './inventory_commands.js';
@@ -29,14 +29,49 @@ export const withDatabase: WithDatabase = async (configFile, work) => {
   }
 };
 
-/** A running server stops on SIGINT / SIGTERM; what it says goes to its log, as JSON like every other line there. */
-function stopOnSignals(stop: () => Promise<void>, logger: Logger): void {
+/**
+ * Runs the server `start` resolves to with its signals: SIGTERM / SIGINT stop gracefully; SIGHUP
+ * reloads the configuration file (docs/operations.md#configuration-reload). Reloads run one at a
+ * time; signals that arrive during one ask for one more, not one each. A SIGHUP that arrives while
+ * the server is still starting is kept for when it runs (the file may have changed after it was read),
+ * rather than ending the process as Node's default would. What it says goes to the server's log, as
+ * JSON like every other line there.
+ */
+async function serveWithSignals(logger: Logger, start: () => Promise<RunningServer>): Promise<void> {
+  let server: RunningServer | undefined;
   let stopping = false;
+  let reloading: Promise<unknown> | undefined;
+  let again = false;
+  const onReload = () => {
+    if (stopping) return;
+    if (reloading || !server) {
+      again = true;
+      return;
+    }
+    const { reload } = server;
+    reloading = (async () => {
+      do {
+        again = false;
+        await reload();
+      } while (again && !stopping);
+      reloading = undefined;
+    })();
+  };
+  process.on('SIGHUP', onReload);
+  try {
+    server = await start();
+  } catch (error) {
+    process.off('SIGHUP', onReload);
+    throw error;
+  }
+  const { stop } = server;
+  if (again) onReload();
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, `${signal}: finishing in-flight requests`);
-    stop().then(() => {
+    // A reload under way finishes first: the database it may be writing to closes after it.
+    Promise.resolve(reloading).then(stop).then(() => {
       logger.info({ signal }, 'stopped');
       logger.flush();
       process.exit(0);
@@ -63,8 +98,7 @@ export function buildProgram(): Command {
     .action(async (options: { config?: string }) => {
       const logger = createLogger();
       routeProcessWarnings(logger);
-      const { stop } = await runServer({ mode: 'dev', configFile: options.config, logger });
-      stopOnSignals(stop, logger);
+      await serveWithSignals(logger, () => runServer({ mode: 'dev', configFile: options.config, logger }));
     });
 
   program.command('start')
@@ -73,8 +107,7 @@ export function buildProgram(): Command {
     .action(async (options: { config: string }) => {
       const logger = createLogger();
       routeProcessWarnings(logger);
-      const { stop } = await runServer({ mode: 'start', configFile: options.config, logger });
-      stopOnSignals(stop, logger);
+      await serveWithSignals(logger, () => runServer({ mode: 'start', configFile: options.config, logger }));
     });
 
   program.command('migrate')

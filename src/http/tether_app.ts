@@ -3,7 +3,9 @@ import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import { isTrustedProxy } from '../binding/proxy_certificate.js';
-import { databaseTimeoutsMs, type TetherConfig } from '../config/schema.js';
+import { configErrorOfIssues } from '../config/load_config.js';
+import { planReload } from '../config/reload_plan.js';
+import { crossReferenceIssues, databaseTimeoutsMs, type ConfigIssue, type TetherConfig } from '../config/schema.js';
 import { clientCredentialsHandler, clientCredentialsParameters } from '../grants/client_credentials.js';
 import type { GrantContext } from '../grants/grant_context.js';
 import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
@@ -19,17 +21,17 @@ import { describeUnsupportedAssertionAlg } from '../provider/client_assertion_al
 import { loadServerSecret } from '../keys/server_secrets.js';
 import { signingPolicyOf } from '../keys/signing_policy.js';
 import { ALLOWED_JWS_ALGORITHMS, TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
+import { buildConfigSnapshot, createLiveConfig, type ConfigSnapshot } from '../provider/config_snapshot.js';
 import { createProvider } from '../provider/create_provider.js';
 import { installSigningKeys } from '../provider/internals.js';
-import { resourceRegistry } from '../provider/resource_policy.js';
 import { createAdapterFactory } from '../storage/adapter.js';
 import { timedGrant } from '../observability/issuance_timing.js';
 import type { TetherMetrics } from '../observability/metrics.js';
 import { requestObservers } from '../observability/request_observers.js';
 import type { Database } from '../storage/database.js';
 import {
-  certificateOf, discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
-  servedOriginOnly,
+  certificateOf, discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
+  retryAfterOnUnavailable, servedOriginOnly,
 } from './middleware.js';
 import { servedOriginsOf } from './request_origin.js';
 import { servedRoutesOnly } from './served_routes.js';
@@ -58,8 +60,43 @@ export interface TetherApp {
   unauthenticatedRejections: RejectionAggregator;
   /** Prometheus metrics, when `metrics.listener` is not `off` (served by the app itself for `http`/`https`). */
   metrics: TetherMetrics | undefined;
+  /** The configuration requests starting now run with. */
+  configuration(): ConfigSnapshot;
+  /**
+   * Replaces clients, resources and policy with those of `next` for every request that starts from
+   * now on; requests in flight finish with the configuration they started with. What only a restart
+   * changes keeps its running value and is returned as `needsRestart` (config/reload_plan.ts).
+   * Throws ConfigError (every problem, each naming its path) and changes nothing when `next` cannot
+   * run; a database error likewise changes nothing. Reloads run one at a time.
+   */
+  reconfigure(next: TetherConfig, options?: ReconfigureOptions): Promise<Reconfigured>;
   /** Stops following key changes and writes what is still counted; call before closing the database. */
   close(): Promise<void>;
+}
+
+export interface ReconfigureOptions {
+  /** Names the file in error messages, as at start. */
+  source?: string;
+  /** Checks of the configuration that would run beyond those of every configuration (`tether start`'s). */
+  checks?: (config: TetherConfig) => ConfigIssue[];
+}
+
+export interface Reconfigured {
+  generation: number;
+  clients: number;
+  resources: number;
+  /** Changed paths that keep their running value until a restart (names only). */
+  needsRestart: string[];
+}
+
+/** `run` with calls queued: each starts once the one before it has settled. */
+function oneAtATime<A extends unknown[], R>(run: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  let last: Promise<unknown> = Promise.resolve();
+  return (...args) => {
+    const result = last.then(() => run(...args));
+    last = result.catch(() => undefined);
+    return result;
+  };
 }
 
 /**
@@ -87,8 +124,13 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const keys = (keysStarted as PromiseFulfilledResult<LiveSigningKeys>).value;
   const dpopNonceSecret = (secretLoaded as PromiseFulfilledResult<Buffer>).value;
 
+  // Clients, resources and policy: one immutable snapshot per configuration, pinned by each request
+  // as it arrives (requestContext) and swapped whole by a reload (reconfigure below).
+  const live = createLiveConfig();
+  const snapshotOf = (ctx: Parameters<typeof pinnedSnapshotOf>[0] | undefined) => (ctx && pinnedSnapshotOf(ctx)) || live.current();
   const provider = createProvider({
     config,
+    snapshotOf,
     adapter: createAdapterFactory(knex),
     jwks: keys.current().jwks as never,
     dpopNonceSecret,
@@ -100,10 +142,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
 
   const grant: GrantContext = {
     provider,
-    config,
+    snapshotOf,
     knex,
-    resources: resourceRegistry(config),
-    clients: new Map(config.clients.map((client) => [client.id, client])),
     ledger: createIssuanceLedger(knex, {
       batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
     }),
@@ -115,8 +155,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // Access log and Prometheus metrics (observability/request_observers.ts).
   const observers = requestObservers({
     config, logger, provider, knex,
-    clientIds: [...grant.clients.keys()],
-    resourceUris: [...grant.resources.keys()],
+    knownNamesOf: (ctx) => snapshotOf(ctx),
     issuanceQueue: () => grant.ledger.queueDepth(),
     signingKeys: () => keys.current(),
     factsOf: (ctx) => requestFactsOf(ctx, instanceId),
@@ -130,6 +169,13 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   // RFC 8693: token exchange.
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, timedGrant(metrics?.issuancePhase, TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens)), tokenExchangeParameters, tokenExchangeDuplicableParameters);
+  // Clients are validated against the grant types registered above, as oidc-provider does at first use.
+  try {
+    live.replace(buildConfigSnapshot(provider, config));
+  } catch (error) {
+    await keys.close();
+    throw error;
+  }
 
   // Koa reports errors of the request or response stream (a client that timed out, aborted or
   // reset) here, by default with console.error: a client could fill stderr at will.
@@ -137,7 +183,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
   // Outermost: the access line and the counters see the status the client was sent.
   for (const observer of observers.outermost) provider.use(observer);
-  provider.use(requestContext(logger));
+  provider.use(requestContext(logger, live));
   provider.use(healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }));
   for (const endpoint of observers.besideHealth) provider.use(endpoint);
   provider.use(retryAfterOnUnavailable);
@@ -160,7 +206,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     knex,
     verifier: ownTokens,
     issuer: config.issuer,
-    introspectorsOf: (resource) => grant.resources.get(resource)?.introspectors ?? [],
+    introspectorsOf: (resource, ctx) => snapshotOf(ctx).resources.get(resource)?.introspectors ?? [],
     logger,
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
   }));
@@ -184,6 +230,22 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     keys,
     unauthenticatedRejections,
     metrics,
+    configuration: () => live.current(),
+    reconfigure: oneAtATime(async (next: TetherConfig, reconfigureOptions: ReconfigureOptions = {}): Promise<Reconfigured> => {
+      const { source = 'configuration', checks } = reconfigureOptions;
+      const running = live.current();
+      const plan = planReload(running.config, next);
+      // The file was valid on its own; with the running restart-only values it must be too (e.g. an
+      // mtls client needs the https listener that is running, not one the file adds).
+      const issues = [...crossReferenceIssues(plan.config), ...(checks?.(plan.config) ?? [])];
+      if (issues.length > 0) throw configErrorOfIssues(source, issues);
+      const snapshot = buildConfigSnapshot(provider, plan.config, running, source);
+      // Issuance locks the client's state row (ledger/client_states.ts): new clients need theirs first.
+      const added = plan.config.clients.map((client) => client.id).filter((id) => !running.clients.has(id));
+      await ensureClientStates(knex, added);
+      live.replace(snapshot);
+      return { generation: snapshot.generation, clients: snapshot.clients.size, resources: snapshot.resources.size, needsRestart: plan.needsRestart };
+    }),
     close: async () => {
       await keys.close();
       await unauthenticatedRejections.stop();

@@ -19,7 +19,8 @@ import { summarizeRequest } from './request_summary.js';
  * Installed outside every other middleware, so the status is the one the client was sent.
  */
 export function accessLog(logger: Logger, options: {
-  labels: LabelVocabulary;
+  /** The bounded words for this request's client, resource, grant and error (its configuration's names). */
+  labelsOf(ctx: Context): LabelVocabulary;
   /** The request's id and the client address settled for it (http/middleware.ts requestFactsOf). */
   factsOf(ctx: Context): { requestId: string; sourceAddress: string | undefined };
 }) {
@@ -36,7 +37,7 @@ export function accessLog(logger: Logger, options: {
 const USER_AGENT_LENGTH = 200;
 
 function logRequest(ctx: Context, logger: Logger, options: Parameters<typeof accessLog>[1], elapsedMs: number): void {
-  const summary = summarizeRequest(ctx, options.labels);
+  const summary = summarizeRequest(ctx, options.labelsOf(ctx));
   const { requestId, sourceAddress } = options.factsOf(ctx);
   const peer = ctx.req.socket.remoteAddress;
   const userAgent = ctx.get('user-agent');

@@ -47,13 +47,18 @@ export interface LabelVocabulary {
   error(value: unknown): string;
 }
 
-export function labelVocabulary(configured: { clientIds: Iterable<string>; resourceUris: Iterable<string> }): LabelVocabulary {
-  const clients = new Set(configured.clientIds);
-  const resources = new Set(configured.resourceUris);
-  const named = (value: unknown, known: ReadonlySet<string>): string => {
+/** The names the configuration knows (a request's configuration snapshot: they change with a reload). */
+export interface KnownNames {
+  clients: { has(id: string): boolean };
+  resources: { has(uri: string): boolean };
+}
+
+export function labelVocabulary(known: KnownNames): LabelVocabulary {
+  const { clients, resources } = known;
+  const named = (value: unknown, names: { has(name: string): boolean }): string => {
     if (value === undefined || value === null || value === '') return NONE;
-    if (Array.isArray(value)) return value.length === 1 ? named(value[0], known) : MULTIPLE;
-    return typeof value === 'string' && known.has(value) ? value : UNKNOWN;
+    if (Array.isArray(value)) return value.length === 1 ? named(value[0], names) : MULTIPLE;
+    return typeof value === 'string' && names.has(value) ? value : UNKNOWN;
   };
   return {
     client: (id) => named(id, clients),

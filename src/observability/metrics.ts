@@ -1,7 +1,6 @@
 import type { Knex } from 'knex';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { LoadedSigningKeys } from '../keys/signing_keys.js';
-import { labelVocabulary, type LabelVocabulary } from './metric_labels.js';
 
 /**
  * Tether's Prometheus metrics (docs/operations.md#metrics), one registry per app: several Tethers
@@ -18,13 +17,10 @@ export interface MetricSources {
   /** Issuances waiting to be written and statements running (ledger/issuance_batcher.ts). */
   issuanceQueue(): { waiting: number; inFlight: number };
   signingKeys(): LoadedSigningKeys;
-  clientIds: Iterable<string>;
-  resourceUris: Iterable<string>;
 }
 
 export interface TetherMetrics {
   registry: Registry;
-  labels: LabelVocabulary;
   tokensIssued: Counter<'grant' | 'client' | 'resource'>;
   tokensRefused: Counter<'grant' | 'client' | 'resource' | 'error'>;
   /** Time in each step of an issuance: policy (up to minting), signing, ledger commit. */
@@ -44,7 +40,6 @@ export function createTetherMetrics(sources: MetricSources): TetherMetrics {
 
   const metrics: TetherMetrics = {
     registry,
-    labels: labelVocabulary(sources),
     tokensIssued: new Counter({
       name: 'tether_tokens_issued_total',
       help: 'Access tokens issued (their issuance event committed), by grant, client and resource.',

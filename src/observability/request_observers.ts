@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { TetherConfig } from '../config/schema.js';
 import type { LoadedSigningKeys } from '../keys/signing_keys.js';
 import { accessLog } from './access_log.js';
-import { labelVocabulary } from './metric_labels.js';
+import { labelVocabulary, type KnownNames } from './metric_labels.js';
 import { createTetherMetrics, type TetherMetrics } from './metrics.js';
 import { metricsEndpoint } from './metrics_endpoint.js';
 import { tokenMetrics } from './token_metrics.js';
@@ -18,8 +18,8 @@ export interface ObservedApp {
   logger: Logger;
   provider: Provider;
   knex: Knex;
-  clientIds: readonly string[];
-  resourceUris: readonly string[];
+  /** The client ids and resource URIs of the configuration the request ran with. */
+  knownNamesOf(ctx: Context): KnownNames;
   issuanceQueue(): { waiting: number; inFlight: number };
   signingKeys(): LoadedSigningKeys;
   /** The request's id and client address (http/middleware.ts requestFactsOf). */
@@ -37,12 +37,12 @@ export interface ObservedApp {
 export function requestObservers(app: ObservedApp): { metrics: TetherMetrics | undefined; outermost: Middleware[]; besideHealth: Middleware[] } {
   const { listener, path } = app.config.metrics;
   const metrics = listener === 'off' ? undefined : createTetherMetrics(app);
-  const labels = metrics?.labels ?? labelVocabulary(app);
+  const labelsOf = (ctx: Context) => labelVocabulary(app.knownNamesOf(ctx));
   return {
     metrics,
     outermost: [
-      accessLog(app.logger, { labels, factsOf: app.factsOf }),
-      ...(metrics ? [tokenMetrics(metrics, app.provider, { metricsPath: path })] : []),
+      accessLog(app.logger, { labelsOf, factsOf: app.factsOf }),
+      ...(metrics ? [tokenMetrics(metrics, app.provider, { metricsPath: path, labelsOf })] : []),
     ],
     besideHealth: metrics && (listener === 'http' || listener === 'https') ? [metricsEndpoint(metrics.registry, path, listener)] : [],
   };

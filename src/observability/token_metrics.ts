@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import type Provider from 'oidc-provider';
 import { ledgerRouteOf, rememberedRejection } from '../ledger/rejections.js';
+import type { LabelVocabulary } from './metric_labels.js';
 import type { TetherMetrics } from './metrics.js';
 import { summarizeRequest } from './request_summary.js';
 
@@ -10,7 +11,7 @@ import { summarizeRequest } from './request_summary.js';
  * bounded label values of metric_labels.ts. Installed outside every other middleware, so that it
  * counts the status the client was actually sent (a refusal answered before oidc-provider too).
  */
-export function tokenMetrics(metrics: TetherMetrics, provider: Provider, options: { metricsPath: string }) {
+export function tokenMetrics(metrics: TetherMetrics, provider: Provider, options: { metricsPath: string; labelsOf(ctx: Context): LabelVocabulary }) {
   // Routes outside oidc-provider, by path; any other path is `other` (a scan adds no series).
   const ownRoutes = new Map([['/healthz', 'healthz'], ['/readyz', 'readyz'], [options.metricsPath, 'metrics']]);
   return async function tokenMetricsMiddleware(ctx: Context, next: Next): Promise<void> {
@@ -18,13 +19,16 @@ export function tokenMetrics(metrics: TetherMetrics, provider: Provider, options
     try {
       await next();
     } finally {
-      countRequest(ctx, metrics, provider, ownRoutes, (performance.now() - started) / 1000);
+      countRequest(ctx, metrics, provider, { ownRoutes, labels: options.labelsOf(ctx) }, (performance.now() - started) / 1000);
     }
   };
 }
 
-function countRequest(ctx: Context, metrics: TetherMetrics, provider: Provider, ownRoutes: ReadonlyMap<string, string>, seconds: number): void {
-  const summary = summarizeRequest(ctx, metrics.labels);
+function countRequest(
+  ctx: Context, metrics: TetherMetrics, provider: Provider, words: { ownRoutes: ReadonlyMap<string, string>; labels: LabelVocabulary }, seconds: number,
+): void {
+  const { ownRoutes } = words;
+  const summary = summarizeRequest(ctx, words.labels);
   const route = ledgerRouteOf(ctx, provider) ?? summary.route ?? ownRoutes.get(ctx.path) ?? 'other';
   metrics.requestDuration.observe({ route, status: String(ctx.status) }, seconds);
   if (route !== 'token' || ctx.method !== 'POST') return;
