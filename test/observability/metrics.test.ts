@@ -4,7 +4,7 @@ import { parseConfig } from '../../src/config/load_config.js';
 import { TOKEN_EXCHANGE_GRANT } from '../../src/provider/client_metadata.js';
 import { createDpopKey, dpopProof } from '../../src/testing/dpop.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
-import { DPOP_SECRET, ORDERS, REPORTS, UNKNOWN, testConfig } from '../support/config.js';
+import { DPOP_SECRET, LEGACY, ORDERS, REPORTS, UNKNOWN, testConfig } from '../support/config.js';
 import { INVOICES, LedgerClient, ORDERS as LEDGER_ORDERS, ledgerConfig } from '../ledger/ledger_config.js';
 import { rawRequest } from '../support/raw_request.js';
 import { basicAuth, postForm, startTestTether } from '../support/tether.js';
@@ -135,6 +135,22 @@ describe('token counters', () => {
     expect((await dpopToken(await dpopProof(await createDpopKey(), { htm: 'GET', htu: tether.tokenEndpoint }))).body.error).toBe('invalid_dpop_proof');
     const after = await metrics();
     expect(delta(before, after, 'tether_dpop_replays_total', {})).toBe(0);
+  });
+});
+
+describe('a configuration reload', () => {
+  test('a client added by a reload is counted under its id from then on; before, its id was "unknown"', async () => {
+    const secret = 'late-client-secret-0123456789abcdef';
+    const lateToken = () => postForm(tether.tokenEndpoint, { grant_type: CC, resource: LEGACY }, { dispatcher: anonymous, headers: { authorization: basicAuth('late-client', secret) } });
+    const before = await metrics();
+    expect((await lateToken()).status).toBe(401);
+    const next = structuredClone(tether.app.configuration().config) as unknown as Record<string, unknown> & { clients: Record<string, unknown>[] };
+    next.clients.push({ id: 'late-client', owner: 'team-late', purpose: 'added by a reload', binding: 'none', auth: { method: 'client_secret_basic', secret }, resources: { [LEGACY]: ['legacy:read'] } });
+    await tether.app.reconfigure(parseConfig(next));
+    expect((await lateToken()).status).toBe(200);
+    const after = await metrics();
+    expect(delta(before, after, REFUSED, { grant: CC, client: 'unknown', resource: LEGACY, error: 'invalid_client' })).toBe(1);
+    expect(delta(before, after, ISSUED, { grant: CC, client: 'late-client', resource: LEGACY })).toBe(1);
   });
 });
 
