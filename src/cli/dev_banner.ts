@@ -9,7 +9,14 @@ import { curlTokenExample } from './token_example.js';
  * client with how it authenticates — secrets included, because these are development credentials a
  * newcomer needs and the configuration already holds them in plain text.
  */
-export function devBanner(config: TetherConfig, listeners: readonly RunningListener[], pki: DevPki | undefined, cwd = process.cwd()): string {
+/** Where the banner points besides the token endpoint: metrics and the admin API's dev credential, when on. */
+export interface BannerExtras {
+  metricsUrl?: string;
+  adminCredentialFile?: string;
+  adminPath?: string;
+}
+
+export function devBanner(config: TetherConfig, listeners: readonly RunningListener[], pki: DevPki | undefined, extras: BannerExtras = {}, cwd = process.cwd()): string {
   const https = listeners.find((listener) => listener.kind === 'https');
   const http = listeners.find((listener) => listener.kind === 'http');
   const relative = (file: string) => path.relative(cwd, file) || file;
@@ -21,7 +28,11 @@ export function devBanner(config: TetherConfig, listeners: readonly RunningListe
     `  token      ${https?.origin ?? http?.origin}/token     jwks ${config.issuer}/jwks`,
     `  introspect ${https?.origin ?? http?.origin}/token/introspection  (the clients each resource lists as introspectors)`,
     `  health     ${(http ?? https)?.origin}/healthz  ${(http ?? https)?.origin}/readyz`,
+    ...(extras.metricsUrl ? [`  metrics    ${extras.metricsUrl}  (Prometheus)`] : []),
     `  database   ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${relative(path.join(config.dataDir, 'db'))}`}`,
+    ...(extras.adminCredentialFile
+      ? [`  admin      ${(http ?? https)?.origin}${extras.adminPath ?? ''}/api  credential in ${relative(extras.adminCredentialFile)} (mode 0600; tether tokens|clients|ledger use it)`]
+      : []),
   ];
   if (pki) lines.push(`  PKI        CA ${relative(pki.ca.certificatePath)}; client certificates in ${relative(path.join(pki.directory, 'clients'))}/`);
 

@@ -10,6 +10,9 @@ import { clientCredentialsHandler, clientCredentialsParameters } from '../grants
 import type { GrantContext } from '../grants/grant_context.js';
 import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
 import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
+import { adminApi } from '../admin/admin_api.js';
+import { createAdminAuthenticator } from '../admin/authenticate.js';
+import { adminConsole, loadConsoleFiles } from '../admin/console_files.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
 import { createRejectionAggregator, type RejectionAggregator } from '../ledger/rejection_aggregator.js';
@@ -25,6 +28,9 @@ import { buildConfigSnapshot, createLiveConfig, type ConfigSnapshot } from '../p
 import { createProvider } from '../provider/create_provider.js';
 import { installSigningKeys } from '../provider/internals.js';
 import { createAdapterFactory } from '../storage/adapter.js';
+import { timedGrant } from '../observability/issuance_timing.js';
+import type { TetherMetrics } from '../observability/metrics.js';
+import { requestObservers } from '../observability/request_observers.js';
 import type { Database } from '../storage/database.js';
 import {
   certificateOf, discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
@@ -40,6 +46,11 @@ export interface TetherAppOptions {
   /** PEM bundle of CAs that tls_client_auth certificates must chain to (also given to the TLS listener). */
   clientCaPem?: string;
   instanceId?: string;
+  /**
+   * `tether dev`: the admin API's local credential (admin/dev_credential.ts); the admin API is
+   * served when this is given or `admin.enabled` is true.
+   */
+  adminDevSecret?: string;
 }
 
 /** Tether's request handling: oidc-provider with Tether's grants and middleware, over one database. */
@@ -55,6 +66,10 @@ export interface TetherApp {
   keys: LiveSigningKeys;
   /** Refusals nobody authenticated for, counted per window (`flush()` ends the window now). */
   unauthenticatedRejections: RejectionAggregator;
+  /** Ends the admin API's open streams (ledger follow, SSE), so that a graceful stop need not wait for them. */
+  endAdminStreams(): void;
+  /** Prometheus metrics, when `metrics.listener` is not `off` (served by the app itself for `http`/`https`). */
+  metrics: TetherMetrics | undefined;
   /** The configuration requests starting now run with. */
   configuration(): ConfigSnapshot;
   /**
@@ -147,13 +162,23 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
   };
 
+  // Access log and Prometheus metrics (observability/request_observers.ts).
+  const observers = requestObservers({
+    config, logger, provider, knex,
+    knownNamesOf: (ctx) => snapshotOf(ctx),
+    issuanceQueue: () => grant.ledger.queueDepth(),
+    signingKeys: () => keys.current(),
+    factsOf: (ctx) => requestFactsOf(ctx, instanceId),
+  });
+  const { metrics } = observers;
+
   // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
-  provider.registerGrantType('client_credentials', clientCredentialsHandler(grant), clientCredentialsParameters, ['resource']);
+  provider.registerGrantType('client_credentials', timedGrant(metrics?.issuancePhase, 'client_credentials', clientCredentialsHandler(grant)), clientCredentialsParameters, ['resource']);
   // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own
   // published keys, including ones another instance began signing with that this one has not heard of yet.
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   // RFC 8693: token exchange.
-  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
+  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, timedGrant(metrics?.issuancePhase, TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens)), tokenExchangeParameters, tokenExchangeDuplicableParameters);
   // Clients are validated against the grant types registered above, as oidc-provider does at first use.
   try {
     live.replace(buildConfigSnapshot(provider, config));
@@ -166,8 +191,11 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // reset) here, by default with console.error: a client could fill stderr at will.
   (provider.on as (event: 'error', listener: (error: Error & { code?: string }) => void) => Provider)(
     'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
+  // Outermost: the access line and the counters see the status the client was sent.
+  for (const observer of observers.outermost) provider.use(observer);
   provider.use(requestContext(logger, live));
   provider.use(healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }));
+  for (const endpoint of observers.besideHealth) provider.use(endpoint);
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
@@ -196,6 +224,19 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     ? { trustedProxies: config.trustedProxies, header: config.clientCertHeader, ca: options.clientCaPem }
     : undefined;
   provider.use(resolveCallerCertificate({ proxy }, logger));
+  const adminClosing = new AbortController();
+  if (options.adminDevSecret !== undefined || config.admin.enabled === true) {
+    // After the caller's certificate is resolved (mTLS-bound admin tokens), before the route filter.
+    provider.use(adminApi({
+      config, knex, logger,
+      currentConfig: (ctx) => snapshotOf(ctx).config,
+      authenticate: createAdminAuthenticator({ issuer: config.issuer, admin: config.admin, keys, knex, devSecret: options.adminDevSecret }),
+      requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
+      unauthenticated: unauthenticatedRejections,
+      closing: adminClosing.signal,
+    }));
+    provider.use(adminConsole(config.admin.path, await loadConsoleFiles()));
+  }
   const issuerOrigin = new URL(config.issuer).origin;
   provider.use(discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined));
   // Last, so that it runs just before oidc-provider's router: only Tether's endpoints reach it.
@@ -211,6 +252,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     },
     keys,
     unauthenticatedRejections,
+    endAdminStreams: () => adminClosing.abort(),
+    metrics,
     configuration: () => live.current(),
     reconfigure: oneAtATime(async (next: TetherConfig, reconfigureOptions: ReconfigureOptions = {}): Promise<Reconfigured> => {
       const { source = 'configuration', checks } = reconfigureOptions;
@@ -228,6 +271,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
       return { generation: snapshot.generation, clients: snapshot.clients.size, resources: snapshot.resources.size, needsRestart: plan.needsRestart };
     }),
     close: async () => {
+      adminClosing.abort();
       await keys.close();
       await unauthenticatedRejections.stop();
     },

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -84,18 +83,7 @@ const STEPS: Step[] = [
         'npx tether tokens revoke --client orders-worker --reason "laptop stolen"',
         'npx tether clients suspend orders-worker --reason offboarded',
       ]);
-      // tether dev still runs: the command says what to do, in one line.
-      const whileDevRuns = await shell(commands[0]!);
-      expect(whileDevRuns.code).toBe(1);
-      expect(whileDevRuns.stdout).toBe('');
-      expect(whileDevRuns.stderr).toMatch(new RegExp(`^tether: the embedded database \\.tether/db is in use by process \\d+ \\([^)]*dev\\): one process at a time can open it\\. Stop that process \\(Ctrl-C where tether dev runs\\) and run this again`));
-      expect(whileDevRuns.stderr.trimEnd().split('\n')).toHaveLength(1);
-
-      // Doing what it says: Ctrl-C in dev's terminal, then the commands again.
-      // (npm itself dies of the signal, as in a terminal; Tether finishes and releases its database.)
-      await stopBackground(dev);
-      const lock = path.join(sandbox, '.tether', 'db.lock');
-      await waitFor(() => !existsSync(lock), 'tether dev to close its database', dev.output, 30_000);
+      // tether dev still runs: the commands go through its admin API (its local credential).
       const listed = await shell(commands[0]!);
       expect({ code: listed.code, stderr: listed.stderr }).toEqual({ code: 0, stderr: '' });
       expect(listed.stdout).toMatch(/^TOKEN ID\s+CLIENT\s+RESOURCE\s+SCOPE\s+BINDING\s+STATE\s+ISSUED\s+EXPIRES\s+LAST USED\s+PARENT\n\S+\s+orders-worker\s+https:\/\/orders\.example\.test\s+orders:read\s+mtls x5t#S256=\S+\s+active\s/);
