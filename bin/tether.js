@@ -10,7 +10,7 @@
 //
 // This file must parse on old Node versions too: plain ES2020, no dependencies.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync, utimesSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, statSync, utimesSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -31,7 +31,11 @@ const BUILDS = [
     output: `${root}packages/resource-server/dist/index.js`,
     buildInfo: `${root}node_modules/.cache/tether/resource-server.tsbuildinfo`,
   },
-  { name: 'tether-oauth', sources: `${root}src`, tsconfig: `${root}tsconfig.build.json`, output: fileURLToPath(main), buildInfo: `${root}dist/.tsbuildinfo` },
+  {
+    name: 'tether-oauth', sources: `${root}src`, tsconfig: `${root}tsconfig.build.json`, output: fileURLToPath(main), buildInfo: `${root}dist/.tsbuildinfo`,
+    // Read at run time next to the compiled code, copied as `npm run build` copies them.
+    assets: ['src/admin/console'],
+  },
 ];
 
 function fail(message) {
@@ -49,17 +53,18 @@ function onSupportedNode() {
   process.exit(run.status ?? 1);
 }
 
-/** The newest modification time of the TypeScript below `directory` and of the given files, in ms. */
-function newestSource(directory, files) {
+/** The newest modification time of the TypeScript below `directory`, of every file below `assets`, and of `files`, in ms. */
+function newestSource(directory, files, assets = []) {
   let newest = 0;
-  const visit = (folder) => {
+  const visit = (folder, every) => {
     for (const entry of readdirSync(folder, { withFileTypes: true })) {
       const file = `${folder}/${entry.name}`;
-      if (entry.isDirectory()) visit(file);
-      else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(file).mtimeMs);
+      if (entry.isDirectory()) visit(file, every);
+      else if (every || entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(file).mtimeMs);
     }
   };
-  visit(directory);
+  visit(directory, false);
+  for (const asset of assets) if (existsSync(`${root}${asset}`)) visit(`${root}${asset}`, true);
   for (const file of files) if (existsSync(file)) newest = Math.max(newest, statSync(file).mtimeMs);
   return newest;
 }
@@ -68,10 +73,11 @@ function isCheckout() {
   return existsSync(`${root}src/main.ts`) && existsSync(`${root}tsconfig.build.json`);
 }
 
-const newestInputOf = (build) => newestSource(build.sources, [build.tsconfig, `${root}tsconfig.json`, `${root}package.json`]);
+const newestInputOf = (build) => newestSource(build.sources, [build.tsconfig, `${root}tsconfig.json`, `${root}package.json`], build.assets);
 
 function isCurrent(build) {
-  return existsSync(build.output) && existsSync(build.buildInfo) && statSync(build.buildInfo).mtimeMs >= newestInputOf(build);
+  const assetsCopied = (build.assets ?? []).every((asset) => !existsSync(`${root}${asset}`) || existsSync(`${root}dist/${asset}`));
+  return assetsCopied && existsSync(build.output) && existsSync(build.buildInfo) && statSync(build.buildInfo).mtimeMs >= newestInputOf(build);
 }
 
 /** Compiles what changed since the last build (tsc --incremental keeps its build info). */
@@ -83,6 +89,9 @@ function buildIncrementally(build) {
   // Sources changed while tsc runs are newer than this, and compiled on the next start.
   const compiledUpTo = newestInputOf(build);
   const run = spawnSync(process.execPath, [tsc, '-p', build.tsconfig, '--incremental', '--tsBuildInfoFile', build.buildInfo], { stdio: ['ignore', 2, 2] });
+  for (const asset of build.assets ?? []) {
+    if (existsSync(`${root}${asset}`)) cpSync(`${root}${asset}`, `${root}dist/${asset}`, { recursive: true });
+  }
   // tsc emits despite type errors (it printed them): run what it emitted, as `tsx` would have.
   if (!existsSync(build.output)) fail(`${build.name}: the build produced no ${build.output} (see the errors above)`);
   if (run.status !== 0) process.stderr.write('tether: type errors above; running the compiled output anyway\n');
