@@ -1,19 +1,30 @@
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Knex } from 'knex';
+import { errors, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
 import { isJwsAlgorithm, JWS_ALGORITHMS } from '../config/jws_algorithms.js';
-import type { ClientConfig, ResourceConfig } from '../config/schema.js';
+import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schema.js';
 import { opaqueTokenId } from '../keys/own_tokens.js';
-import type { IssuedToken, TokenBinding } from '../ledger/events.js';
+import type { IssuanceEventType, IssuedToken, RequestFacts, TokenBinding } from '../ledger/events.js';
+import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
 import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
 import { validateDpopProof, type ValidatedDpopProof } from '../provider/internals.js';
-import { PolicyError, selectBinding } from '../provider/resource_policy.js';
+import { PolicyError, selectBinding } from './resource_policy.js';
 import { recordProofOnce } from '../storage/dpop_replay.js';
-import type { GrantContext } from './grant_context.js';
 
 /**
  * The steps every Tether grant shares, in the order a grant uses them. Each throws the OAuth error a
  * client should see; the private reason travels as `error_detail`, which oidc-provider never renders.
+ * Each step takes only what it uses; {@link IssuanceDependencies} is what a grant built on them needs.
  */
+
+/** What the shared issuance steps use: the configured clients, the ledger, the mint and the binder. */
+export interface IssuanceDependencies {
+  clients: ReadonlyMap<string, ClientConfig>;
+  ledger: IssuanceLedger;
+  mint: TokenMint;
+  binder: TokenBinder;
+  requestFactsOf(ctx: KoaContextWithOIDC): RequestFacts;
+}
 
 type OAuthError = InstanceType<typeof errors.OIDCProviderError> & { error_detail?: string };
 
@@ -43,15 +54,15 @@ export function withPolicyErrors<T>(decide: () => T): T {
 }
 
 /** The Tether configuration of the authenticated client (oidc-provider has already authenticated it). */
-export function tetherClientOf(grant: GrantContext, ctx: KoaContextWithOIDC): ClientConfig {
-  const client = grant.clients.get(ctx.oidc.client!.clientId);
+export function tetherClientOf(clients: ReadonlyMap<string, ClientConfig>, ctx: KoaContextWithOIDC): ClientConfig {
+  const client = clients.get(ctx.oidc.client!.clientId);
   if (!client) throw new Error(`client ${ctx.oidc.client!.clientId} is registered in oidc-provider but not in the configuration`);
   return client;
 }
 
 /** A suspended client gets no new tokens (its live tokens were revoked when it was suspended). */
-export async function requireActiveClient(grant: GrantContext, client: ClientConfig): Promise<void> {
-  const suspended = await databaseStep(() => grant.ledger.isClientSuspended(client.id));
+export async function requireActiveClient(ledger: Pick<IssuanceLedger, 'isClientSuspended'>, client: ClientConfig): Promise<void> {
+  const suspended = await databaseStep(() => ledger.isClientSuspended(client.id));
   if (suspended) throw clientSuspended(client.id);
 }
 
@@ -59,11 +70,32 @@ function clientSuspended(clientId: string): OAuthError {
   return withDetail(new errors.UnauthorizedClient('the client may not obtain tokens at this time'), `client ${clientId} is suspended`);
 }
 
+/** Binds new tokens to the caller's key and tells which keys the caller presented. */
+export interface TokenBinder {
+  bindToken(ctx: KoaContextWithOIDC, client: ClientConfig, resource: ResourceConfig): Promise<TokenBinding>;
+  validatedDpopProof(ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined>;
+  certificateOf(ctx: KoaContextWithOIDC): { der: Buffer; thumbprint: string } | undefined;
+}
+
+interface BinderDependencies {
+  provider: Provider;
+  knex: Knex;
+  certificateOf(ctx: KoaContextWithOIDC): { der: Buffer; thumbprint: string } | undefined;
+}
+
+export function tokenBinder(deps: BinderDependencies): TokenBinder {
+  return {
+    bindToken: (ctx, client, resource) => bindToken(deps, ctx, client, resource),
+    validatedDpopProof: (ctx) => validatedDpopProof(deps, ctx),
+    certificateOf: deps.certificateOf,
+  };
+}
+
 /**
  * The sender constraint of the token about to be minted, chosen per client (DESIGN: every token is
  * bound by default). mTLS: RFC 8705 §3; DPoP: RFC 9449 §5, with replay detection in the shared database.
  */
-export async function bindToken(grant: GrantContext, ctx: KoaContextWithOIDC, client: ClientConfig, resource: ResourceConfig): Promise<TokenBinding> {
+async function bindToken(grant: BinderDependencies, ctx: KoaContextWithOIDC, client: ClientConfig, resource: ResourceConfig): Promise<TokenBinding> {
   const method = withPolicyErrors(() => selectBinding(client, resource));
   const dpopHeader = ctx.get('DPoP');
 
@@ -97,7 +129,7 @@ export async function bindToken(grant: GrantContext, ctx: KoaContextWithOIDC, cl
  * whose library signs with another algorithm nothing. The supported list is public (discovery's
  * `dpop_signing_alg_values_supported`); the algorithm sent goes only to the ledger.
  */
-export async function validatedDpopProof(grant: GrantContext, ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined> {
+async function validatedDpopProof(grant: BinderDependencies, ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined> {
   const proof = ctx.get('DPoP');
   if (proof) requireSupportedProofAlgorithm(proof);
   return validateDpopProof(grant.provider, ctx);
@@ -125,7 +157,7 @@ const DPOP_PROOF_WINDOW_SECONDS = 300;
  * RFC 9449 §11.1: a proof is single-use. The check is one atomic insert in the shared database, so two
  * instances (or two concurrent requests) presenting one proof give exactly one token.
  */
-async function rejectReplayedProof(grant: GrantContext, jkt: string, jti: string, iat: number): Promise<void> {
+async function rejectReplayedProof(grant: BinderDependencies, jkt: string, jti: string, iat: number): Promise<void> {
   // RFC 9449 §11.1: jti is unique per key; recordProofOnce stores only the hash of this key.
   const key = `${jkt}\0${jti}`;
   const expiresAt = new Date((Math.max(iat, Date.now() / 1000) + DPOP_PROOF_WINDOW_SECONDS) * 1000);
@@ -149,9 +181,25 @@ interface MintRequest {
   act?: Record<string, unknown>;
 }
 
+/** Mints access tokens through oidc-provider's token model, and removes one no client will see. */
+export interface TokenMint {
+  mintAccessToken(ctx: KoaContextWithOIDC, request: MintRequest): Promise<IssuedToken>;
+  /** Deletes a minted opaque token whose issuance could not be recorded (a JWT cannot be unminted). */
+  discard(issued: IssuedToken): Promise<void>;
+}
+
+export function tokenMint(provider: Provider, signingAlgorithm: TetherConfig['signing']['algorithm']): TokenMint {
+  return {
+    mintAccessToken: (ctx, request) => mintAccessToken(provider, signingAlgorithm, ctx, request),
+    async discard(issued) {
+      // An opaque token's value is its id.
+      if (issued.format === 'opaque') await provider.ClientCredentials.adapter.destroy(issued.value).catch(() => undefined);
+    },
+  };
+}
+
 /** Mints the access token through oidc-provider's token model (RFC 9068 JWT, or opaque per resource). */
-export async function mintAccessToken(grant: GrantContext, ctx: KoaContextWithOIDC, request: MintRequest): Promise<IssuedToken> {
-  const { provider, config } = grant;
+async function mintAccessToken(provider: Provider, signingAlgorithm: TetherConfig['signing']['algorithm'], ctx: KoaContextWithOIDC, request: MintRequest): Promise<IssuedToken> {
   const token = new provider.ClientCredentials({
     client: ctx.oidc.client!,
     scope: request.scopes.join(' ') || undefined,
@@ -161,7 +209,7 @@ export async function mintAccessToken(grant: GrantContext, ctx: KoaContextWithOI
     scope: request.resource.scopes.join(' '),
     accessTokenFormat: request.resource.format,
     accessTokenTTL: request.lifetimeSeconds,
-    jwt: { sign: { alg: config.signing.algorithm } },
+    jwt: { sign: { alg: signingAlgorithm } },
   });
   if (request.binding.method === 'mtls') (token as unknown as Record<string, unknown>)['x5t#S256'] = request.binding.thumbprint;
   if (request.binding.method === 'dpop') token.setThumbprint('jkt', request.binding.thumbprint);
@@ -206,15 +254,16 @@ function tokenFacts(format: 'jwt' | 'opaque', value: string, token: { jti?: stri
  * DESIGN "no token without a record": the response is built only after the issuance event is committed.
  * If the database cannot commit, the client gets 503 + Retry-After and no token.
  */
-export async function recordIssuance(grant: GrantContext, ctx: KoaContextWithOIDC, event: { type: 'token.issued' | 'token.exchanged'; issued: IssuedToken }): Promise<void> {
+export async function recordIssuance(
+  deps: Pick<IssuanceDependencies, 'ledger' | 'mint' | 'requestFactsOf'>,
+  ctx: KoaContextWithOIDC,
+  event: { type: IssuanceEventType; issued: IssuedToken },
+): Promise<void> {
   try {
-    await grant.ledger.recordIssuance(event, grant.requestFactsOf(ctx));
+    await deps.ledger.recordIssuance(event, deps.requestFactsOf(ctx));
   } catch (error) {
-    if (event.issued.format === 'opaque') {
-      // The client never sees this token; remove it so nothing usable exists without its record.
-      // (An opaque token's value is its id.)
-      await grant.provider.ClientCredentials.adapter.destroy(event.issued.value).catch(() => undefined);
-    }
+    // The client never sees this token; remove it so nothing usable exists without its record.
+    await deps.mint.discard(event.issued);
     // The record itself refuses a client suspended since requireActiveClient looked (ledger/record_issuance.ts).
     if (error instanceof ClientSuspendedError) throw clientSuspended(error.clientId);
     // …and an exchanged token whose subject token was revoked since the grant checked it: the grant answers that.

@@ -4,12 +4,12 @@ import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import { isTrustedProxy } from '../binding/proxy_certificate.js';
 import { databaseTimeoutsMs, type TetherConfig } from '../config/schema.js';
-import { clientCredentialsHandler, clientCredentialsParameters } from '../grants/client_credentials.js';
-import type { GrantContext } from '../grants/grant_context.js';
-import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
-import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
+import { tokenBinder, tokenMint } from '../grants/issuance_steps.js';
+import { GRANT_TYPES, registerGrants, type GrantDependencies } from '../grants/registry.js';
+import { resourceRegistry } from '../grants/resource_policy.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
+import { findTokenStanding } from '../ledger/lineage.js';
 import { createRejectionAggregator, type RejectionAggregator } from '../ledger/rejection_aggregator.js';
 import { listenForRejections, recordRejections } from '../ledger/rejections.js';
 import { tokenStatusEndpoints } from '../ledger/token_status_endpoints.js';
@@ -18,10 +18,9 @@ import { ownTokenVerifier } from '../keys/own_tokens.js';
 import { describeUnsupportedAssertionAlg } from '../provider/client_assertion_alg.js';
 import { loadServerSecret } from '../keys/server_secrets.js';
 import { signingPolicyOf } from '../keys/signing_policy.js';
-import { ALLOWED_JWS_ALGORITHMS, TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
+import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
 import { createProvider } from '../provider/create_provider.js';
 import { installSigningKeys } from '../provider/internals.js';
-import { resourceRegistry } from '../provider/resource_policy.js';
 import { createAdapterFactory } from '../storage/adapter.js';
 import type { Database } from '../storage/database.js';
 import {
@@ -46,7 +45,6 @@ export interface TetherApp {
   /** A node:http request listener, for any number of listeners. */
   callback: ReturnType<Provider['callback']>;
   instanceId: string;
-  grant: GrantContext;
   /** The verification keys published at jwks_uri now. */
   readonly publicJwks: JSONWebKeySet;
   /** The signing keys, kept equal to the database while the app runs (keys/live_signing_keys.ts). */
@@ -88,32 +86,31 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     jwks: keys.current().jwks as never,
     dpopNonceSecret,
     callerCertificate: certificateOf,
+    grantTypes: GRANT_TYPES,
   });
   // Signing and the JWKS follow the database from now on: a key staged, activated or retired on
   // any instance (or by the CLI) reaches this one within seconds, without a restart.
   keys.subscribe((current) => installSigningKeys(provider, { signing: current.jwks.keys, published: current.publicJwks.keys }));
 
-  const grant: GrantContext = {
-    provider,
-    config,
-    knex,
-    resources: resourceRegistry(config),
-    clients: new Map(config.clients.map((client) => [client.id, client])),
-    ledger: createIssuanceLedger(knex, {
-      batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
-    }),
-    instanceId,
-    certificateOf,
-    requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
-  };
-
-  // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
-  provider.registerGrantType('client_credentials', clientCredentialsHandler(grant), clientCredentialsParameters, ['resource']);
+  const resources = resourceRegistry(config);
   // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own
   // published keys, including ones another instance began signing with that this one has not heard of yet.
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
-  // RFC 8693: token exchange.
-  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
+  const grantDependencies: GrantDependencies = {
+    clients: new Map(config.clients.map((client) => [client.id, client])),
+    resources,
+    ledger: createIssuanceLedger(knex, {
+      batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
+    }),
+    mint: tokenMint(provider, config.signing.algorithm),
+    binder: tokenBinder({ provider, knex, certificateOf }),
+    requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
+    ownTokens,
+    opaqueTokens: { find: (value, options) => provider.ClientCredentials.find(value, options) },
+    standingOf: (tokenId) => findTokenStanding(knex, tokenId),
+    maxChainDepth: config.exchange.maxChainDepth,
+  };
+  registerGrants(provider, grantDependencies);
 
   // Koa reports errors of the request or response stream (a client that timed out, aborted or
   // reset) here, by default with console.error: a client could fill stderr at will.
@@ -141,7 +138,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     knex,
     verifier: ownTokens,
     issuer: config.issuer,
-    introspectorsOf: (resource) => grant.resources.get(resource)?.introspectors ?? [],
+    introspectorsOf: (resource) => resources.get(resource)?.introspectors ?? [],
     logger,
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
   }));
@@ -158,7 +155,6 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     provider,
     callback: provider.callback(),
     instanceId,
-    grant,
     get publicJwks() {
       return keys.current().publicJwks as JSONWebKeySet;
     },

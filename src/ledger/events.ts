@@ -36,26 +36,24 @@ export interface RequestFacts {
   instanceId: string;
 }
 
-export type LedgerEventType =
-  | 'token.issued'
-  | 'token.exchanged'
-  | 'token.revoked'
-  | 'token.introspected'
-  | 'request.rejected'
-  | 'client.suspended'
-  | 'client.resumed'
-  | 'ledger.pruned';
+/**
+ * The events that record a token's issuance: each grant names the one it commits (grants/registry.ts),
+ * `token.exchanged` being the one whose token has a parent. The database's CHECK constraint lists
+ * the same values (migrations/0004); a new one needs a migration as well.
+ */
+export const ISSUANCE_EVENT_TYPES = ['token.issued', 'token.exchanged'] as const;
+export type IssuanceEventType = (typeof ISSUANCE_EVENT_TYPES)[number];
 
-export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
-  'token.issued',
-  'token.exchanged',
+export const LEDGER_EVENT_TYPES = [
+  ...ISSUANCE_EVENT_TYPES,
   'token.revoked',
   'token.introspected',
   'request.rejected',
   'client.suspended',
   'client.resumed',
   'ledger.pruned',
-];
+] as const;
+export type LedgerEventType = (typeof LEDGER_EVENT_TYPES)[number];
 
 /**
  * The high-volume events an operator may delete after a retention period (`tether ledger prune`,

@@ -21,6 +21,8 @@ export interface ProviderDependencies {
   /** 32 bytes shared by all instances, so a DPoP nonce from one instance is accepted by another. */
   dpopNonceSecret: Buffer;
   callerCertificate(ctx: KoaContextWithOIDC): CallerCertificateView | undefined;
+  /** The `grant_type` values Tether serves (grants/registry.ts), every client's `grant_types`. */
+  grantTypes: readonly string[];
 }
 
 /**
@@ -44,12 +46,12 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const { config } = deps;
   const provider = new Provider(config.issuer, {
     adapter: deps.adapter,
-    clients: config.clients.map(clientMetadataOf),
+    clients: config.clients.map((client) => clientMetadataOf(client, deps.grantTypes)),
     jwks: deps.jwks,
     clientAuthMethods: [...CLIENT_AUTH_METHODS],
     assertJwtClientAuthClaimsAndHeader: async (_ctx, claims) => assertAudienceIsIssuer(claims, config.issuer),
     clientDefaults: {
-      grant_types: ['client_credentials'],
+      grant_types: [...deps.grantTypes],
       response_types: [],
       token_endpoint_auth_method: 'client_secret_basic',
       id_token_signed_response_alg: config.signing.algorithm,
@@ -88,7 +90,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
       },
       resourceIndicators: {
         enabled: true,
-        // Tether's grants resolve resources themselves (provider/resource_policy.ts); reaching these
+        // Tether's grants resolve resources themselves (grants/resource_policy.ts); reaching these
         // hooks means a built-in path we do not support, so refuse rather than fall back.
         defaultResource: async () => undefined,
         getResourceServerInfo: async () => {

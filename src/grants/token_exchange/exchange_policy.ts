@@ -1,5 +1,5 @@
 import type { ClientConfig, ResourceConfig } from '../../config/schema.js';
-import { PolicyError, TARGET_REFUSALS, type ResourceRegistry } from '../../provider/resource_policy.js';
+import { PolicyError, TARGET_REFUSALS, type ResourceRegistry } from '../resource_policy.js';
 import type { ExchangeRequest } from './parse_request.js';
 
 /**

@@ -1,13 +1,19 @@
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
-import type { OwnTokenVerifier } from '../../keys/own_tokens.js';
 import { ParentRefusedError } from '../../ledger/record_issuance.js';
-import { PolicyError } from '../../provider/resource_policy.js';
-import type { GrantContext } from '../grant_context.js';
-import { bindToken, mintAccessToken, oauthErrorOf, recordIssuance, requireActiveClient, respondWithToken, tetherClientOf } from '../issuance_steps.js';
+import { PolicyError, type ResourceRegistry } from '../resource_policy.js';
+import type { Grant } from '../grant.js';
+import { oauthErrorOf, recordIssuance, requireActiveClient, respondWithToken, tetherClientOf } from '../issuance_steps.js';
 import { decideExchange, InvalidPresentedToken } from './exchange_policy.js';
-import { parseExchangeRequest, TOKEN_TYPE } from './parse_request.js';
+import { parseExchangeRequest, TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from './parse_request.js';
 import { presentedKeysOf } from './presented_keys.js';
-import { resolvePresentedToken } from './resolve_subject.js';
+import { resolvePresentedToken, type PresentedTokenDependencies } from './resolve_subject.js';
+
+/** What the token exchange handler uses. */
+export interface TokenExchangeDependencies extends PresentedTokenDependencies {
+  resources: ResourceRegistry;
+  /** `exchange.maxChainDepth`: the most actors a token's `act` chain may name. */
+  maxChainDepth: number;
+}
 
 /**
  * OAuth 2.0 Token Exchange (RFC 8693) as a custom oidc-provider grant. A service that received a
@@ -18,26 +24,25 @@ import { resolvePresentedToken } from './resolve_subject.js';
  * sender constraint of the new token → mint → ledger (`token.exchanged`, parent = subject token) →
  * response (§2.2.1).
  */
-export function tokenExchangeHandler(grant: GrantContext, ownTokens: OwnTokenVerifier) {
-
+export function tokenExchangeHandler(deps: TokenExchangeDependencies) {
   return async function tokenExchange(ctx: KoaContextWithOIDC): Promise<void> {
-    const client = tetherClientOf(grant, ctx);
-    await requireActiveClient(grant, client);
+    const client = tetherClientOf(deps.clients, ctx);
+    await requireActiveClient(deps.ledger, client);
 
     const request = await refusing(() => parseExchangeRequest(ctx.oidc.params!));
-    const subject = await refusing(() => resolvePresentedToken(grant, ownTokens, request.subject, 'subject_token'));
-    const actor = request.actor && await refusing(() => resolvePresentedToken(grant, ownTokens, request.actor!, 'actor_token'));
-    const presented = await presentedKeysOf(grant, ctx, actor ? [subject, actor] : [subject]);
+    const subject = await refusing(() => resolvePresentedToken(deps, request.subject, 'subject_token'));
+    const actor = request.actor && await refusing(() => resolvePresentedToken(deps, request.actor!, 'actor_token'));
+    const presented = await presentedKeysOf(deps.binder, ctx, actor ? [subject, actor] : [subject]);
 
     const decision = await refusing(() => decideExchange({
       request, subject, actor, client, presented,
-      registry: grant.resources,
-      maxChainDepth: grant.config.exchange.maxChainDepth,
+      registry: deps.resources,
+      maxChainDepth: deps.maxChainDepth,
       now: new Date(),
     }));
 
-    const binding = await bindToken(grant, ctx, client, decision.resource);
-    const issued = await mintAccessToken(grant, ctx, {
+    const binding = await deps.binder.bindToken(ctx, client, decision.resource);
+    const issued = await deps.mint.mintAccessToken(ctx, {
       client,
       resource: decision.resource,
       scopes: decision.scopes,
@@ -49,7 +54,7 @@ export function tokenExchangeHandler(grant: GrantContext, ownTokens: OwnTokenVer
       parentTokenId: subject.tokenId,
     });
     // The record re-checks the subject token under lock: a revocation that committed meanwhile wins.
-    await refusing(() => recordIssuance(grant, ctx, { type: 'token.exchanged', issued }));
+    await refusing(() => recordIssuance(deps, ctx, { type: tokenExchangeGrant.eventType, issued }));
     // RFC 8693 §2.2.1: issued_token_type is REQUIRED.
     respondWithToken(ctx, issued, { issued_token_type: TOKEN_TYPE.accessToken });
   };
@@ -86,3 +91,15 @@ function invalidGrant(refusal: InvalidPresentedToken) {
   error.error_description = refusal.description;
   return error;
 }
+
+/** OAuth 2.0 Token Exchange (RFC 8693), as the registry lists it. */
+export const tokenExchangeGrant: Grant<TokenExchangeDependencies> = {
+  type: TOKEN_EXCHANGE_GRANT_TYPE,
+  // RFC 8693 §2.1; oidc-provider strips every other parameter before the handler.
+  parameters: ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'requested_token_type', 'resource', 'audience', 'scope'],
+  // May repeat at the HTTP level, so that policy (not the parser) decides: see parse_request.ts selectTargetParameter.
+  duplicableParameters: ['resource', 'audience'],
+  eventType: 'token.exchanged',
+  docs: 'docs/token-exchange.md',
+  handler: tokenExchangeHandler,
+};

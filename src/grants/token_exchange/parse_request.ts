@@ -1,4 +1,4 @@
-import { PolicyError } from '../../provider/resource_policy.js';
+import { PolicyError } from '../resource_policy.js';
 
 /**
  * Step 1 of token exchange: the token request's RFC 8693 §2.1 parameters → a typed request, or the
@@ -9,26 +9,14 @@ import { PolicyError } from '../../provider/resource_policy.js';
  * answer them the RFC 8707 way.
  */
 
+/** RFC 8693 §2.1: the `grant_type` of a token exchange request. */
+export const TOKEN_EXCHANGE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
 /** RFC 8693 §3 token type identifiers Tether understands. */
 export const TOKEN_TYPE = {
   accessToken: 'urn:ietf:params:oauth:token-type:access_token',
   jwt: 'urn:ietf:params:oauth:token-type:jwt',
 } as const;
-
-/** The parameters oidc-provider passes to the grant (everything else is stripped before the handler). */
-export const tokenExchangeParameters = [
-  'subject_token',
-  'subject_token_type',
-  'actor_token',
-  'actor_token_type',
-  'requested_token_type',
-  'resource',
-  'audience',
-  'scope',
-];
-
-/** May repeat at the HTTP level, so that policy (not the parser) decides: see {@link selectTargetParameter}. */
-export const tokenExchangeDuplicableParameters = ['resource', 'audience'];
 
 /** A token the client presented: `jwt` means the client asserted it is a JWT (RFC 8693 §3). */
 export interface PresentedToken {

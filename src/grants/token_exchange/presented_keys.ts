@@ -1,6 +1,5 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import type { GrantContext } from '../grant_context.js';
-import { validatedDpopProof } from '../issuance_steps.js';
+import type { TokenBinder } from '../issuance_steps.js';
 import type { ExchangeableToken, PresentedKeys } from './exchange_policy.js';
 
 /**
@@ -9,9 +8,9 @@ import type { ExchangeableToken, PresentedKeys } from './exchange_policy.js';
  * (RFC 9449 §4.3). The proof's single use is enforced later, when the new token is bound to it
  * (issuance_steps.ts bindToken); oidc-provider caches the validation per request.
  */
-export async function presentedKeysOf(grant: GrantContext, ctx: KoaContextWithOIDC, tokens: readonly ExchangeableToken[]): Promise<PresentedKeys> {
-  const certificate = grant.certificateOf(ctx);
+export async function presentedKeysOf(binder: TokenBinder, ctx: KoaContextWithOIDC, tokens: readonly ExchangeableToken[]): Promise<PresentedKeys> {
+  const certificate = binder.certificateOf(ctx);
   const dpopBound = tokens.some((token) => token.confirmation.jkt !== undefined);
-  const proof = dpopBound && ctx.get('DPoP') ? await validatedDpopProof(grant, ctx) : undefined;
+  const proof = dpopBound && ctx.get('DPoP') ? await binder.validatedDpopProof(ctx) : undefined;
   return { certificateThumbprint: certificate?.thumbprint, dpopJkt: proof?.thumbprint };
 }

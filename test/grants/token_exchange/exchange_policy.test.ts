@@ -3,7 +3,7 @@ import {
   chainDepthOf, decideExchange, exchangeExpiry, InvalidPresentedToken, nextActClaim, requireAudienceServedByDelegate, requirePresentableBy,
   requireSenderConstraintKept, selectExchangeScopes, selectExchangeTarget, type ExchangeableToken, type ExchangeInput,
 } from '../../../src/grants/token_exchange/exchange_policy.js';
-import { PolicyError } from '../../../src/provider/resource_policy.js';
+import { PolicyError } from '../../../src/grants/resource_policy.js';
 
 const B = 'https://b.chain.test';
 const C = 'https://c.chain.test';

@@ -1,4 +1,4 @@
-import { PolicyError } from '../../../src/provider/resource_policy.js';
+import { PolicyError } from '../../../src/grants/resource_policy.js';
 import { parseExchangeRequest, TOKEN_TYPE } from '../../../src/grants/token_exchange/parse_request.js';
 
 const TARGET = 'https://c.chain.test';

@@ -1,5 +1,5 @@
 import { clientSchema, resourceSchema, type ClientConfig } from '../../src/config/schema.js';
-import { PolicyError, selectBinding, selectResource, TARGET_REFUSALS } from '../../src/provider/resource_policy.js';
+import { PolicyError, selectBinding, selectResource, TARGET_REFUSALS } from '../../src/grants/resource_policy.js';
 
 /** The pure resource policy: one public description per invalid_target refusal, the reason private. */
 
