@@ -1,6 +1,6 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Grant } from './grant.js';
-import { recordIssuance, requireActiveClient, respondWithToken, tetherClientOf, withPolicyErrors, type IssuanceDependencies } from './issuance_steps.js';
+import { recordIssuance, requireActiveClient, respondWithToken, tetherClientOf, type IssuanceDependencies } from './issuance_steps.js';
 import { selectResource, selectScopes, type ResourceRegistry } from './resource_policy.js';
 
 /** What the client_credentials handler uses. */
@@ -18,10 +18,8 @@ export function clientCredentialsHandler(deps: ClientCredentialsDependencies) {
     const client = tetherClientOf(deps.clients, ctx);
     await requireActiveClient(deps.ledger, client);
 
-    const { resource, scopes } = withPolicyErrors(() => {
-      const chosen = selectResource(ctx.oidc.params!.resource as string | string[] | undefined, client, client.resources, deps.resources);
-      return { resource: chosen, scopes: selectScopes(ctx.oidc.params!.scope as string | undefined, client.resources[chosen.uri]!) };
-    });
+    const resource = selectResource(ctx.oidc.params!.resource as string | string[] | undefined, client, client.resources, deps.resources);
+    const scopes = selectScopes(ctx.oidc.params!.scope as string | undefined, client.resources[resource.uri]!);
 
     const binding = await deps.binder.bindToken(ctx, client, resource);
     const issued = await deps.mint.mintAccessToken(ctx, { client, resource, scopes, binding, lifetimeSeconds: resource.lifetime });

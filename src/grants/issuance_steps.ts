@@ -1,6 +1,6 @@
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import type { Knex } from 'knex';
-import { errors, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
+import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
 import { isJwsAlgorithm, JWS_ALGORITHMS } from '../config/jws_algorithms.js';
 import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schema.js';
 import { opaqueTokenId } from '../keys/own_tokens.js';
@@ -8,12 +8,14 @@ import type { IssuanceEventType, IssuedToken, RequestFacts, TokenBinding } from 
 import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
 import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
 import { validateDpopProof, type ValidatedDpopProof } from '../provider/internals.js';
-import { PolicyError, selectBinding } from './resource_policy.js';
+import { selectBinding } from './resource_policy.js';
 import { recordProofOnce } from '../storage/dpop_replay.js';
+import { databaseStep } from '../oauth/error_boundary.js';
+import { DatabaseFailure, Refusal } from '../oauth/refusal.js';
 
 /**
- * The steps every Tether grant shares, in the order a grant uses them. Each throws the OAuth error a
- * client should see; the private reason travels as `error_detail`, which oidc-provider never renders.
+ * The steps every Tether grant shares, in the order a grant uses them. Each throws the Refusal a
+ * client should see (oauth/refusal.ts); the registry's error boundary turns it into the OAuth error.
  * Each step takes only what it uses; {@link IssuanceDependencies} is what a grant built on them needs.
  */
 
@@ -24,33 +26,6 @@ export interface IssuanceDependencies {
   mint: TokenMint;
   binder: TokenBinder;
   requestFactsOf(ctx: KoaContextWithOIDC): RequestFacts;
-}
-
-type OAuthError = InstanceType<typeof errors.OIDCProviderError> & { error_detail?: string };
-
-function withDetail<E extends OAuthError>(error: E, detail: string): E {
-  error.error_detail = detail;
-  return error;
-}
-
-/** The OAuth error a policy refusal names, with its private reason as `error_detail`. */
-export function oauthErrorOf(refusal: PolicyError): OAuthError {
-  const oauthError = {
-    invalid_target: () => new errors.InvalidTarget(refusal.description),
-    // The refused scopes stay private (ledger): the response carries no `scope` member.
-    invalid_scope: () => new errors.InvalidScope(refusal.description, undefined as unknown as string),
-    invalid_request: () => new errors.InvalidRequest(refusal.description),
-  }[refusal.error]();
-  return withDetail(oauthError, refusal.reason);
-}
-
-/** Runs pure policy and converts its PolicyError into the OAuth error it names. */
-export function withPolicyErrors<T>(decide: () => T): T {
-  try {
-    return decide();
-  } catch (error) {
-    throw error instanceof PolicyError ? oauthErrorOf(error) : error;
-  }
 }
 
 /** The Tether configuration of the authenticated client (oidc-provider has already authenticated it). */
@@ -66,8 +41,8 @@ export async function requireActiveClient(ledger: Pick<IssuanceLedger, 'isClient
   if (suspended) throw clientSuspended(client.id);
 }
 
-function clientSuspended(clientId: string): OAuthError {
-  return withDetail(new errors.UnauthorizedClient('the client may not obtain tokens at this time'), `client ${clientId} is suspended`);
+function clientSuspended(clientId: string): Refusal {
+  return new Refusal('unauthorized_client', 'the client may not obtain tokens at this time', `client ${clientId} is suspended`);
 }
 
 /** Binds new tokens to the caller's key and tells which keys the caller presented. */
@@ -96,16 +71,16 @@ export function tokenBinder(deps: BinderDependencies): TokenBinder {
  * bound by default). mTLS: RFC 8705 §3; DPoP: RFC 9449 §5, with replay detection in the shared database.
  */
 async function bindToken(grant: BinderDependencies, ctx: KoaContextWithOIDC, client: ClientConfig, resource: ResourceConfig): Promise<TokenBinding> {
-  const method = withPolicyErrors(() => selectBinding(client, resource));
+  const method = selectBinding(client, resource);
   const dpopHeader = ctx.get('DPoP');
 
   if (method === 'mtls') {
     if (dpopHeader) {
-      throw withDetail(new errors.InvalidRequest('this client\'s tokens are certificate-bound; DPoP is not accepted'), 'DPoP proof sent by an mTLS-bound client');
+      throw new Refusal('invalid_request', 'this client\'s tokens are certificate-bound; DPoP is not accepted', 'DPoP proof sent by an mTLS-bound client');
     }
     const certificate = grant.certificateOf(ctx);
     if (!certificate) {
-      throw withDetail(new errors.InvalidRequest('a TLS client certificate is required: this client\'s tokens are certificate-bound'), 'no client certificate on the connection');
+      throw new Refusal('invalid_request', 'a TLS client certificate is required: this client\'s tokens are certificate-bound', 'no client certificate on the connection');
     }
     return { method: 'mtls', thumbprint: certificate.thumbprint };
   }
@@ -113,7 +88,7 @@ async function bindToken(grant: BinderDependencies, ctx: KoaContextWithOIDC, cli
   if (method === 'dpop') {
     const proof = await validatedDpopProof(grant, ctx);
     if (!proof) {
-      throw withDetail(new errors.InvalidRequest('a DPoP proof is required: this client\'s tokens are DPoP-bound'), 'no DPoP header');
+      throw new Refusal('invalid_request', 'a DPoP proof is required: this client\'s tokens are DPoP-bound', 'no DPoP header');
     }
     await rejectReplayedProof(grant, proof.thumbprint, proof.jti, proof.iat);
     return { method: 'dpop', thumbprint: proof.thumbprint };
@@ -144,8 +119,9 @@ function requireSupportedProofAlgorithm(proof: string): void {
     return;
   }
   if (isJwsAlgorithm(alg)) return;
-  throw withDetail(
-    new errors.InvalidDpopProof(`unsupported DPoP proof alg; supported: ${JWS_ALGORITHMS.join(', ')}`),
+  throw new Refusal(
+    'invalid_dpop_proof',
+    `unsupported DPoP proof alg; supported: ${JWS_ALGORITHMS.join(', ')}`,
     `DPoP proof alg ${JSON.stringify(alg)?.slice(0, 64)} is not one of ${JWS_ALGORITHMS.join(', ')}`,
   );
 }
@@ -163,7 +139,7 @@ async function rejectReplayedProof(grant: BinderDependencies, jkt: string, jti: 
   const expiresAt = new Date((Math.max(iat, Date.now() / 1000) + DPOP_PROOF_WINDOW_SECONDS) * 1000);
   const first = await databaseStep(() => recordProofOnce(grant.knex, { key, expiresAt }));
   if (!first) {
-    throw withDetail(new errors.InvalidDpopProof('DPoP proof JWT replay detected'), `replayed DPoP proof jti for jkt ${jkt}`);
+    throw new Refusal('invalid_dpop_proof', 'DPoP proof JWT replay detected', `replayed DPoP proof jti for jkt ${jkt}`);
   }
 }
 
@@ -268,29 +244,8 @@ export async function recordIssuance(
     if (error instanceof ClientSuspendedError) throw clientSuspended(error.clientId);
     // …and an exchanged token whose subject token was revoked since the grant checked it: the grant answers that.
     if (error instanceof ParentRefusedError) throw error;
-    throw unavailable(error);
+    throw new DatabaseFailure(error);
   }
-}
-
-/** Runs a database step of the token path; a database failure becomes 503 temporarily_unavailable. */
-export async function databaseStep<T>(step: () => Promise<T>): Promise<T> {
-  try {
-    return await step();
-  } catch (error) {
-    if (error instanceof errors.OIDCProviderError) throw error;
-    throw unavailable(error);
-  }
-}
-
-/**
- * RFC 6749 §5.2 has no 5xx; `temporarily_unavailable` with 503 is the common practice. The HTTP layer
- * adds Retry-After to every 503.
- */
-export function unavailable(cause: unknown): OAuthError {
-  const error = withDetail(new errors.TemporarilyUnavailable('the server cannot record tokens right now; retry later'), `database unavailable: ${(cause as Error)?.message ?? String(cause)}`);
-  error.status = 503;
-  error.statusCode = 503;
-  return error;
 }
 
 /** RFC 6749 §5.1 (and RFC 8693 §2.2.1 for exchange) success response. */

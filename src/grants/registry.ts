@@ -1,4 +1,5 @@
 import type { Provider } from 'oidc-provider';
+import { withErrorBoundary } from '../oauth/error_boundary.js';
 import { clientCredentialsGrant } from './client_credentials.js';
 import { tokenExchangeGrant } from './token_exchange/handler.js';
 
@@ -19,10 +20,13 @@ type IntersectionOf<U> = (U extends unknown ? (value: U) => void : never) extend
 /** Everything some listed grant uses: each handler is given the whole and reads only its own part. */
 export type GrantDependencies = IntersectionOf<Parameters<Listed['handler']>[0]>;
 
-/** Registers every listed grant's handler, with its parameters, at oidc-provider's token endpoint. */
+/**
+ * Registers every listed grant's handler, with its parameters, at oidc-provider's token endpoint,
+ * inside the error boundary: a Refusal a grant throws reaches the client as its OAuth error.
+ */
 export function registerGrants(provider: Provider, dependencies: GrantDependencies): void {
   for (const grant of GRANTS as readonly Listed[]) {
     const handler = (grant.handler as (deps: GrantDependencies) => ReturnType<Listed['handler']>)(dependencies);
-    provider.registerGrantType(grant.type, handler, [...grant.parameters], [...grant.duplicableParameters]);
+    provider.registerGrantType(grant.type, (ctx) => withErrorBoundary(() => handler(ctx)), [...grant.parameters], [...grant.duplicableParameters]);
   }
 }

@@ -1,21 +1,12 @@
 import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schema.js';
 
+import { Refusal } from '../oauth/refusal.js';
+
 /**
  * Tether's issuance policy, as pure functions: which one resource a token is for, which scopes it
- * carries, and how it is bound. The grant handlers turn a PolicyError into the OAuth error it names;
- * `reason` is private (ledger and logs), `description` is what the client sees.
+ * carries, and how it is bound. Each refusal is a Refusal (oauth/refusal.ts): `reason` is private
+ * (ledger and logs), `description` is what the client sees.
  */
-export class PolicyError extends Error {
-  override name = 'PolicyError';
-
-  constructor(
-    readonly error: 'invalid_target' | 'invalid_scope' | 'invalid_request',
-    readonly description: string,
-    readonly reason: string,
-  ) {
-    super(reason);
-  }
-}
 
 /**
  * The public `error_description` of each invalid_target refusal (RFC 8707 §2: "invalid, missing,
@@ -50,18 +41,18 @@ export function selectResource(
 ): ResourceConfig {
   const values = requested === undefined ? [] : Array.isArray(requested) ? requested : [requested];
   if (values.length > 1) {
-    throw new PolicyError('invalid_target', TARGET_REFUSALS.several, `${values.length} resource values requested`);
+    throw new Refusal('invalid_target', TARGET_REFUSALS.several, `${values.length} resource values requested`);
   }
   const uri = values[0] ?? client.defaultResource;
   if (uri === undefined) {
-    throw new PolicyError('invalid_target', TARGET_REFUSALS.missing, 'no resource requested and the client has no default resource');
+    throw new Refusal('invalid_target', TARGET_REFUSALS.missing, 'no resource requested and the client has no default resource');
   }
   const resource = registry.get(uri);
   if (!resource) {
-    throw new PolicyError('invalid_target', TARGET_REFUSALS.unknown, `unknown resource ${JSON.stringify(uri)}`);
+    throw new Refusal('invalid_target', TARGET_REFUSALS.unknown, `unknown resource ${JSON.stringify(uri)}`);
   }
   if (!(uri in grants)) {
-    throw new PolicyError('invalid_target', TARGET_REFUSALS.notPermitted, `resource ${uri} is not permitted for client ${client.id}`);
+    throw new Refusal('invalid_target', TARGET_REFUSALS.notPermitted, `resource ${uri} is not permitted for client ${client.id}`);
   }
   return resource;
 }
@@ -75,7 +66,7 @@ export function selectScopes(requested: string | undefined, granted: readonly st
   if (asked.length === 0) return [...granted];
   const refused = asked.filter((scope) => !granted.includes(scope));
   if (refused.length > 0) {
-    throw new PolicyError('invalid_scope', 'requested scope is not allowed', `scopes not granted: ${refused.join(' ')}`);
+    throw new Refusal('invalid_scope', 'requested scope is not allowed', `scopes not granted: ${refused.join(' ')}`);
   }
   return [...new Set(asked)];
 }
@@ -87,7 +78,7 @@ export function selectBinding(client: ClientConfig, resource: ResourceConfig): B
   if (client.binding === 'mtls' || client.binding === 'dpop') return client.binding;
   if (!resource.allowBearer) {
     // The configuration check refuses this combination; keep the rule here too so policy stands alone.
-    throw new PolicyError('invalid_target', TARGET_REFUSALS.bearerNotAllowed, `resource ${resource.uri} does not allow bearer tokens`);
+    throw new Refusal('invalid_target', TARGET_REFUSALS.bearerNotAllowed, `resource ${resource.uri} does not allow bearer tokens`);
   }
   return 'bearer';
 }

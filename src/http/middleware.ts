@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { Knex } from 'knex';
 import type { Context, Next } from 'koa';
-import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { BindingError } from '../binding/binding_error.js';
 import { callerCertificate, type CallerCertificateOptions } from '../binding/caller_certificate.js';
 import type { PeerCertificate } from '../binding/socket_certificate.js';
 import type { RequestFacts } from '../ledger/events.js';
+import { oauthErrorOf } from '../oauth/error_boundary.js';
+import { Refusal } from '../oauth/refusal.js';
 import { rememberRejection } from '../ledger/rejections.js';
 import { checkReadiness, type Readiness } from '../storage/health.js';
 import { clientAddressOf, servedTargetOf, type ServedOrigins, type ServedTarget } from './request_origin.js';
@@ -120,7 +122,7 @@ export function servedOriginOnly(options: { served: ServedOrigins; isTrustedProx
     );
     if (!target.ok) {
       logger.info({ requestId: state.requestId, reason: target.reason }, 'request for an origin this server does not serve');
-      const error = new errors.InvalidRequest(target.description, target.status, { detail: target.reason });
+      const error = oauthErrorOf(new Refusal('invalid_request', target.description, target.reason, { status: target.status }));
       rememberRejection(ctx, { error });
       ctx.status = target.status;
       ctx.body = { error: error.error, error_description: error.error_description };

@@ -116,40 +116,52 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // reset) here, by default with console.error: a client could fill stderr at will.
   (provider.on as (event: 'error', listener: (error: Error & { code?: string }) => void) => Provider)(
     'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
-  provider.use(requestContext(logger));
-  provider.use(healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }));
-  provider.use(retryAfterOnUnavailable);
-  // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
-  // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
+  // Ledger: rejections of the token, introspection and revocation endpoints are remembered on the
+  // request and recorded after the route answered (recordRejections).
   listenForRejections(provider);
   const unauthenticatedRejections = createRejectionAggregator({
     knex, logger, instanceId, windowMs: config.ledger.rejectionWindow * 1000, maxKinds: config.ledger.rejectionKinds,
   });
-  provider.use(recordRejections({
-    knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), unauthenticated: unauthenticatedRejections,
-    maxWaitMs: waits.acquireTimeout,
-  }));
-  // Inside recordRejections, so that the ledger records the description the client is sent.
-  provider.use(describeUnsupportedAssertionAlg());
-  // Only the issuer's and the listeners' own origins are served; URLs are built from the checked one.
   const trustedHops = { trustedProxies: config.trustedProxies };
-  provider.use(servedOriginOnly({ served: servedOriginsOf(config), isTrustedProxy: (address) => isTrustedProxy(address, trustedHops) }, logger));
-  provider.use(tokenStatusEndpoints({
-    knex,
-    verifier: ownTokens,
-    issuer: config.issuer,
-    introspectorsOf: (resource) => resources.get(resource)?.introspectors ?? [],
-    logger,
-    requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
-  }));
   const proxy = config.trustedProxies.length > 0
     ? { trustedProxies: config.trustedProxies, header: config.clientCertHeader, ca: options.clientCaPem }
     : undefined;
-  provider.use(resolveCallerCertificate({ proxy }, logger));
   const issuerOrigin = new URL(config.issuer).origin;
-  provider.use(discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined));
-  // Last, so that it runs just before oidc-provider's router: only Tether's endpoints reach it.
-  provider.use(servedRoutesOnly(provider, config.http));
+
+  /**
+   * Everything that runs around oidc-provider's routes, outermost first: each one sees the answer
+   * of every one after it. The order is the design, so it is stated here once.
+   */
+  const aroundTheProvider = [
+    requestContext(logger),
+    healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }),
+    retryAfterOnUnavailable,
+    // Records every refused ledger-route request, after the answers of everything below were made.
+    recordRejections({
+      knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), unauthenticated: unauthenticatedRejections,
+      maxWaitMs: waits.acquireTimeout,
+    }),
+    // Inside recordRejections, so that the ledger records the description the client is sent.
+    describeUnsupportedAssertionAlg(),
+    // Only the issuer's and the listeners' own origins are served; URLs are built from the checked one.
+    servedOriginOnly({ served: servedOriginsOf(config), isTrustedProxy: (address) => isTrustedProxy(address, trustedHops) }, logger),
+    // Inside recordRejections (its refusals are recorded) and around the routes whose answers it
+    // replaces: Tether's introspection / revocation answers for JWT and opaque tokens.
+    tokenStatusEndpoints({
+      knex,
+      verifier: ownTokens,
+      issuer: config.issuer,
+      introspectorsOf: (resource) => resources.get(resource)?.introspectors ?? [],
+      logger,
+      requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
+    }),
+    // The caller's certificate, resolved once before oidc-provider's client authentication reads it.
+    resolveCallerCertificate({ proxy }, logger),
+    discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined),
+    // Last, so that it runs just before oidc-provider's router: only Tether's endpoints reach it.
+    servedRoutesOnly(provider, config.http),
+  ];
+  for (const middleware of aroundTheProvider) provider.use(middleware);
 
   return {
     provider,

@@ -5,6 +5,9 @@ import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, clientMetadataOf } from '.
 import { certificateSubjectMatches } from './certificate_checks.js';
 import { requireTlsForClientSecrets } from './client_secret_transport.js';
 import { beforeClientCredentialsCheck } from './internals.js';
+import { oauthErrorOf } from '../oauth/error_boundary.js';
+import { Refusal } from '../oauth/refusal.js';
+import { revocationRefusal } from '../oauth/revocation_policy.js';
 
 /** The caller's certificate as the HTTP layer resolved it (TLS socket, or a trusted proxy's header). */
 export interface CallerCertificateView {
@@ -34,7 +37,9 @@ export interface ProviderDependencies {
  * builds them from the request.
  */
 function assertAudienceIsIssuer(claims: Record<string, unknown>, issuer: string): void {
-  if (claims.aud !== issuer) throw new errors.InvalidClientAuth('audience (aud) must be the issuer identifier, as a single string');
+  if (claims.aud !== issuer) {
+    throw oauthErrorOf(new Refusal('invalid_client', 'client authentication failed', 'audience (aud) must be the issuer identifier, as a single string'));
+  }
 }
 
 /**
@@ -84,7 +89,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       revocation: {
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => {
-          if (token.clientId !== client.clientId) throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+          const refusal = revocationRefusal(client.clientId, token.clientId);
+          if (refusal) throw oauthErrorOf(refusal);
           return true;
         },
       },

@@ -1,12 +1,13 @@
-import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
 import { ParentRefusedError } from '../../ledger/record_issuance.js';
-import { PolicyError, type ResourceRegistry } from '../resource_policy.js';
+import { Refusal } from '../../oauth/refusal.js';
+import type { ResourceRegistry } from '../resource_policy.js';
 import type { Grant } from '../grant.js';
-import { oauthErrorOf, recordIssuance, requireActiveClient, respondWithToken, tetherClientOf } from '../issuance_steps.js';
+import { recordIssuance, requireActiveClient, respondWithToken, tetherClientOf } from '../issuance_steps.js';
 import { decideExchange, InvalidPresentedToken } from './exchange_policy.js';
 import { parseExchangeRequest, TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from './parse_request.js';
 import { presentedKeysOf } from './presented_keys.js';
-import { resolvePresentedToken, type PresentedTokenDependencies } from './resolve_subject.js';
+import { LINEAGE_TOO_DEEP, resolvePresentedToken, type PresentedTokenDependencies } from './resolve_subject.js';
 
 /** What the token exchange handler uses. */
 export interface TokenExchangeDependencies extends PresentedTokenDependencies {
@@ -29,17 +30,17 @@ export function tokenExchangeHandler(deps: TokenExchangeDependencies) {
     const client = tetherClientOf(deps.clients, ctx);
     await requireActiveClient(deps.ledger, client);
 
-    const request = await refusing(() => parseExchangeRequest(ctx.oidc.params!));
-    const subject = await refusing(() => resolvePresentedToken(deps, request.subject, 'subject_token'));
-    const actor = request.actor && await refusing(() => resolvePresentedToken(deps, request.actor!, 'actor_token'));
+    const request = parseExchangeRequest(ctx.oidc.params!);
+    const subject = await resolvePresentedToken(deps, request.subject, 'subject_token');
+    const actor = request.actor && await resolvePresentedToken(deps, request.actor, 'actor_token');
     const presented = await presentedKeysOf(deps.binder, ctx, actor ? [subject, actor] : [subject]);
 
-    const decision = await refusing(() => decideExchange({
+    const decision = decideExchange({
       request, subject, actor, client, presented,
       registry: deps.resources,
       maxChainDepth: deps.maxChainDepth,
       now: new Date(),
-    }));
+    });
 
     const binding = await deps.binder.bindToken(ctx, client, decision.resource);
     const issued = await deps.mint.mintAccessToken(ctx, {
@@ -54,42 +55,23 @@ export function tokenExchangeHandler(deps: TokenExchangeDependencies) {
       parentTokenId: subject.tokenId,
     });
     // The record re-checks the subject token under lock: a revocation that committed meanwhile wins.
-    await refusing(() => recordIssuance(deps, ctx, { type: tokenExchangeGrant.eventType, issued }));
+    await recordIssuance(deps, ctx, { type: tokenExchangeGrant.eventType, issued }).catch(refusedBySubject);
     // RFC 8693 §2.2.1: issued_token_type is REQUIRED.
     respondWithToken(ctx, issued, { issued_token_type: TOKEN_TYPE.accessToken });
   };
 }
 
-/** Runs a step and turns its refusal into the OAuth error the client sees (detail stays private). */
-async function refusing<T>(step: () => T | Promise<T>): Promise<T> {
-  try {
-    return await step();
-  } catch (error) {
-    if (error instanceof InvalidPresentedToken) throw invalidGrant(error);
-    if (error instanceof PolicyError) throw oauthErrorOf(error);
-    if (error instanceof ParentRefusedError) throw refusedBySubject(error);
-    throw error;
-  }
-}
-
-/** The issuance statement refused the new token because of its subject token (ledger/record_issuance.ts). */
-function refusedBySubject(refusal: ParentRefusedError) {
-  if (refusal.refusal === 'lineage_too_deep') {
-    return oauthErrorOf(new PolicyError('invalid_request', 'the exchange lineage of the subject token is too long to exchange it again', refusal.message));
-  }
-  return invalidGrant(new InvalidPresentedToken('subject_token', refusal.message));
-}
-
 /**
- * An invalid, expired, revoked, foreign or unpresentable subject / actor token → `invalid_grant`
+ * The issuance statement refused the new token because of its subject token (ledger/record_issuance.ts).
+ * An invalid, expired, revoked, foreign or unpresentable subject / actor token is `invalid_grant`
  * (RFC 6749 §5.2: the grant "is invalid, expired, revoked … or was issued to another client"), the
  * code Spring Authorization Server and most servers use. RFC 8693 §2.2.2 literally says
  * `invalid_request` here; docs/token-exchange.md records the choice.
  */
-function invalidGrant(refusal: InvalidPresentedToken) {
-  const error = new errors.InvalidGrant(refusal.reason);
-  error.error_description = refusal.description;
-  return error;
+function refusedBySubject(error: unknown): never {
+  if (!(error instanceof ParentRefusedError)) throw error;
+  if (error.refusal === 'lineage_too_deep') throw new Refusal('invalid_request', LINEAGE_TOO_DEEP, error.message);
+  throw new InvalidPresentedToken('subject_token', error.message);
 }
 
 /** OAuth 2.0 Token Exchange (RFC 8693), as the registry lists it. */

@@ -2,8 +2,9 @@ import type { JWTPayload } from 'jose';
 import type { Provider } from 'oidc-provider';
 import { opaqueTokenId, type OwnTokenVerifier, type PresentedToken as OwnToken } from '../../keys/own_tokens.js';
 import { MAX_LINEAGE_DEPTH, type TokenStanding } from '../../ledger/lineage.js';
-import { PolicyError } from '../resource_policy.js';
-import { databaseStep, type IssuanceDependencies } from '../issuance_steps.js';
+import { Refusal } from '../../oauth/refusal.js';
+import { databaseStep } from '../../oauth/error_boundary.js';
+import type { IssuanceDependencies } from '../issuance_steps.js';
 import { InvalidPresentedToken, type ActClaim, type ExchangeableToken } from './exchange_policy.js';
 import type { PresentedToken } from './parse_request.js';
 
@@ -19,6 +20,9 @@ import type { PresentedToken } from './parse_request.js';
  */
 
 type Parameter = 'subject_token' | 'actor_token';
+
+/** The public description when a lineage is as deep as lineages may be (ledger/lineage.ts). */
+export const LINEAGE_TOO_DEEP = 'the exchange lineage of the subject token is too long to exchange it again';
 
 /** What resolving a presented token uses (besides the shared issuance steps of the exchange). */
 export interface PresentedTokenDependencies extends IssuanceDependencies {
@@ -88,7 +92,7 @@ function tokenFromClaims(claims: JWTPayload, parameter: Parameter): Exchangeable
  */
 async function readOpaqueAccessToken(opaqueTokens: PresentedTokenDependencies['opaqueTokens'], presented: PresentedToken, parameter: Parameter): Promise<ExchangeableToken> {
   if (presented.type === 'jwt') {
-    throw new PolicyError('invalid_request', `${parameter} is not a JWT`, `${parameter}_type jwt with a value that is not a compact JWS`);
+    throw new Refusal('invalid_request', `${parameter} is not a JWT`, `${parameter}_type jwt with a value that is not a compact JWS`);
   }
   const token = await databaseStep(() => opaqueTokens.find(presented.value, { ignoreExpiration: true }));
   if (!token) throw new InvalidPresentedToken(parameter, 'opaque token not found');
@@ -158,6 +162,6 @@ async function requireActiveInLedger(standingOf: PresentedTokenDependencies['sta
   if (record.revokedAt) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} is revoked`);
   if (revokedAncestorId) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} descends from revoked token ${revokedAncestorId}`);
   if (parameter === 'subject_token' && ancestors >= MAX_LINEAGE_DEPTH) {
-    throw new PolicyError('invalid_request', 'the exchange lineage of the subject token is too long to exchange it again', `token ${token.tokenId} already has ${ancestors} ancestors`);
+    throw new Refusal('invalid_request', LINEAGE_TOO_DEEP, `token ${token.tokenId} already has ${ancestors} ancestors`);
   }
 }

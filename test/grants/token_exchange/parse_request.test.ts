@@ -1,14 +1,14 @@
-import { PolicyError } from '../../../src/grants/resource_policy.js';
+import { Refusal } from '../../../src/oauth/refusal.js';
 import { parseExchangeRequest, TOKEN_TYPE } from '../../../src/grants/token_exchange/parse_request.js';
 
 const TARGET = 'https://c.chain.test';
 const base = { subject_token: 'token-value', subject_token_type: TOKEN_TYPE.accessToken, resource: TARGET };
 
-function refusal(params: Record<string, unknown>): PolicyError {
+function refusal(params: Record<string, unknown>): Refusal {
   try {
     parseExchangeRequest(params);
   } catch (error) {
-    if (error instanceof PolicyError) return error;
+    if (error instanceof Refusal) return error;
     throw error;
   }
   throw new Error('expected a refusal');
