@@ -1,7 +1,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Grant } from './grant.js';
 import { recordIssuance, requireActiveClient, respondWithToken, tetherClientOf, type IssuanceDependencies } from './issuance_steps.js';
-import { selectResource, selectScopes, type ResourceRegistry } from './resource_policy.js';
+import { selectBinding, selectResource, selectScopes, type ResourceRegistry } from './resource_policy.js';
 
 /** What the client_credentials handler uses. */
 export interface ClientCredentialsDependencies extends IssuanceDependencies {
@@ -21,7 +21,7 @@ export function clientCredentialsHandler(deps: ClientCredentialsDependencies) {
     const resource = selectResource(ctx.oidc.params!.resource as string | string[] | undefined, client, client.resources, deps.resources);
     const scopes = selectScopes(ctx.oidc.params!.scope as string | undefined, client.resources[resource.uri]!);
 
-    const binding = await deps.binder.bindToken(ctx, client, resource);
+    const binding = await deps.binder.bindNewToken(ctx, selectBinding(client, resource));
     const issued = await deps.mint.mintAccessToken(ctx, { client, resource, scopes, binding, lifetimeSeconds: resource.lifetime });
     await recordIssuance(deps, ctx, { type: clientCredentialsGrant.eventType, issued });
     respondWithToken(ctx, issued);

@@ -1,15 +1,12 @@
-import { decodeJwt, decodeProtectedHeader } from 'jose';
-import type { Knex } from 'knex';
+import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
-import { isJwsAlgorithm, JWS_ALGORITHMS } from '../config/jws_algorithms.js';
+import { BINDING_METHODS, tokenTypeOf, type TokenBinding } from '../binding/methods.js';
+import type { TokenBinder } from '../binding/token_binder.js';
 import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schema.js';
 import { opaqueTokenId } from '../keys/own_tokens.js';
-import type { IssuanceEventType, IssuedToken, RequestFacts, TokenBinding } from '../ledger/events.js';
+import type { IssuanceEventType, IssuedToken, RequestFacts } from '../ledger/events.js';
 import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
 import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
-import { validateDpopProof, type ValidatedDpopProof } from '../provider/internals.js';
-import { selectBinding } from './resource_policy.js';
-import { recordProofOnce } from '../storage/dpop_replay.js';
 import { databaseStep } from '../oauth/error_boundary.js';
 import { DatabaseFailure, Refusal } from '../oauth/refusal.js';
 
@@ -43,104 +40,6 @@ export async function requireActiveClient(ledger: Pick<IssuanceLedger, 'isClient
 
 function clientSuspended(clientId: string): Refusal {
   return new Refusal('unauthorized_client', 'the client may not obtain tokens at this time', `client ${clientId} is suspended`);
-}
-
-/** Binds new tokens to the caller's key and tells which keys the caller presented. */
-export interface TokenBinder {
-  bindToken(ctx: KoaContextWithOIDC, client: ClientConfig, resource: ResourceConfig): Promise<TokenBinding>;
-  validatedDpopProof(ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined>;
-  certificateOf(ctx: KoaContextWithOIDC): { der: Buffer; thumbprint: string } | undefined;
-}
-
-interface BinderDependencies {
-  provider: Provider;
-  knex: Knex;
-  certificateOf(ctx: KoaContextWithOIDC): { der: Buffer; thumbprint: string } | undefined;
-}
-
-export function tokenBinder(deps: BinderDependencies): TokenBinder {
-  return {
-    bindToken: (ctx, client, resource) => bindToken(deps, ctx, client, resource),
-    validatedDpopProof: (ctx) => validatedDpopProof(deps, ctx),
-    certificateOf: deps.certificateOf,
-  };
-}
-
-/**
- * The sender constraint of the token about to be minted, chosen per client (DESIGN: every token is
- * bound by default). mTLS: RFC 8705 §3; DPoP: RFC 9449 §5, with replay detection in the shared database.
- */
-async function bindToken(grant: BinderDependencies, ctx: KoaContextWithOIDC, client: ClientConfig, resource: ResourceConfig): Promise<TokenBinding> {
-  const method = selectBinding(client, resource);
-  const dpopHeader = ctx.get('DPoP');
-
-  if (method === 'mtls') {
-    if (dpopHeader) {
-      throw new Refusal('invalid_request', 'this client\'s tokens are certificate-bound; DPoP is not accepted', 'DPoP proof sent by an mTLS-bound client');
-    }
-    const certificate = grant.certificateOf(ctx);
-    if (!certificate) {
-      throw new Refusal('invalid_request', 'a TLS client certificate is required: this client\'s tokens are certificate-bound', 'no client certificate on the connection');
-    }
-    return { method: 'mtls', thumbprint: certificate.thumbprint };
-  }
-
-  if (method === 'dpop') {
-    const proof = await validatedDpopProof(grant, ctx);
-    if (!proof) {
-      throw new Refusal('invalid_request', 'a DPoP proof is required: this client\'s tokens are DPoP-bound', 'no DPoP header');
-    }
-    await rejectReplayedProof(grant, proof.thumbprint, proof.jti, proof.iat);
-    return { method: 'dpop', thumbprint: proof.thumbprint };
-  }
-
-  return { method: 'bearer' };
-}
-
-/**
- * The request's DPoP proof after RFC 9449 §4.3's checks, or undefined when there is none. Check 5
- * (`alg` is an asymmetric algorithm the server supports) is made here first, with a description that
- * says so: oidc-provider refuses such a proof as "invalid DPoP key binding", which tells a client
- * whose library signs with another algorithm nothing. The supported list is public (discovery's
- * `dpop_signing_alg_values_supported`); the algorithm sent goes only to the ledger.
- */
-async function validatedDpopProof(grant: BinderDependencies, ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined> {
-  const proof = ctx.get('DPoP');
-  if (proof) requireSupportedProofAlgorithm(proof);
-  return validateDpopProof(grant.provider, ctx);
-}
-
-function requireSupportedProofAlgorithm(proof: string): void {
-  let alg: unknown;
-  try {
-    alg = decodeProtectedHeader(proof).alg;
-  } catch {
-    // Not a JWS at all: oidc-provider's validation refuses it as such.
-    return;
-  }
-  if (isJwsAlgorithm(alg)) return;
-  throw new Refusal(
-    'invalid_dpop_proof',
-    `unsupported DPoP proof alg; supported: ${JWS_ALGORITHMS.join(', ')}`,
-    `DPoP proof alg ${JSON.stringify(alg)?.slice(0, 64)} is not one of ${JWS_ALGORITHMS.join(', ')}`,
-  );
-}
-
-/** oidc-provider accepts a proof whose iat is within this many seconds of now (its CHALLENGE_OK_WINDOW). */
-const DPOP_PROOF_WINDOW_SECONDS = 300;
-
-/**
- * RFC 9449 §11.1: a proof is single-use. The check is one atomic insert in the shared database, so two
- * instances (or two concurrent requests) presenting one proof give exactly one token.
- */
-async function rejectReplayedProof(grant: BinderDependencies, jkt: string, jti: string, iat: number): Promise<void> {
-  // RFC 9449 §11.1: jti is unique per key; recordProofOnce stores only the hash of this key.
-  const key = `${jkt}\0${jti}`;
-  const expiresAt = new Date((Math.max(iat, Date.now() / 1000) + DPOP_PROOF_WINDOW_SECONDS) * 1000);
-  const first = await databaseStep(() => recordProofOnce(grant.knex, { key, expiresAt }));
-  if (!first) {
-    throw new Refusal('invalid_dpop_proof', 'DPoP proof JWT replay detected', `replayed DPoP proof jti for jkt ${jkt}`);
-  }
 }
 
 interface MintRequest {
@@ -187,8 +86,8 @@ async function mintAccessToken(provider: Provider, signingAlgorithm: TetherConfi
     accessTokenTTL: request.lifetimeSeconds,
     jwt: { sign: { alg: signingAlgorithm } },
   });
-  if (request.binding.method === 'mtls') (token as unknown as Record<string, unknown>)['x5t#S256'] = request.binding.thumbprint;
-  if (request.binding.method === 'dpop') token.setThumbprint('jkt', request.binding.thumbprint);
+  // RFC 7800 `cnf`: oidc-provider keeps the thumbprint under the method's cnf member (`x5t#S256`, `jkt`).
+  if (request.binding.method !== 'bearer') (token as unknown as Record<string, string>)[BINDING_METHODS[request.binding.method].cnfMember] = request.binding.thumbprint;
   // An absolute exp wins over expiresIn in oidc-provider's token formats, so the clock moving on
   // between policy and minting cannot carry the token past its bound.
   if (request.notAfter) token.exp = Math.min(Math.floor(Date.now() / 1000) + request.lifetimeSeconds, Math.floor(request.notAfter.getTime() / 1000));
@@ -253,7 +152,7 @@ export function respondWithToken(ctx: KoaContextWithOIDC, issued: IssuedToken, e
   ctx.body = {
     access_token: issued.value,
     ...extra,
-    token_type: issued.binding.method === 'dpop' ? 'DPoP' : 'Bearer',
+    token_type: tokenTypeOf(issued.binding),
     expires_in: Math.max(0, Math.round((issued.expiresAt.getTime() - Date.now()) / 1000)),
     scope: issued.scope.join(' ') || undefined,
   };

@@ -1,5 +1,6 @@
 import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schema.js';
 
+import { isSenderConstraint, type SenderConstraint } from '../binding/methods.js';
 import { Refusal } from '../oauth/refusal.js';
 
 /**
@@ -72,10 +73,8 @@ export function selectScopes(requested: string | undefined, granted: readonly st
 }
 
 /** How the token will be sender-constrained. A client configured for binding never gets a bearer token. */
-export type BindingMethod = 'mtls' | 'dpop' | 'bearer';
-
-export function selectBinding(client: ClientConfig, resource: ResourceConfig): BindingMethod {
-  if (client.binding === 'mtls' || client.binding === 'dpop') return client.binding;
+export function selectBinding(client: ClientConfig, resource: ResourceConfig): SenderConstraint | 'bearer' {
+  if (isSenderConstraint(client.binding)) return client.binding;
   if (!resource.allowBearer) {
     // The configuration check refuses this combination; keep the rule here too so policy stands alone.
     throw new Refusal('invalid_target', TARGET_REFUSALS.bearerNotAllowed, `resource ${resource.uri} does not allow bearer tokens`);

@@ -5,8 +5,8 @@ import type { Context, Next } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { BindingError } from '../binding/binding_error.js';
-import { callerCertificate, type CallerCertificateOptions } from '../binding/caller_certificate.js';
-import type { PeerCertificate } from '../binding/socket_certificate.js';
+import type { CallerCertificateOptions } from '../binding/caller_certificate.js';
+import { resolveRequestCertificate } from '../binding/request_certificate.js';
 import type { RequestFacts } from '../ledger/events.js';
 import { oauthErrorOf } from '../oauth/error_boundary.js';
 import { Refusal } from '../oauth/refusal.js';
@@ -22,18 +22,12 @@ import { clientAddressOf, servedTargetOf, type ServedOrigins, type ServedTarget 
 
 interface TetherRequestState {
   requestId: string;
-  certificate: PeerCertificate | undefined;
   /** The client's address: the TCP peer's, or what a trusted proxy hop reports (servedOriginOnly). */
   clientAddress: string | undefined;
 }
 
 function stateOf(ctx: Context): TetherRequestState {
   return (ctx.state as { tether: TetherRequestState }).tether;
-}
-
-/** The caller's client certificate resolved for this request (TLS socket or trusted proxy header). */
-export function certificateOf(ctx: Context): PeerCertificate | undefined {
-  return stateOf(ctx)?.certificate;
 }
 
 export function requestFactsOf(ctx: Context, instanceId: string): RequestFacts {
@@ -46,7 +40,7 @@ export function requestContext(logger: Logger) {
   return async function requestContextMiddleware(ctx: Context, next: Next): Promise<void> {
     const offered = ctx.get('x-request-id');
     const requestId = /^[\w.-]{1,64}$/.test(offered) ? offered : randomUUID();
-    ctx.state.tether = { requestId, certificate: undefined, clientAddress: ctx.req.socket.remoteAddress } satisfies TetherRequestState;
+    ctx.state.tether = { requestId, clientAddress: ctx.req.socket.remoteAddress } satisfies TetherRequestState;
     ctx.set('X-Request-Id', requestId);
     const started = performance.now();
     try {
@@ -157,7 +151,7 @@ function pinRequestOrigin(ctx: Context, target: ServedTarget): void {
 export function resolveCallerCertificate(options: CallerCertificateOptions, logger: Logger) {
   return async function resolveCallerCertificateMiddleware(ctx: Context, next: Next): Promise<void> {
     try {
-      stateOf(ctx).certificate = callerCertificate(ctx.req, options);
+      resolveRequestCertificate(ctx, options);
     } catch (error) {
       if (!(error instanceof BindingError)) throw error;
       logger.info({ requestId: stateOf(ctx).requestId, reason: error.message }, 'malformed client certificate header');

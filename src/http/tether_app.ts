@@ -2,9 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
+import { dpopProofs } from '../binding/dpop.js';
 import { isTrustedProxy } from '../binding/proxy_certificate.js';
+import { tokenBinder } from '../binding/token_binder.js';
 import { databaseTimeoutsMs, type TetherConfig } from '../config/schema.js';
-import { tokenBinder, tokenMint } from '../grants/issuance_steps.js';
+import { tokenMint } from '../grants/issuance_steps.js';
 import { GRANT_TYPES, registerGrants, type GrantDependencies } from '../grants/registry.js';
 import { resourceRegistry } from '../grants/resource_policy.js';
 import { ensureClientStates } from '../ledger/client_states.js';
@@ -20,11 +22,11 @@ import { loadServerSecret } from '../keys/server_secrets.js';
 import { signingPolicyOf } from '../keys/signing_policy.js';
 import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
 import { createProvider } from '../provider/create_provider.js';
-import { installSigningKeys } from '../provider/internals.js';
+import { installSigningKeys, validateDpopProof } from '../provider/internals.js';
 import { createAdapterFactory } from '../storage/adapter.js';
 import type { Database } from '../storage/database.js';
 import {
-  certificateOf, discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
+  discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
   servedOriginOnly,
 } from './middleware.js';
 import { servedOriginsOf } from './request_origin.js';
@@ -68,7 +70,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const [keysStarted, secretLoaded, statesEnsured] = await Promise.allSettled([
     startLiveSigningKeys({ knex, policy: signingPolicyOf(config), logger }),
     loadServerSecret(knex, 'dpop_nonce', { encryptionSecret: config.signing.encryptionSecret }),
-    // Issuance locks the client's state row, so every configured client needs one (ledger/client_states.ts).
+    // The issuance statement locks the client's state row (ledger/record_issuance.ts), so every
+    // configured client needs one (ledger/client_states.ts).
     ensureClientStates(knex, config.clients.map((client) => client.id)),
   ]);
   const failed = [keysStarted, secretLoaded, statesEnsured].find((step) => step.status === 'rejected');
@@ -85,7 +88,6 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     adapter: createAdapterFactory(knex),
     jwks: keys.current().jwks as never,
     dpopNonceSecret,
-    callerCertificate: certificateOf,
     grantTypes: GRANT_TYPES,
   });
   // Signing and the JWKS follow the database from now on: a key staged, activated or retired on
@@ -103,7 +105,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
       batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
     }),
     mint: tokenMint(provider, config.signing.algorithm),
-    binder: tokenBinder({ provider, knex, certificateOf }),
+    binder: tokenBinder(dpopProofs({ validate: (ctx) => validateDpopProof(provider, ctx), knex })),
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
     ownTokens,
     opaqueTokens: { find: (value, options) => provider.ClientCredentials.find(value, options) },

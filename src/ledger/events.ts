@@ -3,11 +3,7 @@
  * (issued or exchanged, introspected, revoked), and every refused request leaves a rejection event.
  */
 
-/** How a token is sender-constrained: RFC 8705 `cnf.x5t#S256`, RFC 9449 `cnf.jkt`, or not at all. */
-export type TokenBinding =
-  | { method: 'mtls'; thumbprint: string }
-  | { method: 'dpop'; thumbprint: string }
-  | { method: 'bearer' };
+import type { TokenBinding } from '../binding/methods.js';
 
 /** What the token path knows about a token it has just minted. */
 export interface IssuedToken {

@@ -1,4 +1,5 @@
 import type { ClientMetadata } from 'oidc-provider';
+import { BINDING_METHODS, SENDER_CONSTRAINTS } from '../binding/methods.js';
 import { JWS_ALGORITHMS } from '../config/jws_algorithms.js';
 import type { ClientConfig } from '../config/schema.js';
 
@@ -29,8 +30,7 @@ export function clientMetadataOf(client: ClientConfig, grantTypes: readonly stri
     redirect_uris: [],
     token_endpoint_auth_method: client.auth.method,
     // RFC 8705 §3.4 / RFC 9449 §5.2: oidc-provider refuses unbound tokens for these clients as well.
-    tls_client_certificate_bound_access_tokens: client.binding === 'mtls',
-    dpop_bound_access_tokens: client.binding === 'dpop',
+    ...Object.fromEntries(SENDER_CONSTRAINTS.map((method) => [BINDING_METHODS[method].clientMetadata, client.binding === method])),
   };
   return { ...metadata, ...authenticationMetadataOf(client.auth) };
 }

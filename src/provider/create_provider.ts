@@ -1,5 +1,5 @@
-import type { X509Certificate } from 'node:crypto';
-import Provider, { errors, type AdapterFactory, type JWKS, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, type AdapterFactory, type JWKS } from 'oidc-provider';
+import { certificateOf } from '../binding/request_certificate.js';
 import type { TetherConfig } from '../config/schema.js';
 import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, clientMetadataOf } from './client_metadata.js';
 import { certificateSubjectMatches } from './certificate_checks.js';
@@ -9,13 +9,6 @@ import { oauthErrorOf } from '../oauth/error_boundary.js';
 import { Refusal } from '../oauth/refusal.js';
 import { revocationRefusal } from '../oauth/revocation_policy.js';
 
-/** The caller's certificate as the HTTP layer resolved it (TLS socket, or a trusted proxy's header). */
-export interface CallerCertificateView {
-  x509: X509Certificate;
-  /** True when the TLS stack already verified the chain against the listener's client CA. */
-  authorized: boolean;
-}
-
 export interface ProviderDependencies {
   config: TetherConfig;
   adapter: AdapterFactory;
@@ -23,7 +16,6 @@ export interface ProviderDependencies {
   jwks: JWKS;
   /** 32 bytes shared by all instances, so a DPoP nonce from one instance is accepted by another. */
   dpopNonceSecret: Buffer;
-  callerCertificate(ctx: KoaContextWithOIDC): CallerCertificateView | undefined;
   /** The `grant_type` values Tether serves (grants/registry.ts), every client's `grant_types`. */
   grantTypes: readonly string[];
 }
@@ -109,14 +101,15 @@ export function createProvider(deps: ProviderDependencies): Provider {
         certificateBoundAccessTokens: true,
         tlsClientAuth: true,
         selfSignedTlsClientAuth: true,
-        getCertificate: (ctx) => deps.callerCertificate(ctx)?.x509 as never,
+        // The certificate binding/ resolved for the request (TLS socket or a trusted proxy's header).
+        getCertificate: (ctx) => certificateOf(ctx)?.x509 as never,
         // RFC 8705 §2.1: chain validation for tls_client_auth.
         certificateAuthorized: (ctx) => {
           // `authorized`: the chain was verified against the client CA (TLS handshake or binding/proxy_certificate.ts).
-          return deps.callerCertificate(ctx)?.authorized ?? false;
+          return certificateOf(ctx)?.authorized ?? false;
         },
         certificateSubjectMatches: (ctx, property, expected) => {
-          const certificate = deps.callerCertificate(ctx);
+          const certificate = certificateOf(ctx);
           return certificate ? certificateSubjectMatches(certificate.x509, property, expected) : false;
         },
       },
@@ -124,7 +117,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
         enabled: true,
         nonceSecret: deps.dpopNonceSecret,
         requireNonce: () => config.dpop.requireNonce,
-        // Replay is checked by Tether in the shared database (grants/issuance_steps.ts).
+        // Replay is checked by Tether in the shared database (binding/dpop.ts).
         allowReplay: false,
       },
     },

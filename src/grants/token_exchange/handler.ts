@@ -1,7 +1,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { ParentRefusedError } from '../../ledger/record_issuance.js';
 import { Refusal } from '../../oauth/refusal.js';
-import type { ResourceRegistry } from '../resource_policy.js';
+import { selectBinding, type ResourceRegistry } from '../resource_policy.js';
 import type { Grant } from '../grant.js';
 import { recordIssuance, requireActiveClient, respondWithToken, tetherClientOf } from '../issuance_steps.js';
 import { decideExchange, InvalidPresentedToken } from './exchange_policy.js';
@@ -42,7 +42,7 @@ export function tokenExchangeHandler(deps: TokenExchangeDependencies) {
       now: new Date(),
     });
 
-    const binding = await deps.binder.bindToken(ctx, client, decision.resource);
+    const binding = await deps.binder.bindNewToken(ctx, selectBinding(client, decision.resource));
     const issued = await deps.mint.mintAccessToken(ctx, {
       client,
       resource: decision.resource,

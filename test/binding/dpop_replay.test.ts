@@ -1,6 +1,6 @@
 import knexFactory, { type Knex } from 'knex';
 
-import { recordProofOnce } from '../../src/storage/dpop_replay.js';
+import { recordProofOnce } from '../../src/binding/dpop_replay.js';
 import { hashIdentifier } from '../../src/storage/hash_id.js';
 import { openTestDatabase } from '../support/database.js';
 

@@ -1,10 +1,13 @@
 import type { Knex } from 'knex';
 
-import { hashIdentifier } from './hash_id.js';
+import { hashIdentifier } from '../storage/hash_id.js';
 
 /** A DPoP proof to remember until `expiresAt` (after which its `iat` is out of the window anyway). */
 export interface ProofRecord {
-  /** Anything identifying the proof, e.g. `${jkt}:${jti}`; stored as its SHA-256. */
+  /**
+   * Anything identifying the proof; the token path uses `${jkt}\0${jti}` (binding/dpop.ts: a jti is
+   * unique per key, and NUL cannot occur in either). Stored as its SHA-256.
+   */
   key: string;
   expiresAt: Date;
 }
