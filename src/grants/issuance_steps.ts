@@ -8,6 +8,7 @@ import type { IssuanceEventType, IssuedToken, RequestFacts } from '../ledger/eve
 import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
 import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
 import { databaseStep } from '../oauth/error_boundary.js';
+import { setExtraClaims } from '../provider/token_extra.js';
 import { DatabaseFailure, Refusal } from '../oauth/refusal.js';
 
 /**
@@ -93,9 +94,7 @@ async function mintAccessToken(provider: Provider, signingAlgorithm: TetherConfi
   if (request.notAfter) token.exp = Math.min(Math.floor(Date.now() / 1000) + request.lifetimeSeconds, Math.floor(request.notAfter.getTime() / 1000));
   // Read back by the provider's extraTokenClaims hook (create_provider.ts), which otherwise resets it;
   // its JWT customizer puts `sub` back over the client id that oidc-provider writes.
-  if (request.act || request.subject) {
-    token.extra = { ...(request.subject ? { sub: request.subject } : {}), ...(request.act ? { act: request.act } : {}) };
-  }
+  setExtraClaims(token, { sub: request.subject || undefined, act: request.act });
 
   ctx.oidc.entity('ClientCredentials', token);
   const value = await databaseStep(() => token.save());

@@ -2,6 +2,7 @@ import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schem
 
 import { isSenderConstraint, type SenderConstraint } from '../binding/methods.js';
 import { Refusal } from '../oauth/refusal.js';
+import { scopesOf } from '../oauth/scope.js';
 
 /**
  * Tether's issuance policy, as pure functions: which one resource a token is for, which scopes it
@@ -63,7 +64,7 @@ export function selectResource(
  * granted. Unlike oidc-provider's default, a scope the client may not have is refused, never dropped.
  */
 export function selectScopes(requested: string | undefined, granted: readonly string[]): string[] {
-  const asked = requested === undefined ? [] : requested.split(' ').filter((scope) => scope !== '');
+  const asked = scopesOf(requested);
   if (asked.length === 0) return [...granted];
   const refused = asked.filter((scope) => !granted.includes(scope));
   if (refused.length > 0) {

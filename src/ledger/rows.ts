@@ -1,4 +1,5 @@
 import { isSenderConstraint, type TokenBinding } from '../binding/methods.js';
+import { scopesOf } from '../oauth/scope.js';
 import type { LedgerEvent, LedgerEventType, TokenRecord } from './events.js';
 
 /**
@@ -33,8 +34,8 @@ export function bindingOf(method: unknown, thumbprint: unknown): TokenBinding {
   return { method: 'bearer' };
 }
 
-export function splitScope(scope: unknown): string[] {
-  return typeof scope === 'string' && scope.length > 0 ? scope.split(' ') : [];
+function splitScope(scope: unknown): string[] {
+  return typeof scope === 'string' ? scopesOf(scope) : [];
 }
 
 export function tokenRecordOf(row: Row): TokenRecord {

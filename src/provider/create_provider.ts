@@ -3,6 +3,7 @@ import { certificateOf } from '../binding/request_certificate.js';
 import type { TetherConfig } from '../config/schema.js';
 import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, clientMetadataOf } from './client_metadata.js';
 import { certificateSubjectMatches } from './certificate_checks.js';
+import { extraClaimsOf } from './token_extra.js';
 import { requireTlsForClientSecrets } from './client_secret_transport.js';
 import { beforeClientCredentialsCheck } from './internals.js';
 import { oauthErrorOf } from '../oauth/error_boundary.js';
@@ -124,15 +125,18 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // Token lifetimes are chosen per resource by the grant handlers; this is only a safety net.
     ttl: { ClientCredentials: 300 },
     // Keeps the `act` claim that token exchange sets on the token before it is saved.
-    extraTokenClaims: async (_ctx, token) => (token as unknown as { extra?: Record<string, unknown> }).extra,
+    extraTokenClaims: async (_ctx, token) => {
+      const extra = extraClaimsOf(token);
+      return Object.keys(extra).length > 0 ? { ...extra } : undefined;
+    },
     formats: {
       customizers: {
         // RFC 8693 §4.1 delegation: an exchanged token's `sub` is the subject token's subject. For
         // ClientCredentials JWTs oidc-provider writes `sub` = client id after the extra claims, so
         // the one set by token exchange (grants/issuance_steps.ts) is put back here.
         jwt: (_ctx, token, jwt) => {
-          const sub = (token as unknown as { extra?: Record<string, unknown> }).extra?.sub;
-          if (typeof sub === 'string') jwt.payload.sub = sub;
+          const { sub } = extraClaimsOf(token);
+          if (sub !== undefined) jwt.payload.sub = sub;
         },
       },
     },

@@ -7,6 +7,7 @@
 import { decodeJwt, type JWTPayload } from 'jose';
 import { fetch } from 'undici';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../grants/token_exchange/parse_request.js';
+import { scopesOf } from '../oauth/scope.js';
 import type { AgentPool, PresentedCertificate } from './agents.js';
 import { dpopProof, type DpopKey } from './dpop.js';
 
@@ -165,8 +166,8 @@ function scopeParameter(scope: string | readonly string[] | undefined): string |
 
 /** Scopes as a list, from a space-separated string or a list (empty entries dropped). */
 export function scopeList(scope: string | readonly string[] | undefined): string[] {
-  if (scope === undefined) return [];
-  return (typeof scope === 'string' ? scope.split(' ') : [...scope]).filter((value) => value !== '');
+  if (typeof scope === 'string' || scope === undefined) return scopesOf(scope);
+  return scope.filter((value) => value !== '');
 }
 
 function parseJsonObject(text: string): Record<string, unknown> {

@@ -1,5 +1,6 @@
 import type { ClientConfig, ResourceConfig } from '../../config/schema.js';
 import { Refusal } from '../../oauth/refusal.js';
+import { scopesOf } from '../../oauth/scope.js';
 import { TARGET_REFUSALS, type ResourceRegistry } from '../resource_policy.js';
 import type { ExchangeRequest } from './parse_request.js';
 
@@ -231,7 +232,7 @@ const EXCHANGE_TARGET_REFUSALS = {
  */
 export function selectExchangeScopes(requested: string | undefined, subjectScopes: readonly string[], exchangeable: readonly string[]): string[] {
   const allowed = subjectScopes.filter((scope) => exchangeable.includes(scope));
-  const asked = requested === undefined ? [] : [...new Set(requested.split(' ').filter((scope) => scope !== ''))];
+  const asked = [...new Set(scopesOf(requested))];
   if (asked.length === 0) {
     if (allowed.length === 0) {
       throw new Refusal('invalid_scope', 'requested scope is not allowed', `no scope is both in the subject token (${subjectScopes.join(' ')}) and exchangeable at the target (${exchangeable.join(' ')})`);

@@ -3,6 +3,8 @@ import type { Provider } from 'oidc-provider';
 import { opaqueTokenId, type OwnTokenVerifier, type PresentedToken as OwnToken } from '../../keys/own_tokens.js';
 import { MAX_LINEAGE_DEPTH, type TokenStanding } from '../../ledger/lineage.js';
 import { Refusal } from '../../oauth/refusal.js';
+import { scopesOf } from '../../oauth/scope.js';
+import { extraClaimsOf } from '../../provider/token_extra.js';
 import { databaseStep } from '../../oauth/error_boundary.js';
 import type { IssuanceDependencies } from '../issuance_steps.js';
 import { InvalidPresentedToken, type ActClaim, type ExchangeableToken } from './exchange_policy.js';
@@ -98,7 +100,7 @@ async function readOpaqueAccessToken(opaqueTokens: PresentedTokenDependencies['o
   if (!token) throw new InvalidPresentedToken(parameter, 'opaque token not found');
   if (token.isExpired) throw new InvalidPresentedToken(parameter, `opaque token expired at ${new Date(token.exp! * 1000).toISOString()}`);
 
-  const extra = (token.extra ?? {}) as Record<string, unknown>;
+  const extra = extraClaimsOf(token);
   const audience = Array.isArray(token.aud) ? token.aud[0] : token.aud;
   if (typeof audience !== 'string') throw new InvalidPresentedToken(parameter, 'opaque token without an audience');
   return {
@@ -106,7 +108,7 @@ async function readOpaqueAccessToken(opaqueTokens: PresentedTokenDependencies['o
     format: 'opaque',
     clientId: token.clientId!,
     // An exchanged opaque token keeps its subject in `extra` (issuance_steps.ts mintAccessToken).
-    subject: typeof extra.sub === 'string' ? extra.sub : token.clientId!,
+    subject: extra.sub ?? token.clientId!,
     audience,
     scopes: scopesOf(token.scope),
     expiresAt: new Date(token.exp! * 1000),
@@ -118,10 +120,6 @@ async function readOpaqueAccessToken(opaqueTokens: PresentedTokenDependencies['o
 
 function invalidActClaim(parameter: Parameter): never {
   throw new InvalidPresentedToken(parameter, 'stored act claim has an unexpected shape');
-}
-
-function scopesOf(scope: string | undefined): string[] {
-  return scope ? scope.split(' ').filter((item) => item !== '') : [];
 }
 
 /** RFC 7800 `cnf` with the members Tether writes: RFC 8705 §3.1 `x5t#S256`, RFC 9449 §6.1 `jkt`. */
