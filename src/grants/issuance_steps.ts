@@ -8,8 +8,8 @@ import type { IssuanceEventType, IssuedToken, RequestFacts } from '../ledger/eve
 import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
 import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
 import { databaseStep } from '../oauth/error_boundary.js';
-import { setExtraClaims } from '../provider/token_extra.js';
 import { DatabaseFailure, Refusal } from '../oauth/refusal.js';
+import { setExtraClaims } from '../provider/token_extra.js';
 
 /**
  * The steps every Tether grant shares, in the order a grant uses them. Each throws the Refusal a
