@@ -1,12 +1,10 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Grant } from './grant.js';
 import { recordIssuance, requireActiveClient, respondWithToken, tetherClientOf, type IssuanceDependencies } from './issuance_steps.js';
-import { selectBinding, selectResource, selectScopes, type ResourceRegistry } from './resource_policy.js';
+import { selectBinding, selectResource, selectScopes } from './resource_policy.js';
 
-/** What the client_credentials handler uses. */
-export interface ClientCredentialsDependencies extends IssuanceDependencies {
-  resources: ResourceRegistry;
-}
+/** What the client_credentials handler uses: the shared issuance steps' dependencies, nothing more. */
+export type ClientCredentialsDependencies = IssuanceDependencies;
 
 /**
  * `client_credentials` (RFC 6749 §4.4) the Tether way, replacing oidc-provider's built-in handler so
@@ -15,10 +13,11 @@ export interface ClientCredentialsDependencies extends IssuanceDependencies {
  */
 export function clientCredentialsHandler(deps: ClientCredentialsDependencies) {
   return async function clientCredentials(ctx: KoaContextWithOIDC): Promise<void> {
-    const client = tetherClientOf(deps.clients, ctx);
+    const { clients, resources } = deps.snapshotOf(ctx);
+    const client = tetherClientOf(clients, ctx);
     await requireActiveClient(deps.ledger, client);
 
-    const resource = selectResource(ctx.oidc.params!.resource as string | string[] | undefined, client, client.resources, deps.resources);
+    const resource = selectResource(ctx.oidc.params!.resource as string | string[] | undefined, client, client.resources, resources);
     const scopes = selectScopes(ctx.oidc.params!.scope as string | undefined, client.resources[resource.uri]!);
 
     const binding = await deps.binder.bindNewToken(ctx, selectBinding(client, resource));

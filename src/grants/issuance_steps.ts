@@ -9,6 +9,7 @@ import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
 import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
 import { databaseStep } from '../oauth/error_boundary.js';
 import { DatabaseFailure, Refusal } from '../oauth/refusal.js';
+import type { ConfigSnapshot } from '../provider/config_snapshot.js';
 import { setExtraClaims } from '../provider/token_extra.js';
 
 /**
@@ -17,9 +18,13 @@ import { setExtraClaims } from '../provider/token_extra.js';
  * Each step takes only what it uses; {@link IssuanceDependencies} is what a grant built on them needs.
  */
 
-/** What the shared issuance steps use: the configured clients, the ledger, the mint and the binder. */
+/** What the shared issuance steps use: the request's configuration, the ledger, the mint and the binder. */
 export interface IssuanceDependencies {
-  clients: ReadonlyMap<string, ClientConfig>;
+  /**
+   * The configuration the request runs with (clients, resources, policy), read once when it
+   * arrived: a reload while it runs does not change it (provider/config_snapshot.ts).
+   */
+  snapshotOf(ctx: KoaContextWithOIDC): ConfigSnapshot;
   ledger: IssuanceLedger;
   mint: TokenMint;
   binder: TokenBinder;

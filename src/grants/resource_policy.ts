@@ -1,8 +1,8 @@
-import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schema.js';
-
+import type { ClientConfig, ResourceConfig } from '../config/schema.js';
 import { isSenderConstraint, type SenderConstraint } from '../binding/methods.js';
 import { Refusal } from '../oauth/refusal.js';
 import { scopesOf } from '../oauth/scope.js';
+import type { ResourceRegistry } from '../provider/config_snapshot.js';
 
 /**
  * Tether's issuance policy, as pure functions: which one resource a token is for, which scopes it
@@ -23,13 +23,6 @@ export const TARGET_REFUSALS = {
   notPermitted: 'this client may not obtain tokens for the requested resource',
   bearerNotAllowed: 'the requested resource accepts only sender-constrained tokens, and this client\'s tokens are unbound',
 } as const;
-
-/** Registered resources by exact URI string (RFC 8707 §2: compared as registered, no normalisation). */
-export type ResourceRegistry = ReadonlyMap<string, ResourceConfig>;
-
-export function resourceRegistry(config: TetherConfig): ResourceRegistry {
-  return new Map(config.resources.map((resource) => [resource.uri, resource]));
-}
 
 /**
  * RFC 8707 §2: the `resource` parameter(s) of a token request → the one registered resource the token

@@ -5,10 +5,11 @@ import type { Logger } from 'pino';
 import { dpopProofs } from '../binding/dpop.js';
 import { isTrustedProxy } from '../binding/proxy_certificate.js';
 import { tokenBinder } from '../binding/token_binder.js';
-import { databaseTimeoutsMs, type TetherConfig } from '../config/schema.js';
+import { configErrorOfIssues } from '../config/load_config.js';
+import { planReload } from '../config/reload_plan.js';
+import { crossReferenceIssues, databaseTimeoutsMs, type ConfigIssue, type TetherConfig } from '../config/schema.js';
 import { tokenMint } from '../grants/issuance_steps.js';
 import { GRANT_TYPES, registerGrants, type GrantDependencies } from '../grants/registry.js';
-import { resourceRegistry } from '../grants/resource_policy.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
 import { findTokenStanding } from '../ledger/lineage.js';
@@ -21,13 +22,14 @@ import { describeUnsupportedAssertionAlg } from '../provider/client_assertion_al
 import { loadServerSecret } from '../keys/server_secrets.js';
 import { signingPolicyOf } from '../keys/signing_policy.js';
 import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
+import { buildConfigSnapshot, createLiveConfig, type ConfigSnapshot } from '../provider/config_snapshot.js';
 import { createProvider } from '../provider/create_provider.js';
 import { installSigningKeys, validateDpopProof } from '../provider/internals.js';
 import { createAdapterFactory } from '../storage/adapter.js';
 import type { Database } from '../storage/database.js';
 import {
-  discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
-  servedOriginOnly,
+  discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
+  retryAfterOnUnavailable, servedOriginOnly,
 } from './middleware.js';
 import { servedOriginsOf } from './request_origin.js';
 import { servedRoutesOnly } from './served_routes.js';
@@ -53,8 +55,43 @@ export interface TetherApp {
   keys: LiveSigningKeys;
   /** Refusals nobody authenticated for, counted per window (`flush()` ends the window now). */
   unauthenticatedRejections: RejectionAggregator;
+  /** The configuration requests starting now run with. */
+  configuration(): ConfigSnapshot;
+  /**
+   * Replaces clients, resources and policy with those of `next` for every request that starts from
+   * now on; requests in flight finish with the configuration they started with. What only a restart
+   * changes keeps its running value and is returned as `needsRestart` (config/reload_plan.ts).
+   * Throws ConfigError (every problem, each naming its path) and changes nothing when `next` cannot
+   * run; a database error likewise changes nothing. Reloads run one at a time.
+   */
+  reconfigure(next: TetherConfig, options?: ReconfigureOptions): Promise<Reconfigured>;
   /** Stops following key changes and writes what is still counted; call before closing the database. */
   close(): Promise<void>;
+}
+
+export interface ReconfigureOptions {
+  /** Names the file in error messages, as at start. */
+  source?: string;
+  /** Checks of the configuration that would run beyond those of every configuration (`tether start`'s). */
+  checks?: (config: TetherConfig) => ConfigIssue[];
+}
+
+export interface Reconfigured {
+  generation: number;
+  clients: number;
+  resources: number;
+  /** Changed paths that keep their running value until a restart (names only). */
+  needsRestart: string[];
+}
+
+/** `run` with calls queued: each starts once the one before it has settled. */
+function oneAtATime<A extends unknown[], R>(run: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  let last: Promise<unknown> = Promise.resolve();
+  return (...args) => {
+    const result = last.then(() => run(...args));
+    last = result.catch(() => undefined);
+    return result;
+  };
 }
 
 /**
@@ -83,8 +120,13 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const keys = (keysStarted as PromiseFulfilledResult<LiveSigningKeys>).value;
   const dpopNonceSecret = (secretLoaded as PromiseFulfilledResult<Buffer>).value;
 
+  // Clients, resources and policy: one immutable snapshot per configuration, pinned by each request
+  // as it arrives (requestContext) and swapped whole by a reload (reconfigure below).
+  const live = createLiveConfig();
+  const snapshotOf = (ctx: Parameters<typeof pinnedSnapshotOf>[0] | undefined) => (ctx && pinnedSnapshotOf(ctx)) || live.current();
   const provider = createProvider({
     config,
+    snapshotOf,
     adapter: createAdapterFactory(knex),
     jwks: keys.current().jwks as never,
     dpopNonceSecret,
@@ -94,13 +136,11 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // any instance (or by the CLI) reaches this one within seconds, without a restart.
   keys.subscribe((current) => installSigningKeys(provider, { signing: current.jwks.keys, published: current.publicJwks.keys }));
 
-  const resources = resourceRegistry(config);
   // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own
   // published keys, including ones another instance began signing with that this one has not heard of yet.
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   const grantDependencies: GrantDependencies = {
-    clients: new Map(config.clients.map((client) => [client.id, client])),
-    resources,
+    snapshotOf,
     ledger: createIssuanceLedger(knex, {
       batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
     }),
@@ -110,9 +150,15 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     ownTokens,
     opaqueTokens: { find: (value, options) => provider.ClientCredentials.find(value, options) },
     standingOf: (tokenId) => findTokenStanding(knex, tokenId),
-    maxChainDepth: config.exchange.maxChainDepth,
   };
   registerGrants(provider, grantDependencies);
+  // Clients are validated against the grant types registered above, as oidc-provider does at first use.
+  try {
+    live.replace(buildConfigSnapshot(provider, GRANT_TYPES, config));
+  } catch (error) {
+    await keys.close();
+    throw error;
+  }
 
   // Koa reports errors of the request or response stream (a client that timed out, aborted or
   // reset) here, by default with console.error: a client could fill stderr at will.
@@ -135,7 +181,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
    * of every one after it. The order is the design, so it is stated here once.
    */
   const aroundTheProvider = [
-    requestContext(logger),
+    requestContext(logger, live),
     healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }),
     retryAfterOnUnavailable,
     // Records every refused ledger-route request, after the answers of everything below were made.
@@ -153,7 +199,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
       knex,
       verifier: ownTokens,
       issuer: config.issuer,
-      introspectorsOf: (resource) => resources.get(resource)?.introspectors ?? [],
+      introspectorsOf: (resource, ctx) => snapshotOf(ctx).resources.get(resource)?.introspectors ?? [],
       logger,
       requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
     }),
@@ -174,6 +220,22 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     },
     keys,
     unauthenticatedRejections,
+    configuration: () => live.current(),
+    reconfigure: oneAtATime(async (next: TetherConfig, reconfigureOptions: ReconfigureOptions = {}): Promise<Reconfigured> => {
+      const { source = 'configuration', checks } = reconfigureOptions;
+      const running = live.current();
+      const plan = planReload(running.config, next);
+      // The file was valid on its own; with the running restart-only values it must be too (e.g. an
+      // mtls client needs the https listener that is running, not one the file adds).
+      const issues = [...crossReferenceIssues(plan.config), ...(checks?.(plan.config) ?? [])];
+      if (issues.length > 0) throw configErrorOfIssues(source, issues);
+      const snapshot = buildConfigSnapshot(provider, GRANT_TYPES, plan.config, running, source);
+      // The issuance statement locks the client's state row (ledger/record_issuance.ts): new clients need theirs first.
+      const added = plan.config.clients.map((client) => client.id).filter((id) => !running.clients.has(id));
+      await ensureClientStates(knex, added);
+      live.replace(snapshot);
+      return { generation: snapshot.generation, clients: snapshot.clients.size, resources: snapshot.resources.size, needsRestart: plan.needsRestart };
+    }),
     close: async () => {
       await keys.close();
       await unauthenticatedRejections.stop();

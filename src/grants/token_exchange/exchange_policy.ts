@@ -1,7 +1,8 @@
 import type { ClientConfig, ResourceConfig } from '../../config/schema.js';
 import { Refusal } from '../../oauth/refusal.js';
 import { scopesOf } from '../../oauth/scope.js';
-import { TARGET_REFUSALS, type ResourceRegistry } from '../resource_policy.js';
+import type { ResourceRegistry } from '../../provider/config_snapshot.js';
+import { TARGET_REFUSALS } from '../resource_policy.js';
 import type { ExchangeRequest } from './parse_request.js';
 
 /**

@@ -1,7 +1,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { ParentRefusedError } from '../../ledger/record_issuance.js';
 import { Refusal } from '../../oauth/refusal.js';
-import { selectBinding, type ResourceRegistry } from '../resource_policy.js';
+import { selectBinding } from '../resource_policy.js';
 import type { Grant } from '../grant.js';
 import { recordIssuance, requireActiveClient, respondWithToken, tetherClientOf } from '../issuance_steps.js';
 import { decideExchange, InvalidPresentedToken } from './exchange_policy.js';
@@ -10,11 +10,7 @@ import { presentedKeysOf } from './presented_keys.js';
 import { LINEAGE_TOO_DEEP, resolvePresentedToken, type PresentedTokenDependencies } from './resolve_subject.js';
 
 /** What the token exchange handler uses. */
-export interface TokenExchangeDependencies extends PresentedTokenDependencies {
-  resources: ResourceRegistry;
-  /** `exchange.maxChainDepth`: the most actors a token's `act` chain may name. */
-  maxChainDepth: number;
-}
+export type TokenExchangeDependencies = PresentedTokenDependencies;
 
 /**
  * OAuth 2.0 Token Exchange (RFC 8693) as a custom oidc-provider grant. A service that received a
@@ -27,7 +23,8 @@ export interface TokenExchangeDependencies extends PresentedTokenDependencies {
  */
 export function tokenExchangeHandler(deps: TokenExchangeDependencies) {
   return async function tokenExchange(ctx: KoaContextWithOIDC): Promise<void> {
-    const client = tetherClientOf(deps.clients, ctx);
+    const { clients, resources, config } = deps.snapshotOf(ctx);
+    const client = tetherClientOf(clients, ctx);
     await requireActiveClient(deps.ledger, client);
 
     const request = parseExchangeRequest(ctx.oidc.params!);
@@ -37,8 +34,8 @@ export function tokenExchangeHandler(deps: TokenExchangeDependencies) {
 
     const decision = decideExchange({
       request, subject, actor, client, presented,
-      registry: deps.resources,
-      maxChainDepth: deps.maxChainDepth,
+      registry: resources,
+      maxChainDepth: config.exchange.maxChainDepth,
       now: new Date(),
     });
 
