@@ -8,6 +8,9 @@ import { tokenBinder } from '../binding/token_binder.js';
 import { configErrorOfIssues } from '../config/load_config.js';
 import { planReload } from '../config/reload_plan.js';
 import { crossReferenceIssues, databaseTimeoutsMs, type ConfigIssue, type TetherConfig } from '../config/schema.js';
+import { adminApi } from '../admin/admin_api.js';
+import { createAdminAuthenticator } from '../admin/authenticate.js';
+import { adminConsole, loadConsoleFiles } from '../admin/console_files.js';
 import { tokenMint } from '../grants/issuance_steps.js';
 import { GRANT_TYPES, registerGrants, type GrantDependencies } from '../grants/registry.js';
 import { ensureClientStates } from '../ledger/client_states.js';
@@ -41,6 +44,11 @@ export interface TetherAppOptions {
   /** PEM bundle of CAs that tls_client_auth certificates must chain to (also given to the TLS listener). */
   clientCaPem?: string;
   instanceId?: string;
+  /**
+   * `tether dev`: the admin API's local credential (admin/dev_credential.ts); the admin API is
+   * served when this is given or `admin.enabled` is true.
+   */
+  adminDevSecret?: string;
 }
 
 /** Tether's request handling: oidc-provider with Tether's grants and middleware, over one database. */
@@ -55,6 +63,8 @@ export interface TetherApp {
   keys: LiveSigningKeys;
   /** Refusals nobody authenticated for, counted per window (`flush()` ends the window now). */
   unauthenticatedRejections: RejectionAggregator;
+  /** Ends the admin API's open streams (ledger follow, SSE), so that a graceful stop need not wait for them. */
+  endAdminStreams(): void;
   /** The configuration requests starting now run with. */
   configuration(): ConfigSnapshot;
   /**
@@ -174,6 +184,19 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const proxy = config.trustedProxies.length > 0
     ? { trustedProxies: config.trustedProxies, header: config.clientCertHeader, ca: options.clientCaPem }
     : undefined;
+  const adminClosing = new AbortController();
+  const adminServed = options.adminDevSecret !== undefined || config.admin.enabled === true;
+  const admin = adminServed ? [
+    adminApi({
+      config, knex, logger,
+      currentConfig: (ctx) => snapshotOf(ctx).config,
+      authenticate: createAdminAuthenticator({ issuer: config.issuer, admin: config.admin, keys, knex, devSecret: options.adminDevSecret }),
+      requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
+      unauthenticated: unauthenticatedRejections,
+      closing: adminClosing.signal,
+    }),
+    adminConsole(config.admin.path, await loadConsoleFiles()),
+  ] : [];
   const issuerOrigin = new URL(config.issuer).origin;
 
   /**
@@ -205,6 +228,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     }),
     // The caller's certificate, resolved once before oidc-provider's client authentication reads it.
     resolveCallerCertificate({ proxy }, logger),
+    // After the caller's certificate is resolved (mTLS-bound admin tokens), before the route filter.
+    ...admin,
     discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined),
     // Last, so that it runs just before oidc-provider's router: only Tether's endpoints reach it.
     servedRoutesOnly(provider, config.http),
@@ -220,6 +245,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     },
     keys,
     unauthenticatedRejections,
+    endAdminStreams: () => adminClosing.abort(),
     configuration: () => live.current(),
     reconfigure: oneAtATime(async (next: TetherConfig, reconfigureOptions: ReconfigureOptions = {}): Promise<Reconfigured> => {
       const { source = 'configuration', checks } = reconfigureOptions;
@@ -237,6 +263,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
       return { generation: snapshot.generation, clients: snapshot.clients.size, resources: snapshot.resources.size, needsRestart: plan.needsRestart };
     }),
     close: async () => {
+      adminClosing.abort();
       await keys.close();
       await unauthenticatedRejections.stop();
     },

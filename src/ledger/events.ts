@@ -48,6 +48,7 @@ export const LEDGER_EVENT_TYPES = [
   'client.suspended',
   'client.resumed',
   'ledger.pruned',
+  'admin.called',
 ] as const;
 export type LedgerEventType = (typeof LEDGER_EVENT_TYPES)[number];
 
