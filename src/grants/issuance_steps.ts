@@ -9,6 +9,7 @@ import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
 import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
 import { databaseStep } from '../oauth/error_boundary.js';
 import { DatabaseFailure, Refusal } from '../oauth/refusal.js';
+import { timedStep } from '../observability/issuance_timing.js';
 import type { ConfigSnapshot } from '../provider/config_snapshot.js';
 import { setExtraClaims } from '../provider/token_extra.js';
 
@@ -102,7 +103,7 @@ async function mintAccessToken(provider: Provider, signingAlgorithm: TetherConfi
   setExtraClaims(token, { sub: request.subject || undefined, act: request.act });
 
   ctx.oidc.entity('ClientCredentials', token);
-  const value = await databaseStep(() => token.save());
+  const value = await timedStep(ctx, 'signing', () => databaseStep(() => token.save()));
   const { tokenId, issuedAt, expiresAt } = tokenFacts(request.resource.format, value, token);
 
   return {
@@ -139,7 +140,7 @@ export async function recordIssuance(
   event: { type: IssuanceEventType; issued: IssuedToken },
 ): Promise<void> {
   try {
-    await deps.ledger.recordIssuance(event, deps.requestFactsOf(ctx));
+    await timedStep(ctx, 'ledger', () => deps.ledger.recordIssuance(event, deps.requestFactsOf(ctx)));
   } catch (error) {
     // The client never sees this token; remove it so nothing usable exists without its record.
     await deps.mint.discard(event.issued);

@@ -1,5 +1,6 @@
 import type { Provider } from 'oidc-provider';
 import { withErrorBoundary } from '../oauth/error_boundary.js';
+import type { GrantHandler } from './grant.js';
 import { clientCredentialsGrant } from './client_credentials.js';
 import { tokenExchangeGrant } from './token_exchange/handler.js';
 
@@ -24,9 +25,14 @@ export type GrantDependencies = IntersectionOf<Parameters<Listed['handler']>[0]>
  * Registers every listed grant's handler, with its parameters, at oidc-provider's token endpoint,
  * inside the error boundary: a Refusal a grant throws reaches the client as its OAuth error.
  */
-export function registerGrants(provider: Provider, dependencies: GrantDependencies): void {
+export function registerGrants(
+  provider: Provider,
+  dependencies: GrantDependencies,
+  /** Wraps each grant's handler (inside the boundary), e.g. to time it: observability/issuance_timing.ts. */
+  around: (type: string, handler: GrantHandler) => GrantHandler = (_type, handler) => handler,
+): void {
   for (const grant of GRANTS as readonly Listed[]) {
-    const handler = (grant.handler as (deps: GrantDependencies) => ReturnType<Listed['handler']>)(dependencies);
+    const handler = around(grant.type, (grant.handler as (deps: GrantDependencies) => GrantHandler)(dependencies));
     provider.registerGrantType(grant.type, (ctx) => withErrorBoundary(() => handler(ctx)), [...grant.parameters], [...grant.duplicableParameters]);
   }
 }

@@ -29,6 +29,9 @@ import { buildConfigSnapshot, createLiveConfig, type ConfigSnapshot } from '../p
 import { createProvider } from '../provider/create_provider.js';
 import { installSigningKeys, validateDpopProof } from '../provider/internals.js';
 import { createAdapterFactory } from '../storage/adapter.js';
+import { timedGrant } from '../observability/issuance_timing.js';
+import type { TetherMetrics } from '../observability/metrics.js';
+import { requestObservers } from '../observability/request_observers.js';
 import type { Database } from '../storage/database.js';
 import {
   discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
@@ -65,6 +68,8 @@ export interface TetherApp {
   unauthenticatedRejections: RejectionAggregator;
   /** Ends the admin API's open streams (ledger follow, SSE), so that a graceful stop need not wait for them. */
   endAdminStreams(): void;
+  /** Prometheus metrics, when `metrics.listener` is not `off` (served by the app itself for `http`/`https`). */
+  metrics: TetherMetrics | undefined;
   /** The configuration requests starting now run with. */
   configuration(): ConfigSnapshot;
   /**
@@ -146,14 +151,25 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // any instance (or by the CLI) reaches this one within seconds, without a restart.
   keys.subscribe((current) => installSigningKeys(provider, { signing: current.jwks.keys, published: current.publicJwks.keys }));
 
+  const issuanceLedger = createIssuanceLedger(knex, {
+    batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
+  });
+  // Access log and Prometheus metrics (observability/request_observers.ts).
+  const observers = requestObservers({
+    config, logger, provider, knex,
+    knownNamesOf: (ctx) => snapshotOf(ctx),
+    issuanceQueue: () => issuanceLedger.queueDepth(),
+    signingKeys: () => keys.current(),
+    factsOf: (ctx) => requestFactsOf(ctx, instanceId),
+  });
+  const { metrics } = observers;
+
   // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own
   // published keys, including ones another instance began signing with that this one has not heard of yet.
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   const grantDependencies: GrantDependencies = {
     snapshotOf,
-    ledger: createIssuanceLedger(knex, {
-      batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
-    }),
+    ledger: issuanceLedger,
     mint: tokenMint(provider, config.signing.algorithm),
     binder: tokenBinder(dpopProofs({ validate: (ctx) => validateDpopProof(provider, ctx), knex })),
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
@@ -161,7 +177,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     opaqueTokens: { find: (value, options) => provider.ClientCredentials.find(value, options) },
     standingOf: (tokenId) => findTokenStanding(knex, tokenId),
   };
-  registerGrants(provider, grantDependencies);
+  // Each grant's handler is timed per phase when metrics are on (observability/issuance_timing.ts).
+  registerGrants(provider, grantDependencies, (type, handler) => timedGrant(metrics?.issuancePhase, type, handler));
   // Clients are validated against the grant types registered above, as oidc-provider does at first use.
   try {
     live.replace(buildConfigSnapshot(provider, GRANT_TYPES, config));
@@ -204,8 +221,11 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
    * of every one after it. The order is the design, so it is stated here once.
    */
   const aroundTheProvider = [
+    // Outermost: the access line and the counters see the status the client was sent.
+    ...observers.outermost,
     requestContext(logger, live),
     healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }),
+    ...observers.besideHealth,
     retryAfterOnUnavailable,
     // Records every refused ledger-route request, after the answers of everything below were made.
     recordRejections({
@@ -246,6 +266,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     keys,
     unauthenticatedRejections,
     endAdminStreams: () => adminClosing.abort(),
+    metrics,
     configuration: () => live.current(),
     reconfigure: oneAtATime(async (next: TetherConfig, reconfigureOptions: ReconfigureOptions = {}): Promise<Reconfigured> => {
       const { source = 'configuration', checks } = reconfigureOptions;

@@ -6,8 +6,8 @@
  */
 import { decodeJwt, type JWTPayload } from 'jose';
 import { fetch } from 'undici';
-import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../grants/token_exchange/parse_request.js';
 import { scopesOf } from '../oauth/scope.js';
+import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../oauth/token_exchange_urns.js';
 import type { AgentPool, PresentedCertificate } from './agents.js';
 import { dpopProof, type DpopKey } from './dpop.js';
 

@@ -1,11 +1,12 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { ParentRefusedError } from '../../ledger/record_issuance.js';
 import { Refusal } from '../../oauth/refusal.js';
+import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../../oauth/token_exchange_urns.js';
 import { selectBinding } from '../resource_policy.js';
 import type { Grant } from '../grant.js';
 import { recordIssuance, requireActiveClient, respondWithToken, tetherClientOf } from '../issuance_steps.js';
 import { decideExchange, InvalidPresentedToken } from './exchange_policy.js';
-import { parseExchangeRequest, TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from './parse_request.js';
+import { parseExchangeRequest } from './parse_request.js';
 import { presentedKeysOf } from './presented_keys.js';
 import { LINEAGE_TOO_DEEP, resolvePresentedToken, type PresentedTokenDependencies } from './resolve_subject.js';
 

@@ -1,4 +1,5 @@
 import { Refusal } from '../../oauth/refusal.js';
+import { TOKEN_TYPE } from '../../oauth/token_exchange_urns.js';
 
 /**
  * Step 1 of token exchange: the token request's RFC 8693 §2.1 parameters → a typed request, or the
@@ -8,15 +9,6 @@ import { Refusal } from '../../oauth/refusal.js';
  * provided twice"), except `resource` and `audience`, which it lets through so that this module can
  * answer them the RFC 8707 way.
  */
-
-/** RFC 8693 §2.1: the `grant_type` of a token exchange request. */
-export const TOKEN_EXCHANGE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-
-/** RFC 8693 §3 token type identifiers Tether understands. */
-export const TOKEN_TYPE = {
-  accessToken: 'urn:ietf:params:oauth:token-type:access_token',
-  jwt: 'urn:ietf:params:oauth:token-type:jwt',
-} as const;
 
 /** A token the client presented: `jwt` means the client asserted it is a JWT (RFC 8693 §3). */
 export interface PresentedToken {

@@ -1,5 +1,6 @@
 import { Refusal } from '../../../src/oauth/refusal.js';
-import { parseExchangeRequest, TOKEN_TYPE } from '../../../src/grants/token_exchange/parse_request.js';
+import { parseExchangeRequest } from '../../../src/grants/token_exchange/parse_request.js';
+import { TOKEN_TYPE } from '../../../src/oauth/token_exchange_urns.js';
 
 const TARGET = 'https://c.chain.test';
 const base = { subject_token: 'token-value', subject_token_type: TOKEN_TYPE.accessToken, resource: TARGET };
