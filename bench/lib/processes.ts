@@ -27,13 +27,18 @@ export interface ForkOptions {
   env?: NodeJS.ProcessEnv;
   /** stdout and stderr of the child are appended here. */
   logFile?: string;
+  /**
+   * How the child loads TypeScript: through tsx (default), or with plain node and its built-in type
+   * stripping, for a module with no relative imports (the baselines: started as their users start them).
+   */
+  loader?: 'tsx' | 'node';
 }
 
 /** Forks a TypeScript module with an IPC channel; its output goes to `logFile` (or is dropped). */
 export function forkTs(modulePath: string, args: string[], options: ForkOptions = {}): ChildProcess {
   const child = fork(modulePath, args, {
     cwd: REPO_ROOT,
-    execArgv: [...TSX, ...(options.nodeFlags ?? [])],
+    execArgv: [...(options.loader === 'node' ? [] : TSX), ...(options.nodeFlags ?? [])],
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
