@@ -51,7 +51,7 @@ export async function runBench(options: Options): Promise<void> {
     if (options.sections.has('load')) {
       const { subjects, ledger } = await loadSection(context);
       report.load = Object.fromEntries(Object.entries(subjects).map(([name, runs]) => [name, {
-        label: LOAD_SUBJECTS.find((subject) => subject.name === name)!.label,
+        label: LOAD_SUBJECTS.find((subject) => subject.name === name)?.label ?? `${LOAD_SUBJECTS.find((subject) => name.startsWith(`${subject.name}@`))?.label}, at ${options.compare}`,
         check: runs.check,
         rps: median(runs.runs.map((run) => run.rps)),
         p50: median(runs.runs.map((run) => run.p50)),
@@ -65,7 +65,7 @@ export async function runBench(options: Options): Promise<void> {
         runs: runs.runs,
       }]));
       report.ledger = ledger;
-      report.pairs.push(...pairRows(subjects));
+      report.pairs.push(...pairRows(subjects, options.compare));
     }
     if (options.sections.has('verifier')) {
       const { result, rows } = await verifierSection(context);

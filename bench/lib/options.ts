@@ -18,9 +18,14 @@ export interface Options {
   inventoryRows: number;
   /** Start every party without CPU pinning even where taskset exists. */
   noPin: boolean;
+  /**
+   * A git revision to measure side by side with the working tree: each Tether load subject runs a
+   * second time from that revision's sources (`<subject>@<ref>`), in the same interleaved rounds.
+   */
+  compare?: string;
 }
 
-const FLAGS_WITH_VALUE = new Set(['--only', '--subjects', '--profile', '--duration', '--rounds', '--inventory-rows']);
+const FLAGS_WITH_VALUE = new Set(['--only', '--subjects', '--profile', '--duration', '--rounds', '--inventory-rows', '--compare']);
 
 /**
  * Sections are chosen by name, as positional arguments (`npm run bench -- load inventory`) or with
@@ -59,10 +64,11 @@ export function parseOptions(argv: readonly string[]): Options {
     coldStarts: quick ? 2 : 5,
     inventoryRows: number('--inventory-rows', quick ? 100_000 : 1_000_000),
     noPin: argv.includes('--no-pin'),
+    compare: value('--compare'),
   };
 }
 
 /** Only a run of every section with the full settings rewrites docs/benchmarks.md and latest.json. */
 export function isCompleteRun(options: Options): boolean {
-  return !options.quick && !options.subjects && options.sections.size === SECTIONS.length && !options.profile && !options.noPin && options.rounds >= 5;
+  return !options.quick && !options.subjects && options.sections.size === SECTIONS.length && !options.profile && !options.noPin && !options.compare && options.rounds >= 5;
 }

@@ -32,6 +32,8 @@ export interface ForkOptions {
    * stripping, for a module with no relative imports (the baselines: started as their users start them).
    */
   loader?: 'tsx' | 'node';
+  /** Working directory (default: the repository root). */
+  cwd?: string;
 }
 
 /** Forks a TypeScript module with an IPC channel; its output goes to `logFile` (or is dropped). */
@@ -49,7 +51,7 @@ export function forkTs(modulePath: string, args: string[], options: ForkOptions 
 /** Spawns node (no IPC) with the given arguments in the repository root. */
 export function spawnNode(args: string[], options: ForkOptions = {}): ChildProcess {
   const child = spawn(process.execPath, [...(options.nodeFlags ?? []), ...args], {
-    cwd: REPO_ROOT,
+    cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

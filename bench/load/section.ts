@@ -6,8 +6,8 @@ import type { LoadResult, LoadSpec } from '../lib/load_spec.js';
 import { forkTs, nextMessage, REPO_ROOT, stopChild } from '../lib/processes.js';
 import type { PairRow } from '../lib/report.js';
 import { median, round } from '../lib/stats.js';
-import { startBaseline, startTetherDev, type RunningServer } from './servers.js';
-import { LOAD_PAIRS, LOAD_SUBJECTS, type LoadState, type LoadSubject } from './subjects.js';
+import { checkoutRevision, startBaseline, startTetherDev, type RunningServer } from './servers.js';
+import { LOAD_PAIRS, LOAD_SUBJECTS, revisionPairs, revisionSubjects, type LoadState, type LoadSubject } from './subjects.js';
 
 export interface SubjectRuns {
   runs: LoadResult[];
@@ -68,10 +68,22 @@ function describeRun(result: LoadResult): string {
   return `${round(result.rps)} req/s, p50 ${result.p50} ms, p99 ${result.p99} ms${problems.length ? ` (${problems.join(', ')})` : ''}${cpuText}`;
 }
 
+/** The database of the revision's `tether-pg` under `--compare`. */
+function revisionDatabase(context: BenchContext): string {
+  return `${context.benchDatabase}_rev`;
+}
+
 /** Starts the servers the chosen subjects need: Tether first (its `tether dev` makes the PKI the baselines reuse). */
-async function startServers(context: BenchContext, needed: Set<string>, postgresUrl: string | undefined, servers: Map<string, RunningServer>): Promise<void> {
-  if (needed.has('tether-pg') && postgresUrl) servers.set('tether-pg', await startTetherDev(context, 'tether-pg', { url: postgresUrl, database: context.benchDatabase }));
+async function startServers(context: BenchContext, needed: Set<string>, postgres: boolean, servers: Map<string, RunningServer>): Promise<void> {
+  const ref = context.options.compare;
+  const postgresOf = (database: string) => ({ url: databaseUrl(context.postgresAdminUrl, database), database });
+  if (needed.has('tether-pg') && postgres) servers.set('tether-pg', await startTetherDev(context, 'tether-pg', postgresOf(context.benchDatabase)));
   if (needed.has('tether-pglite')) servers.set('tether-pglite', await startTetherDev(context, 'tether-pglite'));
+  if (ref && [...needed].some((server) => server.endsWith(`@${ref}`))) {
+    const root = checkoutRevision(context, ref);
+    if (needed.has(`tether-pg@${ref}`) && postgres) servers.set(`tether-pg@${ref}`, await startTetherDev(context, `tether-pg@${ref}`, postgresOf(revisionDatabase(context)), root));
+    if (needed.has(`tether-pglite@${ref}`)) servers.set(`tether-pglite@${ref}`, await startTetherDev(context, `tether-pglite@${ref}`, undefined, root));
+  }
   let pkiOwner = servers.get('tether-pg') ?? servers.get('tether-pglite');
   if (!pkiOwner) {
     // Only baselines asked for: a short-lived `tether dev` still makes the PKI they share.
@@ -89,26 +101,28 @@ async function startServers(context: BenchContext, needed: Set<string>, postgres
  */
 export async function loadSection(context: BenchContext): Promise<LoadSectionResult> {
   const { options, log } = context;
-  const subjects = LOAD_SUBJECTS.filter((subject) => !options.subjects || options.subjects.has(subject.name));
+  const chosen = LOAD_SUBJECTS.filter((subject) => !options.subjects || options.subjects.has(subject.name));
+  const subjects = options.compare ? [...chosen, ...revisionSubjects(chosen, options.compare)] : chosen;
   const needed = new Set(subjects.map((subject) => subject.server));
   const servers = new Map<string, RunningServer>();
   const state: LoadState = { connections: options.connections, ledgerTokensOutsideLoad: 0, warmupRates: new Map() };
   let admin: pg.Client | undefined;
   const results: Record<string, SubjectRuns> = {};
   const postgresUrl = databaseUrl(context.postgresAdminUrl, context.benchDatabase);
+  const databases = [context.benchDatabase, ...(options.compare ? [revisionDatabase(context)] : [])];
   try {
     if (needed.has('tether-pg')) {
       admin = new pg.Client({ connectionString: context.postgresAdminUrl });
       try {
         await admin.connect();
-        await admin.query(`CREATE DATABASE ${context.benchDatabase}`);
+        for (const database of databases) await admin.query(`CREATE DATABASE ${database}`);
       } catch (error) {
         log(`PostgreSQL at ${context.postgresAdminUrl} unavailable (${(error as Error).message}): skipping the PostgreSQL subjects`);
         await admin.end().catch(() => undefined);
         admin = undefined;
       }
     }
-    await startServers(context, needed, admin ? postgresUrl : undefined, servers);
+    await startServers(context, needed, admin !== undefined, servers);
 
     const active = subjects.filter((subject) => servers.has(subject.server));
     for (const subject of active) {
@@ -151,16 +165,18 @@ export async function loadSection(context: BenchContext): Promise<LoadSectionRes
   } finally {
     await Promise.all([...servers.values()].map((server) => stopChild(server.child)));
     if (admin) {
-      await admin.query(`DROP DATABASE IF EXISTS ${context.benchDatabase} WITH (FORCE)`).catch((error: Error) => log(`could not drop ${context.benchDatabase}: ${error.message}`));
+      for (const database of databases) {
+        await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch((error: Error) => log(`could not drop ${database}: ${error.message}`));
+      }
       await admin.end();
     }
   }
 }
 
 /** Subject ÷ baseline per round (round i of one with round i of the other), and their median. */
-export function pairRows(subjects: Record<string, SubjectRuns>): PairRow[] {
+export function pairRows(subjects: Record<string, SubjectRuns>, compare?: string): PairRow[] {
   const rows: PairRow[] = [];
-  for (const definition of LOAD_PAIRS) {
+  for (const definition of [...LOAD_PAIRS, ...(compare ? revisionPairs(LOAD_SUBJECTS, compare) : [])]) {
     const subject = subjects[definition.subject];
     const baseline = subjects[definition.baseline];
     if (!subject?.runs.length || !baseline?.runs.length) continue;

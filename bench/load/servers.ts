@@ -1,6 +1,6 @@
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { BenchContext } from '../lib/context.js';
 import { requestOnce, type Endpoint } from '../lib/https_client.js';
@@ -52,10 +52,11 @@ async function waitUntil(check: () => Promise<boolean>, child: ChildProcess, tim
  * `tether dev` itself (src/main.ts through tsx, as `npm run dev`), on PostgreSQL (`database` on the
  * server of `databaseUrl`) or its embedded PGlite; pinned to the server CPU.
  */
-export async function startTetherDev(context: BenchContext, name: string, postgres?: { url: string; database: string }): Promise<RunningServer> {
+export async function startTetherDev(context: BenchContext, name: string, postgres?: { url: string; database: string }, root = REPO_ROOT): Promise<RunningServer> {
   const [httpsPort, httpPort] = [await freePort(), await freePort()];
   const dataDir = path.join(context.workDir, name);
   const child = spawnNode([...TSX, 'src/main.ts', 'dev'], {
+    cwd: root,
     nodeFlags: context.nodeFlagsFor(name),
     env: {
       TETHER_DATA_DIR: dataDir,
@@ -91,4 +92,17 @@ export async function startBaseline(context: BenchContext, name: string, module:
   await nextMessage(child, 'ready', 60_000);
   context.pinning.pin(child.pid, 'server');
   return { name, endpoint: { origin: `https://127.0.0.1:${port}`, host: `localhost:${port}`, caFile: pki.caFile }, host: `localhost:${port}`, pki, child };
+}
+
+/**
+ * The sources of git revision `ref` (src, migrations, bin, package.json, tsconfig), extracted into
+ * the work folder with this checkout's node_modules, to run as `tether dev` beside the working tree.
+ */
+export function checkoutRevision(context: BenchContext, ref: string): string {
+  const root = path.join(context.workDir, `revision-${ref.replace(/[^\w.-]/g, '_')}`);
+  mkdirSync(root, { recursive: true });
+  const archive = execFileSync('git', ['archive', '--format=tar', ref, 'src', 'migrations', 'bin', 'package.json', 'tsconfig.json'], { cwd: REPO_ROOT, maxBuffer: 256 * 2 ** 20 });
+  execFileSync('tar', ['-x', '-C', root], { input: archive });
+  symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(root, 'node_modules'));
+  return root;
 }

@@ -229,3 +229,20 @@ export const LOAD_PAIRS: readonly PairDefinition[] = [
   { pair: '3 token exchange', subject: 'tether-pg-exchange', baseline: 'tether-pg', note: 'subject token verified and its lineage read from the ledger' },
   { pair: '6 handshake', subject: 'tether-pg-newconn', baseline: 'tether-pg', note: 'full TLS handshake with client certificate per request vs keep-alive' },
 ];
+
+/**
+ * With `--compare <ref>`: each chosen Tether subject again, served by `tether dev` from revision
+ * `ref` (server `<server>@<ref>`), paired with the working tree's: "after ÷ before" in one run.
+ */
+export function revisionSubjects(subjects: readonly LoadSubject[], ref: string): LoadSubject[] {
+  return subjects
+    .filter((subject) => subject.server.startsWith('tether-') && subject.name !== 'tether-pg-newconn')
+    .map((subject) => ({ ...subject, name: `${subject.name}@${ref}`, server: `${subject.server}@${ref}`, label: `${subject.label}, at ${ref}`, ledger: false }));
+}
+
+export function revisionPairs(subjects: readonly LoadSubject[], ref: string): PairDefinition[] {
+  return revisionSubjects(subjects, ref).map((variant) => {
+    const subject = variant.name.slice(0, -(ref.length + 1));
+    return { pair: `now ÷ ${ref}`, subject, baseline: variant.name, note: `the working tree against revision ${ref}, same subject` };
+  });
+}
