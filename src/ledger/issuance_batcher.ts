@@ -18,7 +18,11 @@ import type { IssuanceOutcome, IssuanceRow } from './record_issuance.js';
  */
 
 export interface IssuanceBatcherOptions {
-  /** Statements running at once (default 2). */
+  /**
+   * Statements running at once (default 1). One in flight is fastest: a second statement halves the
+   * batch each commit carries and PostgreSQL pays its per-statement cost twice as often
+   * (docs/benchmarks.md, "One issuance statement in flight").
+   */
   maxInFlight?: number;
   /** Issuances per statement at most (default 64). */
   maxBatch?: number;
@@ -49,7 +53,7 @@ export interface IssuanceBatcher {
 }
 
 export function issuanceBatcher(write: (rows: IssuanceRow[]) => Promise<Map<string, IssuanceOutcome>>, options: IssuanceBatcherOptions = {}): IssuanceBatcher {
-  const maxInFlight = options.maxInFlight ?? 2;
+  const maxInFlight = options.maxInFlight ?? 1;
   const maxBatch = options.maxBatch ?? 64;
   const queueLimit = options.queueLimit ?? 1000;
   const queueTimeoutMs = options.queueTimeoutMs ?? 3000;
