@@ -24,6 +24,7 @@ import { installSigningKeys } from '../provider/internals.js';
 import { resourceRegistry } from '../provider/resource_policy.js';
 import { createAdapterFactory } from '../storage/adapter.js';
 import type { Database } from '../storage/database.js';
+import { proofReplayCheck } from '../storage/dpop_replay.js';
 import {
   certificateOf, discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
   servedOriginOnly,
@@ -102,6 +103,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     ledger: createIssuanceLedger(knex, {
       batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
     }),
+    dpopProofs: proofReplayCheck(knex, { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout }),
     instanceId,
     certificateOf,
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
