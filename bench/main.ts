@@ -51,7 +51,8 @@ export async function runBench(options: Options): Promise<void> {
     if (options.sections.has('load')) {
       const { subjects, ledger } = await loadSection(context);
       report.load = Object.fromEntries(Object.entries(subjects).map(([name, runs]) => [name, {
-        label: LOAD_SUBJECTS.find((subject) => subject.name === name)?.label ?? `${LOAD_SUBJECTS.find((subject) => name.startsWith(`${subject.name}@`))?.label}, at ${options.compare}`,
+        label: (LOAD_SUBJECTS.find((subject) => subject.name === name)?.label ?? `${LOAD_SUBJECTS.find((subject) => name.startsWith(`${subject.name}@`))?.label}, at ${options.compare}`)
+          + (options.revision && !name.includes('@') && name.startsWith('tether') ? `, at ${options.revision}` : ''),
         check: runs.check,
         rps: median(runs.runs.map((run) => run.rps)),
         p50: median(runs.runs.map((run) => run.p50)),

@@ -23,6 +23,11 @@ export interface Options {
    * second time from that revision's sources (`<subject>@<ref>`), in the same interleaved rounds.
    */
   compare?: string;
+  /**
+   * With `--compare A..B`: the Tether subjects themselves run from revision B (not the working tree),
+   * so that one commit can be measured against its parent.
+   */
+  revision?: string;
 }
 
 const FLAGS_WITH_VALUE = new Set(['--only', '--subjects', '--profile', '--duration', '--rounds', '--inventory-rows', '--compare']);
@@ -64,7 +69,8 @@ export function parseOptions(argv: readonly string[]): Options {
     coldStarts: quick ? 2 : 5,
     inventoryRows: number('--inventory-rows', quick ? 100_000 : 1_000_000),
     noPin: argv.includes('--no-pin'),
-    compare: value('--compare'),
+    compare: value('--compare')?.split('..')[0],
+    revision: value('--compare')?.split('..')[1] || undefined,
   };
 }
 

@@ -77,8 +77,9 @@ function revisionDatabase(context: BenchContext): string {
 async function startServers(context: BenchContext, needed: Set<string>, postgres: boolean, servers: Map<string, RunningServer>): Promise<void> {
   const ref = context.options.compare;
   const postgresOf = (database: string) => ({ url: databaseUrl(context.postgresAdminUrl, database), database });
-  if (needed.has('tether-pg') && postgres) servers.set('tether-pg', await startTetherDev(context, 'tether-pg', postgresOf(context.benchDatabase)));
-  if (needed.has('tether-pglite')) servers.set('tether-pglite', await startTetherDev(context, 'tether-pglite'));
+  const mainRoot = context.options.revision ? checkoutRevision(context, context.options.revision) : undefined;
+  if (needed.has('tether-pg') && postgres) servers.set('tether-pg', await startTetherDev(context, 'tether-pg', postgresOf(context.benchDatabase), mainRoot));
+  if (needed.has('tether-pglite')) servers.set('tether-pglite', await startTetherDev(context, 'tether-pglite', undefined, mainRoot));
   if (ref && [...needed].some((server) => server.endsWith(`@${ref}`))) {
     const root = checkoutRevision(context, ref);
     if (needed.has(`tether-pg@${ref}`) && postgres) servers.set(`tether-pg@${ref}`, await startTetherDev(context, `tether-pg@${ref}`, postgresOf(revisionDatabase(context)), root));

@@ -243,6 +243,6 @@ export function revisionSubjects(subjects: readonly LoadSubject[], ref: string):
 export function revisionPairs(subjects: readonly LoadSubject[], ref: string): PairDefinition[] {
   return revisionSubjects(subjects, ref).map((variant) => {
     const subject = variant.name.slice(0, -(ref.length + 1));
-    return { pair: `now ÷ ${ref}`, subject, baseline: variant.name, note: `the working tree against revision ${ref}, same subject` };
+    return { pair: `after ÷ ${ref}`, subject, baseline: variant.name, note: `the working tree against revision ${ref}, same subject` };
   });
 }
