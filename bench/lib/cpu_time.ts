@@ -36,10 +36,18 @@ export async function postgresBackendPids(admin: Queryable, database: string): P
 
 /** CPU time of a set of processes that may come and go: take a snapshot before and after a run. */
 export function snapshotCpu(pids: readonly number[]): Map<number, number> {
-  return new Map(pids.map((pid) => [pid, processCpuMicros(pid) ?? 0]));
+  const snapshot = new Map<number, number>();
+  for (const pid of pids) {
+    const micros = processCpuMicros(pid);
+    if (micros !== undefined) snapshot.set(pid, micros);
+  }
+  return snapshot;
 }
 
-/** CPU used between two snapshots (a process first seen in `after` counts from zero). */
+/**
+ * CPU used between two snapshots by the processes alive at the second (one first seen then counts
+ * from zero; one that ended in between is left out, its share unknown).
+ */
 export function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
   let sum = 0;
   for (const [pid, micros] of after) sum += micros - (before.get(pid) ?? 0);
