@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { coldStartSection } from './cold_start/section.js';
 import { inventorySection } from './inventory/section.js';
+import { ledgerSection } from './ledger/section.js';
 import { createContext } from './lib/context.js';
 import { evaluateGoals } from './lib/goals.js';
 import { isCompleteRun, type Options } from './lib/options.js';
@@ -68,6 +69,7 @@ export async function runBench(options: Options): Promise<void> {
       report.ledger = ledger;
       report.pairs.push(...pairRows(subjects, options.compare));
     }
+    if (options.sections.has('ledger')) report.ledgerPath = await ledgerSection(context);
     if (options.sections.has('verifier')) {
       const { result, rows } = await verifierSection(context);
       report.verifier = result;

@@ -1,7 +1,7 @@
 /** Command-line options of `npm run bench` (docs/benchmarks.md, "Running it"). */
-export type Section = 'load' | 'verifier' | 'coldstart' | 'inventory';
+export type Section = 'load' | 'verifier' | 'coldstart' | 'inventory' | 'ledger';
 
-export const SECTIONS: readonly Section[] = ['load', 'verifier', 'coldstart', 'inventory'];
+export const SECTIONS: readonly Section[] = ['load', 'ledger', 'verifier', 'coldstart', 'inventory'];
 
 export interface Options {
   quick: boolean;
@@ -28,9 +28,11 @@ export interface Options {
    * so that one commit can be measured against its parent.
    */
   revision?: string;
+  /** The ledger section measures these git revisions beside the working tree (`--revisions a,b`). */
+  revisions?: string[];
 }
 
-const FLAGS_WITH_VALUE = new Set(['--only', '--subjects', '--profile', '--duration', '--rounds', '--inventory-rows', '--compare']);
+const FLAGS_WITH_VALUE = new Set(['--only', '--subjects', '--profile', '--duration', '--rounds', '--inventory-rows', '--compare', '--revisions']);
 
 /**
  * Sections are chosen by name, as positional arguments (`npm run bench -- load inventory`) or with
@@ -71,6 +73,7 @@ export function parseOptions(argv: readonly string[]): Options {
     noPin: argv.includes('--no-pin'),
     compare: value('--compare')?.split('..')[0],
     revision: value('--compare')?.split('..')[1] || undefined,
+    revisions: list('--revisions'),
   };
 }
 

@@ -14,6 +14,8 @@ export interface Pinning {
   pinned: boolean;
   /** Pins every thread of `pid` (and the threads it makes later) to the role's CPU; no-op without pinning. */
   pin(pid: number | undefined, role: Role): void;
+  /** Lets `pid` run on every CPU again. */
+  release(pid: number): void;
 }
 
 const CPU_OF: Record<Role, number> = { server: 0, load: 1 };
@@ -30,7 +32,7 @@ function hasTaskset(): boolean {
 export function cpuPinning(warn: (message: string) => void, disabled = false): Pinning {
   const unpinned = (why: string): Pinning => {
     warn(`WARNING: no CPU pinning (${why}): server and load generator share every CPU, so their CPU per token and the ratios are noisier`);
-    return { description: `not pinned (${why})`, pinned: false, pin: () => undefined };
+    return { description: `not pinned (${why})`, pinned: false, pin: () => undefined, release: () => undefined };
   };
   if (disabled) return unpinned('--no-pin');
   if (os.availableParallelism() < 2) return unpinned('fewer than 2 CPUs');
@@ -45,6 +47,13 @@ export function cpuPinning(warn: (message: string) => void, disabled = false): P
         execFileSync('taskset', ['-a', '-p', '-c', String(CPU_OF[role]), String(pid)], { stdio: 'ignore' });
       } catch (error) {
         warn(`WARNING: taskset could not pin ${pid} (${(error as Error).message}); it runs unpinned`);
+      }
+    },
+    release(pid) {
+      try {
+        execFileSync('taskset', ['-a', '-p', '-c', `0-${os.availableParallelism() - 1}`, String(pid)], { stdio: 'ignore' });
+      } catch {
+        // It stays pinned: only the figures of later sections suffer.
       }
     },
   };

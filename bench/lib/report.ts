@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { StartTetherTimes } from '../cold_start/start_tether_child.js';
 import type { VerifierBenchResult } from '../verifier/verify_child.js';
 import type { InventoryResult } from '../inventory/section.js';
+import type { LedgerResult } from '../ledger/section.js';
 import type { GoalResult } from './goals.js';
 import type { LoadResult } from './load_spec.js';
 import { median, round } from './stats.js';
@@ -57,6 +58,8 @@ export interface BenchReport {
   verifier?: VerifierBenchResult;
   coldStart?: ColdStartResult;
   inventory?: InventoryResult;
+  /** The ledger path alone, per source revision (bench/ledger/section.ts). */
+  ledgerPath?: LedgerResult;
   totalSeconds?: number;
 }
 
@@ -145,6 +148,21 @@ function inventorySummary(inventory: InventoryResult): string {
     + inventory.schemas.map((schema) => `at ${schema.schema}: ${Object.entries(schema.sizesMB).map(([table, mb]) => `${table} ${mb} MB`).join(', ')} with indexes`).join('; ');
 }
 
+/** The ledger path per operation and revision: medians over rounds, with min–max. */
+function ledgerCells(result: LedgerResult): { header: string[]; rows: string[][] } {
+  const header = ['ledger path (10 callers)', 'revision', 'per s', 'µs this process', 'µs PostgreSQL', 'µs both'];
+  const rows: string[][] = [];
+  const keys = [...new Set(result.runs.map((run) => `${run.operation}\u0000${run.revision}`))];
+  for (const key of keys) {
+    const [operation, revision] = key.split('\u0000') as [string, string];
+    const runs = result.runs.filter((run) => run.operation === operation && run.revision === revision);
+    const cell = (values: number[]) => `${fixed(median(values))} (${fixed(Math.min(...values))}–${fixed(Math.max(...values))})`;
+    rows.push([operation, revision, cell(runs.map((run) => run.perSecond)), cell(runs.map((run) => run.processMicros)), cell(runs.map((run) => run.databaseMicros)),
+      fixed(median(runs.map((run) => run.processMicros + run.databaseMicros)))]);
+  }
+  return { header, rows };
+}
+
 function plainTable(header: string[], rows: string[][], numeric: ReadonlySet<number> = new Set()): string[] {
   const all = [header, ...rows];
   const widths = header.map((_, column) => Math.max(...all.map((row) => row[column]!.length)));
@@ -174,6 +192,10 @@ export function renderTable(report: BenchReport): string {
     out.push('', 'cold start (ms, median)');
     for (const line of cold) out.push(`  ${line.what.replaceAll('`', '').padEnd(68)} ${fixed(line.ms).padStart(6)}  (${line.detail})`);
   }
+  if (report.ledgerPath) {
+    const { header, rows } = ledgerCells(report.ledgerPath);
+    out.push('', ...plainTable(header, rows));
+  }
   if (report.inventory) {
     const { header, rows } = inventoryCells(report.inventory);
     out.push('', inventorySummary(report.inventory), ...plainTable(header, rows));
@@ -196,6 +218,10 @@ export function renderMarkdown(report: BenchReport): string {
   if (report.pairs.length) out.push('', ...markdownTable(PAIR_HEADER, report.pairs.map(pairCells)));
   const cold = coldStartLines(report);
   if (cold.length) out.push('', ...markdownTable(['cold start', 'ms (median)', 'detail'], cold.map((line) => [line.what, fixed(line.ms), line.detail])));
+  if (report.ledgerPath) {
+    const { header, rows } = ledgerCells(report.ledgerPath);
+    out.push('', ...markdownTable(header, rows));
+  }
   if (report.inventory) {
     const { header, rows } = inventoryCells(report.inventory);
     out.push('', `${inventorySummary(report.inventory)}.`, '', ...markdownTable(header, rows));
