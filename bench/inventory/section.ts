@@ -1,7 +1,9 @@
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import { eventsOfToken, findTokenRecord, latestEvents, listTokens, tokenCountsByClient, tokenLineage } from '../../src/ledger/inventory_queries.js';
-import { migrateToLatest, migrationFileNames, migrationsDirectory } from '../../src/storage/migrate.js';
+import { migrationFileNames, migrationsDirectory } from '../../src/storage/migrate.js';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { databaseUrl, type BenchContext } from '../lib/context.js';
 import { median, round } from '../lib/stats.js';
 
@@ -10,9 +12,10 @@ import { median, round } from '../lib/stats.js';
  * ledger rows: issued_tokens and ledger_events each get `rows` rows, then every query the CLI runs
  * is timed, interleaved, as the CLI runs it (src/ledger/inventory_queries.ts through knex).
  *
- * Index or schema changes are measured before and after in the same run: the database is first
- * migrated up to, not including, the migrations in SCHEMA_CHANGES, seeded and measured; then the
- * rest is applied, the tables analyzed, and the queries measured again.
+ * Index or schema changes are measured before and after in the same run, interleaved: the database
+ * is migrated up to, not including, the migrations in SCHEMA_CHANGES, seeded and analyzed; then each
+ * repetition runs the queries once on that schema and once inside a transaction that applies those
+ * migrations first and is rolled back (PostgreSQL's DDL is transactional), in alternating order.
  */
 export const SCHEMA_CHANGES: readonly string[] = ['0006_ledger_indexes_for_inventory.js'];
 
@@ -63,7 +66,7 @@ async function seed(knex: Knex, rows: number): Promise<void> {
 }
 
 /** The queries, named as the command that runs them; a token in the middle of the table with a lineage. */
-function inventoryQueries(knex: Knex, rows: number): [string, () => Promise<unknown>][] {
+function inventoryQueries(knex: Knex | Knex.Transaction, rows: number): [string, () => Promise<unknown>][] {
   const middle = `tok-${Math.floor(rows / 20) * 10}`;
   return [
     ['tokens list', () => listTokens(knex)],
@@ -84,21 +87,58 @@ function inventoryQueries(knex: Knex, rows: number): [string, () => Promise<unkn
   ];
 }
 
-async function timeQueries(knex: Knex, rows: number, repetitions: number): Promise<InventoryTiming[]> {
-  const queries = inventoryQueries(knex, rows);
-  const timings = queries.map(([query]) => ({ query, ms: [] as number[] }));
-  for (const [, run] of queries) await run(); // warm the cache and the plans
-  for (let repetition = 0; repetition < repetitions; repetition++) {
-    for (const [index, [, run]] of queries.entries()) {
-      const started = performance.now();
-      await run();
-      timings[index]!.ms.push(round(performance.now() - started, 2));
-    }
+/** A rollback that carries the figures measured inside the transaction out of it. */
+class Measured extends Error {
+  constructor(readonly timings: number[], readonly sizes: Record<string, number>) {
+    super('rolled back after measuring');
+  }
+}
+
+type Migration = { up(knex: Knex | Knex.Transaction): Promise<void> };
+
+/** Runs every query once on `db`, in order; milliseconds each. */
+async function timeOnce(db: Knex | Knex.Transaction, rows: number): Promise<number[]> {
+  const timings: number[] = [];
+  for (const [, run] of inventoryQueries(db, rows)) {
+    const started = performance.now();
+    await run();
+    timings.push(round(performance.now() - started, 2));
   }
   return timings;
 }
 
-async function tableSizes(knex: Knex): Promise<Record<string, number>> {
+/** Runs the queries inside a transaction that first applies `changes`, then rolls it back. */
+async function timeInTransaction(knex: Knex, changes: readonly Migration[], rows: number): Promise<{ timings: number[]; sizes: Record<string, number> }> {
+  try {
+    await knex.transaction(async (trx) => {
+      for (const change of changes) await change.up(trx);
+      throw new Measured(await timeOnce(trx, rows), await tableSizes(trx));
+    });
+  } catch (error) {
+    if (error instanceof Measured) return { timings: error.timings, sizes: error.sizes };
+    throw error;
+  }
+  throw new Error('unreachable: the transaction always rolls back');
+}
+
+/** Each repetition measures both schemas, the order alternating; a warm-up of each first. */
+async function timeSchemas(knex: Knex, changes: readonly Migration[], rows: number, repetitions: number): Promise<{ timings: InventoryTiming[][]; sizes: Record<string, number>[] }> {
+  const names = inventoryQueries(knex, rows).map(([query]) => query);
+  const schemas = changes.length ? [[], changes] : [[]];
+  const timings = schemas.map(() => names.map((query) => ({ query, ms: [] as number[] })));
+  const sizes: Record<string, number>[] = [];
+  for (const [index, schema] of schemas.entries()) sizes[index] = (await timeInTransaction(knex, schema, rows)).sizes; // warm-up
+  for (let repetition = 0; repetition < repetitions; repetition++) {
+    const order = repetition % 2 === 0 ? [...schemas.keys()] : [...schemas.keys()].reverse();
+    for (const index of order) {
+      const measured = await timeInTransaction(knex, schemas[index]!, rows);
+      measured.timings.forEach((ms, query) => timings[index]![query]!.ms.push(ms));
+    }
+  }
+  return { timings, sizes };
+}
+
+async function tableSizes(knex: Knex | Knex.Transaction): Promise<Record<string, number>> {
   const sizes: Record<string, number> = {};
   for (const table of ['issued_tokens', 'ledger_events']) {
     const { rows } = (await knex.raw('SELECT pg_total_relation_size(?::regclass) AS bytes', [table])) as { rows: { bytes: string }[] };
@@ -130,12 +170,10 @@ export async function inventorySection(context: BenchContext): Promise<Inventory
     const seedSeconds = round((performance.now() - seedStarted) / 1000, 1);
     log(`inventory: seeded ${options.inventoryRows} tokens and events in ${seedSeconds} s`);
     const repetitions = options.quick ? 3 : 9;
-    const schemas: InventorySchema[] = [{ schema: before.at(-1)!, timings: await timeQueries(knex, options.inventoryRows, repetitions), sizesMB: await tableSizes(knex) }];
-    if (SCHEMA_CHANGES.length) {
-      await migrateToLatest(knex);
-      await knex.raw('VACUUM ANALYZE issued_tokens, ledger_events');
-      schemas.push({ schema: migrationFileNames().at(-1)!, timings: await timeQueries(knex, options.inventoryRows, repetitions), sizesMB: await tableSizes(knex) });
-    }
+    const changes = await Promise.all(SCHEMA_CHANGES.map(async (name) => (await import(pathToFileURL(path.join(migrationsDirectory(), name)).href)) as Migration));
+    const measured = await timeSchemas(knex, changes, options.inventoryRows, repetitions);
+    const schemaNames = [before.at(-1)!, ...SCHEMA_CHANGES.slice(-1)];
+    const schemas: InventorySchema[] = measured.timings.map((timings, index) => ({ schema: schemaNames[index]!, timings, sizesMB: measured.sizes[index]! }));
     for (const schema of schemas) {
       log(`inventory at ${schema.schema}: ${schema.timings.map((timing) => `${timing.query} ${median(timing.ms)} ms`).join('; ')}`);
     }
