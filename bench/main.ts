@@ -5,6 +5,7 @@ import path from 'node:path';
 import { coldStartSection } from './cold_start/section.js';
 import { inventorySection } from './inventory/section.js';
 import { ledgerSection } from './ledger/section.js';
+import { signingSection } from './signing/section.js';
 import { createContext } from './lib/context.js';
 import { evaluateGoals } from './lib/goals.js';
 import { isCompleteRun, type Options } from './lib/options.js';
@@ -70,6 +71,7 @@ export async function runBench(options: Options): Promise<void> {
       report.pairs.push(...pairRows(subjects, options.compare));
     }
     if (options.sections.has('ledger')) report.ledgerPath = await ledgerSection(context);
+    if (options.sections.has('signing')) report.signing = await signingSection(context);
     if (options.sections.has('verifier')) {
       const { result, rows } = await verifierSection(context);
       report.verifier = result;

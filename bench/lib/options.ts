@@ -1,7 +1,7 @@
 /** Command-line options of `npm run bench` (docs/benchmarks.md, "Running it"). */
-export type Section = 'load' | 'verifier' | 'coldstart' | 'inventory' | 'ledger';
+export type Section = 'load' | 'verifier' | 'coldstart' | 'inventory' | 'ledger' | 'signing';
 
-export const SECTIONS: readonly Section[] = ['load', 'ledger', 'verifier', 'coldstart', 'inventory'];
+export const SECTIONS: readonly Section[] = ['load', 'ledger', 'signing', 'verifier', 'coldstart', 'inventory'];
 
 export interface Options {
   quick: boolean;

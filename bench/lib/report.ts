@@ -3,6 +3,7 @@ import type { StartTetherTimes } from '../cold_start/start_tether_child.js';
 import type { VerifierBenchResult } from '../verifier/verify_child.js';
 import type { InventoryResult } from '../inventory/section.js';
 import type { LedgerResult } from '../ledger/section.js';
+import type { SigningRun } from '../signing/section.js';
 import type { GoalResult } from './goals.js';
 import type { LoadResult } from './load_spec.js';
 import { median, round } from './stats.js';
@@ -60,6 +61,8 @@ export interface BenchReport {
   inventory?: InventoryResult;
   /** The ledger path alone, per source revision (bench/ledger/section.ts). */
   ledgerPath?: LedgerResult;
+  /** Access-token signing, jose against node:crypto (bench/signing/section.ts). */
+  signing?: SigningRun[];
   totalSeconds?: number;
 }
 
@@ -163,6 +166,18 @@ function ledgerCells(result: LedgerResult): { header: string[]; rows: string[][]
   return { header, rows };
 }
 
+function signingCells(runs: SigningRun[]): { header: string[]; rows: string[][] } {
+  const header = ['ES256 signing as oidc-provider signs a token', 'in flight', 'per s', 'µs CPU per signature'];
+  const rows: string[][] = [];
+  for (const key of [...new Set(runs.map((run) => `${run.inFlight}\u0000${run.key}`))]) {
+    const [inFlight, name] = key.split('\u0000') as [string, string];
+    const mine = runs.filter((run) => run.key === name && String(run.inFlight) === inFlight);
+    const cell = (values: number[], digits = 0) => `${fixed(median(values), digits)} (${fixed(Math.min(...values), digits)}–${fixed(Math.max(...values), digits)})`;
+    rows.push([name, inFlight, cell(mine.map((run) => run.perSecond)), cell(mine.map((run) => run.cpuMicros), 1)]);
+  }
+  return { header, rows };
+}
+
 function plainTable(header: string[], rows: string[][], numeric: ReadonlySet<number> = new Set()): string[] {
   const all = [header, ...rows];
   const widths = header.map((_, column) => Math.max(...all.map((row) => row[column]!.length)));
@@ -196,6 +211,10 @@ export function renderTable(report: BenchReport): string {
     const { header, rows } = ledgerCells(report.ledgerPath);
     out.push('', ...plainTable(header, rows));
   }
+  if (report.signing) {
+    const { header, rows } = signingCells(report.signing);
+    out.push('', ...plainTable(header, rows));
+  }
   if (report.inventory) {
     const { header, rows } = inventoryCells(report.inventory);
     out.push('', inventorySummary(report.inventory), ...plainTable(header, rows));
@@ -220,6 +239,10 @@ export function renderMarkdown(report: BenchReport): string {
   if (cold.length) out.push('', ...markdownTable(['cold start', 'ms (median)', 'detail'], cold.map((line) => [line.what, fixed(line.ms), line.detail])));
   if (report.ledgerPath) {
     const { header, rows } = ledgerCells(report.ledgerPath);
+    out.push('', ...markdownTable(header, rows));
+  }
+  if (report.signing) {
+    const { header, rows } = signingCells(report.signing);
     out.push('', ...markdownTable(header, rows));
   }
   if (report.inventory) {

@@ -1,12 +1,10 @@
 import type { X509Certificate } from 'node:crypto';
 import Provider, { errors, type AdapterFactory, type JWKS, type KoaContextWithOIDC } from 'oidc-provider';
-import type { JWK } from 'jose';
 import type { TetherConfig } from '../config/schema.js';
 import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, clientMetadataOf } from './client_metadata.js';
 import { certificateSubjectMatches } from './certificate_checks.js';
 import { requireTlsForClientSecrets } from './client_secret_transport.js';
 import { beforeClientCredentialsCheck } from './internals.js';
-import { signingKeyOf } from './node_crypto_signing_key.js';
 
 /** The caller's certificate as the HTTP layer resolved it (TLS socket, or a trusted proxy's header). */
 export interface CallerCertificateView {
@@ -47,7 +45,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const provider = new Provider(config.issuer, {
     adapter: deps.adapter,
     clients: config.clients.map(clientMetadataOf),
-    jwks: { keys: deps.jwks.keys.map((key) => signingKeyOf(key as JWK)) },
+    jwks: deps.jwks,
     clientAuthMethods: [...CLIENT_AUTH_METHODS],
     assertJwtClientAuthClaimsAndHeader: async (_ctx, claims) => assertAudienceIsIssuer(claims, config.issuer),
     clientDefaults: {
@@ -64,8 +62,6 @@ export function createProvider(deps: ProviderDependencies): Provider {
     scopes: [],
     claims: {},
     features: {
-      // ES256 tokens are signed with node:crypto through oidc-provider's ExternalSigningKey (provider/node_crypto_signing_key.ts).
-      externalSigningSupport: { enabled: true, ack: 'experimental-01' },
       // Tether serves discovery, jwks, token, introspection and revocation only. End-user and
       // registration endpoints are off (their routes would answer anonymous callers and write
       // sessions); the routes oidc-provider mounts regardless (/auth, /session/end/confirm) are

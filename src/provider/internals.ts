@@ -16,7 +16,6 @@ import initializeKeystore from 'oidc-provider/lib/helpers/initialize_keystore.js
 import providerInternals from 'oidc-provider/lib/helpers/weak_cache.js';
 import type { JWK } from 'jose';
 import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
-import { signingKeyOf } from './node_crypto_signing_key.js';
 
 /** A DPoP proof that passed RFC 9449 §4.3 checks (signature, typ, alg, htm, htu, iat/nonce). */
 export interface ValidatedDpopProof {
@@ -47,13 +46,12 @@ export function beforeClientCredentialsCheck(provider: Provider, check: (ctx: Ko
 }
 
 /**
- * Makes `provider` sign with `signing` (private JWKs; the first key of an algorithm signs; ES256 ones
- * through node:crypto, node_crypto_signing_key.ts) and publish `published` (public JWKs) at jwks_uri
- * from now on. Synchronous: no request sees half a change.
+ * Makes `provider` sign with `signing` (private JWKs; the first key of an algorithm signs) and
+ * publish `published` (public JWKs) at jwks_uri from now on. Synchronous: no request sees half a change.
  */
 export function installSigningKeys(provider: Provider, keys: { signing: JWK[]; published: JWK[] }): void {
   if (keys.signing.length === 0) throw new Error('refusing to install an empty signing key set');
-  (initializeKeystore as (this: Provider, jwks: { keys: unknown[] }) => void).call(provider, { keys: keys.signing.map(signingKeyOf) });
+  (initializeKeystore as (this: Provider, jwks: { keys: JWK[] }) => void).call(provider, { keys: keys.signing });
   const internals = (providerInternals as (p: Provider) => { jwks: { keys: JWK[] } })(provider);
   internals.jwks = { keys: keys.published.map(publicMembersOf) };
 }

@@ -3,12 +3,11 @@ import type { JWK } from 'jose';
 import { ExternalSigningKey } from 'oidc-provider';
 
 /**
- * An ES256 signing key that oidc-provider signs with through its public ExternalSigningKey
- * interface (features.externalSigningSupport): node:crypto's synchronous ECDSA P-256 with SHA-256,
- * signature in JOSE's r‖s form (RFC 7518 §3.4). The token is the same JWS oidc-provider builds
- * (it assembles header and payload itself); only the signature call differs: on Node 24, jose as
- * oidc-provider calls it (WebCrypto, a job and a promise per signature) costs 88–105 µs, this
- * 57–70 µs (docs/benchmarks.md, "Signing through ExternalSigningKey").
+ * The alternative the signing section measures (not used by Tether: it did not measure faster,
+ * docs/benchmarks.md "Signing through ExternalSigningKey"): an ES256 key that oidc-provider signs with
+ * through its public ExternalSigningKey interface (features.externalSigningSupport), with
+ * node:crypto's synchronous ECDSA P-256 / SHA-256, signature in JOSE's r‖s form (RFC 7518 §3.4).
+ * oidc-provider assembles the same JWS; only the signature call differs.
  */
 class NodeCryptoEs256Key extends ExternalSigningKey {
   readonly #privateKey: KeyObject;
@@ -48,7 +47,7 @@ class NodeCryptoEs256Key extends ExternalSigningKey {
   }
 }
 
-/** The key oidc-provider signs with for a private JWK: node:crypto for ES256, the JWK itself (jose) for any other. */
+/** node:crypto's key for an ES256 private JWK; any other JWK as it is. */
 export function signingKeyOf(jwk: JWK): JWK | ExternalSigningKey {
   if (jwk.kty === 'EC' && jwk.crv === 'P-256' && jwk.alg === 'ES256' && typeof jwk.d === 'string') return new NodeCryptoEs256Key(jwk);
   return jwk;
