@@ -8,7 +8,7 @@ import { ledgerSection } from './ledger/section.js';
 import { signingSection } from './signing/section.js';
 import { createContext } from './lib/context.js';
 import { evaluateGoals } from './lib/goals.js';
-import { isCompleteRun, type Options } from './lib/options.js';
+import { isCompleteRun, type Options, type Section } from './lib/options.js';
 import { REPO_ROOT } from './lib/processes.js';
 import { renderMarkdown, renderTable, writeDocs, type BenchReport } from './lib/report.js';
 import { median, round } from './lib/stats.js';
@@ -49,8 +49,19 @@ export async function runBench(options: Options): Promise<void> {
     pairs: [],
   };
   log(`machine: ${report.machine.nproc} CPUs, ${report.machine.cpuModel}, Node ${report.machine.node}; load average ${report.machine.loadAverageAtStart.join(' ')}; ${context.pinning.description}`);
+  // A section that fails is reported and the others still run: one broken section does not lose a run's figures.
+  const failed: string[] = [];
+  const section = async (name: Section, run: () => Promise<void>) => {
+    if (!options.sections.has(name)) return;
+    try {
+      await run();
+    } catch (error) {
+      failed.push(name);
+      log(`section ${name} failed: ${(error as Error).stack ?? String(error)}`);
+    }
+  };
   try {
-    if (options.sections.has('load')) {
+    await section('load', async () => {
       const { subjects, ledger } = await loadSection(context);
       report.load = Object.fromEntries(Object.entries(subjects).map(([name, runs]) => [name, {
         label: (LOAD_SUBJECTS.find((subject) => subject.name === name)?.label ?? `${LOAD_SUBJECTS.find((subject) => name.startsWith(`${subject.name}@`))?.label}, at ${options.compare}`)
@@ -69,19 +80,20 @@ export async function runBench(options: Options): Promise<void> {
       }]));
       report.ledger = ledger;
       report.pairs.push(...pairRows(subjects, options.compare));
-    }
-    if (options.sections.has('ledger')) report.ledgerPath = await ledgerSection(context);
-    if (options.sections.has('signing')) report.signing = await signingSection(context);
-    if (options.sections.has('verifier')) {
+    });
+    await section('ledger', async () => { report.ledgerPath = await ledgerSection(context); });
+    await section('signing', async () => { report.signing = await signingSection(context); });
+    await section('verifier', async () => {
       const { result, rows } = await verifierSection(context);
       report.verifier = result;
       report.pairs.push(...rows);
-    }
-    if (options.sections.has('coldstart')) report.coldStart = await coldStartSection(context);
-    if (options.sections.has('inventory')) report.inventory = await inventorySection(context);
+    });
+    await section('coldstart', async () => { report.coldStart = await coldStartSection(context); });
+    await section('inventory', async () => { report.inventory = await inventorySection(context); });
   } finally {
     context.dispose();
   }
+  report.failedSections = failed;
   report.goals = evaluateGoals(report);
   report.machine.loadAverageAtEnd = os.loadavg().map((value) => round(value, 2));
   report.totalSeconds = round((Date.now() - started) / 1000);
@@ -89,7 +101,7 @@ export async function runBench(options: Options): Promise<void> {
   process.stdout.write(`\n${renderTable(report)}\n`);
   // Only a complete run is "the" result; a smoke run or a partial one (some sections, some subjects,
   // a profiled server, fewer rounds) goes to its own file.
-  const complete = isCompleteRun(options);
+  const complete = isCompleteRun(options) && failed.length === 0;
   const file = path.join(context.resultsDir, complete ? 'latest.json' : options.quick ? 'quick.json' : 'partial.json');
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   log(`wrote ${path.relative(REPO_ROOT, file)} (${report.totalSeconds} s in all)`);

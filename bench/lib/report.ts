@@ -64,6 +64,8 @@ export interface BenchReport {
   /** Access-token signing, jose against node:crypto (bench/signing/section.ts). */
   signing?: SigningRun[];
   totalSeconds?: number;
+  /** Sections that failed (their error is in the log); the run is then not complete. */
+  failedSections?: string[];
 }
 
 /** Pair 5: milliseconds from spawn to the first token. */
@@ -226,6 +228,7 @@ export function renderTable(report: BenchReport): string {
       out.push(`  ${name.padEnd(20)} ${fixed(cpu.server).padStart(6)} / ${(cpu.database === undefined ? '–' : fixed(cpu.database)).padStart(5)} / ${fixed(cpu.loadGenerator).padStart(5)}   req/s per round: ${subject.runs.map((run) => fixed(run.rps)).join(', ')}`);
     }
   }
+  if (report.failedSections?.length) out.push('', `FAILED sections (see the log above): ${report.failedSections.join(', ')}`);
   if (report.ledger) out.push('', `ledger: ${report.ledger.recorded} issuance events committed in PostgreSQL for ${report.ledger.received} tokens the load generator and the checks received (at least as many events: a run's last requests may be recorded after its clock stopped)`);
   return out.join('\n');
 }

@@ -1,6 +1,6 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { BenchContext } from '../lib/context.js';
 import { requestOnce, type Endpoint } from '../lib/https_client.js';
@@ -100,6 +100,8 @@ export async function startBaseline(context: BenchContext, name: string, module:
  */
 export function checkoutRevision(context: BenchContext, ref: string): string {
   const root = path.join(context.workDir, `revision-${ref.replace(/[^\w.-]/g, '_')}`);
+  // Extracted once per run: the load and ledger sections may both ask for the same revision.
+  if (existsSync(path.join(root, 'node_modules'))) return root;
   mkdirSync(root, { recursive: true });
   const archive = execFileSync('git', ['archive', '--format=tar', ref, 'src', 'migrations', 'bin', 'package.json', 'tsconfig.json'], { cwd: REPO_ROOT, maxBuffer: 256 * 2 ** 20 });
   execFileSync('tar', ['-x', '-C', root], { input: archive });
