@@ -44,7 +44,8 @@ export type LedgerEventType =
   | 'request.rejected'
   | 'client.suspended'
   | 'client.resumed'
-  | 'ledger.pruned';
+  | 'ledger.pruned'
+  | 'admin.called';
 
 export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
   'token.issued',
@@ -55,6 +56,7 @@ export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
   'client.suspended',
   'client.resumed',
   'ledger.pruned',
+  'admin.called',
 ];
 
 /**
