@@ -18,6 +18,7 @@ type LiveSection = (typeof LIVE_SECTIONS)[number];
 /** Every other top-level section, which only a restart changes. */
 export const RESTART_SECTIONS = [
   'issuer', 'databaseUrl', 'dataDir', 'database', 'listeners', 'trustedProxies', 'clientCertHeader', 'signing', 'http', 'ledger', 'admin',
+  'metrics',
 ] as const satisfies readonly Exclude<keyof TetherConfig, LiveSection>[];
 
 // A section added to the schema but to neither list fails to compile here.

@@ -7,6 +7,7 @@ import type { IssuedToken, TokenBinding } from '../ledger/events.js';
 import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
 import { validateDpopProof, type ValidatedDpopProof } from '../provider/internals.js';
 import { PolicyError, selectBinding } from '../provider/resource_policy.js';
+import { timedStep } from '../observability/issuance_timing.js';
 import type { GrantContext } from './grant_context.js';
 
 /**
@@ -175,7 +176,7 @@ export async function mintAccessToken(grant: GrantContext, ctx: KoaContextWithOI
   }
 
   ctx.oidc.entity('ClientCredentials', token);
-  const value = await databaseStep(() => token.save());
+  const value = await timedStep(ctx, 'signing', () => databaseStep(() => token.save()));
   const { tokenId, issuedAt, expiresAt } = tokenFacts(request.resource.format, value, token);
 
   return {
@@ -208,7 +209,7 @@ function tokenFacts(format: 'jwt' | 'opaque', value: string, token: { jti?: stri
  */
 export async function recordIssuance(grant: GrantContext, ctx: KoaContextWithOIDC, event: { type: 'token.issued' | 'token.exchanged'; issued: IssuedToken }): Promise<void> {
   try {
-    await grant.ledger.recordIssuance(event, grant.requestFactsOf(ctx));
+    await timedStep(ctx, 'ledger', () => grant.ledger.recordIssuance(event, grant.requestFactsOf(ctx)));
   } catch (error) {
     if (event.issued.format === 'opaque') {
       // The client never sees this token; remove it so nothing usable exists without its record.

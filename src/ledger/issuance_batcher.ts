@@ -22,6 +22,8 @@ export class IssuanceQueueError extends Error {
 export interface IssuanceBatcher {
   /** Resolves once the issuance is committed; rejects with the statement's refusal or error, or IssuanceQueueError. */
   record(row: IssuanceRow): Promise<void>;
+  /** Issuances waiting for a statement, and statements running (observability/metrics.ts). */
+  depth(): { waiting: number; inFlight: number };
 }
 
 function queueError(reason: QueueRefusal): IssuanceQueueError {
@@ -39,5 +41,5 @@ export function issuanceBatcher(write: (rows: IssuanceRow[]) => Promise<Map<stri
       return { ok: false, error: outcome?.error ?? new Error(`the issuance statement did not answer for token ${row.token_id}`) };
     });
   }, queueError, options);
-  return { record: (row) => batcher.submit(row) };
+  return { record: (row) => batcher.submit(row), depth: () => batcher.depth() };
 }

@@ -34,6 +34,8 @@ export type BatchAnswer<R> = { ok: true; value: R } | { ok: false; error: unknow
 export interface StatementBatcher<T, R> {
   /** Resolves with the request's answer once its statement answered; rejects with its error, the statement's, or a refusal. */
   submit(item: T): Promise<R>;
+  /** Requests waiting for a statement, and statements running. */
+  depth(): { waiting: number; inFlight: number };
 }
 
 interface Pending<T, R> {
@@ -86,6 +88,7 @@ export function statementBatcher<T, R>(
   }
 
   return {
+    depth: () => ({ waiting: queue.length, inFlight }),
     submit(item) {
       if (queue.length >= queueLimit) return Promise.reject(refuse({ kind: 'queue_full', waiting: queue.length }));
       return new Promise<R>((resolve, reject) => {
