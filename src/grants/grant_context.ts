@@ -3,6 +3,7 @@ import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
 import type { RequestFacts } from '../ledger/events.js';
 import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
 import type { ConfigSnapshot } from '../provider/config_snapshot.js';
+import type { ProofReplayCheck } from '../storage/dpop_replay.js';
 
 /** Everything a grant handler needs, passed explicitly (no globals). */
 export interface GrantContext {
@@ -14,6 +15,8 @@ export interface GrantContext {
   snapshotOf(ctx: KoaContextWithOIDC): ConfigSnapshot;
   knex: Knex;
   ledger: IssuanceLedger;
+  /** RFC 9449 §11.1: DPoP proofs are single-use across every instance (batched statements). */
+  dpopProofs: ProofReplayCheck;
   instanceId: string;
   /** The caller's client certificate (TLS socket or trusted proxy header), resolved before the provider runs. */
   certificateOf(ctx: KoaContextWithOIDC): { der: Buffer; thumbprint: string } | undefined;
