@@ -1,10 +1,9 @@
-import type { Knex } from 'knex';
 import { decodeProtectedHeader } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { isJwsAlgorithm, JWS_ALGORITHMS } from '../config/jws_algorithms.js';
 import { databaseStep } from '../oauth/error_boundary.js';
 import { Refusal } from '../oauth/refusal.js';
-import { recordProofOnce } from './dpop_replay.js';
+import type { ProofReplayCheck } from './dpop_replay.js';
 
 /**
  * DPoP (RFC 9449) on the token path, in one place: the proof oidc-provider validated (its validator,
@@ -30,14 +29,14 @@ export interface DpopProofs {
 export interface DpopDependencies {
   /** oidc-provider's own validation of the request's DPoP header (provider/internals.ts). */
   validate(ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined>;
-  /** Where used proofs are remembered: the database every instance shares. */
-  knex: Knex;
+  /** Where used proofs are remembered: the database every instance shares (batched statements). */
+  replay: ProofReplayCheck;
 }
 
 export function dpopProofs(deps: DpopDependencies): DpopProofs {
   return {
     validated: (ctx) => validatedDpopProof(deps, ctx),
-    useOnce: (proof) => rejectReplayedProof(deps.knex, proof),
+    useOnce: (proof) => rejectReplayedProof(deps.replay, proof),
   };
 }
 
@@ -76,11 +75,11 @@ const DPOP_PROOF_WINDOW_SECONDS = 300;
  * RFC 9449 §11.1: a proof is single-use. The check is one atomic insert in the shared database, so two
  * instances (or two concurrent requests) presenting one proof give exactly one token.
  */
-async function rejectReplayedProof(knex: Knex, proof: ValidatedDpopProof): Promise<void> {
-  // RFC 9449 §11.1: jti is unique per key; recordProofOnce stores only the hash of this key.
+async function rejectReplayedProof(replay: ProofReplayCheck, proof: ValidatedDpopProof): Promise<void> {
+  // RFC 9449 §11.1: jti is unique per key; the replay check stores only the hash of this key.
   const key = `${proof.thumbprint}\0${proof.jti}`;
   const expiresAt = new Date((Math.max(proof.iat, Date.now() / 1000) + DPOP_PROOF_WINDOW_SECONDS) * 1000);
-  const first = await databaseStep(() => recordProofOnce(knex, { key, expiresAt }));
+  const first = await databaseStep(() => replay.recordOnce({ key, expiresAt }));
   if (!first) {
     throw new Refusal('invalid_dpop_proof', 'DPoP proof JWT replay detected', `replayed DPoP proof jti for jkt ${proof.thumbprint}`);
   }
