@@ -2,7 +2,7 @@
  * Calls the orders API example as `orders-worker`, with tether-oauth-client: lists the orders, then
  * places one. Run Tether and the API first (both from `tether.config.yaml` next to this file):
  *
- *   npm run --silent tether -- dev --config examples/orders_api/tether.config.yaml
+ *   npx tether dev --config examples/orders_api/tether.config.yaml
  *   node --import tsx examples/orders_api/main.ts
  *   node --import tsx examples/orders_api/call_orders.ts [--url https://localhost:9443] [--item tea]
  *

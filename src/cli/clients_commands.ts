@@ -1,6 +1,7 @@
 import type { ClientConfig } from '../config/schema.js';
 import { resumeClient, suspendClient } from '../ledger/client_states.js';
 import { clientStates, latestEvents, tokenCountsByClient } from '../ledger/inventory_queries.js';
+import { notFoundHint } from './command_conventions.js';
 import {
   CommandError, abbreviate, causeOf, eventJson, eventLine, formatTime, writeFields, writeJson, writeLine, writeTable, type CommandContext,
 } from './inventory_output.js';
@@ -80,7 +81,7 @@ function configuredClient(context: CommandContext, clientId: string): ClientConf
 export async function clientsShow(context: CommandContext, clientId: string, options: { json?: boolean; events?: number } = {}): Promise<void> {
   const { summaries, states } = await clientSummaries(context);
   const summary = summaries.find((candidate) => candidate.client_id === clientId);
-  if (!summary) throw new CommandError(`no client ${JSON.stringify(clientId)} in the configuration or the ledger`);
+  if (!summary) throw new CommandError(`no client ${JSON.stringify(clientId)} in the configuration or the ledger${notFoundHint(clientId)}`);
   const client = configuredClient(context, clientId);
   const state = states.get(clientId);
   const events = await latestEvents(context.knex, options.events ?? 10, { clientId });
@@ -92,7 +93,9 @@ export async function clientsShow(context: CommandContext, clientId: string, opt
       auth_method: client?.auth.method ?? null,
       binding: client?.binding ?? null,
       scopes: client?.resources ?? {},
-      exchange: client?.exchange ?? null,
+      exchange: client ? {
+        targets: client.exchange.targets, act_for: client.exchange.actFor, accept_bound_subject_tokens: client.exchange.acceptBoundSubjectTokens,
+      } : null,
       introspects,
       state_changed_at: state?.changedAt.toISOString() ?? null,
       recent_events: events.map(eventJson),
@@ -122,7 +125,7 @@ export async function clientsShow(context: CommandContext, clientId: string, opt
 }
 
 function requireKnownClient(context: CommandContext, clientId: string): void {
-  if (!configuredClient(context, clientId)) throw new CommandError(`no client ${JSON.stringify(clientId)} in the configuration`);
+  if (!configuredClient(context, clientId)) throw new CommandError(`no client ${JSON.stringify(clientId)} in the configuration${notFoundHint(clientId)}`);
 }
 
 /** `tether clients suspend <id>`: no new tokens from now on, and every live token (with its lineage) revoked. */

@@ -3,6 +3,8 @@ import https from 'node:https';
 import type { Command } from 'commander';
 import { loadConfigFile } from '../config/load_config.js';
 import type { TetherConfig } from '../config/schema.js';
+import { UsageError } from './cli_errors.js';
+import { jsonOption, writeJsonTo } from './command_conventions.js';
 
 /** One listener's answer to `GET /readyz`. */
 export interface ListenerHealth {
@@ -29,13 +31,19 @@ export function registerHealthCommand(program: Command, out: NodeJS.WritableStre
     .description('check /readyz on every configured listener; exit 0 when all are ready (for container health checks)')
     .requiredOption('-c, --config <file>', 'configuration file (the one the server runs with)')
     .option('--timeout <ms>', 'how long each listener may take to answer', String(DEFAULT_TIMEOUT_MS))
-    .action(async (options: { config: string; timeout: string }) => {
+    .addOption(jsonOption())
+    .action(async (options: { config: string; timeout: string; json?: boolean }) => {
       const timeoutMs = Number(options.timeout);
-      if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new Error(`--timeout: expected a positive number of milliseconds (got ${JSON.stringify(options.timeout)})`);
+      if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout: expected a positive number of milliseconds (got ${JSON.stringify(options.timeout)})`);
       const results = await checkListeners(await loadConfigFile(options.config), timeoutMs);
+      const ready = results.length > 0 && results.every((result) => result.ready);
+      process.exitCode = ready ? HEALTH_EXIT.ready : HEALTH_EXIT.notReady;
+      if (options.json) {
+        writeJsonTo(out, { ready, listeners: results.map((result) => ({ url: result.url, ready: result.ready, answer: result.answer })) });
+        return;
+      }
       for (const result of results) out.write(`${result.ready ? 'ready    ' : 'NOT READY'}  ${result.url}  ${result.answer}\n`);
       if (results.length === 0) out.write(`NOT READY  ${options.config} configures no listener\n`);
-      process.exitCode = results.length > 0 && results.every((result) => result.ready) ? HEALTH_EXIT.ready : HEALTH_EXIT.notReady;
     });
 }
 

@@ -3,9 +3,12 @@ import { hostname, userInfo } from 'node:os';
 import { Command, Option } from 'commander';
 import type { TetherConfig } from '../config/schema.js';
 import { clientsList, clientsResume, clientsShow, clientsSuspend } from './clients_commands.js';
-import { CommandError, type CommandContext } from './inventory_output.js';
+import { CommandError } from './cli_errors.js';
+import { configOption, jsonOption, takesIds } from './command_conventions.js';
+import type { CommandContext } from './inventory_output.js';
 import { ledgerPrune, ledgerTail } from './ledger_commands.js';
 import { openConfiguredDatabase } from './run_server.js';
+import { explainDatabaseError } from './server_errors.js';
 import { callRunningServer, runningDevServer, type RemoteRequest } from './admin_remote.js';
 import { TOKEN_STATES, tokensList, tokensRevoke, tokensShow } from './tokens_commands.js';
 
@@ -35,7 +38,7 @@ const UNDEFINED_TABLE = '42P01';
  * Runs a command on the configured database — or, when a running `tether dev` holds its embedded
  * database, sends `remote` to that server's admin API (cli/admin_remote.ts).
  */
-async function withContext(configFor: ConfigResolver, configFile: string | undefined, run: Run, remote?: RemoteRequest): Promise<void> {
+async function withContext(configFor: ConfigResolver, configFile: string | undefined, out: NodeJS.WritableStream, run: Run, remote?: RemoteRequest): Promise<void> {
   const config = await configFor(configFile);
   const server = remote ? await runningDevServer(config) : undefined;
   if (server && remote) {
@@ -43,43 +46,31 @@ async function withContext(configFor: ConfigResolver, configFile: string | undef
     const onSignal = () => stop.abort();
     process.once('SIGINT', onSignal);
     try {
-      await callRunningServer(server, remote, commandLineActor(), { out: process.stdout, err: process.stderr, signal: stop.signal });
+      await callRunningServer(server, remote, commandLineActor(), { out, err: process.stderr, signal: stop.signal });
     } finally {
       process.off('SIGINT', onSignal);
     }
     return;
   }
-  const database = await openConfiguredDatabase(config);
+  const database = await openConfiguredDatabase(config).catch((error: unknown) => { throw explainDatabaseError(error, config, configFile); });
   const context: CommandContext = {
     knex: database.knex,
     config,
-    out: process.stdout,
+    out,
     actor: commandLineActor(),
     facts: { requestId: `cli-${randomUUID()}`, sourceAddress: undefined, instanceId: `cli@${hostname()}` },
   };
   try {
     await run(context);
   } catch (error) {
-    if (error instanceof CommandError) {
-      process.stderr.write(`tether: ${error.message}\n`);
-      process.exitCode = 1;
-      return;
-    }
-    if ((error as { code?: string }).code === UNDEFINED_TABLE) {
-      process.stderr.write('tether: the database has no ledger yet; run `tether migrate` first\n');
-      process.exitCode = 1;
-      return;
-    }
-    throw error;
+    if ((error as { code?: string }).code === UNDEFINED_TABLE) throw new CommandError('the database has no ledger yet; run `tether migrate` first');
+    throw explainDatabaseError(error, config, configFile);
   } finally {
     await database.close();
   }
 }
 
-const configOption = () => new Option('-c, --config <file>', 'configuration file (default: ./tether.config.yaml, else the development configuration)');
-const jsonOption = () => new Option('--json', 'print JSON instead of a table');
-
-function tokensCommand(configFor: ConfigResolver): Command {
+function tokensCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): Command {
   const tokens = new Command('tokens').description('issued tokens: find them by client, API and state; show one; revoke');
   tokens.command('list')
     .description('tokens, newest first')
@@ -89,17 +80,17 @@ function tokensCommand(configFor: ConfigResolver): Command {
     .option('--limit <n>', 'at most this many', (value) => Number.parseInt(value, 10), 100)
     .addOption(jsonOption()).addOption(configOption())
     .action((options: { client?: string; resource?: string; state?: string; limit: number; json?: boolean; config?: string }) =>
-      withContext(configFor, options.config, (context) => tokensList(context, options), {
+      withContext(configFor, options.config, out, (context) => tokensList(context, options), {
         method: 'GET', path: '/tokens', input: { client: options.client, resource: options.resource, state: options.state, limit: options.limit }, json: options.json,
       }));
-  tokens.command('show')
+  takesIds(tokens.command('show'))
     .description('one token: claims, binding, lineage (parent and children), last use, events')
     .argument('<token-id>', 'a JWT\'s jti, or the ledger id of an opaque token')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => tokensShow(context, id, options), {
+    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, out, (context) => tokensShow(context, id, options), {
       method: 'GET', path: `/tokens/${encodeURIComponent(id)}`, input: {}, json: options.json,
     }));
-  tokens.command('revoke')
+  takesIds(tokens.command('revoke'))
     .description('revoke one token, or every live token of a client or an API; tokens exchanged from them are revoked too')
     .argument('[token-id]', 'a JWT\'s jti, or the ledger id of an opaque token')
     .option('--client <id>', 'every live token of this client')
@@ -107,50 +98,50 @@ function tokensCommand(configFor: ConfigResolver): Command {
     .option('--reason <text>', 'why (recorded in the ledger)')
     .addOption(jsonOption()).addOption(configOption())
     .action((id: string | undefined, options: { client?: string; resource?: string; reason?: string; json?: boolean; config?: string }) =>
-      withContext(configFor, options.config, (context) => tokensRevoke(context, id, options), {
+      withContext(configFor, options.config, out, (context) => tokensRevoke(context, id, options), {
         method: 'POST', path: '/tokens/revoke', input: { token_id: id, client_id: options.client, resource: options.resource, reason: options.reason }, json: options.json,
       }));
   return tokens;
 }
 
-function clientsCommand(configFor: ConfigResolver): Command {
+function clientsCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): Command {
   const clients = new Command('clients').description('clients: owner, purpose, permitted APIs, live tokens; suspend and resume');
   clients.command('list').description('every client with its owner, purpose, resources and active token count')
     .addOption(jsonOption()).addOption(configOption())
-    .action((options: { json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsList(context, options), {
+    .action((options: { json?: boolean; config?: string }) => withContext(configFor, options.config, out, (context) => clientsList(context, options), {
       method: 'GET', path: '/clients', input: {}, json: options.json,
     }));
-  clients.command('show').description('one client, its permitted resources and recent events').argument('<client-id>')
+  takesIds(clients.command('show')).description('one client, its permitted resources and recent events').argument('<client-id>')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsShow(context, id, options), {
+    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, out, (context) => clientsShow(context, id, options), {
       method: 'GET', path: `/clients/${encodeURIComponent(id)}`, input: {}, json: options.json,
     }));
-  clients.command('suspend').description('no new tokens for this client, and revoke its live tokens').argument('<client-id>')
+  takesIds(clients.command('suspend')).description('no new tokens for this client, and revoke its live tokens').argument('<client-id>')
     .option('--reason <text>', 'why (recorded in the ledger)')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsSuspend(context, id, options), {
+    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, out, (context) => clientsSuspend(context, id, options), {
       method: 'POST', path: `/clients/${encodeURIComponent(id)}/suspend`, input: { reason: options.reason }, json: options.json,
     }));
-  clients.command('resume').description('let a suspended client obtain tokens again').argument('<client-id>')
+  takesIds(clients.command('resume')).description('let a suspended client obtain tokens again').argument('<client-id>')
     .option('--reason <text>', 'why (recorded in the ledger)')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsResume(context, id, options), {
+    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, out, (context) => clientsResume(context, id, options), {
       method: 'POST', path: `/clients/${encodeURIComponent(id)}/resume`, input: { reason: options.reason }, json: options.json,
     }));
   return clients;
 }
 
-function ledgerCommand(configFor: ConfigResolver): Command {
+function ledgerCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): Command {
   const ledger = new Command('ledger').description('the append-only event ledger');
   ledger.command('tail').description('the newest events; --follow keeps printing new ones')
     .option('-n, --lines <n>', 'how many recent events', (value) => Number.parseInt(value, 10), 20)
     .option('-f, --follow', 'keep polling for new events (Ctrl-C stops)')
     .option('--client <id>', 'only events about this client')
     .option('--type <type>', 'only events of this type, e.g. request.rejected')
-    .addOption(new Option('--json', 'one JSON object per line'))
+    .addOption(new Option('--json', 'one JSON object per line (snake_case names)'))
     .addOption(configOption())
     .action((options: { lines: number; follow?: boolean; json?: boolean; client?: string; type?: string; config?: string }) =>
-      withContext(configFor, options.config, async (context) => {
+      withContext(configFor, options.config, out, async (context) => {
         const stop = new AbortController();
         const onSignal = () => stop.abort();
         process.once('SIGINT', onSignal);
@@ -169,13 +160,13 @@ function ledgerCommand(configFor: ConfigResolver): Command {
     .option('--dry-run', 'count what would be deleted; delete nothing')
     .addOption(jsonOption()).addOption(configOption())
     .action((options: { before: string; type?: string; dryRun?: boolean; json?: boolean; config?: string }) =>
-      withContext(configFor, options.config, (context) => ledgerPrune(context, options)));
+      withContext(configFor, options.config, out, (context) => ledgerPrune(context, options)));
   return ledger;
 }
 
 /** Adds the inventory commands to the `tether` program; `configFor` is how `tether migrate` finds its configuration. */
-export function registerInventoryCommands(program: Command, configFor: ConfigResolver): void {
-  program.addCommand(tokensCommand(configFor));
-  program.addCommand(clientsCommand(configFor));
-  program.addCommand(ledgerCommand(configFor));
+export function registerInventoryCommands(program: Command, configFor: ConfigResolver, out: NodeJS.WritableStream = process.stdout): void {
+  program.addCommand(tokensCommand(configFor, out));
+  program.addCommand(clientsCommand(configFor, out));
+  program.addCommand(ledgerCommand(configFor, out));
 }

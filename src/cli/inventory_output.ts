@@ -21,13 +21,8 @@ export interface CommandContext {
   facts: RequestFacts;
 }
 
-/** A refusal a command prints as one line (exit code 1), not a stack trace. */
-export class CommandError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CommandError';
-  }
-}
+/** A refusal a command prints as one line (exit code 1), not a stack trace; a usage error (exit code 2). */
+export { CommandError, UsageError } from './cli_errors.js';
 
 export function causeOf(context: CommandContext, reason: string): Cause {
   return { actor: context.actor, reason };

@@ -5,6 +5,8 @@ import type { TetherConfig } from '../config/schema.js';
 import { KeyEncryptionError } from '../keys/key_encryption.js';
 import { signingPolicyOf } from '../keys/signing_policy.js';
 import { listSigningKeys, retireSigningKey, rotateSigningKey, type RetireOutcome, type SigningKeyInfo } from '../keys/signing_keys.js';
+import { CommandError } from './cli_errors.js';
+import { configOption, jsonOption, notFoundHint, takesIds, writeJsonTo } from './command_conventions.js';
 import { renderTable } from '../text/table.js';
 
 /** Opens the database a command works on and hands it, with the configuration, to `work`. */
@@ -14,6 +16,21 @@ function keyTable(keys: SigningKeyInfo[]): string {
   const time = (value: Date | null) => value?.toISOString() ?? '';
   const rows = keys.map((key) => [key.kid, key.alg, key.state, time(key.activatedAt), time(key.retiredAt), time(key.publishedUntil)]);
   return renderTable(['KID', 'ALG', 'STATE', 'SIGNS FROM', 'STOPS SIGNING', 'PUBLISHED UNTIL'], rows);
+}
+
+/** A key as `--json` prints it: snake_case names, as every command's JSON (docs/cli.md#conventions). */
+export function keyJson(key: SigningKeyInfo): Record<string, unknown> {
+  const time = (value: Date | null) => value?.toISOString() ?? null;
+  return {
+    kid: key.kid,
+    alg: key.alg,
+    state: key.state,
+    current: key.current,
+    created_at: key.createdAt.toISOString(),
+    activated_at: key.activatedAt.toISOString(),
+    retired_at: time(key.retiredAt),
+    published_until: time(key.publishedUntil),
+  };
 }
 
 /** A key that cannot be written with the configured secret is a configuration problem: one line, exit 2. */
@@ -35,23 +52,35 @@ export function registerKeysCommands(program: Command, withDatabase: WithDatabas
 
   keys.command('list')
     .description('list signing keys and their state: staged, active, superseded, retiring, retired')
-    .option('-c, --config <file>', 'configuration file')
-    .option('--json', 'machine-readable output')
+    .addOption(configOption())
+    .addOption(jsonOption())
     .action(async (options: { config?: string; json?: boolean }) => {
       const list = await withDatabase(options.config, (knex) => listSigningKeys(knex));
-      out.write(options.json ? `${JSON.stringify(list, null, 2)}\n` : `${keyTable(list)}\n`);
+      if (options.json) writeJsonTo(out, list.map(keyJson));
+      else out.write(`${keyTable(list)}\n`);
     });
 
   keys.command('rotate')
     .description('stage a new signing key: published now, signing after signing.publicationDelay; the key it replaces retires then')
-    .option('-c, --config <file>', 'configuration file')
+    .addOption(configOption())
     .option('--immediately', 'sign with the new key at once (a compromised key): verifiers that cached the JWKS must refetch it')
-    .action(async (options: { config?: string; immediately?: boolean }) => {
+    .addOption(jsonOption())
+    .action(async (options: { config?: string; immediately?: boolean; json?: boolean }) => {
       const { rotated, policy } = await withDatabase(options.config, (knex, config) => withKeyErrors(async () => {
         const policy = signingPolicyOf(config);
         const timing = { ...policy, publicationDelaySeconds: options.immediately ? 0 : policy.publicationDelaySeconds };
         return { rotated: await rotateSigningKey(knex, { ...timing, algorithm: policy.algorithm, encryptionSecret: policy.encryptionSecret }), policy };
       }));
+      if (options.json) {
+        writeJsonTo(out, {
+          kid: rotated.kid,
+          alg: policy.algorithm,
+          signs_from: rotated.activatesAt.toISOString(),
+          publication_delay_seconds: options.immediately ? 0 : policy.publicationDelaySeconds,
+          replaced: rotated.replaced.map((kid) => ({ kid, published_for_seconds_after: policy.retirementTailSeconds })),
+        });
+        return;
+      }
       const lines = [
         options.immediately
           ? `new ${policy.algorithm} signing key ${rotated.kid} signs now (no publication delay: verifiers that cached the JWKS without it refetch it on the unknown kid, or refuse its tokens until their cache expires)`
@@ -62,16 +91,14 @@ export function registerKeysCommands(program: Command, withDatabase: WithDatabas
       out.write(`${lines.join('\n')}\n`);
     });
 
-  keys.command('retire <kid>')
+  // A kid is a base64url thumbprint and may begin with "-": not an option (command_conventions.ts).
+  takesIds(keys.command('retire <kid>'))
     .description('stop signing with a key at once; it stays published until the tokens it signed have expired')
-    .option('-c, --config <file>', 'configuration file')
+    .addOption(configOption())
     .option('--force', 'also retire the key that signs now, or the last key of its algorithm')
     .option('--withdraw-now', 'also remove it from the JWKS at once (a compromised key): tokens it signed stop verifying')
-    // A kid is a base64url thumbprint and may begin with "-": not an option. A mistyped option is
-    // still refused, as an excess argument.
-    .allowUnknownOption()
-    .allowExcessArguments(false)
-    .action(async (kid: string, options: { config?: string; force?: boolean; withdrawNow?: boolean }) => {
+    .addOption(jsonOption())
+    .action(async (kid: string, options: { config?: string; force?: boolean; withdrawNow?: boolean; json?: boolean }) => {
       const { outcome, tailSeconds } = await withDatabase(options.config, async (knex, config) => {
         const policy = signingPolicyOf(config);
         const result = await retireSigningKey(knex, kid, {
@@ -82,18 +109,30 @@ export function registerKeysCommands(program: Command, withDatabase: WithDatabas
         });
         return { outcome: result, tailSeconds: policy.retirementTailSeconds };
       });
-      const { text, exitCode } = describeRetirement(outcome, tailSeconds);
-      if (exitCode !== 0) process.exitCode = exitCode;
-      out.write(`${text}\n`);
+      const { text, refused } = describeRetirement(outcome, tailSeconds);
+      // Unknown or refused: one line on stderr and exit code 1, as every refusal.
+      if (refused) throw new CommandError(text);
+      if (options.json) writeJsonTo(out, retirementJson(outcome));
+      else out.write(`${text}\n`);
     });
 }
 
-function describeRetirement(result: RetireOutcome, tailSeconds: number): { text: string; exitCode: number } {
+function retirementJson(result: RetireOutcome): Record<string, unknown> {
+  if (result.outcome === 'retired') {
+    return {
+      kid: result.kid, alg: result.alg, retired: true, already_retired: false, published_until: result.publishedUntil.toISOString(),
+      was_active: result.wasActive, promoted: result.promoted ?? null,
+    };
+  }
+  return { kid: result.kid, retired: true, already_retired: true };
+}
+
+function describeRetirement(result: RetireOutcome, tailSeconds: number): { text: string; refused: boolean } {
   switch (result.outcome) {
     case 'unknown':
-      return { text: `no signing key ${result.kid}`, exitCode: 1 };
+      return { text: `no signing key ${result.kid}${notFoundHint(result.kid)}`, refused: true };
     case 'already-retired':
-      return { text: `${result.kid} is already retired`, exitCode: 0 };
+      return { text: `${result.kid} is already retired`, refused: false };
     case 'retired': {
       const lines = [
         `retired ${result.kid}: it no longer signs; it is published until ${result.publishedUntil.toISOString()}`,
@@ -103,7 +142,7 @@ function describeRetirement(result: RetireOutcome, tailSeconds: number): { text:
           ? `${result.promoted} (staged) signs from now`
           : `instances signing ${result.alg} create a new key as soon as they learn of this (within seconds)`);
       }
-      return { text: lines.join('\n'), exitCode: 0 };
+      return { text: lines.join('\n'), refused: false };
     }
     case 'refused': {
       const { refusal, kid } = result;
@@ -114,13 +153,13 @@ function describeRetirement(result: RetireOutcome, tailSeconds: number): { text:
         return {
           text: `refusing to retire ${kid}: it is the key that signs ${refusal.alg} tokens now. ${successor} ` +
             'To stop signing with it at once (a compromised key), add --force: a staged key, or a new one, signs immediately, before every verifier may have fetched it.',
-          exitCode: 1,
+          refused: true,
         };
       }
       return {
         text: `refusing to retire ${kid}: it is the last ${refusal.alg} key; instances configured with signing.algorithm ${refusal.alg} would have none to sign with. ` +
           `If no instance signs ${refusal.alg} any more, add --force (it stays published ${tailSeconds} s for the tokens it signed).`,
-        exitCode: 1,
+        refused: true,
       };
     }
   }

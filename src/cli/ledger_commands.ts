@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LEDGER_EVENT_TYPES, PRUNABLE_EVENT_TYPES, type PrunableEventType } from '../ledger/events.js';
 import { eventsAfter, latestEvents, type EventFilter } from '../ledger/inventory_queries.js';
 import { pruneEvents } from '../ledger/prune_events.js';
-import { causeOf, CommandError, eventJson, eventLine, writeJson, writeLine, type CommandContext } from './inventory_output.js';
+import { causeOf, UsageError, eventJson, eventLine, writeJson, writeLine, type CommandContext } from './inventory_output.js';
 
 /** `tether ledger tail`: the newest events, and with --follow every event after them as it settles. */
 
@@ -22,7 +22,7 @@ export interface LedgerTailOptions {
 
 function filterOf(options: LedgerTailOptions): EventFilter {
   if (options.type !== undefined && !(LEDGER_EVENT_TYPES as readonly string[]).includes(options.type)) {
-    throw new CommandError(`--type must be one of ${LEDGER_EVENT_TYPES.join(', ')}`);
+    throw new UsageError(`--type must be one of ${LEDGER_EVENT_TYPES.join(', ')}`);
   }
   return { clientId: options.client, type: options.type };
 }
@@ -72,16 +72,16 @@ export function pruneCutoffOf(before: string, now: Date = new Date()): Date {
     ? new Date(now.getTime() - Number(age[1]) * (age[2] === 'd' ? 86_400_000 : 3_600_000))
     : /^\d{4}-\d\d-\d\d([T ][\d:.]+(Z|[+-]\d\d:?\d\d)?)?$/.test(before) ? new Date(before) : undefined;
   if (cutoff === undefined || Number.isNaN(cutoff.getTime())) {
-    throw new CommandError(`--before must be an ISO 8601 date or time (2026-01-01, 2026-01-01T00:00:00Z) or an age (30d, 12h), not ${JSON.stringify(before)}`);
+    throw new UsageError(`--before must be an ISO 8601 date or time (2026-01-01, 2026-01-01T00:00:00Z) or an age (30d, 12h), not ${JSON.stringify(before)}`);
   }
-  if (cutoff.getTime() > now.getTime()) throw new CommandError(`--before ${before} is in the future`);
+  if (cutoff.getTime() > now.getTime()) throw new UsageError(`--before ${before} is in the future`);
   return cutoff;
 }
 
 export async function ledgerPrune(context: CommandContext, options: LedgerPruneOptions): Promise<void> {
   const before = pruneCutoffOf(options.before, options.now);
   if (options.type !== undefined && !(PRUNABLE_EVENT_TYPES as readonly string[]).includes(options.type)) {
-    throw new CommandError(`--type must be one of ${PRUNABLE_EVENT_TYPES.join(', ')} (no other event is ever pruned)`);
+    throw new UsageError(`--type must be one of ${PRUNABLE_EVENT_TYPES.join(', ')} (no other event is ever pruned)`);
   }
   const types = options.type ? [options.type as PrunableEventType] : PRUNABLE_EVENT_TYPES;
   const counts = await pruneEvents(context.knex, { before, types, dryRun: options.dryRun }, causeOf(context, `retention: events before ${before.toISOString()}`), context.facts);

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { loadConfigFile } from '../config/load_config.js';
 import type { FileOwner } from '../keys/dev_pki.js';
 import { DeploymentPkiError, ensureDeploymentPki, type DeploymentPki } from '../keys/deployment_pki.js';
+import { jsonOption, writeJsonTo } from './command_conventions.js';
 import { curlTokenExample } from './token_example.js';
 
 /** Exit codes: done / the configuration or the files on disk do not allow it. */
@@ -15,6 +16,7 @@ interface PkiInitOptions {
   pkiDir?: string;
   host: string[];
   owner?: string;
+  json?: boolean;
 }
 
 /**
@@ -32,6 +34,7 @@ export function registerPkiCommands(program: Command, out: NodeJS.WritableStream
     .option('--pki-dir <dir>', 'private folder for the CA, the server\'s and the clients\' keys (default: pki/ next to the configuration)')
     .option('--host <name>', 'another DNS name or IP address for the server certificate (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('--owner <uid[:gid]>', 'give the installed server key to this numeric user (a container\'s user, e.g. 1000:1000 for the image\'s node user)')
+    .addOption(jsonOption())
     .action(async (options: PkiInitOptions) => {
       let keyOwner: FileOwner | undefined;
       try {
@@ -39,7 +42,9 @@ export function registerPkiCommands(program: Command, out: NodeJS.WritableStream
         const config = await loadConfigFile(options.config);
         const pkiDirectory = path.resolve(options.pkiDir ?? path.join(path.dirname(options.config), 'pki'));
         const made = await ensureDeploymentPki({ config, pkiDirectory, extraHostnames: options.host, keyOwner });
-        out.write(`${describe(made, config.issuer, keyOwner, config.clients.filter((client) => client.auth.method === 'tls_client_auth'))}\n`);
+        const certificateClients = config.clients.filter((client) => client.auth.method === 'tls_client_auth');
+        if (options.json) writeJsonTo(out, pkiJson(made, config.issuer, certificateClients));
+        else out.write(`${describe(made, config.issuer, keyOwner, certificateClients)}\n`);
         // The configuration is mounted next to the key and must be readable by the same user.
         if (keyOwner && !readableBy(await stat(options.config), keyOwner)) {
           err.write(`tether: pki init: warning: ${options.config} is not readable by ${keyOwner.uid}:${keyOwner.gid}; a container running as that user cannot read it (chmod a+r ${options.config})\n`);
@@ -77,6 +82,19 @@ function permissionHint(error: Error, owner: FileOwner | undefined): string {
     return `cannot give the server key to ${to} (${code}): only root (sudo) can give a file to another user`;
   }
   return `${syscall ?? 'access'} ${file ?? ''}: ${code}`;
+}
+
+function pkiJson(made: DeploymentPki, issuer: string, certificateClients: { id: string }[]): Record<string, unknown> {
+  return {
+    issuer,
+    pki_dir: made.pki.directory,
+    server_hostnames: made.serverHostnames,
+    issued: made.created.filter((file) => !file.endsWith('.key.pem')),
+    server_files: { cert_file: made.serverFiles.certFile, key_file: made.serverFiles.keyFile, client_ca_file: made.serverFiles.clientCaFile },
+    clients: certificateClients.map((client) => ({
+      client_id: client.id, certificate_file: made.pki.clients[client.id]!.certificatePath, key_file: made.pki.clients[client.id]!.privateKeyPath,
+    })),
+  };
 }
 
 function describe(made: DeploymentPki, issuer: string, owner: FileOwner | undefined, certificateClients: Parameters<typeof curlTokenExample>[0][]): string {

@@ -14,6 +14,7 @@ import { loadTetherSigningKey, type TetherSigningKey } from '../testing/signing_
 import { startTether } from '../testing/start_tether.js';
 import type { ClientCredentials } from '../testing/token_client.js';
 import { loadDevConfig, openConfiguredDatabase } from './run_server.js';
+import { explainDatabaseError, isAddressInUse, portInUseError } from './server_errors.js';
 
 /** `tether probe` options as commander parses them. */
 export interface ProbeCommandOptions {
@@ -120,9 +121,12 @@ async function probeWithInProcessTether(apiUrl: string, options: ProbeCommandOpt
   const https = config.listeners.https;
   if (!https) throw new Error('the configuration has no listeners.https: run it yourself and pass --issuer');
   const pki = await ensureDevPki({ directory: path.join(config.dataDir, 'pki'), clientNames: certificateClientIds(config.clients) });
-  const database = await openConfiguredDatabase(config);
+  const database = await openConfiguredDatabase(config).catch((error: unknown) => { throw explainDatabaseError(error, config, options.config); });
   try {
-    const tether = await startTether({ config: config as unknown as Record<string, unknown>, database, pki, port: https.port });
+    const tether = await startTether({ config: config as unknown as Record<string, unknown>, database, pki, port: https.port }).catch((error: unknown) => {
+      // Usually `tether dev` with the same configuration, still running: name it and say what to do.
+      throw isAddressInUse(error) ? portInUseError('https', https, options.config, error) : error;
+    });
     try {
       if (trimSlash(tether.issuer) !== trimSlash(config.issuer)) {
         throw new Error(`the in-process Tether serves ${tether.issuer}, but the configuration's issuer is ${config.issuer}: run that Tether and pass --issuer`);

@@ -1,7 +1,9 @@
-import { Command } from 'commander';
-import { ConfigError } from '../config/load_config.js';
+import { Command, CommanderError } from 'commander';
 import type { Logger } from 'pino';
+import { commanderExitCode, describeFailure, EXIT, type ExitCode } from './cli_errors.js';
+import { everyCommand, jsonOption, PROCESS_IO, writeJsonTo, type CliIo } from './command_conventions.js';
 import { createLogger } from './logger.js';
+import { explainingDatabaseErrors } from './server_errors.js';
 import { routeProcessWarnings } from '../observability/library_logs.js';
 import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer, type RunningServer } from './run_server.js';
 import { migrateToLatest } from '../storage/migrate.js';
@@ -20,9 +22,9 @@ export async function configForCommand(configFile: string | undefined) {
 /** Runs `work` on the configured database, migrated, and closes it afterwards. */
 export const withDatabase: WithDatabase = async (configFile, work) => {
   const config = await configForCommand(configFile);
-  const database = await openConfiguredDatabase(config);
+  const database = await explainingDatabaseErrors(config, configFile, () => openConfiguredDatabase(config));
   try {
-    await migrateToLatest(database.knex);
+    await explainingDatabaseErrors(config, configFile, () => migrateToLatest(database.knex));
     return await work(database.knex, config);
   } finally {
     await database.close();
@@ -85,11 +87,12 @@ async function serveWithSignals(logger: Logger, start: () => Promise<RunningServ
   process.once('SIGTERM', onSignal);
 }
 
-/** The `tether` command line. */
-export function buildProgram(): Command {
+/** The `tether` command line; `io` is where every command prints (tests pass their own). */
+export function buildProgram(io: CliIo = PROCESS_IO): Command {
   const program = new Command('tether')
     .description('OAuth 2.0 authorization server: every access token bound to one API and one client key')
     .version(packageVersion(), '-V, --version', 'print the version of tether-oauth')
+    .option('--debug', 'on an error, print its stack trace too (also TETHER_DEBUG=1)')
     .showHelpAfterError();
 
   program.command('dev')
@@ -113,36 +116,56 @@ export function buildProgram(): Command {
   program.command('migrate')
     .description('apply database migrations and exit')
     .option('-c, --config <file>', 'configuration file')
-    .action(async (options: { config?: string }) => {
+    .addOption(jsonOption())
+    .action(async (options: { config?: string; json?: boolean }) => {
       const config = await configForCommand(options.config);
-      const database = await openConfiguredDatabase(config);
+      const database = await explainingDatabaseErrors(config, options.config, () => openConfiguredDatabase(config));
       try {
-        const { applied } = await migrateToLatest(database.knex);
-        process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'already up to date\n');
+        const { applied } = await explainingDatabaseErrors(config, options.config, () => migrateToLatest(database.knex));
+        if (options.json) writeJsonTo(io.out, { applied, up_to_date: true });
+        else io.out.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'already up to date\n');
       } finally {
         await database.close();
       }
     });
 
-  registerKeysCommands(program, withDatabase);
-  registerInventoryCommands(program, configForCommand);
-  registerProbeCommand(program);
-  registerPkiCommands(program);
-  registerHealthCommand(program);
+  registerKeysCommands(program, withDatabase, io.out);
+  registerInventoryCommands(program, configForCommand, io.out);
+  registerProbeCommand(program, io.out, io.err);
+  registerPkiCommands(program, io.out, io.err);
+  registerHealthCommand(program, io.out);
 
+  // Commands added with addCommand inherit nothing: every one reports usage errors the same way.
+  for (const command of everyCommand(program)) {
+    command.exitOverride().configureOutput({ writeOut: (text) => io.out.write(text), writeErr: (text) => io.err.write(text) });
+  }
   return program;
 }
 
-/** Runs the CLI; a configuration error is one clear line and exit code 2, nothing half-started. */
-export async function main(argv: string[]): Promise<void> {
+/**
+ * Runs one command line to its end and returns its exit code (cli_errors.ts EXIT): a known error is
+ * one line on stderr, nothing half-started; `--debug` (or TETHER_DEBUG=1) adds the stack.
+ * `tether dev` and `tether start` return once they listen, and keep running.
+ */
+export async function runCli(argv: string[], io: CliIo = PROCESS_IO, env: NodeJS.ProcessEnv = process.env): Promise<ExitCode | number> {
+  const program = buildProgram(io);
+  // A code a previous command of this process left (tests run many) is not this command's.
+  process.exitCode = undefined;
   try {
-    await buildProgram().parseAsync(argv);
+    await program.parseAsync(argv);
+    return Number(process.exitCode ?? EXIT.done);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`tether: ${error.message}\n`);
-      process.exit(2);
-    }
-    process.stderr.write(`tether: ${(error as Error).stack ?? String(error)}\n`);
-    process.exit(1);
+    // Commander printed its own message (or the help, or the version) already.
+    if (error instanceof CommanderError) return commanderExitCode(error);
+    const debug = Boolean(program.opts<{ debug?: boolean }>().debug) || ['1', 'true'].includes(env.TETHER_DEBUG ?? '');
+    const { lines, exitCode } = describeFailure(error, debug);
+    // "tether: " once: the lines after the first belong to it (every mistake of a configuration, a stack).
+    io.err.write(lines.map((line, index) => `${index === 0 ? 'tether: ' : ''}${line}\n`).join(''));
+    return exitCode;
   }
+}
+
+/** The `tether` executable. */
+export async function main(argv: string[]): Promise<void> {
+  process.exitCode = await runCli(argv);
 }

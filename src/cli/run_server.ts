@@ -13,7 +13,8 @@ import { KeyEncryptionError } from '../keys/key_encryption.js';
 import { startExpirySweeper } from '../storage/adapter.js';
 import { openDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
-import { curlTokenExample } from './token_example.js';
+import { devBanner } from './dev_banner.js';
+import { explainDatabaseError, isAddressInUse, portInUseError, type ConfigSource } from './server_errors.js';
 import { newDevSecret, removeDevCredential, writeDevCredential } from '../admin/dev_credential.js';
 import { knexLogTo } from '../observability/library_logs.js';
 import { listenMetrics } from '../observability/metrics_endpoint.js';
@@ -24,9 +25,14 @@ export interface ServerOptions {
   logger: Logger;
 }
 
+/** The file `tether dev` reads: the given one, else ./tether.config.yaml when there is one, else none (built-in). */
+export function devConfigFile(configFile: string | undefined): ConfigSource {
+  return configFile ?? (existsSync('tether.config.yaml') ? 'tether.config.yaml' : undefined);
+}
+
 /** `tether dev`: the given or local config, else the built-in development config; generates a PKI. */
 export async function loadDevConfig(configFile: string | undefined): Promise<TetherConfig> {
-  const file = configFile ?? (existsSync('tether.config.yaml') ? 'tether.config.yaml' : undefined);
+  const file = devConfigFile(configFile);
   if (file) return loadConfigFile(file);
   const config = parseConfig({ ...DEV_CONFIG, metrics: DEV_METRICS }, { source: 'built-in development configuration', env: process.env });
   return { ...config, dataDir: path.resolve(config.dataDir) };
@@ -159,20 +165,26 @@ export async function runServer(options: ServerOptions): Promise<RunningServer> 
 
   if (options.mode === 'start') requireKeyEncryption(config, options.configFile, logger);
 
+  const source = options.mode === 'dev' ? devConfigFile(options.configFile) : options.configFile;
   // tether dev serves the admin API unless told not to, with a local credential; tether start only when enabled.
   const adminDevSecret = options.mode === 'dev' && config.admin.enabled !== false ? newDevSecret() : undefined;
-  const database = await openConfiguredDatabase(config, logger);
+  const database = await openConfiguredDatabase(config, logger).catch((error: unknown) => { throw explainDatabaseError(error, config, source); });
   const listeners: RunningListener[] = [];
   let adminCredentialFile: string | undefined;
   let sweeper: { stop(): Promise<void> } | undefined;
   let app: TetherApp | undefined;
   let metricsServer: RunningListener | undefined;
+  // A port in use is the common mistake (a second `tether dev`): which port, who holds it, how to pick another.
+  const explainListen = (kind: 'https' | 'http', listener: { host: string; port: number }) => (error: unknown) => {
+    throw isAddressInUse(error) ? portInUseError(kind, listener, source, error) : error;
+  };
   try {
     const { applied } = await migrateToLatest(database.knex);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem, adminDevSecret });
-    if (config.listeners.https && tls) listeners.push(await listenHttps(app.callback, config.listeners.https, tls, new URL(config.issuer).hostname, config.http));
-    if (config.listeners.http) listeners.push(await listenHttp(app.callback, config.listeners.http, 'localhost', config.http));
+    const { https, http } = config.listeners;
+    if (https && tls) listeners.push(await listenHttps(app.callback, https, tls, new URL(config.issuer).hostname, config.http).catch(explainListen('https', https)));
+    if (http) listeners.push(await listenHttp(app.callback, http, 'localhost', config.http).catch(explainListen('http', http)));
     const metricsListener = config.metrics.listener;
     if (app.metrics && typeof metricsListener === 'object') metricsServer = await listenMetrics(app.metrics.registry, config.metrics.path, metricsListener, config.http);
     sweeper = startExpirySweeper(database.knex, {
@@ -184,12 +196,12 @@ export async function runServer(options: ServerOptions): Promise<RunningServer> 
     await Promise.all([...listeners, ...(metricsServer ? [metricsServer] : [])].map((listener) => closeListener(listener, 0)));
     await app?.close();
     await database.close();
-    throw asConfigError(error);
+    throw explainDatabaseError(asConfigError(error), config, source);
   }
 
   warnOfSharedMetrics(config, options.mode, logger);
   const metricsUrl = metricsUrlOf(config, listeners, metricsServer);
-  if (options.mode === 'dev') printDevBanner(config, listeners, pki, { metricsUrl, adminCredentialFile });
+  if (options.mode === 'dev') process.stdout.write(devBanner(config, listeners, pki, { metricsUrl, adminCredentialFile, adminPath: config.admin.path }));
   else logger.info({ issuer: config.issuer, listeners: listeners.map((listener) => listener.origin), metrics: metricsUrl }, 'tether started');
 
   const running = app!;
@@ -235,7 +247,6 @@ async function reloadConfiguration(options: ServerOptions, app: TetherApp, pki: 
 }
 
 /**
-/**
  * The dev credential file: the secret and where the admin API is, for the CLI next to this server
  * (plain HTTP on loopback when there is an http listener, else https with the development CA).
  */
@@ -265,39 +276,4 @@ function metricsUrlOf(config: TetherConfig, listeners: RunningListener[], metric
   const { listener, path: metricsPath } = config.metrics;
   const origin = typeof listener === 'object' ? metricsServer?.origin : listeners.find((running) => running.kind === listener)?.origin;
   return origin === undefined ? undefined : `${origin}${metricsPath}`;
-}
-
-/** Where the banner points besides the token endpoint: metrics and the admin API's dev credential, when on. */
-interface BannerExtras {
-  metricsUrl: string | undefined;
-  adminCredentialFile: string | undefined;
-}
-
-function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki: DevPki | undefined, { metricsUrl, adminCredentialFile }: BannerExtras): void {
-  const https = listeners.find((listener) => listener.kind === 'https');
-  const http = listeners.find((listener) => listener.kind === 'http');
-  const relative = (file: string) => path.relative(process.cwd(), file) || file;
-  const lines = [
-    `Tether (development) — issuer ${config.issuer}`,
-    ...listeners.map((listener) => `  ${listener.kind.padEnd(5)} ${listener.origin}${listener.kind === 'https' ? '  (asks for client certificates)' : ''}`),
-    `  discovery  ${config.issuer}/.well-known/oauth-authorization-server`,
-    `  token      ${https?.origin ?? http?.origin}/token     jwks ${config.issuer}/jwks`,
-    `  health     ${(http ?? https)?.origin}/healthz  ${(http ?? https)?.origin}/readyz`,
-    ...(metricsUrl ? [`  metrics    ${metricsUrl}  (Prometheus)`] : []),
-    `  database   ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${relative(path.join(config.dataDir, 'db'))}`}`,
-    ...(adminCredentialFile ? [`  admin      ${(http ?? https)?.origin}${config.admin.path}/api  credential in ${relative(adminCredentialFile)} (mode 0600; tether tokens|clients|ledger use it)`] : []),
-  ];
-  const mtlsClient = config.clients.find((client) => client.auth.method === 'tls_client_auth');
-  if (pki && https && mtlsClient) {
-    const certificate = pki.clients[mtlsClient.id]!;
-    lines.push(
-      `  PKI        CA ${relative(pki.ca.certificatePath)}; client certificates in ${relative(path.join(pki.directory, 'clients'))}/`,
-      '',
-      `A certificate-bound token for ${mtlsClient.id}:`,
-      ...curlTokenExample(mtlsClient, {
-        caFile: relative(pki.ca.certificatePath), certificateFile: relative(certificate.certificatePath), keyFile: relative(certificate.privateKeyPath),
-      }, `${https.origin}/token`),
-    );
-  }
-  process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -2,8 +2,9 @@ import { tokenStateOf, type TokenRecord, type TokenState } from '../ledger/event
 import { eventsOfToken, findTokenRecord, listTokens, tokenLineage } from '../ledger/inventory_queries.js';
 import { opaqueTokenId } from '../keys/own_tokens.js';
 import { revokeTokens, type RevocationSelection, type RevokedToken } from '../ledger/revoke_tokens.js';
+import { notFoundHint } from './command_conventions.js';
 import {
-  CommandError, abbreviate, causeOf, eventJson, eventLine, formatBinding, formatTime, tokenJson, writeFields, writeJson, writeLine, writeTable, type CommandContext,
+  CommandError, UsageError, abbreviate, causeOf, eventJson, eventLine, formatBinding, formatTime, tokenJson, writeFields, writeJson, writeLine, writeTable, type CommandContext,
 } from './inventory_output.js';
 
 /** `tether tokens list|show|revoke`: which tokens exist, whose, for which API, and how to kill them. */
@@ -20,7 +21,7 @@ export interface TokensListOptions {
 
 function stateOption(state: string | undefined): TokenState | undefined {
   if (state === undefined) return undefined;
-  if (!(TOKEN_STATES as string[]).includes(state)) throw new CommandError(`--state must be one of ${TOKEN_STATES.join(', ')} (got ${JSON.stringify(state)})`);
+  if (!(TOKEN_STATES as string[]).includes(state)) throw new UsageError(`--state must be one of ${TOKEN_STATES.join(', ')} (got ${JSON.stringify(state)})`);
   return state as TokenState;
 }
 
@@ -58,7 +59,7 @@ export async function tokensList(context: CommandContext, options: TokensListOpt
  */
 async function resolveToken(context: CommandContext, id: string): Promise<TokenRecord> {
   const token = await findTokenRecord(context.knex, id) ?? await findTokenRecord(context.knex, opaqueTokenId(id));
-  if (!token) throw new CommandError(`no token with id ${JSON.stringify(id)} in the ledger`);
+  if (!token) throw new CommandError(`no token with id ${JSON.stringify(id)} in the ledger${notFoundHint(id)}`);
   return token;
 }
 
@@ -120,7 +121,14 @@ interface Selected {
 
 async function selectionOf(context: CommandContext, id: string | undefined, options: TokensRevokeOptions): Promise<Selected> {
   const given = [id !== undefined, options.client !== undefined, options.resource !== undefined].filter(Boolean).length;
-  if (given !== 1) throw new CommandError('name exactly one of: a token id, --client <id>, --resource <uri>');
+  if (given !== 1) throw new UsageError('name exactly one of: a token id, --client <id>, --resource <uri>');
+  // A name nobody knows is a typo, not "nothing to revoke" (exit code 1, cli_errors.ts).
+  if (options.client !== undefined && !await isKnownClient(context, options.client)) {
+    throw new CommandError(`no client ${JSON.stringify(options.client)} in the configuration or the ledger: nothing revoked (tether clients list shows them)`);
+  }
+  if (options.resource !== undefined && !await isKnownResource(context, options.resource)) {
+    throw new CommandError(`no resource ${JSON.stringify(options.resource)} in the configuration or the ledger: nothing revoked (resources are exact URIs, as in the configuration)`);
+  }
   if (options.client !== undefined) {
     return { selection: { clientId: options.client }, what: `every live token of client ${options.client}`, nothing: `client ${options.client} has no live tokens` };
   }
@@ -129,6 +137,16 @@ async function selectionOf(context: CommandContext, id: string | undefined, opti
   }
   const token = await resolveToken(context, id!);
   return { selection: { tokenIds: [token.tokenId] }, what: `token ${token.tokenId}`, nothing: `token ${token.tokenId} is already revoked or expired` };
+}
+
+async function isKnownClient(context: CommandContext, clientId: string): Promise<boolean> {
+  if (context.config.clients.some((client) => client.id === clientId)) return true;
+  return (await listTokens(context.knex, { clientId, limit: 1 })).length > 0;
+}
+
+async function isKnownResource(context: CommandContext, resource: string): Promise<boolean> {
+  if (context.config.resources.some((candidate) => candidate.uri === resource)) return true;
+  return (await listTokens(context.knex, { resource, limit: 1 })).length > 0;
 }
 
 /**

@@ -1,21 +1,29 @@
 /**
- * The configuration `tether dev` uses when no `tether.config.yaml` is given: three APIs and three
- * clients that show each kind of binding. docs/tether.config.example.yaml is the same, annotated.
+ * The configuration `tether dev` uses when no `tether.config.yaml` is given: three APIs, the clients
+ * that call them (each kind of binding) and the clients that are the APIs (they introspect their
+ * tokens; payments-api also exchanges). docs/development.md walks through them with curl;
+ * docs/tether.config.example.yaml annotates a production configuration of the same shape.
  */
 export const DEV_CONFIG = {
-  issuer: 'https://localhost:8443',
+  // No issuer: derived from the HTTPS listener (https://localhost:8443, or the port TETHER_HTTPS_PORT sets).
   dataDir: '.tether',
   listeners: {
     https: { host: '127.0.0.1', port: 8443 },
     http: { host: '127.0.0.1', port: 8080 },
   },
   resources: [
-    { uri: 'https://orders.example.test', scopes: ['orders:read', 'orders:write'], lifetime: '5m' },
+    // Introspectors: the API's own services may ask whether a token is active (RFC 7662); orders-api is
+    // the identity of examples/orders_api.
+    { uri: 'https://orders.example.test', scopes: ['orders:read', 'orders:write'], lifetime: '5m', introspectors: ['orders-api'] },
     // Served by payments-api: it may exchange the tokens callers send it (docs/token-exchange.md).
     // `orders:read` here is what a caller lets the payments API do on its behalf at the orders API:
     // scope names carry across an exchange.
-    { uri: 'https://payments.example.test', scopes: ['payments:read', 'payments:charge', 'orders:read'], lifetime: '5m', servedBy: ['payments-api'] },
-    { uri: 'https://reports.example.test', scopes: ['reports:read'], lifetime: '10m', format: 'opaque' },
+    {
+      uri: 'https://payments.example.test', scopes: ['payments:read', 'payments:charge', 'orders:read'], lifetime: '5m',
+      servedBy: ['payments-api'], introspectors: ['payments-api'],
+    },
+    // Opaque tokens: introspection is the only way the reports API learns what one means.
+    { uri: 'https://reports.example.test', scopes: ['reports:read'], lifetime: '10m', format: 'opaque', introspectors: ['reports-api'] },
   ],
   clients: [
     {
@@ -42,6 +50,20 @@ export const DEV_CONFIG = {
         actFor: ['orders-worker'],
         acceptBoundSubjectTokens: true,
       },
+    },
+    {
+      id: 'orders-api',
+      owner: 'team-orders',
+      purpose: 'the orders API (examples/orders_api); introspects the tokens it receives',
+      auth: { method: 'tls_client_auth', subjectDn: 'CN=orders-api' },
+      binding: 'mtls',
+    },
+    {
+      id: 'reports-api',
+      owner: 'team-data',
+      purpose: 'the reports API; introspects the opaque tokens it receives',
+      auth: { method: 'tls_client_auth', subjectDn: 'CN=reports-api' },
+      binding: 'mtls',
     },
     {
       id: 'reporting-cli',

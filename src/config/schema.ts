@@ -257,8 +257,15 @@ const metricsSchema = z.strictObject({
   path: z.string().regex(/^\/[A-Za-z0-9._~-]+(?:\/[A-Za-z0-9._~-]+)*$/, 'expected an absolute path such as /metrics').default('/metrics'),
 });
 
-export const configSchema = z.strictObject({
-  issuer: z.url(),
+/**
+ * `issuer: auto` (or no issuer): derived from the HTTPS listener, else the HTTP one, so that a port
+ * changed by TETHER_HTTPS_PORT moves the issuer with it. An issuer that is set (TETHER_ISSUER or the
+ * file) is used as it is: behind a proxy it is the proxy's URL, which no local port tells.
+ */
+const issuerSetting = z.union([z.literal('auto'), z.url()]).optional();
+
+const configFields = z.strictObject({
+  issuer: issuerSetting,
   /** PostgreSQL URL; when absent the embedded PGlite under `dataDir` is used. Overridden by DATABASE_URL. */
   databaseUrl: z.string().refine(isPostgresUrl, 'expected a postgres:// or postgresql:// URL').optional(),
   dataDir: z.string().default('.tether'),
@@ -301,6 +308,32 @@ export const configSchema = z.strictObject({
   metrics: metricsSchema.prefault({}),
   resources: z.array(resourceSchema).min(1),
   clients: z.array(clientSchema).min(1),
+});
+
+/** Loopback and wildcard addresses are reached as `localhost`, the name the development certificate has. */
+function publicHostOf(host: string): string {
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  if (['127.0.0.1', '::1', '0.0.0.0', '::', '', 'localhost'].includes(bare)) return 'localhost';
+  return isIP(bare) === 6 ? `[${bare}]` : bare;
+}
+
+/** The issuer a configuration without one gets, or why it cannot get one. */
+export function derivedIssuerOf(listeners: { https?: { host: string; port: number }; http?: { host: string; port: number } }): { issuer: string } | { problem: string } {
+  const [scheme, listener] = listeners.https ? ['https', listeners.https] as const : ['http', listeners.http] as const;
+  if (!listener) return { problem: 'no listener to derive it from: set issuer to the URL clients use' };
+  if (listener.port === 0) return { problem: `cannot be derived from listeners.${scheme}.port 0 (any free port): set a port, or set issuer` };
+  const defaultPort = scheme === 'https' ? 443 : 80;
+  return { issuer: `${scheme}://${publicHostOf(listener.host)}${listener.port === defaultPort ? '' : `:${listener.port}`}` };
+}
+
+export const configSchema = configFields.transform((config, ctx) => {
+  if (config.issuer !== undefined && config.issuer !== 'auto') return { ...config, issuer: config.issuer };
+  const derived = derivedIssuerOf(config.listeners);
+  if ('problem' in derived) {
+    ctx.issues.push({ code: 'custom', path: ['issuer'], message: derived.problem, input: config.issuer });
+    return z.NEVER;
+  }
+  return { ...config, issuer: derived.issuer };
 });
 
 export type TetherConfig = z.output<typeof configSchema>;

@@ -72,11 +72,17 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
  * so they go to stderr. The failures themselves reach callers as errors (503 on the token path).
  */
 const KNEX_LOG: KnexLog = {
-  warn: (message: unknown) => process.stderr.write(`knex: ${String(message)}\n`),
-  error: (message: unknown) => process.stderr.write(`knex: ${String(message)}\n`),
+  // First line only: knex passes an error's stack, and the failure itself reaches the caller (the CLI
+  // explains it in one line; cli/server_errors.ts).
+  warn: (message: unknown) => process.stderr.write(`knex: ${firstLine(message)}\n`),
+  error: (message: unknown) => process.stderr.write(`knex: ${firstLine(message)}\n`),
   deprecate: (method: string, alternative: string) => process.stderr.write(`knex: ${method} is deprecated, use ${alternative}\n`),
   debug: () => undefined,
 };
+
+function firstLine(message: unknown): string {
+  return String(message).split('\n', 1)[0]!;
+}
 
 /** The client-side wait for an answer exceeds the server's statement_timeout by this much, so that normally the server cancels first. */
 const QUERY_TIMEOUT_GRACE_MS = 1000;

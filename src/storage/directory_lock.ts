@@ -6,6 +6,18 @@ import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:f
  */
 const heldByThisProcess = new Set<string>();
 
+/** The directory is locked by another live process (which may be asked to stop, or named). */
+export class DatabaseInUseError extends Error {
+  override name = 'DatabaseInUseError';
+
+  constructor(readonly directory: string, readonly holderPid: number, readonly lockFile: string) {
+    super(
+      `the database directory ${directory} is in use by process ${holderPid} (lock file ${lockFile}); ` +
+        'stop that process, or delete the lock file if you are sure it is stale',
+    );
+  }
+}
+
 /** A held lock on an embedded database directory; `release` is idempotent. */
 export interface DirectoryLock {
   path: string;
@@ -27,10 +39,7 @@ export function lockDatabaseDirectory(directory: string): DirectoryLock {
     }
     const holder = readLockHolder(path);
     if (holder !== undefined && isLiveHolder(path, holder)) {
-      throw new Error(
-        `the database directory ${directory} is in use by process ${holder} (lock file ${path}); ` +
-          'stop that process, or delete the lock file if you are sure it is stale',
-      );
+      throw new DatabaseInUseError(directory, holder, path);
     }
     removeIfPresent(path);
   }

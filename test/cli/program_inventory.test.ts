@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { jest } from '@jest/globals';
 import { decodeJwt } from 'jose';
-import { buildProgram } from '../../src/cli/program.js';
+import { runCli } from '../../src/cli/program.js';
 import { openDatabase, type Database } from '../../src/storage/database.js';
 import { migrateToLatest } from '../../src/storage/migrate.js';
 import { startTether } from '../../src/testing/start_tether.js';
@@ -73,8 +73,8 @@ async function tether(...args: string[]): Promise<{ stdout: string; stderr: stri
   if (databaseUrl) process.env.DATABASE_URL = databaseUrl;
   process.exitCode = 0;
   try {
-    await buildProgram().exitOverride().parseAsync(['node', 'tether', ...args, '--config', configFile]);
-    return { stdout, stderr, exitCode: Number(process.exitCode ?? 0) };
+    const exitCode = await runCli(['node', 'tether', ...args, '--config', configFile]);
+    return { stdout, stderr, exitCode };
   } finally {
     process.exitCode = 0;
     out.mockRestore();

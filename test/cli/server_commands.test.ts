@@ -64,7 +64,8 @@ afterEach(async () => {
 describe('tether dev', () => {
   test('starts on the embedded database, serves a bound token, stops on SIGTERM, and reuses data and PKI', async () => {
     const port = await freePort();
-    const env = { DATABASE_URL: undefined, TETHER_ISSUER: `https://localhost:${port}`, TETHER_HTTPS_PORT: String(port), TETHER_HTTP_PORT: String(await freePort()) };
+    // No TETHER_ISSUER: the issuer follows the port (derived from the HTTPS listener).
+    const env = { DATABASE_URL: undefined, TETHER_ISSUER: undefined, TETHER_HTTPS_PORT: String(port), TETHER_HTTP_PORT: String(await freePort()) };
 
     const tokenKid = async () => {
       const pki = path.join(workdir, '.tether', 'pki');

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import type { Knex } from 'knex';
+import { CommandError } from '../../src/cli/cli_errors.js';
 import { registerKeysCommands, type WithDatabase } from '../../src/cli/keys_commands.js';
 import { ConfigError, parseConfig } from '../../src/config/load_config.js';
 import type { TetherConfig } from '../../src/config/schema.js';
@@ -32,14 +33,23 @@ function configWith(signing: Record<string, unknown>): TetherConfig {
   return parseConfig({ ...fleetConfig({ publicationDelay: 600, verifierJwksMaxAge: 600, encryptionSecret: undefined, ...signing }), issuer: 'https://auth.keys.test' });
 }
 
-/** Runs `tether keys …` with `config`; resolves to what it printed and its exit code. */
+/**
+ * Runs `tether keys …` with `config`; resolves to what it printed and its exit code. A refusal is
+ * thrown as a CommandError (runCli prints it as one line on stderr, exit code 1): its message is
+ * the text, on "stderr".
+ */
 async function tether(config: TetherConfig, ...args: string[]): Promise<{ text: string; exitCode: number }> {
   const withDatabase: WithDatabase = (_file, work) => work(database.knex as Knex, config);
   const program = new Command('tether').exitOverride();
   registerKeysCommands(program, withDatabase, out);
   // process is shared by the test files of one jest worker: an exit code another file left must not count here.
   process.exitCode = undefined;
-  await program.parseAsync(['node', 'tether', 'keys', ...args]);
+  try {
+    await program.parseAsync(['node', 'tether', 'keys', ...args]);
+  } catch (error) {
+    if (!(error instanceof CommandError)) throw error;
+    return { text: `${error.message}\n`, exitCode: error.exitCode };
+  }
   const exitCode = Number(process.exitCode ?? 0);
   process.exitCode = undefined;
   return { text: out.take(), exitCode };
@@ -62,8 +72,18 @@ describe('tether keys rotate / list / retire', () => {
     expect(listed.text).toMatch(new RegExp(`${newKid}\\s+ES256\\s+staged`));
     expect(listed.text).toMatch(new RegExp(`${current!.kid}\\s+ES256\\s+active`));
 
-    const json = JSON.parse((await tether(withSecret(), 'list', '--json')).text) as { kid: string; state: string }[];
-    expect(json.map((key) => [key.kid, key.state])).toEqual([[newKid, 'staged'], [current!.kid, 'active']]);
+    const json = JSON.parse((await tether(withSecret(), 'list', '--json')).text) as Record<string, unknown>[];
+    expect(json.map((key) => [key.kid, key.state, key.current])).toEqual([[newKid, 'staged', false], [current!.kid, 'active', true]]);
+    // snake_case, as every command's JSON.
+    expect(Object.keys(json[0]!)).toEqual(['kid', 'alg', 'state', 'current', 'created_at', 'activated_at', 'retired_at', 'published_until']);
+    expect(json[0]).toMatchObject({ alg: 'ES256', activated_at: expect.stringMatching(/Z$/), retired_at: null });
+
+    const rotatedJson = JSON.parse((await tether(withSecret(), 'rotate', '--json')).text) as Record<string, unknown>;
+    expect(rotatedJson).toEqual({
+      kid: expect.any(String), alg: 'ES256', signs_from: expect.stringMatching(/Z$/), publication_delay_seconds: 600,
+      // A second rotation replaces the staged key, which would have signed next.
+      replaced: [{ kid: newKid, published_for_seconds_after: 360 }],
+    });
   });
 
   test('retire refuses the key that signs now, saying why and what to do; --force retires it', async () => {
@@ -88,11 +108,14 @@ describe('tether keys rotate / list / retire', () => {
     expect(Object.fromEntries((await listSigningKeys(database.knex)).map((key) => [key.kid, key.state]))).toEqual({ [stagedKid]: 'active', [current!.kid!]: 'retiring' });
 
     expect(await tether(withSecret(), 'retire', current!.kid!)).toEqual({ text: `${current!.kid} is already retired\n`, exitCode: 0 });
+    expect(JSON.parse((await tether(withSecret(), 'retire', current!.kid!, '--json')).text)).toEqual({ kid: current!.kid, retired: true, already_retired: true });
     expect(await tether(withSecret(), 'retire', 'no-such-kid')).toEqual({ text: 'no signing key no-such-kid\n', exitCode: 1 });
   });
 
   test('a kid that begins with "-" is a kid; a mistyped option is refused, not ignored', async () => {
-    expect(await tether(withSecret(), 'retire', '-no-such-kid')).toEqual({ text: 'no signing key -no-such-kid\n', exitCode: 1 });
+    const hint = ' (if "-no-such-kid" was meant as an option, it is not one of this command\'s: --help lists them)';
+    expect(await tether(withSecret(), 'retire', '-no-such-kid')).toEqual({ text: `no signing key -no-such-kid${hint}\n`, exitCode: 1 });
+    expect(await tether(withSecret(), 'retire', '--', '-no-such-kid')).toEqual({ text: `no signing key -no-such-kid${hint}\n`, exitCode: 1 });
     await expect(tether(withSecret(), 'retire', 'some-kid', '--forse')).rejects.toThrow(/too many arguments/);
   });
 
