@@ -207,6 +207,9 @@ function tokenFacts(format: 'jwt' | 'opaque', value: string, token: { jti?: stri
  * If the database cannot commit, the client gets 503 + Retry-After and no token.
  */
 export async function recordIssuance(grant: GrantContext, ctx: KoaContextWithOIDC, event: { type: 'token.issued' | 'token.exchanged'; issued: IssuedToken }): Promise<void> {
+  // Federation: a token issued to a client that authenticated with an external identity records it
+  // (a federated exchange has already put its subject token's identity here).
+  event.issued.external ??= grant.federation.clientIdentityOf(ctx);
   try {
     await grant.ledger.recordIssuance(event, grant.requestFactsOf(ctx));
   } catch (error) {

@@ -8,6 +8,7 @@ import { clientCredentialsHandler, clientCredentialsParameters } from '../grants
 import type { GrantContext } from '../grants/grant_context.js';
 import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
 import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
+import { startFederation } from '../federation/federation.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
 import { createRejectionAggregator, type RejectionAggregator } from '../ledger/rejection_aggregator.js';
@@ -93,12 +94,21 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // any instance (or by the CLI) reaches this one within seconds, without a restart.
   keys.subscribe((current) => installSigningKeys(provider, { signing: current.jwks.keys, published: current.publicJwks.keys }));
 
+  const clients = new Map(config.clients.map((client) => [client.id, client]));
+  let federation;
+  try {
+    federation = await startFederation(provider, { config, clients, knex });
+  } catch (error) {
+    await keys.close();
+    throw error;
+  }
   const grant: GrantContext = {
     provider,
     config,
     knex,
     resources: resourceRegistry(config),
-    clients: new Map(config.clients.map((client) => [client.id, client])),
+    clients,
+    federation,
     ledger: createIssuanceLedger(knex, {
       batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
     }),

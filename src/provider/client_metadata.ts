@@ -19,6 +19,23 @@ export const CLIENT_AUTH_METHODS = [
  */
 export const ALLOWED_JWS_ALGORITHMS: readonly string[] = JWS_ALGORITHMS;
 
+/**
+ * A federated client is registered in oidc-provider as `none`: oidc-provider itself checks no
+ * credential for it, federation/client_authentication.ts does (and refuses a bare client_id).
+ * `none` is enabled only when such a client is configured, and never advertised (http/middleware.ts).
+ */
+export const FEDERATED_REGISTERED_AUTH_METHOD = 'none';
+
+function registeredAuthMethodOf(method: ClientConfig['auth']['method']): string {
+  return method === 'federated' ? FEDERATED_REGISTERED_AUTH_METHOD : method;
+}
+
+/** oidc-provider's clientAuthMethods for a configuration. */
+export function clientAuthMethodsOf(clients: readonly ClientConfig[]): string[] {
+  const federated = clients.some((client) => client.auth.method === 'federated');
+  return [...CLIENT_AUTH_METHODS, ...(federated ? [FEDERATED_REGISTERED_AUTH_METHOD] : [])];
+}
+
 /** Tether's client configuration → oidc-provider client metadata (RFC 7591 names). */
 export function clientMetadataOf(client: ClientConfig): ClientMetadata {
   const metadata: ClientMetadata = {
@@ -26,7 +43,7 @@ export function clientMetadataOf(client: ClientConfig): ClientMetadata {
     grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
     response_types: [],
     redirect_uris: [],
-    token_endpoint_auth_method: client.auth.method,
+    token_endpoint_auth_method: registeredAuthMethodOf(client.auth.method) as ClientMetadata['token_endpoint_auth_method'],
     // RFC 8705 §3.4 / RFC 9449 §5.2: oidc-provider refuses unbound tokens for these clients as well.
     tls_client_certificate_bound_access_tokens: client.binding === 'mtls',
     dpop_bound_access_tokens: client.binding === 'dpop',
@@ -55,5 +72,7 @@ function authenticationMetadata(auth: ClientConfig['auth']): Partial<ClientMetad
       };
     case 'self_signed_tls_client_auth':
       return { jwks: auth.jwks as ClientMetadata['jwks'] };
+    case 'federated':
+      return {};
   }
 }

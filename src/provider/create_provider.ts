@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import Provider, { errors, type AdapterFactory, type JWKS, type KoaContextWithOIDC } from 'oidc-provider';
 import type { TetherConfig } from '../config/schema.js';
-import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, clientMetadataOf } from './client_metadata.js';
+import { ALLOWED_JWS_ALGORITHMS, clientAuthMethodsOf, clientMetadataOf } from './client_metadata.js';
 import { certificateSubjectMatches } from './certificate_checks.js';
 import { requireTlsForClientSecrets } from './client_secret_transport.js';
 import { beforeClientCredentialsCheck } from './internals.js';
@@ -46,7 +46,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
     adapter: deps.adapter,
     clients: config.clients.map(clientMetadataOf),
     jwks: deps.jwks,
-    clientAuthMethods: [...CLIENT_AUTH_METHODS],
+    clientAuthMethods: clientAuthMethodsOf(config.clients) as never,
     assertJwtClientAuthClaimsAndHeader: async (_ctx, claims) => assertAudienceIsIssuer(claims, config.issuer),
     clientDefaults: {
       grant_types: ['client_credentials'],

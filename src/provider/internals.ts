@@ -14,6 +14,8 @@ import validateDpopInternal from 'oidc-provider/lib/helpers/validate_dpop.js';
 import initializeKeystore from 'oidc-provider/lib/helpers/initialize_keystore.js';
 // @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
 import providerInternals from 'oidc-provider/lib/helpers/weak_cache.js';
+// @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
+import requestStorage from 'oidc-provider/lib/helpers/als.js';
 import type { JWK } from 'jose';
 import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
 
@@ -43,6 +45,39 @@ export function beforeClientCredentialsCheck(provider: Provider, check: (ctx: Ko
     assign.call(this, key, value);
     if (key === 'Client') check(this.ctx);
   };
+}
+
+/**
+ * Calls `inspect` with a request's parameters as soon as oidc-provider has assembled them
+ * (shared/assemble_params.js assigns `ctx.oidc.params`), before client authentication reads them;
+ * `inspect` may change them or throw the route's answer. Federated client authentication
+ * (federation/client_authentication.ts) takes a trusted issuer's assertion out here, because
+ * oidc-provider would otherwise require its `sub` to be the client id (RFC 7523 §3).
+ */
+export function onParamsAssembled(provider: Provider, inspect: (ctx: KoaContextWithOIDC, params: Record<string, unknown>) => void): void {
+  type Context = { ctx: KoaContextWithOIDC };
+  const assigned = new WeakMap<object, unknown>();
+  Object.defineProperty(provider.OIDCContext.prototype, 'params', {
+    configurable: true,
+    get(this: Context) {
+      return assigned.get(this);
+    },
+    set(this: Context, params: unknown) {
+      if (typeof params === 'object' && params !== null) inspect(this.ctx, params as Record<string, unknown>);
+      assigned.set(this, params);
+    },
+  });
+}
+
+/**
+ * Wraps the provider's client lookup (Client.find). Client authentication (shared/client_auth.js)
+ * awaits it right before it checks the credentials; `around` gets the request it runs for (from
+ * oidc-provider's own AsyncLocalStorage; undefined outside a request) and may throw its answer.
+ */
+export function aroundClientLookup<C>(provider: Provider, around: (ctx: KoaContextWithOIDC | undefined, id: string, find: (id: string) => Promise<C | undefined>) => Promise<C | undefined>): void {
+  const model = provider.Client as unknown as { find(id: string): Promise<C | undefined> };
+  const find = model.find.bind(model);
+  model.find = (id: string) => around((requestStorage as { getStore(): KoaContextWithOIDC | undefined }).getStore(), id, find);
 }
 
 /**

@@ -1,0 +1,143 @@
+import { decodeJwt } from 'jose';
+import type { Knex } from 'knex';
+import { errors, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
+import type { ClientConfig } from '../config/schema.js';
+import { aroundClientLookup, beforeClientCredentialsCheck, onParamsAssembled } from '../provider/internals.js';
+import { recordAssertionOnce } from '../storage/federated_assertions.js';
+import { databaseUnavailable, issuerUnavailable, type ExternalIdentity } from './federation_errors.js';
+import { IssuerUnavailableError } from './issuer_keys.js';
+import { claimsMatch, ExternalTokenRefused, type ExternalTokenVerifier, type VerifiedExternalToken } from './verify_external_token.js';
+
+/**
+ * Federated client authentication (docs/federation.md): a client with `auth.method: federated`
+ * authenticates with a token of a trusted issuer as its `client_assertion` (RFC 7523 §2.2, the
+ * model of Azure's federated identity credentials and Keycloak's federated client authentication):
+ *
+ *   client_id=<Tether client>&client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer
+ *   &client_assertion=<e.g. a Kubernetes service-account token whose aud is Tether's issuer>
+ *
+ * The assertion's `iss`/`sub` are the external identity, not the client id, so oidc-provider's own
+ * check (RFC 7523 §3: `sub` = client id) cannot take it. It runs inside oidc-provider's client
+ * authentication instead, in three hooks (provider/internals.ts):
+ *
+ *   1. parameters assembled: an assertion whose (unverified) `iss` is a trusted issuer is taken out
+ *      of the parameters and kept for the request — oidc-provider then sees only `client_id`;
+ *   2. client lookup: the client named is found; the assertion is verified (verify_external_token.ts),
+ *      matched against the client's `federatedIdentities` (issuer, exact `sub`, required claims) and
+ *      used once (below); any failure is the route's answer: invalid_client, or 503 when the issuer's
+ *      keys cannot be fetched;
+ *   3. client found: a federated client (registered in oidc-provider as `none`) is authenticated
+ *      only by a verified assertion for it on this very request — a bare `client_id` is refused.
+ *
+ * Single use: an assertion with `jti` is recorded in the shared database (federated_assertions) and
+ * refused a second time. One without (older Kubernetes tokens) cannot be told from its replay, so it
+ * is accepted only at the token endpoint, for a client whose tokens are sender-constrained (the new
+ * token is bound to the DPoP key or certificate proven on the request), and only if its whole
+ * lifetime (exp − iat) is within the issuer's maxTokenAge.
+ */
+
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/** What client authentication learned on a request. */
+export interface FederatedClientAuthentication {
+  /** The external identity that authenticated the request's client; undefined for any other authentication. */
+  identityOf(ctx: KoaContextWithOIDC): ExternalIdentity | undefined;
+}
+
+interface Attempt {
+  clientId: string;
+  assertion: string;
+  verified?: ExternalIdentity;
+}
+
+export function installFederatedClientAuthentication(provider: Provider, deps: {
+  verifier: ExternalTokenVerifier;
+  clients: ReadonlyMap<string, ClientConfig>;
+  knex: Knex;
+}): FederatedClientAuthentication {
+  const attempts = new WeakMap<object, Attempt>();
+
+  onParamsAssembled(provider, (ctx, params) => {
+    const assertion = params.client_assertion;
+    if (params.client_assertion_type !== JWT_BEARER || typeof assertion !== 'string') return;
+    // Several credentials at once: oidc-provider refuses the mix itself (one mechanism only).
+    if (ctx.get('authorization') !== '' || params.client_secret !== undefined) return;
+    if (!deps.verifier.isTrustedIssuer(unverifiedIssuerOf(assertion))) return;
+    if (typeof params.client_id !== 'string' || params.client_id === '') {
+      throw new errors.InvalidRequest('client_id is required with a client_assertion from a federated issuer');
+    }
+    attempts.set(ctx, { clientId: params.client_id, assertion });
+    params.client_assertion = undefined;
+    params.client_assertion_type = undefined;
+  });
+
+  aroundClientLookup(provider, async (ctx, id, find) => {
+    const client = await find(id);
+    const attempt = ctx ? attempts.get(ctx) : undefined;
+    if (!client || !attempt || attempt.verified || attempt.clientId !== id) return client;
+    attempt.verified = await authenticate(ctx!, attempt.assertion, deps.clients.get(id));
+    return client;
+  });
+
+  beforeClientCredentialsCheck(provider, (ctx) => {
+    const attempt = attempts.get(ctx);
+    const client = deps.clients.get(ctx.oidc.client!.clientId);
+    if (client?.auth.method === 'federated' && (attempt?.verified === undefined || attempt.clientId !== client.id)) {
+      throw new errors.InvalidClientAuth(`client ${client.id} authenticates only with a federated client_assertion`);
+    }
+  });
+
+  async function authenticate(ctx: KoaContextWithOIDC, assertion: string, client: ClientConfig | undefined): Promise<ExternalIdentity> {
+    if (client?.auth.method !== 'federated') {
+      throw new errors.InvalidClientAuth(`client ${client?.id} does not authenticate with federated identities`);
+    }
+    const verified = await verifyAssertion(assertion);
+    const { claims, issuer } = verified;
+    const identity = client.federatedIdentities.find((candidate) => candidate.issuer === issuer.issuer && candidate.subject === claims.sub && claimsMatch(claims, candidate.claims));
+    if (!identity) {
+      throw new errors.InvalidClientAuth(`${issuer.issuer} subject ${JSON.stringify(claims.sub).slice(0, 160)} is not a federated identity of client ${client.id} (or lacks its required claims)`);
+    }
+    await requireSingleUse(ctx, verified, client);
+    return { issuer: issuer.issuer, subject: claims.sub, tokenId: verified.tokenId };
+  }
+
+  async function verifyAssertion(assertion: string): Promise<VerifiedExternalToken> {
+    try {
+      return await deps.verifier.verify(assertion);
+    } catch (error) {
+      if (error instanceof IssuerUnavailableError) throw issuerUnavailable(error);
+      if (error instanceof ExternalTokenRefused) throw new errors.InvalidClientAuth(error.message);
+      throw error;
+    }
+  }
+
+  async function requireSingleUse(ctx: KoaContextWithOIDC, { claims, issuer }: VerifiedExternalToken, client: ClientConfig): Promise<void> {
+    if (typeof claims.jti === 'string' && claims.jti !== '') {
+      const expiresAt = new Date((claims.exp + issuer.clockLeeway) * 1000);
+      let first: boolean;
+      try {
+        first = await recordAssertionOnce(deps.knex, { key: `${issuer.issuer}\0${claims.jti}`, expiresAt });
+      } catch (error) {
+        throw databaseUnavailable(error);
+      }
+      if (!first) throw new errors.InvalidClientAuth(`federated client assertion ${issuer.issuer} jti ${JSON.stringify(claims.jti).slice(0, 80)} was already used`);
+      return;
+    }
+    if (ctx.oidc.route !== 'token' || client.binding === 'none') {
+      throw new errors.InvalidClientAuth(`assertion of ${issuer.issuer} has no jti: accepted only at the token endpoint, for a client with sender-constrained tokens`);
+    }
+    if (claims.exp - claims.iat > issuer.maxTokenAge) {
+      throw new errors.InvalidClientAuth(`assertion of ${issuer.issuer} has no jti and lives ${claims.exp - claims.iat} s, longer than maxTokenAge ${issuer.maxTokenAge} s`);
+    }
+  }
+
+  return { identityOf: (ctx) => attempts.get(ctx)?.verified };
+}
+
+function unverifiedIssuerOf(assertion: string): unknown {
+  try {
+    return decodeJwt(assertion).iss;
+  } catch {
+    return undefined;
+  }
+}
