@@ -62,7 +62,10 @@ export function installFederatedClientAuthentication(provider: Provider, deps: {
     if (params.client_assertion_type !== JWT_BEARER || typeof assertion !== 'string') return;
     // Several credentials at once: oidc-provider refuses the mix itself (one mechanism only).
     if (ctx.get('authorization') !== '' || params.client_secret !== undefined) return;
-    if (!deps.verifier.isTrustedIssuer(unverifiedIssuerOf(assertion))) return;
+    // An assertion from a trusted issuer, or any assertion naming a federated client (then one from
+    // an untrusted issuer is refused as such, not by oidc-provider's `sub` = client id rule).
+    const namesFederatedClient = typeof params.client_id === 'string' && deps.clients.get(params.client_id)?.auth.method === 'federated';
+    if (!namesFederatedClient && !deps.verifier.isTrustedIssuer(unverifiedIssuerOf(assertion))) return;
     if (typeof params.client_id !== 'string' || params.client_id === '') {
       throw new errors.InvalidRequest('client_id is required with a client_assertion from a federated issuer');
     }
