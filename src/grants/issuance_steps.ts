@@ -147,6 +147,10 @@ interface MintRequest {
   subject?: string;
   parentTokenId?: string;
   act?: Record<string, unknown>;
+  /** Further claims of the new token (federation: `external_subject`). */
+  claims?: Record<string, unknown>;
+  /** Federation: the external identity the token is issued for (ledger). */
+  external?: IssuedToken['external'];
 }
 
 /** Mints the access token through oidc-provider's token model (RFC 9068 JWT, or opaque per resource). */
@@ -170,8 +174,8 @@ export async function mintAccessToken(grant: GrantContext, ctx: KoaContextWithOI
   if (request.notAfter) token.exp = Math.min(Math.floor(Date.now() / 1000) + request.lifetimeSeconds, Math.floor(request.notAfter.getTime() / 1000));
   // Read back by the provider's extraTokenClaims hook (create_provider.ts), which otherwise resets it;
   // its JWT customizer puts `sub` back over the client id that oidc-provider writes.
-  if (request.act || request.subject) {
-    token.extra = { ...(request.subject ? { sub: request.subject } : {}), ...(request.act ? { act: request.act } : {}) };
+  if (request.act || request.subject || request.claims) {
+    token.extra = { ...request.claims, ...(request.subject ? { sub: request.subject } : {}), ...(request.act ? { act: request.act } : {}) };
   }
 
   ctx.oidc.entity('ClientCredentials', token);
@@ -190,6 +194,9 @@ export async function mintAccessToken(grant: GrantContext, ctx: KoaContextWithOI
     expiresAt,
     parentTokenId: request.parentTokenId,
     act: request.act,
+    // A token exchanged from Tether's own inherits its parent's subject in the ledger; a root says its own.
+    ...(request.parentTokenId === undefined && request.subject ? { subject: request.subject } : {}),
+    external: request.external,
   };
 }
 

@@ -6,6 +6,7 @@ import type { GrantContext } from '../grant_context.js';
 import { bindToken, mintAccessToken, oauthErrorOf, recordIssuance, requireActiveClient, respondWithToken, tetherClientOf } from '../issuance_steps.js';
 import { decideExchange, InvalidPresentedToken } from './exchange_policy.js';
 import { parseExchangeRequest, TOKEN_TYPE } from './parse_request.js';
+import { isExternalSubjectToken, resolveExternalSubjectToken } from '../../federation/subject_tokens.js';
 import { presentedKeysOf } from './presented_keys.js';
 import { resolvePresentedToken } from './resolve_subject.js';
 
@@ -25,7 +26,10 @@ export function tokenExchangeHandler(grant: GrantContext, ownTokens: OwnTokenVer
     await requireActiveClient(grant, client);
 
     const request = await refusing(() => parseExchangeRequest(ctx.oidc.params!));
-    const subject = await refusing(() => resolvePresentedToken(grant, ownTokens, request.subject, 'subject_token'));
+    // Federation: a trusted external issuer's token (docs/federation.md); anything else must be Tether's own.
+    const subject = await refusing(() => isExternalSubjectToken(grant.federation.verifier, request.subject.value)
+      ? resolveExternalSubjectToken(grant.federation.verifier, request.subject.value)
+      : resolvePresentedToken(grant, ownTokens, request.subject, 'subject_token'));
     const actor = request.actor && await refusing(() => resolvePresentedToken(grant, ownTokens, request.actor!, 'actor_token'));
     const presented = await presentedKeysOf(grant, ctx, actor ? [subject, actor] : [subject]);
 
@@ -46,7 +50,10 @@ export function tokenExchangeHandler(grant: GrantContext, ownTokens: OwnTokenVer
       notAfter: decision.notAfter,
       subject: decision.subject,
       act: decision.act as Record<string, unknown> | undefined,
-      parentTokenId: subject.tokenId,
+      // An external subject token has no ledger record: the new token is a root, traced by `external`.
+      parentTokenId: decision.external ? undefined : subject.tokenId,
+      claims: decision.claims,
+      external: decision.external,
     });
     // The record re-checks the subject token under lock: a revocation that committed meanwhile wins.
     await refusing(() => recordIssuance(grant, ctx, { type: 'token.exchanged', issued }));

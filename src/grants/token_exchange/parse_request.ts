@@ -13,6 +13,8 @@ import { PolicyError } from '../../provider/resource_policy.js';
 export const TOKEN_TYPE = {
   accessToken: 'urn:ietf:params:oauth:token-type:access_token',
   jwt: 'urn:ietf:params:oauth:token-type:jwt',
+  /** Accepted from trusted external issuers only (docs/federation.md). */
+  idToken: 'urn:ietf:params:oauth:token-type:id_token',
 } as const;
 
 /** The parameters oidc-provider passes to the grant (everything else is stripped before the handler). */
@@ -33,7 +35,8 @@ export const tokenExchangeDuplicableParameters = ['resource', 'audience'];
 /** A token the client presented: `jwt` means the client asserted it is a JWT (RFC 8693 §3). */
 export interface PresentedToken {
   value: string;
-  type: 'access_token' | 'jwt';
+  /** `id_token`: only a trusted external issuer's subject token can be one (federation/subject_tokens.ts). */
+  type: 'access_token' | 'jwt' | 'id_token';
 }
 
 export interface ExchangeRequest {
@@ -86,6 +89,7 @@ function optionalActorToken(params: Params): PresentedToken | undefined {
 function acceptedTokenType(type: string, name: string): PresentedToken['type'] {
   if (type === TOKEN_TYPE.accessToken) return 'access_token';
   if (type === TOKEN_TYPE.jwt) return 'jwt';
+  if (type === TOKEN_TYPE.idToken && name === 'subject_token_type') return 'id_token';
   throw new PolicyError('invalid_request', `unsupported ${name}`, `${name} ${JSON.stringify(type)} is not accepted`);
 }
 
