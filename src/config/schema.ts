@@ -248,6 +248,12 @@ export const trustedIssuerSchema = z.strictObject({
   keyCacheMaxAge: durationSeconds.default(600),
   /** Longest wait for its discovery document or JWKS; beyond, the request gets 503. Seconds. */
   fetchTimeout: timeoutSeconds.default(3),
+  /**
+   * Client assertions with a `jti` are single-use (shared database). false: accepted again within
+   * their lifetime, as tokens without `jti` are — only for clients with sender-constrained tokens and
+   * only if the token lives at most maxTokenAge (for a projected token a workload reads from a file).
+   */
+  singleUseAssertions: z.boolean().default(true),
   /** Token exchange (RFC 8693): which of its subjects become which Tether principal, for what. */
   subjectTokens: z.array(mappingRuleSchema).default([]),
 }).refine((issuer) => !(issuer.jwksUri && issuer.jwksFile), { message: 'give at most one of jwksUri or jwksFile', path: ['jwksFile'] })

@@ -30,10 +30,11 @@ import { claimsMatch, ExternalTokenRefused, type ExternalTokenVerifier, type Ver
  *      only by a verified assertion for it on this very request — a bare `client_id` is refused.
  *
  * Single use: an assertion with `jti` is recorded in the shared database (federated_assertions) and
- * refused a second time. One without (older Kubernetes tokens) cannot be told from its replay, so it
- * is accepted only at the token endpoint, for a client whose tokens are sender-constrained (the new
- * token is bound to the DPoP key or certificate proven on the request), and only if its whole
- * lifetime (exp − iat) is within the issuer's maxTokenAge.
+ * refused a second time. One without (older Kubernetes tokens), or any of an issuer configured with
+ * `singleUseAssertions: false` (a projected token the workload reads from its file again and
+ * again), cannot be told from its replay, so it is accepted only at the token endpoint, for a client
+ * whose tokens are sender-constrained (the new token is bound to the DPoP key or certificate proven
+ * on the request), and only if its whole lifetime (exp − iat) is within the issuer's maxTokenAge.
  */
 
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -115,7 +116,7 @@ export function installFederatedClientAuthentication(provider: Provider, deps: {
   }
 
   async function requireSingleUse(ctx: KoaContextWithOIDC, { claims, issuer }: VerifiedExternalToken, client: ClientConfig): Promise<void> {
-    if (typeof claims.jti === 'string' && claims.jti !== '') {
+    if (typeof claims.jti === 'string' && claims.jti !== '' && issuer.singleUseAssertions) {
       const expiresAt = new Date((claims.exp + issuer.clockLeeway) * 1000);
       let first: boolean;
       try {
@@ -126,11 +127,12 @@ export function installFederatedClientAuthentication(provider: Provider, deps: {
       if (!first) throw new errors.InvalidClientAuth(`federated client assertion ${issuer.issuer} jti ${JSON.stringify(claims.jti).slice(0, 80)} was already used`);
       return;
     }
+    const why = issuer.singleUseAssertions ? 'has no jti' : 'is reusable (singleUseAssertions: false)';
     if (ctx.oidc.route !== 'token' || client.binding === 'none') {
-      throw new errors.InvalidClientAuth(`assertion of ${issuer.issuer} has no jti: accepted only at the token endpoint, for a client with sender-constrained tokens`);
+      throw new errors.InvalidClientAuth(`assertion of ${issuer.issuer} ${why}: accepted only at the token endpoint, for a client with sender-constrained tokens`);
     }
     if (claims.exp - claims.iat > issuer.maxTokenAge) {
-      throw new errors.InvalidClientAuth(`assertion of ${issuer.issuer} has no jti and lives ${claims.exp - claims.iat} s, longer than maxTokenAge ${issuer.maxTokenAge} s`);
+      throw new errors.InvalidClientAuth(`assertion of ${issuer.issuer} ${why} and lives ${claims.exp - claims.iat} s, longer than maxTokenAge ${issuer.maxTokenAge} s`);
     }
   }
 
