@@ -168,10 +168,10 @@ describe('the corporate IdP\'s access token (a stock oidc-provider)', () => {
       400, 'invalid_grant', 'reports-gateway', /unexpected "aud" claim value/);
   });
 
-  test('Tether issues no ID tokens: one that is not a trusted issuer\'s is invalid_grant', async () => {
+  test('Tether issues no ID tokens: one that is not a trusted issuer\'s is an unsupported type, invalid_request', async () => {
     const own = (await tether.token({ client: 'mtls-client', resource: ORDERS })).accessToken;
     await expectRefusal(await exchangeByCertificate('mtls-client', { subject_token: own, subject_token_type: ID_TOKEN, resource: ORDERS }),
-      400, 'invalid_grant', 'mtls-client', /id_token from an issuer that is not a trusted external issuer/);
+      400, 'invalid_request', 'mtls-client', /id_token from an issuer that is not a trusted external issuer/);
   });
 });
 

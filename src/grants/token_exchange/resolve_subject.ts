@@ -24,7 +24,8 @@ type Parameter = 'subject_token' | 'actor_token';
 /** Resolves a presented token to verified facts; throws InvalidPresentedToken (→ invalid_grant) or invalid_request. */
 export async function resolvePresentedToken(grant: GrantContext, verifier: OwnTokenVerifier, presented: PresentedToken, parameter: Parameter): Promise<ExchangeableToken> {
   // Tether issues no ID tokens; only a trusted external issuer's can be exchanged (federation/subject_tokens.ts).
-  if (presented.type === 'id_token') throw new InvalidPresentedToken(parameter, 'id_token from an issuer that is not a trusted external issuer');
+  // RFC 8693 §2.2.2: for Tether's own tokens the type is unsupported (invalid_request), as before federation.
+  if (presented.type === 'id_token') throw new PolicyError('invalid_request', `unsupported ${parameter}_type`, 'id_token from an issuer that is not a trusted external issuer');
   // The keys may have to be read from the database (a kid this instance has not seen yet): an
   // outage there is 503, not a refusal of a valid token.
   const identified = await databaseStep(() => verifier.identify(presented.value));
