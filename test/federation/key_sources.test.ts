@@ -1,0 +1,119 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeJwt, exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import { createDpopKey, dpopProof, type DpopKey } from '../../src/testing/dpop.js';
+import type { RunningTether } from '../../src/testing/start_tether.js';
+import { ORDERS, testConfig } from '../support/config.js';
+import { postForm, startTestTether, type TokenResponse } from '../support/tether.js';
+import { startKubernetesIssuer, type KubernetesIssuer } from './support/kubernetes_issuer.js';
+
+/**
+ * The two other key sources: a JWKS file (an air-gapped cluster, or GitHub Actions' issuer whose
+ * keys are pinned), and an explicit jwks_uri (no discovery document is asked for). GitHub Actions
+ * tokens are shaped as GitHub issues them (sub `repo:<owner>/<repo>:environment:<name>`,
+ * repository_owner, job_workflow_ref, …).
+ */
+
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const GITHUB = 'https://token.actions.githubusercontent.com';
+const DEPLOY_SUB = 'repo:octo-org/octo-repo:environment:production';
+const WORKFLOW = 'octo-org/octo-repo/.github/workflows/deploy.yml@refs/heads/main';
+
+let cluster: KubernetesIssuer;
+let tether: RunningTether;
+let githubKey: CryptoKey;
+let githubKid: string;
+let jwksFile: string;
+let dpopKey: DpopKey;
+
+beforeAll(async () => {
+  cluster = await startKubernetesIssuer();
+  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+  githubKey = privateKey;
+  githubKid = randomUUID();
+  jwksFile = join(await mkdtemp(join(tmpdir(), 'tether-gh-jwks-')), 'github-actions-jwks.json');
+  await writeFile(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: githubKid, alg: 'RS256', use: 'sig' }] }));
+  tether = await startTestTether({ config: configWith(jwksFile) });
+  dpopKey = await createDpopKey();
+});
+
+afterAll(async () => {
+  await tether?.close();
+  await cluster?.close();
+});
+
+function configWith(file: string): Record<string, unknown> {
+  return {
+    ...testConfig({
+      clients: [
+        {
+          id: 'deploy-bot', owner: 'team-platform', purpose: 'deploys from GitHub Actions', binding: 'dpop', auth: { method: 'federated' },
+          federatedIdentities: [{ issuer: GITHUB, subject: DEPLOY_SUB, claims: { repository_owner: 'octo-org', job_workflow_ref: WORKFLOW } }],
+          resources: { [ORDERS]: ['orders:write'] },
+        },
+        {
+          id: 'cluster-worker', owner: 'team-payments', purpose: 'tests', binding: 'dpop', auth: { method: 'federated' },
+          federatedIdentities: [{ issuer: cluster.issuer, subject: 'system:serviceaccount:payments:worker' }],
+          resources: { [ORDERS]: ['orders:read'] },
+        },
+      ],
+    }),
+    federation: {
+      issuers: [
+        { issuer: GITHUB, jwksFile: file, algorithms: ['RS256'], maxTokenAge: '10m' },
+        { issuer: cluster.issuer, jwksUri: `${cluster.issuer}/openid/v1/jwks`, caFile: cluster.caFile, algorithms: ['RS256'] },
+      ],
+    },
+  };
+}
+
+/** An Actions OIDC token as GitHub writes it (docs.github.com, "About security hardening with OpenID Connect"). */
+function actionsToken(overrides: Record<string, unknown> = {}): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({
+    jti: randomUUID(), sub: DEPLOY_SUB, aud: tether.issuer, ref: 'refs/heads/main', sha: 'example-sha', repository: 'octo-org/octo-repo',
+    repository_owner: 'octo-org', repository_owner_id: '5', run_id: '12', run_number: '3', run_attempt: '1', repository_visibility: 'private',
+    repository_id: '74', actor_id: '12', actor: 'octocat', workflow: 'deploy', head_ref: '', base_ref: '', event_name: 'workflow_dispatch',
+    ref_type: 'branch', environment: 'production', job_workflow_ref: WORKFLOW, iss: GITHUB, nbf: now - 5, exp: now + 300, iat: now,
+    ...overrides,
+  }).setProtectedHeader({ alg: 'RS256', kid: githubKid, typ: 'JWT', x5t: 'ignored-thumbprint' }).sign(githubKey);
+}
+
+async function authenticate(clientId: string, assertion: string): Promise<TokenResponse> {
+  return postForm(tether.tokenEndpoint, {
+    grant_type: 'client_credentials', client_id: clientId, client_assertion_type: JWT_BEARER, client_assertion: assertion, resource: ORDERS,
+  }, { dispatcher: tether.dispatcherFor(), headers: { dpop: await dpopProof(dpopKey, { htm: 'POST', htu: tether.tokenEndpoint }) } });
+}
+
+describe('a JWKS file (GitHub Actions keys pinned)', () => {
+  test('the deploy workflow of the production environment authenticates as deploy-bot', async () => {
+    const response = await authenticate('deploy-bot', await actionsToken());
+    expect(response.status).toBe(200);
+    expect(decodeJwt(response.body.access_token as string)).toMatchObject({ sub: 'deploy-bot', scope: 'orders:write', cnf: { jkt: dpopKey.thumbprint } });
+  });
+
+  test('a pull request, a fork, another workflow: refused', async () => {
+    for (const overrides of [
+      { sub: 'repo:octo-org/octo-repo:pull_request' },
+      { repository_owner: 'fork-owner' },
+      { job_workflow_ref: 'octo-org/octo-repo/.github/workflows/other.yml@refs/heads/main' },
+    ]) {
+      const response = await authenticate('deploy-bot', await actionsToken(overrides));
+      expect({ status: response.status, error: response.body.error }).toEqual({ status: 401, error: 'invalid_client' });
+    }
+  });
+
+  test('a missing key file fails the start, naming it', async () => {
+    await expect(startTestTether({ config: configWith(join(tmpdir(), 'no-such-dir', 'jwks.json')) })).rejects.toThrow(/no-such-dir\/jwks\.json/);
+  });
+});
+
+describe('an explicit jwks_uri', () => {
+  test('keys are fetched from it; the discovery document is never asked for', async () => {
+    const token = await cluster.serviceAccountToken({ namespace: 'payments', name: 'worker', audience: tether.issuer });
+    expect((await authenticate('cluster-worker', token)).status).toBe(200);
+    expect(cluster.requests).toEqual({ discovery: 0, jwks: 1 });
+  });
+});
