@@ -52,7 +52,7 @@ test('never none, HS256 or an unknown algorithm; https or loopback http only', (
   expect(problemsOf(config({ issuers: [{ issuer: CLUSTER, algorithms: ['RS256'], jwksUri: 'http://keys.example/jwks' }] })))
     .toEqual(['federation.issuers[0].jwksUri: expected an https URL (plain http only on 127.0.0.1, [::1] or localhost) (got "http://keys.example/jwks")']);
   expect(problemsOf(config({ issuers: [{ issuer: 'http://idp.example', algorithms: ['RS256'] }] })))
-    .toEqual(['federation.issuers[0].issuer: discovery needs an https issuer (or loopback http); give jwksUri or jwksFile otherwise']);
+    .toEqual(['federation.issuers[0].issuer: discovery needs an https issuer (or loopback http); give jwksUri or jwksFile otherwise (got "http://idp.example")']);
   // An http issuer identifier is fine when its keys come from elsewhere.
   expect(parseConfig(config({ issuers: [{ issuer: 'http://idp.example', algorithms: ['RS256'], jwksFile: 'jwks.json' }] })).federation.issuers).toHaveLength(1);
   expect(problemsOf(config({ issuers: [{ issuer: CLUSTER, algorithms: ['RS256'], jwksUri: `${CLUSTER}/openid/v1/jwks`, jwksFile: 'jwks.json' }] })))
