@@ -56,7 +56,7 @@ test('never none, HS256 or an unknown algorithm; https or loopback http only', (
   // An http issuer identifier is fine when its keys come from elsewhere.
   expect(parseConfig(config({ issuers: [{ issuer: 'http://idp.example', algorithms: ['RS256'], jwksFile: 'jwks.json' }] })).federation.issuers).toHaveLength(1);
   expect(problemsOf(config({ issuers: [{ issuer: CLUSTER, algorithms: ['RS256'], jwksUri: `${CLUSTER}/openid/v1/jwks`, jwksFile: 'jwks.json' }] })))
-    .toEqual(['federation.issuers[0].jwksFile: give at most one of jwksUri or jwksFile']);
+    .toEqual(['federation.issuers[0].jwksFile: give at most one of jwksUri or jwksFile (got "jwks.json")']);
 });
 
 test('every name is declared: issuers, clients, resources, scopes; Tether is not its own trusted issuer', () => {
