@@ -124,6 +124,27 @@ describe('a workload with only its service-account token', () => {
   });
 });
 
+describe('the other endpoints, and discovery', () => {
+  test('a federated client revokes its own token with a fresh assertion; one without jti is refused there', async () => {
+    const issued = await authenticate(await tokenFor());
+    const token = issued.body.access_token as string;
+    const revokeWith = (assertion: string) => postForm(tether.revocationEndpoint, {
+      token, client_id: 'payments-worker', client_assertion_type: JWT_BEARER, client_assertion: assertion,
+    }, { dispatcher: tether.dispatcherFor() });
+    await expectInvalidClient(await revokeWith(await tokenFor({ withoutJti: true, expiresIn: 600 })), /has no jti: accepted only at the token endpoint/);
+    expect((await revokeWith(await tokenFor())).status).toBe(200);
+    const row = await tether.database.knex('issued_tokens').where({ token_id: decodeJwt(token).jti }).first();
+    expect(row.revoked_at).not.toBeNull();
+  });
+
+  test('discovery does not advertise `none`, the registration federated clients have inside oidc-provider', async () => {
+    const { fetch } = await import('undici');
+    const metadata = await (await fetch(`${tether.issuer}/.well-known/oauth-authorization-server`, { dispatcher: tether.dispatcherFor() })).json() as Record<string, string[]>;
+    expect(metadata.token_endpoint_auth_methods_supported).toEqual(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth']);
+    expect(metadata.introspection_endpoint_auth_methods_supported ?? []).not.toContain('none');
+  });
+});
+
 describe('refused assertions', () => {
   test('another service account, or the right name in another namespace: not an identity of this client', async () => {
     await expectInvalidClient(await authenticate(await tokenFor({ name: 'intruder' })), /system:serviceaccount:payments:intruder.*is not a federated identity/);
