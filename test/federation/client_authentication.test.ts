@@ -153,6 +153,10 @@ describe('refused assertions', () => {
     await expectInvalidClient(await authenticate(forged), /is not a federated identity of client payments-worker/);
   });
 
+  test('a trusted issuer\'s token naming a client that does not authenticate by federation', async () => {
+    await expectInvalidClient(await authenticate(await tokenFor(), { clientId: 'dpop-client' }), /client dpop-client does not authenticate with federated identities/, 'dpop-client');
+  });
+
   test('wrong audience, expired, too old, not yet valid', async () => {
     await expectInvalidClient(await authenticate(await tokenFor({ audience: 'https://kubernetes.default.svc' })), /unexpected "aud" claim value/);
     const past = Math.floor(Date.now() / 1000) - 4000;

@@ -10,7 +10,7 @@ describe('migrations', () => {
       expect(await pendingMigrations(database.knex)).toEqual([]);
       expect(await checkReadiness(database.knex)).toEqual({ ok: true });
       expect(await migrateToLatest(database.knex)).toEqual({ applied: [] });
-      for (const table of ['oidc_payloads', 'dpop_proofs', 'server_secrets', 'signing_keys']) {
+      for (const table of ['oidc_payloads', 'dpop_proofs', 'server_secrets', 'signing_keys', 'federated_assertions']) {
         expect(await database.knex.schema.hasTable(table)).toBe(true);
       }
     } finally {
