@@ -45,7 +45,21 @@ export async function issuerKeyLookup(issuer: TrustedIssuerConfig, options: Issu
 
 async function localKeys(file: string): Promise<IssuerKeyLookup> {
   const jwks = JSON.parse(await readFile(file, 'utf8')) as JSONWebKeySet;
-  return createLocalJWKSet(jwks);
+  return createLocalJWKSet(signatureKeysOf(jwks));
+}
+
+/**
+ * The keys of a set that verify JWTs. A SPIFFE trust bundle (SPIFFE Trust Domain and Bundle §4.2) is
+ * a JWKS whose keys say `use: jwt-svid` (JWT-SVID signing keys: verify) or `x509-svid` (X.509 CAs:
+ * never a JWT key); jose selects only `use: sig` (or none), so the former are read as `sig` and the
+ * latter left out. Any other set is unchanged.
+ */
+export function signatureKeysOf(jwks: JSONWebKeySet): JSONWebKeySet {
+  if (!Array.isArray(jwks?.keys)) return jwks;
+  const keys = jwks.keys
+    .filter((key) => key.use !== 'x509-svid')
+    .map((key) => (key.use === 'jwt-svid' ? { ...key, use: 'sig' } : key));
+  return { keys };
 }
 
 /** undici, trusting the issuer's CA bundle when one is configured (a cluster CA, a corporate CA). */
@@ -60,7 +74,7 @@ function remoteKeys(jwksUri: URL, issuer: TrustedIssuerConfig, fetch: FetchLike)
   const timeoutMs = Math.round(issuer.fetchTimeout * 1000);
   const boundedFetch: FetchImplementation = async (url) => {
     const json = await fetchJson(url, {}, { fetch, timeoutMs, maxBytes: MAX_DOCUMENT_BYTES });
-    return new Response(JSON.stringify(json), { status: 200, headers: { 'content-type': 'application/json' } });
+    return new Response(JSON.stringify(signatureKeysOf(json as unknown as JSONWebKeySet)), { status: 200, headers: { 'content-type': 'application/json' } });
   };
   const keys = createRemoteJWKSet(jwksUri, {
     timeoutDuration: timeoutMs,

@@ -7,8 +7,8 @@ import { parse } from 'yaml';
 const page = await readFile(new URL('../../docs/federation.md', import.meta.url), 'utf8');
 const examples = [...page.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1]!);
 
-test('the page has its examples: the issuer fields, a federated client, a mapping rule, Kubernetes, GitHub Actions', () => {
-  expect(examples).toHaveLength(5);
+test('the page has its examples: the issuer fields, a federated client, a mapping rule, Kubernetes, GitHub Actions, SPIFFE', () => {
+  expect(examples).toHaveLength(6);
 });
 
 test.each(examples.slice(1).map((text, index) => [index + 1, text] as const))('example %i parses as a whole configuration', (_index, text) => {

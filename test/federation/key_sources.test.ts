@@ -20,6 +20,8 @@ const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const GITHUB = 'https://token.actions.githubusercontent.com';
 const DEPLOY_SUB = 'repo:octo-org/octo-repo:environment:production';
 const WORKFLOW = 'octo-org/octo-repo/.github/workflows/deploy.yml@refs/heads/main';
+const SPIRE = 'https://spire.example.org';
+const SPIFFE_ID = 'spiffe://example.org/ns/payments/sa/worker';
 
 let cluster: KubernetesIssuer;
 let tether: RunningTether;
@@ -27,6 +29,9 @@ let githubKey: CryptoKey;
 let githubKid: string;
 let jwksFile: string;
 let dpopKey: DpopKey;
+let bundleFile: string;
+let jwtAuthority: { key: CryptoKey; kid: string };
+let x509Authority: { key: CryptoKey; kid: string };
 
 beforeAll(async () => {
   cluster = await startKubernetesIssuer();
@@ -35,6 +40,18 @@ beforeAll(async () => {
   githubKid = randomUUID();
   jwksFile = join(await mkdtemp(join(tmpdir(), 'tether-gh-jwks-')), 'github-actions-jwks.json');
   await writeFile(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: githubKid, alg: 'RS256', use: 'sig' }] }));
+  // A SPIFFE trust bundle (SPIFFE Trust Domain and Bundle §4): a JWT authority and an X.509 authority.
+  const [jwtPair, x509Pair] = await Promise.all([generateKeyPair('ES256'), generateKeyPair('ES256')]);
+  jwtAuthority = { key: jwtPair.privateKey, kid: randomUUID() };
+  x509Authority = { key: x509Pair.privateKey, kid: randomUUID() };
+  bundleFile = join(tmpdir(), `tether-spiffe-bundle-${randomUUID()}.json`);
+  await writeFile(bundleFile, JSON.stringify({
+    spiffe_sequence: 7, spiffe_refresh_hint: 300,
+    keys: [
+      { ...(await exportJWK(jwtPair.publicKey)), kid: jwtAuthority.kid, use: 'jwt-svid' },
+      { ...(await exportJWK(x509Pair.publicKey)), kid: x509Authority.kid, use: 'x509-svid', x5c: ['MIIBplaceholder'] },
+    ],
+  }));
   tether = await startTestTether({ config: configWith(jwksFile) });
   dpopKey = await createDpopKey();
 });
@@ -54,6 +71,11 @@ function configWith(file: string): Record<string, unknown> {
           resources: { [ORDERS]: ['orders:write'] },
         },
         {
+          id: 'spiffe-worker', owner: 'team-payments', purpose: 'tests', binding: 'dpop', auth: { method: 'federated' },
+          federatedIdentities: [{ issuer: SPIRE, subject: SPIFFE_ID }],
+          resources: { [ORDERS]: ['orders:read'] },
+        },
+        {
           id: 'cluster-worker', owner: 'team-payments', purpose: 'tests', binding: 'dpop', auth: { method: 'federated' },
           federatedIdentities: [{ issuer: cluster.issuer, subject: 'system:serviceaccount:payments:worker' }],
           resources: { [ORDERS]: ['orders:read'] },
@@ -64,6 +86,7 @@ function configWith(file: string): Record<string, unknown> {
       issuers: [
         { issuer: GITHUB, jwksFile: file, algorithms: ['RS256'], maxTokenAge: '10m' },
         { issuer: cluster.issuer, jwksUri: `${cluster.issuer}/openid/v1/jwks`, caFile: cluster.caFile, algorithms: ['RS256'] },
+        { issuer: SPIRE, jwksFile: bundleFile, algorithms: ['ES256'], maxTokenAge: '5m' },
       ],
     },
   };
@@ -115,5 +138,30 @@ describe('an explicit jwks_uri', () => {
     const token = await cluster.serviceAccountToken({ namespace: 'payments', name: 'worker', audience: tether.issuer });
     expect((await authenticate('cluster-worker', token)).status).toBe(200);
     expect(cluster.requests).toEqual({ discovery: 0, jwks: 1 });
+  });
+});
+
+describe('a SPIFFE trust bundle as the key file (JWT-SVIDs)', () => {
+  /** A JWT-SVID as SPIRE issues it (SPIFFE JWT-SVID §3): sub the SPIFFE ID, aud, exp, iat, iss when configured; no jti. */
+  const svid = (authority: { key: CryptoKey; kid: string }, overrides: Record<string, unknown> = {}) => {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ sub: SPIFFE_ID, aud: [tether.issuer], iss: SPIRE, iat: now, exp: now + 300, ...overrides })
+      .setProtectedHeader({ alg: 'ES256', kid: authority.kid, typ: 'JWT' }).sign(authority.key);
+  };
+
+  test('a JWT-SVID signed by a JWT authority authenticates, again within its lifetime (no jti), bound to the DPoP key', async () => {
+    const token = await svid(jwtAuthority);
+    for (let attempt = 0; attempt < 2; attempt += 1) {
+      const response = await authenticate('spiffe-worker', token);
+      expect(response.status).toBe(200);
+      expect(decodeJwt(response.body.access_token as string).cnf).toEqual({ jkt: dpopKey.thumbprint });
+    }
+  });
+
+  test('signed by the bundle\'s X.509 authority, or for another SPIFFE ID: invalid_client', async () => {
+    for (const token of [await svid(x509Authority), await svid(jwtAuthority, { sub: 'spiffe://example.org/ns/payments/sa/other' })]) {
+      const response = await authenticate('spiffe-worker', token);
+      expect({ status: response.status, error: response.body.error }).toEqual({ status: 401, error: 'invalid_client' });
+    }
   });
 });
