@@ -39,7 +39,7 @@ export async function issuerKeyLookup(issuer: TrustedIssuerConfig, options: Issu
   if (issuer.jwksFile !== undefined) return localKeys(issuer.jwksFile);
   const fetch = options.fetch ?? await issuerFetch(issuer);
   const now = options.now ?? Date.now;
-  if (issuer.jwksUri !== undefined) return remoteKeys(new URL(issuer.jwksUri), issuer, fetch);
+  if (issuer.jwksUri !== undefined) return remoteKeys(new URL(issuer.jwksUri), issuer, fetch, now);
   return discoveredKeys(issuer, fetch, now);
 }
 
@@ -69,12 +69,26 @@ async function issuerFetch(issuer: TrustedIssuerConfig): Promise<FetchLike> {
   return ((url: string, init?: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher })) as unknown as FetchLike;
 }
 
-/** jose's remote JWKS, reading through the bounded JSON fetcher. */
-function remoteKeys(jwksUri: URL, issuer: TrustedIssuerConfig, fetch: FetchLike): IssuerKeyLookup {
+/**
+ * jose's remote JWKS, reading through the bounded JSON fetcher. jose's cooldown counts from the last
+ * successful fetch; after a failed one the JWKS is not asked again for a cooldown either (a request
+ * that needs it meanwhile gets 503 at once), so a down issuer is not asked once per request.
+ */
+function remoteKeys(jwksUri: URL, issuer: TrustedIssuerConfig, fetch: FetchLike, now: () => number): IssuerKeyLookup {
   const timeoutMs = Math.round(issuer.fetchTimeout * 1000);
+  let failure: { at: number; reason: string } | undefined;
   const boundedFetch: FetchImplementation = async (url) => {
-    const json = await fetchJson(url, {}, { fetch, timeoutMs, maxBytes: MAX_DOCUMENT_BYTES });
-    return new Response(JSON.stringify(signatureKeysOf(json as unknown as JSONWebKeySet)), { status: 200, headers: { 'content-type': 'application/json' } });
+    if (failure !== undefined && now() - failure.at < issuer.keyRefetchCooldown * 1000) {
+      throw new Error(`${failure.reason} (retried after ${issuer.keyRefetchCooldown} s)`);
+    }
+    try {
+      const json = await fetchJson(url, {}, { fetch, timeoutMs, maxBytes: MAX_DOCUMENT_BYTES });
+      failure = undefined;
+      return new Response(JSON.stringify(signatureKeysOf(json as unknown as JSONWebKeySet)), { status: 200, headers: { 'content-type': 'application/json' } });
+    } catch (error) {
+      failure = { at: now(), reason: reasonOf(error) };
+      throw error;
+    }
   };
   const keys = createRemoteJWKSet(jwksUri, {
     timeoutDuration: timeoutMs,
@@ -121,7 +135,7 @@ function discoveredKeys(issuer: TrustedIssuerConfig, fetch: FetchLike, now: () =
     if (typeof metadata.jwks_uri !== 'string' || !isFetchable(metadata.jwks_uri)) {
       throw new IssuerUnavailableError(`discovery document of ${issuer.issuer} has no https jwks_uri`);
     }
-    return remoteKeys(new URL(metadata.jwks_uri), issuer, fetch);
+    return remoteKeys(new URL(metadata.jwks_uri), issuer, fetch, now);
   };
 
   return async (header, token) => {

@@ -59,7 +59,7 @@ export async function resolveExternalSubjectToken(verifier: ExternalTokenVerifie
     format: 'jwt',
     clientId: mapped.principal,
     subject: mapped.principal,
-    audience: verified.issuer.audience ?? '',
+    audience: verified.audience,
     scopes: [],
     expiresAt: new Date(claims.exp * 1000),
     confirmation: confirmationOf(claims.cnf),

@@ -29,6 +29,8 @@ export class ExternalTokenRefused extends Error {
 export interface VerifiedExternalToken {
   issuer: TrustedIssuerConfig;
   claims: JWTPayload & { iss: string; sub: string; exp: number; iat: number };
+  /** The audience it was checked for (the issuer's `audience`, or Tether's issuer). */
+  audience: string;
   /** SHA-256 (base64url) of issuer + `jti`, or of the token itself when it has no `jti`: what the ledger records. */
   tokenId: string;
 }
@@ -61,11 +63,12 @@ export async function externalTokenVerifier(config: Pick<TetherConfig, 'issuer' 
       if (typeof header.alg !== 'string' || !(issuer.algorithms as readonly string[]).includes(header.alg)) {
         throw new ExternalTokenRefused(`alg ${JSON.stringify(header.alg)?.slice(0, 32)} is not one of ${issuer.issuer}'s algorithms (${issuer.algorithms.join(', ')})`);
       }
+      const audience = issuer.audience ?? config.issuer;
       let claims: JWTPayload;
       try {
         ({ payload: claims } = await jwtVerify(token, keys, {
           issuer: issuer.issuer,
-          audience: issuer.audience ?? config.issuer,
+          audience,
           algorithms: [...issuer.algorithms],
           clockTolerance: issuer.clockLeeway,
           maxTokenAge: issuer.maxTokenAge,
@@ -77,7 +80,7 @@ export async function externalTokenVerifier(config: Pick<TetherConfig, 'issuer' 
       }
       if (typeof claims.sub !== 'string' || claims.sub === '') throw new ExternalTokenRefused(`token of ${issuer.issuer} has no string sub`);
       const tokenId = hashIdentifier(typeof claims.jti === 'string' ? `${issuer.issuer}\0${claims.jti}` : token);
-      return { issuer, claims: claims as VerifiedExternalToken['claims'], tokenId };
+      return { issuer, claims: claims as VerifiedExternalToken['claims'], audience, tokenId };
     },
   };
 }

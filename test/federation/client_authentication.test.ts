@@ -270,6 +270,46 @@ describe('an issuer that cannot be asked', () => {
   });
 });
 
+describe('a down issuer is not asked once per request', () => {
+  test('ten requests while its discovery document or its JWKS cannot be fetched: all 503, one fetch each per cooldown', async () => {
+    const [byDiscovery, byJwksUri] = await Promise.all([startKubernetesIssuer(), startKubernetesIssuer()]);
+    byDiscovery.mode = 'down';
+    byJwksUri.mode = 'down';
+    const scoped = await startTestTether({
+      config: {
+        ...testConfig({
+          clients: [byDiscovery, byJwksUri].map((issuer, index) => ({
+            id: `down-${index}`, owner: 'team', purpose: 'tests', binding: 'dpop', auth: { method: 'federated' },
+            federatedIdentities: [{ issuer: issuer.issuer, subject: WORKER_SUB }], resources: { [ORDERS]: ['orders:read'] },
+          })),
+        }),
+        federation: {
+          issuers: [
+            { issuer: byDiscovery.issuer, caFile: byDiscovery.caFile, algorithms: ['RS256'], keyRefetchCooldown: 600 },
+            { issuer: byJwksUri.issuer, jwksUri: `${byJwksUri.issuer}/openid/v1/jwks`, caFile: byJwksUri.caFile, algorithms: ['RS256'], keyRefetchCooldown: 600 },
+          ],
+        },
+      },
+    });
+    try {
+      for (const [index, issuer] of [byDiscovery, byJwksUri].entries()) {
+        for (let attempt = 0; attempt < 10; attempt += 1) {
+          const response = await postForm(scoped.tokenEndpoint, {
+            grant_type: 'client_credentials', client_id: `down-${index}`, client_assertion_type: JWT_BEARER, resource: ORDERS,
+            client_assertion: await issuer.serviceAccountToken({ namespace: 'payments', name: 'worker', audience: scoped.issuer }),
+          }, { dispatcher: scoped.dispatcherFor(), headers: { dpop: await dpopProof(dpopKey, { htm: 'POST', htu: scoped.tokenEndpoint }) } });
+          expect({ status: response.status, error: response.body.error }).toEqual({ status: 503, error: 'temporarily_unavailable' });
+        }
+      }
+      expect(byDiscovery.requests).toEqual({ discovery: 1, jwks: 0 });
+      expect(byJwksUri.requests).toEqual({ discovery: 0, jwks: 1 });
+    } finally {
+      await scoped.close();
+      await Promise.all([byDiscovery.close(), byJwksUri.close()]);
+    }
+  });
+});
+
 describe('assertions without jti (API servers before Kubernetes 1.29)', () => {
   test('accepted again within their lifetime for a sender-constrained client; the new token is bound', async () => {
     const assertion = await tokenFor({ withoutJti: true, expiresIn: 600 });
