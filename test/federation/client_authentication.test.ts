@@ -117,6 +117,24 @@ describe('a workload with only its service-account token', () => {
     expect(statuses).toEqual([200, 401, 401]);
   });
 
+  test('when the database cannot record the assertion\'s use: 503 temporarily_unavailable, never a token', async () => {
+    const { knex } = tether.database;
+    const before = await knex('issued_tokens').where({ client_id: 'payments-worker' }).count({ count: '*' }).then((rows) => Number(rows[0]!.count));
+    // A real failure of the single-use statement on the real database: its table is gone for a moment.
+    await knex.schema.renameTable('federated_assertions', 'federated_assertions_away');
+    try {
+      const response = await authenticate(await tokenFor());
+      expect({ status: response.status, error: response.body.error, retryAfter: response.headers.get('retry-after') !== null })
+        .toEqual({ status: 503, error: 'temporarily_unavailable', retryAfter: true });
+      expect(response.body.access_token).toBeUndefined();
+    } finally {
+      await knex.schema.renameTable('federated_assertions_away', 'federated_assertions');
+    }
+    expect(await lastRejection()).toMatchObject({ status: 503, reason: expect.stringMatching(/^database unavailable: /) });
+    expect(await knex('issued_tokens').where({ client_id: 'payments-worker' }).count({ count: '*' }).then((rows) => Number(rows[0]!.count))).toBe(before);
+    expect((await authenticate(await tokenFor())).status).toBe(200);
+  });
+
   test('a bare client_id is not enough for a federated client', async () => {
     const response = await postForm(tether.tokenEndpoint, { grant_type: 'client_credentials', client_id: 'payments-worker', resource: ORDERS },
       { dispatcher: tether.dispatcherFor(), headers: { dpop: await dpopProof(dpopKey, { htm: 'POST', htu: tether.tokenEndpoint }) } });
