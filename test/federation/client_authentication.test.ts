@@ -240,7 +240,7 @@ describe('refused assertions', () => {
 });
 
 describe('an issuer that cannot be asked', () => {
-  test('down or answering garbage: 503 temporarily_unavailable with Retry-After, never a token', async () => {
+  test('down, answering garbage or 500, or its discovery document naming another issuer: 503 temporarily_unavailable with Retry-After, never a token', async () => {
     const fresh = await startKubernetesIssuer();
     const scoped = await startTestTether({
       config: {
@@ -264,7 +264,10 @@ describe('an issuer that cannot be asked', () => {
       return typeof row.details === 'string' ? JSON.parse(row.details) : row.details;
     };
     try {
-      for (const mode of ['down', 'garbage', 'error'] as const) {
+      for (const [mode, reason] of [
+        ['down', /discovery of .* failed/], ['garbage', /discovery of .* failed/], ['error', /discovery of .* failed/],
+        ['impostor', /discovery document of .* names issuer "https:\/\/impostor.example"/],
+      ] as const) {
         fresh.mode = mode;
         // Past the cooldown of the previous failure, so that this fault is the one asked.
         await new Promise((resolve) => setTimeout(resolve, 1100));
@@ -272,7 +275,7 @@ describe('an issuer that cannot be asked', () => {
         expect({ status: response.status, error: response.body.error, retryAfter: response.headers.get('retry-after') !== null })
           .toEqual({ status: 503, error: 'temporarily_unavailable', retryAfter: true });
         expect(response.body.access_token).toBeUndefined();
-        expect(await rejection()).toMatchObject({ status: 503, error: 'temporarily_unavailable', reason: expect.stringMatching(/discovery of .* failed/) });
+        expect(await rejection()).toMatchObject({ status: 503, error: 'temporarily_unavailable', reason: expect.stringMatching(reason) });
       }
       fresh.mode = 'ok';
       await new Promise((resolve) => setTimeout(resolve, 1100));

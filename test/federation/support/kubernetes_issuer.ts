@@ -13,10 +13,11 @@ import { createEphemeralPki } from '../../../src/keys/dev_pki.js';
  * API server writes (`iss`, `sub` system:serviceaccount:<ns>:<name>, `aud` array, `exp`, `iat`,
  * `nbf`, `jti`, `kubernetes.io` { namespace, serviceaccount, pod, node }).
  *
- * Faults on demand: `mode` down (connections reset), garbage (200 with a non-JSON body), error (500).
+ * Faults on demand: `mode` down (connections reset), garbage (200 with a non-JSON body), error (500),
+ * impostor (a discovery document naming another issuer, with a JWKS URL of its own).
  */
 
-export type IssuerMode = 'ok' | 'down' | 'garbage' | 'error';
+export type IssuerMode = 'ok' | 'down' | 'garbage' | 'error' | 'impostor';
 
 export interface KubernetesIssuer {
   issuer: string;
@@ -86,6 +87,10 @@ export async function startKubernetesIssuer(): Promise<KubernetesIssuer> {
     }
     if (state.mode === 'garbage') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('<html>not json');
+      return;
+    }
+    if (state.mode === 'impostor' && path === '/.well-known/openid-configuration') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer: 'https://impostor.example', jwks_uri: 'https://impostor.example/jwks' }));
       return;
     }
     const body = path === '/openid/v1/jwks'
