@@ -3,7 +3,7 @@ import { createLocalJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import { fetch } from 'undici';
 import { createDpopKey, dpopProof, type DpopKey } from '../../src/testing/dpop.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
-import { ORDERS, PAYMENTS, testConfig } from '../support/config.js';
+import { LEGACY, ORDERS, PAYMENTS, testConfig } from '../support/config.js';
 import { postForm, startTestTether, type TokenResponse } from '../support/tether.js';
 import { startCorporateIdp, type CorporateIdp } from './support/corporate_idp.js';
 import { startKubernetesIssuer, type KubernetesIssuer } from './support/kubernetes_issuer.js';
@@ -23,6 +23,7 @@ const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 const WORKER_SUB = 'system:serviceaccount:payments:worker';
 /** An API that takes the same scope names as ORDERS, so an orders token can be exchanged onward to it. */
 const ORDER_HISTORY = 'https://order-history.test.example';
+const LEGACY_GATEWAY_SECRET = 'legacy-gateway-secret-0123456789abcdef';
 
 let idp: CorporateIdp;
 let cluster: KubernetesIssuer;
@@ -44,6 +45,11 @@ beforeAll(async () => {
         exchange: { targets: { [ORDERS]: ['orders:read'] } },
       },
       {
+        id: 'legacy-gateway', owner: 'team-legacy', purpose: 'bearer tokens for the legacy API', binding: 'none',
+        auth: { method: 'client_secret_post', secret: LEGACY_GATEWAY_SECRET },
+        exchange: { targets: { [LEGACY]: ['legacy:read'] } },
+      },
+      {
         id: 'payments-worker', owner: 'team-payments', purpose: 'charges cards', binding: 'dpop',
         auth: { method: 'federated' },
         federatedIdentities: [{ issuer: cluster.issuer, subject: WORKER_SUB }],
@@ -63,10 +69,13 @@ beforeAll(async () => {
           },
           {
             issuer: cluster.issuer, caFile: cluster.caFile, algorithms: ['RS256'], keyRefetchCooldown: 1,
-            subjectTokens: [{
-              subject: WORKER_SUB, claims: { 'kubernetes.io': { namespace: 'payments' } }, principal: 'payments-worker', clients: ['payments-worker'],
-              targets: { [ORDERS]: ['orders:read'], [PAYMENTS]: ['payments:read'] },
-            }],
+            subjectTokens: [
+              {
+                subject: WORKER_SUB, claims: { 'kubernetes.io': { namespace: 'payments' } }, principal: 'payments-worker', clients: ['payments-worker'],
+                targets: { [ORDERS]: ['orders:read'], [PAYMENTS]: ['payments:read'] },
+              },
+              { subject: 'system:serviceaccount:legacy:job', principal: 'legacy-job', clients: ['legacy-gateway'], targets: { [LEGACY]: ['legacy:read'] } },
+            ],
           },
         ],
       },
@@ -215,6 +224,18 @@ describe('a workload with only its Kubernetes service-account token', () => {
     const boundElsewhere = await workerToken({ claims: { cnf: { jkt: 'another-key-thumbprint' } } });
     await expectRefusal(await exchangeAsWorkload({ subject_token: boundElsewhere, subject_token_type: JWT, resource: ORDERS }),
       400, 'invalid_grant', 'payments-worker', /an external token, presented without the key its cnf names/);
+  });
+
+  test('a bound external token never becomes a bearer token, even presented with its key', async () => {
+    const exchangeForLegacy = async (claims: Record<string, unknown>) => postForm(tether.tokenEndpoint, {
+      grant_type: TOKEN_EXCHANGE, client_id: 'legacy-gateway', client_secret: LEGACY_GATEWAY_SECRET, resource: LEGACY, subject_token_type: JWT,
+      subject_token: await cluster.serviceAccountToken({ namespace: 'legacy', name: 'job', audience: tether.issuer, claims }),
+    }, { dispatcher: tether.dispatcherFor(), headers: { dpop: await dpopProof(dpopKey, { htm: 'POST', htu: tether.tokenEndpoint }) } });
+    const unbound = await exchangeForLegacy({});
+    expect({ status: unbound.status, type: unbound.body.token_type }).toEqual({ status: 200, type: 'Bearer' });
+    const claims = decodeJwt(unbound.body.access_token as string);
+    expect({ sub: claims.sub, act: claims.act, cnf: claims.cnf }).toEqual({ sub: 'legacy-job', act: { sub: 'legacy-gateway' }, cnf: undefined });
+    await expectRefusal(await exchangeForLegacy({ cnf: { jkt: dpopKey.thumbprint } }), 400, 'invalid_grant', 'legacy-gateway', /would become a bearer token for client legacy-gateway/);
   });
 
   test('an act chain in the external token counts towards exchange.maxChainDepth', async () => {
