@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../config/load_config.js';
 import { createLogger } from './logger.js';
-import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer } from './run_server.js';
+import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer, type RunningServer } from './run_server.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { registerKeysCommands, type WithDatabase } from './keys_commands.js';
 import { registerInventoryCommands } from './inventory_commands.js';
@@ -27,13 +27,48 @@ export const withDatabase: WithDatabase = async (configFile, work) => {
   }
 };
 
-function stopOnSignals(stop: () => Promise<void>): void {
+/**
+ * Runs the server `start` resolves to with its signals: SIGTERM / SIGINT stop gracefully; SIGHUP
+ * reloads the configuration file (docs/operations.md#configuration-reload). Reloads run one at a
+ * time; signals that arrive during one ask for one more, not one each. A SIGHUP that arrives while
+ * the server is still starting is kept for when it runs (the file may have changed after it was read),
+ * rather than ending the process as Node's default would.
+ */
+async function serveWithSignals(start: () => Promise<RunningServer>): Promise<void> {
+  let server: RunningServer | undefined;
   let stopping = false;
+  let reloading: Promise<unknown> | undefined;
+  let again = false;
+  const onReload = () => {
+    if (stopping) return;
+    if (reloading || !server) {
+      again = true;
+      return;
+    }
+    const { reload } = server;
+    reloading = (async () => {
+      do {
+        again = false;
+        await reload();
+      } while (again && !stopping);
+      reloading = undefined;
+    })();
+  };
+  process.on('SIGHUP', onReload);
+  try {
+    server = await start();
+  } catch (error) {
+    process.off('SIGHUP', onReload);
+    throw error;
+  }
+  const { stop } = server;
+  if (again) onReload();
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     process.stderr.write(`tether: ${signal}: finishing in-flight requests\n`);
-    stop().then(() => process.exit(0), (error: unknown) => {
+    // A reload under way finishes first: the database it may be writing to closes after it.
+    Promise.resolve(reloading).then(stop).then(() => process.exit(0), (error: unknown) => {
       process.stderr.write(`tether: error while stopping: ${(error as Error).message}\n`);
       process.exit(1);
     });
@@ -53,16 +88,14 @@ export function buildProgram(): Command {
     .description('run with the embedded database and a generated development PKI')
     .option('-c, --config <file>', 'configuration file (default: ./tether.config.yaml, else the built-in development configuration)')
     .action(async (options: { config?: string }) => {
-      const { stop } = await runServer({ mode: 'dev', configFile: options.config, logger: createLogger() });
-      stopOnSignals(stop);
+      await serveWithSignals(() => runServer({ mode: 'dev', configFile: options.config, logger: createLogger() }));
     });
 
   program.command('start')
     .description('production mode: needs a configuration file and DATABASE_URL; generates nothing')
     .requiredOption('-c, --config <file>', 'configuration file')
     .action(async (options: { config: string }) => {
-      const { stop } = await runServer({ mode: 'start', configFile: options.config, logger: createLogger() });
-      stopOnSignals(stop);
+      await serveWithSignals(() => runServer({ mode: 'start', configFile: options.config, logger: createLogger() }));
     });
 
   program.command('migrate')

@@ -7,7 +7,7 @@ import { DEV_CONFIG } from '../config/dev_defaults.js';
 import { clientCaBundleProblem } from '../binding/client_ca_bundle.js';
 import { certificateClientIds, databaseTimeoutsMs, startModeIssues, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
-import { createTetherApp, type TetherApp } from '../http/tether_app.js';
+import { createTetherApp, type Reconfigured, type TetherApp } from '../http/tether_app.js';
 import { ensureDevPki, type DevPki } from '../keys/dev_pki.js';
 import { KeyEncryptionError } from '../keys/key_encryption.js';
 import { startExpirySweeper } from '../storage/adapter.js';
@@ -125,11 +125,25 @@ async function readClientCa(https: HttpsListenerConfig): Promise<string | undefi
   return pem;
 }
 
+/** What one reload did: applied (with what waits for a restart), or refused and why. */
+export type ReloadOutcome = ({ applied: true } & Reconfigured) | { applied: false; error: string; problems: readonly string[] };
+
+export interface RunningServer {
+  /** Stops gracefully: stop accepting, finish in-flight requests, close the database. */
+  stop(): Promise<void>;
+  /**
+   * Re-reads and validates the configuration file as at start and, when it is valid, replaces
+   * clients, resources and policy without dropping a connection or a request in flight; otherwise
+   * the running configuration stays. Logged either way (SIGHUP runs it; docs/operations.md).
+   */
+  reload(): Promise<ReloadOutcome>;
+  listeners: RunningListener[];
+}
+
 /**
- * Starts Tether and resolves once it listens; the returned function stops it gracefully (stop
- * accepting, finish in-flight requests, close the database).
+ * Starts Tether and resolves once it listens.
  */
-export async function runServer(options: ServerOptions): Promise<{ stop: () => Promise<void>; listeners: RunningListener[] }> {
+export async function runServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
   const config = options.mode === 'dev' ? await loadDevConfig(options.configFile) : await loadProductionConfig(options.configFile);
   if (options.mode === 'start') assertServable(config, options.configFile!);
@@ -161,13 +175,44 @@ export async function runServer(options: ServerOptions): Promise<{ stop: () => P
   if (options.mode === 'dev') printDevBanner(config, listeners, pki);
   else logger.info({ issuer: config.issuer, listeners: listeners.map((listener) => listener.origin) }, 'tether started');
 
+  const running = app!;
   const stop = async () => {
     await Promise.all(listeners.map((listener) => closeListener(listener)));
     await sweeper?.stop();
-    await app?.close();
+    await running.close();
     await database.close();
   };
-  return { stop, listeners };
+  const reload = () => reloadConfiguration(options, running, pki);
+  return { stop, reload, listeners };
+}
+
+/** One reload: the file read and checked exactly as at start, then handed to the running app. */
+async function reloadConfiguration(options: ServerOptions, app: TetherApp, pki: DevPki | undefined): Promise<ReloadOutcome> {
+  const { logger } = options;
+  const generation = app.configuration().generation;
+  try {
+    const next = options.mode === 'dev' ? await loadDevConfig(options.configFile) : await loadProductionConfig(options.configFile);
+    if (options.mode === 'start') assertServable(next, options.configFile!);
+    // `tether dev` issues a certificate to each tls_client_auth client, new ones included.
+    if (pki) await ensureDevPki({ directory: pki.directory, clientNames: certificateClientIds(next.clients) });
+    const source = options.configFile ?? 'configuration';
+    const checks = options.mode === 'start' ? startModeIssues : undefined;
+    const done = await app.reconfigure(next, { source, checks });
+    // One line; a warning when some changes wait for a restart (they keep their running value until then).
+    const { needsRestart } = done;
+    logger[needsRestart.length > 0 ? 'warn' : 'info']({ generation: done.generation, clients: done.clients, resources: done.resources, needsRestart }, 'configuration reloaded');
+    return { applied: true, ...done };
+  } catch (error) {
+    const refusal = asConfigError(error);
+    if (refusal instanceof ConfigError) {
+      // The same message `tether start` prints for this file (every problem, each naming its path).
+      logger.error({ generation, error: refusal.message, problems: refusal.problems }, `configuration reload refused; still running generation ${generation}`);
+      return { applied: false, error: refusal.message, problems: refusal.problems };
+    }
+    const message = (error as Error)?.message ?? String(error);
+    logger.error({ generation, error: message }, `configuration reload failed; still running generation ${generation}`);
+    return { applied: false, error: message, problems: [message] };
+  }
 }
 
 function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki: DevPki | undefined): void {

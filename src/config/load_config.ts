@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { describeValue, formatPath, scrubSecrets, secretValuesOf, type ConfigPath } from './redact.js';
-import { configSchema, crossReferenceIssues, type TetherConfig } from './schema.js';
+import { configSchema, crossReferenceIssues, type ConfigIssue, type TetherConfig } from './schema.js';
 
 /**
  * A configuration that cannot be used. `problems` are every mistake found, one per line, each
@@ -24,6 +24,11 @@ function configErrorOf(source: string, problems: string[], secrets: readonly str
     ? `${source}: ${scrubbed[0]}`
     : `${source}: ${scrubbed.length} problems\n${scrubbed.map((problem) => `  ${problem}`).join('\n')}`;
   return new ConfigError(message, scrubbed.map((problem) => `${source}: ${problem}`));
+}
+
+/** The error for `issues` of a configuration from `source`, worded as at start (one per line, each naming its path). */
+export function configErrorOfIssues(source: string, issues: readonly ConfigIssue[], env: NodeJS.ProcessEnv = process.env): ConfigError {
+  return configErrorOf(source, issues.map((issue) => `${formatPath(issue.path)}: ${issue.message}`), secretValuesOf(undefined, env));
 }
 
 /** Environment variables that override the file, so one file serves several deployments. */

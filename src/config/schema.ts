@@ -385,7 +385,9 @@ function isAddressOrCidr(value: string): boolean {
   return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
 }
 
-type Issue = { path: (string | number)[]; message: string };
+/** One problem of a configuration: the path of the bad field, and what is wrong with it. */
+export type ConfigIssue = { path: (string | number)[]; message: string };
+type Issue = ConfigIssue;
 
 /** Cross-references that a per-field schema cannot see: every name a client uses must be declared. */
 export function crossReferenceIssues(config: TetherConfig): Issue[] {

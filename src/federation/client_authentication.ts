@@ -1,6 +1,6 @@
 import { decodeJwt } from 'jose';
 import type { Knex } from 'knex';
-import { errors, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
+import OidcProvider, { errors, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
 import type { ClientConfig } from '../config/schema.js';
 import { aroundClientLookup, beforeClientCredentialsCheck, onParamsAssembled } from '../provider/internals.js';
 import { recordAssertionOnce } from '../storage/federated_assertions.js';
@@ -53,7 +53,8 @@ interface Attempt {
 
 export function installFederatedClientAuthentication(provider: Provider, deps: {
   verifier: ExternalTokenVerifier;
-  clients: ReadonlyMap<string, ClientConfig>;
+  /** The configured clients for a request (its configuration snapshot). */
+  clientsOf(ctx: KoaContextWithOIDC | undefined): ReadonlyMap<string, ClientConfig>;
   knex: Knex;
 }): FederatedClientAuthentication {
   const attempts = new WeakMap<object, Attempt>();
@@ -65,7 +66,7 @@ export function installFederatedClientAuthentication(provider: Provider, deps: {
     if (ctx.get('authorization') !== '' || params.client_secret !== undefined) return;
     // An assertion from a trusted issuer, or any assertion naming a federated client (then one from
     // an untrusted issuer is refused as such, not by oidc-provider's `sub` = client id rule).
-    const namesFederatedClient = typeof params.client_id === 'string' && deps.clients.get(params.client_id)?.auth.method === 'federated';
+    const namesFederatedClient = typeof params.client_id === 'string' && deps.clientsOf(ctx).get(params.client_id)?.auth.method === 'federated';
     if (!namesFederatedClient && !deps.verifier.isTrustedIssuer(unverifiedIssuerOf(assertion))) return;
     if (typeof params.client_id !== 'string' || params.client_id === '') {
       throw new errors.InvalidRequest('client_id is required with a client_assertion from a federated issuer');
@@ -75,17 +76,18 @@ export function installFederatedClientAuthentication(provider: Provider, deps: {
     params.client_assertion_type = undefined;
   });
 
-  aroundClientLookup(provider, async (ctx, id, find) => {
+  // OidcProvider.ctx: the request oidc-provider is serving (its AsyncLocalStorage).
+  aroundClientLookup(provider, () => OidcProvider.ctx, async (ctx, id, find) => {
     const client = await find(id);
     const attempt = ctx ? attempts.get(ctx) : undefined;
     if (!client || !attempt || attempt.verified || attempt.clientId !== id) return client;
-    attempt.verified = await authenticate(ctx!, attempt.assertion, deps.clients.get(id));
+    attempt.verified = await authenticate(ctx!, attempt.assertion, deps.clientsOf(ctx).get(id));
     return client;
   });
 
   beforeClientCredentialsCheck(provider, (ctx) => {
     const attempt = attempts.get(ctx);
-    const client = deps.clients.get(ctx.oidc.client!.clientId);
+    const client = deps.clientsOf(ctx).get(ctx.oidc.client!.clientId);
     if (client?.auth.method === 'federated' && (attempt?.verified === undefined || attempt.clientId !== client.id)) {
       throw new errors.InvalidClientAuth(`client ${client.id} authenticates only with a federated client_assertion`);
     }

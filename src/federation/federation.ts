@@ -20,11 +20,12 @@ export interface Federation {
  */
 export async function startFederation(provider: Provider, deps: {
   config: Pick<TetherConfig, 'issuer' | 'federation'>;
-  clients: ReadonlyMap<string, ClientConfig>;
+  /** The configured clients for a request (its configuration snapshot: a reload changes them). */
+  clientsOf(ctx: KoaContextWithOIDC | undefined): ReadonlyMap<string, ClientConfig>;
   knex: Knex;
   keys?: IssuerKeyOptions;
 }): Promise<Federation> {
   const verifier = await externalTokenVerifier(deps.config, deps.keys);
-  const clientAuthentication = installFederatedClientAuthentication(provider, { verifier, clients: deps.clients, knex: deps.knex });
+  const clientAuthentication = installFederatedClientAuthentication(provider, { verifier, clientsOf: deps.clientsOf, knex: deps.knex });
   return { verifier, clientIdentityOf: (ctx) => clientAuthentication.identityOf(ctx) };
 }

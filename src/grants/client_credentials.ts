@@ -14,7 +14,7 @@ export function clientCredentialsHandler(grant: GrantContext) {
     await requireActiveClient(grant, client);
 
     const { resource, scopes } = withPolicyErrors(() => {
-      const chosen = selectResource(ctx.oidc.params!.resource as string | string[] | undefined, client, client.resources, grant.resources);
+      const chosen = selectResource(ctx.oidc.params!.resource as string | string[] | undefined, client, client.resources, grant.snapshotOf(ctx).resources);
       return { resource: chosen, scopes: selectScopes(ctx.oidc.params!.scope as string | undefined, client.resources[chosen.uri]!) };
     });
 

@@ -1,18 +1,19 @@
 import type { Knex } from 'knex';
 import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
-import type { ClientConfig, TetherConfig } from '../config/schema.js';
 import type { Federation } from '../federation/federation.js';
 import type { RequestFacts } from '../ledger/events.js';
 import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
-import type { ResourceRegistry } from '../provider/resource_policy.js';
+import type { ConfigSnapshot } from '../provider/config_snapshot.js';
 
 /** Everything a grant handler needs, passed explicitly (no globals). */
 export interface GrantContext {
   provider: Provider;
-  config: TetherConfig;
+  /**
+   * The configuration the request runs with (clients, resources, policy), read once when it
+   * arrived: a reload while it runs does not change it (provider/config_snapshot.ts).
+   */
+  snapshotOf(ctx: KoaContextWithOIDC): ConfigSnapshot;
   knex: Knex;
-  resources: ResourceRegistry;
-  clients: ReadonlyMap<string, ClientConfig>;
   ledger: IssuanceLedger;
   instanceId: string;
   /** Trusted external issuers: federated client authentication and subject tokens (src/federation/). */

@@ -44,7 +44,7 @@ export function withPolicyErrors<T>(decide: () => T): T {
 
 /** The Tether configuration of the authenticated client (oidc-provider has already authenticated it). */
 export function tetherClientOf(grant: GrantContext, ctx: KoaContextWithOIDC): ClientConfig {
-  const client = grant.clients.get(ctx.oidc.client!.clientId);
+  const client = grant.snapshotOf(ctx).clients.get(ctx.oidc.client!.clientId);
   if (!client) throw new Error(`client ${ctx.oidc.client!.clientId} is registered in oidc-provider but not in the configuration`);
   return client;
 }
@@ -155,7 +155,8 @@ interface MintRequest {
 
 /** Mints the access token through oidc-provider's token model (RFC 9068 JWT, or opaque per resource). */
 export async function mintAccessToken(grant: GrantContext, ctx: KoaContextWithOIDC, request: MintRequest): Promise<IssuedToken> {
-  const { provider, config } = grant;
+  const { provider } = grant;
+  const { config } = grant.snapshotOf(ctx);
   const token = new provider.ClientCredentials({
     client: ctx.oidc.client!,
     scope: request.scopes.join(' ') || undefined,

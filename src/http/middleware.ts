@@ -10,6 +10,7 @@ import type { PeerCertificate } from '../binding/socket_certificate.js';
 import type { RequestFacts } from '../ledger/events.js';
 import { rememberRejection } from '../ledger/rejections.js';
 import { FEDERATED_REGISTERED_AUTH_METHOD } from '../provider/client_metadata.js';
+import type { ConfigSnapshot, LiveConfig } from '../provider/config_snapshot.js';
 import { checkReadiness, type Readiness } from '../storage/health.js';
 import { clientAddressOf, servedTargetOf, type ServedOrigins, type ServedTarget } from './request_origin.js';
 
@@ -24,6 +25,8 @@ interface TetherRequestState {
   certificate: PeerCertificate | undefined;
   /** The client's address: the TCP peer's, or what a trusted proxy hop reports (servedOriginOnly). */
   clientAddress: string | undefined;
+  /** The configuration this request runs with, read once as it arrived (provider/config_snapshot.ts). */
+  snapshot: ConfigSnapshot;
 }
 
 function stateOf(ctx: Context): TetherRequestState {
@@ -35,17 +38,27 @@ export function certificateOf(ctx: Context): PeerCertificate | undefined {
   return stateOf(ctx)?.certificate;
 }
 
+/** The configuration snapshot the request pinned as it arrived; undefined before requestContext ran. */
+export function pinnedSnapshotOf(ctx: Context): ConfigSnapshot | undefined {
+  return stateOf(ctx)?.snapshot;
+}
+
 export function requestFactsOf(ctx: Context, instanceId: string): RequestFacts {
   const state = stateOf(ctx);
   return { requestId: state?.requestId ?? 'unknown', sourceAddress: state ? state.clientAddress : ctx.req.socket.remoteAddress, instanceId };
 }
 
-/** Request id (honouring a well-formed X-Request-Id), access log, and a last-resort JSON 500. */
-export function requestContext(logger: Logger) {
+/**
+ * Request id (honouring a well-formed X-Request-Id), the request's configuration snapshot, access
+ * log, and a last-resort JSON 500.
+ */
+export function requestContext(logger: Logger, live: LiveConfig) {
   return async function requestContextMiddleware(ctx: Context, next: Next): Promise<void> {
     const offered = ctx.get('x-request-id');
     const requestId = /^[\w.-]{1,64}$/.test(offered) ? offered : randomUUID();
-    ctx.state.tether = { requestId, certificate: undefined, clientAddress: ctx.req.socket.remoteAddress } satisfies TetherRequestState;
+    ctx.state.tether = {
+      requestId, certificate: undefined, clientAddress: ctx.req.socket.remoteAddress, snapshot: live.current(),
+    } satisfies TetherRequestState;
     ctx.set('X-Request-Id', requestId);
     const started = performance.now();
     try {

@@ -3,7 +3,9 @@ import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import { isTrustedProxy } from '../binding/proxy_certificate.js';
-import { databaseTimeoutsMs, type TetherConfig } from '../config/schema.js';
+import { configErrorOfIssues } from '../config/load_config.js';
+import { planReload } from '../config/reload_plan.js';
+import { crossReferenceIssues, databaseTimeoutsMs, type ConfigIssue, type TetherConfig } from '../config/schema.js';
 import { clientCredentialsHandler, clientCredentialsParameters } from '../grants/client_credentials.js';
 import type { GrantContext } from '../grants/grant_context.js';
 import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
@@ -20,14 +22,14 @@ import { describeUnsupportedAssertionAlg } from '../provider/client_assertion_al
 import { loadServerSecret } from '../keys/server_secrets.js';
 import { signingPolicyOf } from '../keys/signing_policy.js';
 import { ALLOWED_JWS_ALGORITHMS, TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
+import { buildConfigSnapshot, createLiveConfig, type ConfigSnapshot } from '../provider/config_snapshot.js';
 import { createProvider } from '../provider/create_provider.js';
 import { installSigningKeys } from '../provider/internals.js';
-import { resourceRegistry } from '../provider/resource_policy.js';
 import { createAdapterFactory } from '../storage/adapter.js';
 import type { Database } from '../storage/database.js';
 import {
-  certificateOf, discoveryAdditions, healthEndpoints, requestContext, requestFactsOf, resolveCallerCertificate, retryAfterOnUnavailable,
-  servedOriginOnly,
+  certificateOf, discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
+  retryAfterOnUnavailable, servedOriginOnly,
 } from './middleware.js';
 import { servedOriginsOf } from './request_origin.js';
 import { servedRoutesOnly } from './served_routes.js';
@@ -54,8 +56,43 @@ export interface TetherApp {
   keys: LiveSigningKeys;
   /** Refusals nobody authenticated for, counted per window (`flush()` ends the window now). */
   unauthenticatedRejections: RejectionAggregator;
+  /** The configuration requests starting now run with. */
+  configuration(): ConfigSnapshot;
+  /**
+   * Replaces clients, resources and policy with those of `next` for every request that starts from
+   * now on; requests in flight finish with the configuration they started with. What only a restart
+   * changes keeps its running value and is returned as `needsRestart` (config/reload_plan.ts).
+   * Throws ConfigError (every problem, each naming its path) and changes nothing when `next` cannot
+   * run; a database error likewise changes nothing. Reloads run one at a time.
+   */
+  reconfigure(next: TetherConfig, options?: ReconfigureOptions): Promise<Reconfigured>;
   /** Stops following key changes and writes what is still counted; call before closing the database. */
   close(): Promise<void>;
+}
+
+export interface ReconfigureOptions {
+  /** Names the file in error messages, as at start. */
+  source?: string;
+  /** Checks of the configuration that would run beyond those of every configuration (`tether start`'s). */
+  checks?: (config: TetherConfig) => ConfigIssue[];
+}
+
+export interface Reconfigured {
+  generation: number;
+  clients: number;
+  resources: number;
+  /** Changed paths that keep their running value until a restart (names only). */
+  needsRestart: string[];
+}
+
+/** `run` with calls queued: each starts once the one before it has settled. */
+function oneAtATime<A extends unknown[], R>(run: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  let last: Promise<unknown> = Promise.resolve();
+  return (...args) => {
+    const result = last.then(() => run(...args));
+    last = result.catch(() => undefined);
+    return result;
+  };
 }
 
 /**
@@ -83,8 +120,13 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const keys = (keysStarted as PromiseFulfilledResult<LiveSigningKeys>).value;
   const dpopNonceSecret = (secretLoaded as PromiseFulfilledResult<Buffer>).value;
 
+  // Clients, resources and policy: one immutable snapshot per configuration, pinned by each request
+  // as it arrives (requestContext) and swapped whole by a reload (reconfigure below).
+  const live = createLiveConfig();
+  const snapshotOf = (ctx: Parameters<typeof pinnedSnapshotOf>[0] | undefined) => (ctx && pinnedSnapshotOf(ctx)) || live.current();
   const provider = createProvider({
     config,
+    snapshotOf,
     adapter: createAdapterFactory(knex),
     jwks: keys.current().jwks as never,
     dpopNonceSecret,
@@ -94,20 +136,18 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // any instance (or by the CLI) reaches this one within seconds, without a restart.
   keys.subscribe((current) => installSigningKeys(provider, { signing: current.jwks.keys, published: current.publicJwks.keys }));
 
-  const clients = new Map(config.clients.map((client) => [client.id, client]));
   let federation;
   try {
-    federation = await startFederation(provider, { config, clients, knex });
+    // Clients come from the request's snapshot (a reload changes them); trusted issuers only at a restart.
+    federation = await startFederation(provider, { config, clientsOf: (ctx) => snapshotOf(ctx).clients, knex });
   } catch (error) {
     await keys.close();
     throw error;
   }
   const grant: GrantContext = {
     provider,
-    config,
+    snapshotOf,
     knex,
-    resources: resourceRegistry(config),
-    clients,
     federation,
     ledger: createIssuanceLedger(knex, {
       batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
@@ -124,12 +164,19 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   // RFC 8693: token exchange.
   provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
+  // Clients are validated against the grant types registered above, as oidc-provider does at first use.
+  try {
+    live.replace(buildConfigSnapshot(provider, config));
+  } catch (error) {
+    await keys.close();
+    throw error;
+  }
 
   // Koa reports errors of the request or response stream (a client that timed out, aborted or
   // reset) here, by default with console.error: a client could fill stderr at will.
   (provider.on as (event: 'error', listener: (error: Error & { code?: string }) => void) => Provider)(
     'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
-  provider.use(requestContext(logger));
+  provider.use(requestContext(logger, live));
   provider.use(healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }));
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
@@ -151,7 +198,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     knex,
     verifier: ownTokens,
     issuer: config.issuer,
-    introspectorsOf: (resource) => grant.resources.get(resource)?.introspectors ?? [],
+    introspectorsOf: (resource, ctx) => snapshotOf(ctx).resources.get(resource)?.introspectors ?? [],
     logger,
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
   }));
@@ -174,6 +221,22 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     },
     keys,
     unauthenticatedRejections,
+    configuration: () => live.current(),
+    reconfigure: oneAtATime(async (next: TetherConfig, reconfigureOptions: ReconfigureOptions = {}): Promise<Reconfigured> => {
+      const { source = 'configuration', checks } = reconfigureOptions;
+      const running = live.current();
+      const plan = planReload(running.config, next);
+      // The file was valid on its own; with the running restart-only values it must be too (e.g. an
+      // mtls client needs the https listener that is running, not one the file adds).
+      const issues = [...crossReferenceIssues(plan.config), ...(checks?.(plan.config) ?? [])];
+      if (issues.length > 0) throw configErrorOfIssues(source, issues);
+      const snapshot = buildConfigSnapshot(provider, plan.config, running, source);
+      // Issuance locks the client's state row (ledger/client_states.ts): new clients need theirs first.
+      const added = plan.config.clients.map((client) => client.id).filter((id) => !running.clients.has(id));
+      await ensureClientStates(knex, added);
+      live.replace(snapshot);
+      return { generation: snapshot.generation, clients: snapshot.clients.size, resources: snapshot.resources.size, needsRestart: plan.needsRestart };
+    }),
     close: async () => {
       await keys.close();
       await unauthenticatedRejections.stop();

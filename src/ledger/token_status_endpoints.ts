@@ -26,8 +26,8 @@ export interface TokenStatusDependencies {
   knex: Knex;
   verifier: OwnTokenVerifier;
   issuer: string;
-  /** Client ids allowed to introspect tokens whose audience is `resource` (config: resources[].introspectors). */
-  introspectorsOf(resource: string): readonly string[];
+  /** Client ids allowed to introspect tokens whose audience is `resource` (config: resources[].introspectors), for this request. */
+  introspectorsOf(resource: string, ctx: KoaContextWithOIDC): readonly string[];
   logger: Logger;
   requestFactsOf(ctx: KoaContextWithOIDC): RequestFacts;
 }
@@ -92,7 +92,7 @@ export function tokenStatusEndpoints(deps: TokenStatusDependencies) {
     const callerId = ctx.oidc.client!.clientId;
     const { presented, record, revokedAncestorId } = await lookUp(ctx);
     const verdict = introspectionVerdict({
-      presented, record, revokedAncestorId, callerId, introspectorsOf: deps.introspectorsOf, issuer: deps.issuer, now: new Date(),
+      presented, record, revokedAncestorId, callerId, introspectorsOf: (resource) => deps.introspectorsOf(resource, ctx), issuer: deps.issuer, now: new Date(),
     });
     await recordIntrospection(deps.knex, {
       type: 'token.introspected',

@@ -22,18 +22,12 @@ export const ALLOWED_JWS_ALGORITHMS: readonly string[] = JWS_ALGORITHMS;
 /**
  * A federated client is registered in oidc-provider as `none`: oidc-provider itself checks no
  * credential for it, federation/client_authentication.ts does (and refuses a bare client_id).
- * `none` is enabled only when such a client is configured, and never advertised (http/middleware.ts).
+ * `none` is enabled for that alone and never advertised (http/middleware.ts).
  */
 export const FEDERATED_REGISTERED_AUTH_METHOD = 'none';
 
 function registeredAuthMethodOf(method: ClientConfig['auth']['method']): string {
   return method === 'federated' ? FEDERATED_REGISTERED_AUTH_METHOD : method;
-}
-
-/** oidc-provider's clientAuthMethods for a configuration. */
-export function clientAuthMethodsOf(clients: readonly ClientConfig[]): string[] {
-  const federated = clients.some((client) => client.auth.method === 'federated');
-  return [...CLIENT_AUTH_METHODS, ...(federated ? [FEDERATED_REGISTERED_AUTH_METHOD] : [])];
 }
 
 /** Tether's client configuration → oidc-provider client metadata (RFC 7591 names). */

@@ -1,10 +1,11 @@
 import type { X509Certificate } from 'node:crypto';
 import Provider, { errors, type AdapterFactory, type JWKS, type KoaContextWithOIDC } from 'oidc-provider';
 import type { TetherConfig } from '../config/schema.js';
-import { ALLOWED_JWS_ALGORITHMS, clientAuthMethodsOf, clientMetadataOf } from './client_metadata.js';
+import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, FEDERATED_REGISTERED_AUTH_METHOD } from './client_metadata.js';
 import { certificateSubjectMatches } from './certificate_checks.js';
 import { requireTlsForClientSecrets } from './client_secret_transport.js';
-import { beforeClientCredentialsCheck } from './internals.js';
+import type { ConfigSnapshot } from './config_snapshot.js';
+import { beforeClientCredentialsCheck, lookUpClientsWith } from './internals.js';
 
 /** The caller's certificate as the HTTP layer resolved it (TLS socket, or a trusted proxy's header). */
 export interface CallerCertificateView {
@@ -14,7 +15,13 @@ export interface CallerCertificateView {
 }
 
 export interface ProviderDependencies {
+  /** The configuration at start: what only a restart changes (issuer, signing, listeners) is read from it. */
   config: TetherConfig;
+  /**
+   * The configuration snapshot of the request being served (`ctx`: oidc-provider's current context,
+   * undefined outside a request): clients and per-request policy come from it (config/reload_plan.ts).
+   */
+  snapshotOf(ctx: KoaContextWithOIDC | undefined): ConfigSnapshot;
   adapter: AdapterFactory;
   /** Private signing keys, current signing key first (keys/signing_keys.ts). */
   jwks: JWKS;
@@ -44,9 +51,11 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const { config } = deps;
   const provider = new Provider(config.issuer, {
     adapter: deps.adapter,
-    clients: config.clients.map(clientMetadataOf),
+    // No static clients: every lookup answers from the request's configuration snapshot (below).
     jwks: deps.jwks,
-    clientAuthMethods: clientAuthMethodsOf(config.clients) as never,
+    // `none` is what federated clients are registered as (provider/client_metadata.ts): enabled always,
+    // so that a reload may add one; federation/client_authentication.ts refuses it without a verified assertion.
+    clientAuthMethods: [...CLIENT_AUTH_METHODS, FEDERATED_REGISTERED_AUTH_METHOD] as never,
     assertJwtClientAuthClaimsAndHeader: async (_ctx, claims) => assertAudienceIsIssuer(claims, config.issuer),
     clientDefaults: {
       grant_types: ['client_credentials'],
@@ -115,7 +124,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
       dPoP: {
         enabled: true,
         nonceSecret: deps.dpopNonceSecret,
-        requireNonce: () => config.dpop.requireNonce,
+        requireNonce: (ctx) => deps.snapshotOf(ctx).config.dpop.requireNonce,
         // Replay is checked by Tether in the shared database (grants/issuance_steps.ts).
         allowReplay: false,
       },
@@ -141,5 +150,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
     },
   });
   beforeClientCredentialsCheck(provider, requireTlsForClientSecrets(config.listeners.http?.allowClientSecrets ?? false));
+  // Provider.ctx: the request oidc-provider is serving (its AsyncLocalStorage), whose snapshot was
+  // pinned when the request arrived; a reload while it runs does not change its clients.
+  lookUpClientsWith(provider, (id) => deps.snapshotOf(Provider.ctx).providerClients.get(id));
   return provider;
 }

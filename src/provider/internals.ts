@@ -8,16 +8,20 @@
 // up afresh for every token (lib/models/formats/jwt.js), and serves instance(provider).jwks at
 // jwks_uri (lib/actions/jwks.js). Its own initializer (lib/helpers/initialize_keystore.js:
 // validation, `alg` and `use` defaults) rebuilds both; the published set is then replaced.
+//
+// Clients: oidc-provider takes static clients once, at construction, and looks every client up
+// through the static Client.find (lib/models/client.js; client authentication, introspection).
+// Tether's clients change on a configuration reload, and each request must see the clients of the
+// configuration it started with: Client.find is replaced by a lookup in that snapshot, of Client
+// instances built (and so validated) when the snapshot is made, as oidc-provider builds static ones.
 // @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
 import validateDpopInternal from 'oidc-provider/lib/helpers/validate_dpop.js';
 // @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
 import initializeKeystore from 'oidc-provider/lib/helpers/initialize_keystore.js';
 // @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
 import providerInternals from 'oidc-provider/lib/helpers/weak_cache.js';
-// @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
-import requestStorage from 'oidc-provider/lib/helpers/als.js';
 import type { JWK } from 'jose';
-import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
+import type { Client, ClientMetadata, KoaContextWithOIDC, Provider } from 'oidc-provider';
 
 /** A DPoP proof that passed RFC 9449 §4.3 checks (signature, typ, alg, htm, htu, iat/nonce). */
 export interface ValidatedDpopProof {
@@ -70,14 +74,19 @@ export function onParamsAssembled(provider: Provider, inspect: (ctx: KoaContextW
 }
 
 /**
- * Wraps the provider's client lookup (Client.find). Client authentication (shared/client_auth.js)
- * awaits it right before it checks the credentials; `around` gets the request it runs for (from
- * oidc-provider's own AsyncLocalStorage; undefined outside a request) and may throw its answer.
+ * Wraps the provider's client lookup (Client.find, as lookUpClientsWith installed it). Client
+ * authentication (shared/client_auth.js) awaits it right before it checks the credentials; `around`
+ * gets the request it runs for (`requestOf`: the caller passes oidc-provider's `Provider.ctx`) and
+ * may throw its answer.
  */
-export function aroundClientLookup<C>(provider: Provider, around: (ctx: KoaContextWithOIDC | undefined, id: string, find: (id: string) => Promise<C | undefined>) => Promise<C | undefined>): void {
+export function aroundClientLookup<C>(
+  provider: Provider,
+  requestOf: () => KoaContextWithOIDC | undefined,
+  around: (ctx: KoaContextWithOIDC | undefined, id: string, find: (id: string) => Promise<C | undefined>) => Promise<C | undefined>,
+): void {
   const model = provider.Client as unknown as { find(id: string): Promise<C | undefined> };
   const find = model.find.bind(model);
-  model.find = (id: string) => around((requestStorage as { getStore(): KoaContextWithOIDC | undefined }).getStore(), id, find);
+  model.find = (id: string) => around(requestOf(), id, find);
 }
 
 /**
@@ -96,4 +105,20 @@ function publicMembersOf(jwk: JWK): JWK {
   const { kty, use, key_ops: keyOps, kid, alg, crv, e, n, x, y, x5c } = jwk;
   const members = { kty, use, key_ops: keyOps, kid, alg, crv, e, n, x, x5c, y };
   return Object.fromEntries(Object.entries(members).filter(([, value]) => value !== undefined)) as JWK;
+}
+
+/**
+ * oidc-provider's Client for `metadata`, validated by its own schema as a static client is at first
+ * use (lib/models/client.js `find`): throws InvalidClientMetadata naming the problem.
+ */
+export function buildProviderClient(provider: Provider, metadata: ClientMetadata): Client {
+  const client = new (provider.Client as unknown as new (metadata: ClientMetadata) => Client)(metadata);
+  // As for static clients: not manageable through dynamic registration.
+  Object.defineProperty(client, 'noManage', { value: true });
+  return client;
+}
+
+/** Makes every client lookup of `provider` answer from `find` (undefined: no such client). */
+export function lookUpClientsWith(provider: Provider, find: (id: string) => Client | undefined): void {
+  (provider.Client as unknown as { find(id: unknown): Promise<Client | undefined> }).find = async (id) => (typeof id === 'string' && id.length > 0 ? find(id) : undefined);
 }

@@ -44,6 +44,12 @@ export interface RunningNginx {
   errorLog(): Promise<string>;
   /** The access log so far (`$remote_addr "$request" $status` per line). */
   accessLog(): Promise<string>;
+  /**
+   * Replaces the `http {}` block and reloads nginx (SIGHUP to the master, by its PID): new workers
+   * take the new configuration, the old one finishes its requests and exits. Resolves once it has
+   * exited (so no request is routed by the old configuration any more); bounded by `timeoutMs`.
+   */
+  reconfigure(http: (directory: string) => string, timeoutMs?: number): Promise<void>;
   /** Stops the master process by its PID (SIGTERM; SIGKILL after a bound) and removes the directory. */
   stop(): Promise<void>;
 }
@@ -80,6 +86,18 @@ export async function startNginx(options: NginxOptions): Promise<RunningNginx> {
       pid: child.pid!,
       errorLog: () => readFile(path.join(directory, 'error.log'), 'utf8').catch(() => ''),
       accessLog: () => readFile(path.join(directory, 'access.log'), 'utf8').catch(() => ''),
+      async reconfigure(http, timeoutMs = 30_000) {
+        const exitedWorkers = async () => (await readFile(path.join(directory, 'error.log'), 'utf8').catch(() => '')).match(/worker process \d+ exited/g)?.length ?? 0;
+        const before = await exitedWorkers();
+        await writeFile(configFile, mainConfig(directory, http(directory)));
+        process.kill(child.pid!, 'SIGHUP');
+        const deadline = Date.now() + timeoutMs;
+        // worker_processes 1: one old worker to see exit. Bounded by count and by the deadline.
+        for (let attempt = 0; (await exitedWorkers()) <= before; attempt += 1) {
+          if (attempt >= 2000 || Date.now() > deadline) throw new Error(`nginx did not finish its reload:\n${await readFile(path.join(directory, 'error.log'), 'utf8').catch(() => '')}`);
+          await new Promise((resolve) => setTimeout(resolve, 25));
+        }
+      },
       async stop() {
         await stopProcess(child, exited);
         await rm(directory, { recursive: true, force: true });

@@ -33,10 +33,11 @@ export function tokenExchangeHandler(grant: GrantContext, ownTokens: OwnTokenVer
     const actor = request.actor && await refusing(() => resolvePresentedToken(grant, ownTokens, request.actor!, 'actor_token'));
     const presented = await presentedKeysOf(grant, ctx, actor ? [subject, actor] : [subject]);
 
+    const { resources, config } = grant.snapshotOf(ctx);
     const decision = await refusing(() => decideExchange({
       request, subject, actor, client, presented,
-      registry: grant.resources,
-      maxChainDepth: grant.config.exchange.maxChainDepth,
+      registry: resources,
+      maxChainDepth: config.exchange.maxChainDepth,
       now: new Date(),
     }));
 
