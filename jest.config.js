@@ -1,9 +1,20 @@
 // TypeScript ESM tests run through ts-jest under `node --experimental-vm-modules` (see package.json "test").
+import { fileURLToPath } from 'node:url';
+
+// Commands the tests spawn under tsx (`node --import tsx src/main.ts`) may run in another folder;
+// this keeps them reading tsconfig.json's `paths`, which resolve the workspace packages to their
+// sources (an unbuilt checkout has no packages/*/dist).
+process.env.TSX_TSCONFIG_PATH ??= fileURLToPath(new URL('./tsconfig.json', import.meta.url));
+
 /** @type {import('jest').Config} */
 export default {
   testEnvironment: '<rootDir>/test/support/node_environment.cjs',
   extensionsToTreatAsEsm: ['.ts'],
-  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  moduleNameMapper: {
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+    // The workspace package from its sources, as tsconfig.json's `paths` resolves it for tsc and tsx.
+    '^tether-oauth-resource-server$': '<rootDir>/packages/resource-server/src/index.ts',
+  },
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', diagnostics: false }],
   },

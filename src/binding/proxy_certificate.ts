@@ -1,8 +1,15 @@
 import { X509Certificate } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { BlockList, isIP } from 'node:net';
+import type { BlockList } from 'node:net';
+import {
+  isTrustedPeer as isInProxyList,
+  isVerifierError,
+  parseForwardedCertificate,
+  singleHeaderValue as forwardedHeaderValue,
+  trustedProxyList,
+  type ClientCertificateHeaderFormat,
+} from 'tether-oauth-resource-server';
 import { BindingError } from './binding_error.js';
-import { thumbprintOf } from './certificate_thumbprint.js';
 import { presentedCertificate, type PresentedCertificate } from './presented_certificate.js';
 
 /**
@@ -12,13 +19,13 @@ import { presentedCertificate, type PresentedCertificate } from './presented_cer
 export type ClientCertificateHeader = 'client-cert' | 'x-ssl-client-cert' | 'ssl-client-cert' | 'x-client-cert' | (string & {});
 
 /**
- * How the header encodes the certificate:
- * - `rfc9440`: RFC 9440 §2.1, a Structured Field byte sequence `:<base64 of DER>:` (RFC 8941 §3.3.5);
- * - `escaped-pem`: URL-escaped PEM of exactly one certificate, as nginx's `$ssl_client_escaped_cert`
- *   (which holds the client certificate alone). Anything after it, a chain included, is refused: when
- *   two values are joined into one, "the first certificate wins" would let the client's own value win.
+ * How the header encodes the certificate (the parser is the verifier package's, shared with its
+ * middleware): `rfc9440`, an RFC 8941 byte sequence `:<base64 of DER>:`; `escaped-pem`, URL-escaped
+ * PEM of exactly one certificate, as nginx's `$ssl_client_escaped_cert`. Anything after the
+ * certificate, a chain included, is refused: when two values are joined into one, "the first
+ * certificate wins" would let the client's own value win.
  */
-export type ClientCertificateHeaderFormat = 'rfc9440' | 'escaped-pem';
+export type { ClientCertificateHeaderFormat };
 
 /** A trusted CA for forwarded certificates: PEM (one or several certificates), DER, or parsed. */
 export type CertificateAuthorityInput = string | Buffer | X509Certificate;
@@ -79,8 +86,8 @@ export function certificateFromProxyHeaders(
   const value = headers[trust.header];
   if (value === undefined) return undefined;
   if (!isTrustedPeer(trust, remoteAddress)) return undefined;
-  const single = singleHeaderValue(value, trust.header).trim();
-  if (single === '') return undefined;
+  const single = asBindingError(() => forwardedHeaderValue(value, trust.header));
+  if (single === undefined) return undefined;
   return presentedFrom(parsedHeaderValue(trust, single), Date.now());
 }
 
@@ -154,22 +161,11 @@ function compileTrust(options: ProxyCertificateOptions): CompiledTrust {
 }
 
 function blockListOf(entries: readonly string[]): BlockList {
-  const list = new BlockList();
-  entries.forEach((entry, index) => {
-    const where = `trustedProxies[${index}] ${JSON.stringify(entry)}`;
-    if (typeof entry !== 'string') throw configError(`${where} is not a string`);
-    const [address = '', prefix, extra] = entry.trim().split('/');
-    const family = familyOf(address);
-    if (!family || extra !== undefined) throw configError(`${where} is not an IP address or CIDR block`);
-    if (prefix === undefined) {
-      list.addAddress(address, family);
-      return;
-    }
-    const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : NaN;
-    if (!(bits <= (family === 'ipv4' ? 32 : 128))) throw configError(`${where} has an invalid prefix length`);
-    list.addSubnet(address, bits, family);
-  });
-  return list;
+  try {
+    return trustedProxyList(entries);
+  } catch (cause) {
+    throw configError((cause as Error).message, cause);
+  }
 }
 
 function authoritiesOf(input: ProxyCertificateOptions['ca']): X509Certificate[] {
@@ -197,33 +193,20 @@ function configError(message: string, cause?: unknown): BindingError {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Peer address
-
-type Family = 'ipv4' | 'ipv6';
-
-function familyOf(address: string): Family | undefined {
-  const version = isIP(address);
-  return version === 4 ? 'ipv4' : version === 6 ? 'ipv6' : undefined;
-}
+// Peer address and header value: the verifier package's parser
 
 function isTrustedPeer(trust: CompiledTrust, remoteAddress: string | undefined): boolean {
-  if (!remoteAddress) return false;
-  // A zone index (fe80::1%eth0) cannot be written in the configuration; match the address alone.
-  const address = remoteAddress.replace(/%.*$/, '');
-  const family = familyOf(address);
-  // BlockList matches IPv4 rules against IPv4-mapped IPv6 addresses and the reverse.
-  return family !== undefined && trust.proxies.check(address, family);
+  return isInProxyList(trust.proxies, remoteAddress);
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Header value -> certificate
-
-function singleHeaderValue(value: string | string[], header: string): string {
-  if (typeof value === 'string') return value;
-  // RFC 9440 §4: one occurrence, even when one of them is empty. (`req.headers` would have joined the
-  // repeats with ", ", which the parsers refuse: neither form lets the first certificate win.)
-  if (value.length <= 1) return value[0] ?? '';
-  throw headerError(`${header} header was sent more than once`);
+/** The parser throws the verifier's `VerifierError`; here it is a `BindingError` with the same message. */
+function asBindingError<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (isVerifierError(error)) throw headerError(error.message, error.cause);
+    throw error;
+  }
 }
 
 function parsedHeaderValue(trust: CompiledTrust, value: string): ParsedCertificate {
@@ -234,66 +217,18 @@ function parsedHeaderValue(trust: CompiledTrust, value: string): ParsedCertifica
     trust.parsed.set(value, cached);
     return cached;
   }
-  const der = trust.format === 'rfc9440' ? derFromStructuredField(value, trust.header) : derFromEscapedPem(value, trust.header);
-  const parsed = parseCertificate(der, trust);
+  const parsed = parseCertificate(value, trust);
   trust.parsed.set(value, parsed);
   if (trust.parsed.size > PARSED_CACHE_SIZE) trust.parsed.delete(trust.parsed.keys().next().value!);
   return parsed;
 }
 
-// RFC 9440 §2.1: Client-Cert is an Item whose value is a Byte Sequence (RFC 8941 §3.3.5), optionally
-// with parameters (§3.1.2), which carry no meaning here and are skipped but must be well-formed.
-const KEY = String.raw`[a-z*][a-z0-9_.*-]*`;
-const BARE_ITEM = String.raw`(?:-?\d{1,15}(?:\.\d{1,3})?|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"|[A-Za-z*][!#$%&'*+\-.^_\x60|~:/0-9A-Za-z]*|:[A-Za-z0-9+/=]*:|\?[01])`;
-const STRUCTURED_BYTE_SEQUENCE = new RegExp(String.raw`^:([A-Za-z0-9+/=]*):((?:;\x20*${KEY}(?:=${BARE_ITEM})?)*)$`);
-
-function derFromStructuredField(value: string, header: string): Buffer {
-  // RFC 8941 §4.2: leading and trailing spaces are discarded (done by the caller's trim()).
-  const match = STRUCTURED_BYTE_SEQUENCE.exec(value);
-  if (!match) throw headerError(`${header} header is not an RFC 8941 byte sequence (:base64:)`);
-  return decodeBase64(match[1]!, header);
-}
-
-// Exactly one certificate and nothing after it (the caller trims surrounding whitespace).
-const PEM_CERTIFICATE = /^-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*)-----END CERTIFICATE-----$/;
-
-function derFromEscapedPem(value: string, header: string): Buffer {
-  let pem: string;
-  try {
-    // Not the form decoder: a '+' left unescaped is base64, not a space.
-    pem = decodeURIComponent(value);
-  } catch (cause) {
-    throw headerError(`${header} header is not valid URL-escaping`, cause);
-  }
-  const match = PEM_CERTIFICATE.exec(pem.trim());
-  if (!match) throw headerError(`${header} header is not exactly one PEM certificate`);
-  return decodeBase64(match[1]!.replace(/\s+/g, ''), header);
-}
-
-function decodeBase64(text: string, header: string): Buffer {
-  // Buffer.from(…, 'base64') skips characters it does not know; check the alphabet and the length
-  // first. Padding may be absent (RFC 8941 §3.3.5 tells parsers to accept that).
-  const unpadded = text.replace(/={1,2}$/, '');
-  const paddedCorrectly = unpadded.length === text.length || text.length % 4 === 0;
-  if (text === '' || !/^[A-Za-z0-9+/]*$/.test(unpadded) || unpadded.length % 4 === 1 || !paddedCorrectly) {
-    throw headerError(`${header} header does not hold valid base64`);
-  }
-  return Buffer.from(unpadded, 'base64');
-}
-
-function parseCertificate(der: Buffer, trust: CompiledTrust): ParsedCertificate {
-  let x509: X509Certificate;
-  try {
-    x509 = new X509Certificate(der);
-  } catch (cause) {
-    throw headerError(`${trust.header} header does not hold an X.509 certificate`, cause);
-  }
-  // The thumbprint must be of exactly the certificate: refuse trailing bytes the parser skipped.
-  if (!x509.raw.equals(der)) throw headerError(`${trust.header} header holds bytes after the certificate`);
+function parseCertificate(value: string, trust: CompiledTrust): ParsedCertificate {
+  const { der, thumbprint, x509 } = asBindingError(() => parseForwardedCertificate(value, trust.format, trust.header));
   const issuer = trust.authorities.find((authority) => isIssuedBy(x509, authority));
   return {
     der,
-    thumbprint: thumbprintOf(der),
+    thumbprint,
     x509,
     chainError: chainErrorOf(x509, issuer),
     validFrom: Math.max(x509.validFromDate.getTime(), issuer?.validFromDate.getTime() ?? -Infinity),

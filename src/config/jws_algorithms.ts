@@ -12,7 +12,7 @@
  * deprecates the polymorphic `EdDSA`) name the same Ed25519 signature over the same `OKP`/`Ed25519`
  * key. Both are accepted: oauth4webapi and openid-client send `Ed25519`, older clients `EdDSA`.
  *
- * The resource-server verifier keeps its own table (src/resource_server/algorithms.ts): it is
+ * The resource-server verifier keeps its own table (packages/resource-server/src/algorithms.ts): it is
  * published on its own and imports nothing from the server.
  */
 export const JWS_ALGORITHMS = ['ES256', 'PS256', 'EdDSA', 'Ed25519'] as const;

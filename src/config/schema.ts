@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { FEDERATION_JWS_ALGORITHMS, JWS_ALGORITHMS } from './jws_algorithms.js';
 import { MINIMUM_SECRET_LENGTH } from '../keys/key_encryption.js';
-import { DEFAULT_JWKS_MAX_AGE_MS } from '../resource_server/verifier.js';
+import { DEFAULT_JWKS_MAX_AGE_MS } from 'tether-oauth-resource-server';
 
 /**
  * The shape of `tether.config.yaml`. Every field is validated at start; an error names the path of

@@ -75,8 +75,13 @@ describe('Dockerfile', () => {
     const copiedFrom = (destination: string) => copies.find((copy) => copy.destination === destination);
     // node_modules from a stage that installs production dependencies only; dist/ from the one that runs `npm run build`.
     const modules = copiedFrom('./node_modules')!;
-    expect(instructionsOf(stageOf(modules.from)!, 'RUN').map((run) => run.command)).toEqual(['npm ci --omit=dev --no-audit --no-fund']);
     const dist = copiedFrom('./dist')!;
+    // The workspace link npm makes for the verifier package is replaced by the built package (issue 14).
+    expect(instructionsOf(stageOf(modules.from)!, 'RUN').map((run) => run.command)).toEqual(['npm ci --omit=dev --no-audit --no-fund', 'rm node_modules/tether-oauth-resource-server']);
+    expect(instructionsOf(stageOf(modules.from)!, 'COPY').filter((copy) => copy.from !== undefined).map((copy) => [copy.from, copy.sources, copy.destination])).toEqual([
+      [dist.from, ['/app/packages/resource-server/package.json'], './node_modules/tether-oauth-resource-server/'],
+      [dist.from, ['/app/packages/resource-server/dist'], './node_modules/tether-oauth-resource-server/dist'],
+    ]);
     expect(instructionsOf(stageOf(dist.from)!, 'RUN').map((run) => run.command)).toEqual(['npm ci --no-audit --no-fund', 'npm run build']);
     expect(copies.filter((copy) => copy.from === undefined).map((copy) => copy.sources)).toEqual([['migrations'], ['bin/tether.js']]);
     expect(instructionsOf(runtime, 'ENV')).toEqual([{ kind: 'ENV', variables: { NODE_ENV: 'production' } }]);
@@ -90,8 +95,11 @@ describe('Dockerfile', () => {
   test('.dockerignore: the build context holds what the Dockerfile copies, and no private keys, local state or dependencies', async () => {
     const included = dockerignoreFilter(await readFile(path.join(ROOT, '.dockerignore'), 'utf8'));
     const contextSources = (await readStages()).flatMap((stage) => instructionsOf(stage, 'COPY').filter((copy) => copy.from === undefined).flatMap((copy) => copy.sources));
-    expect(contextSources.sort()).toEqual(['bin/tether.js', 'migrations', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'src', 'tsconfig.build.json', 'tsconfig.json']);
-    const copied = [...contextSources.filter((source) => !['src', 'migrations'].includes(source)), ...(await filesBelow('src')), ...(await filesBelow('migrations'))];
+    // The verifier package (issue 14): its manifest, build configuration and sources, built with the server.
+    const verifierPackage = ['packages/resource-server/package.json', 'packages/resource-server/src', 'packages/resource-server/tsconfig.build.json'];
+    expect(contextSources.sort()).toEqual(['bin/tether.js', 'migrations', 'package-lock.json', 'package-lock.json', 'package.json', 'package.json', ...verifierPackage, 'src', 'tsconfig.build.json', 'tsconfig.json']);
+    const folders = ['src', 'migrations', 'packages/resource-server/src'];
+    const copied = [...contextSources.filter((source) => !folders.includes(source)), ...(await Promise.all(folders.map(filesBelow))).flat()];
     expect(copied.filter((file) => !included(file))).toEqual([]);
     const never = [
       'node_modules/koa/package.json', '.git/config', '.git/objects/pack/x.pack', '.tether/pki/ca.key.pem', '.tether/db/PG_VERSION',
@@ -99,6 +107,7 @@ describe('Dockerfile', () => {
       'deploy/tls/server.key.pem', 'deploy/tether.config.yaml', '.env', 'test/deploy/docker_compose.test.ts', 'bin/run-node.sh', 'npm-debug.log',
       // Inside what is let back in, too.
       'src/node_modules/x.js', 'src/.tether/pki/ca.key.pem', 'src/leaked.key.pem', 'src/server.pem', 'migrations/.env',
+      'packages/resource-server/dist/index.js', 'packages/resource-server/node_modules/jose/package.json', 'packages/client/src/index.ts',
     ];
     expect(never.filter(included)).toEqual([]);
   });

@@ -95,13 +95,19 @@ describe('npm pack', () => {
       // The compiled output and what it reads at run time; no sources, tests, source maps, keys or local state.
       expect(files.filter((file) => !/^(package\.json|README\.md|bin\/tether\.js|dist\/src\/.+\.(js|d\.ts)|migrations\/\d{4}_\w+\.js|docs\/[\w.-]+\.(md|yaml))$/.test(file))).toEqual([]);
 
-      // 2. Install the tarball into a scratch project outside the repository.
+      // The verifier package the server depends on, packed from the same copy: both are published
+      // together, and a user's install resolves it from the registry like any dependency.
+      const verifierPack = await run('npm', ['pack', '--pack-destination', packed, '--json'], { cwd: path.join(source, 'packages', 'resource-server'), env, timeout: STEP_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 });
+      const [verifierReport] = JSON.parse(verifierPack.stdout.slice(verifierPack.stdout.indexOf('['))) as { name: string; filename: string }[];
+      expect(verifierReport!.name).toBe('tether-oauth-resource-server');
+
+      // 2. Install the tarballs into a scratch project outside the repository.
       const consumer = path.join(scratch, 'consumer');
       await mkdir(consumer);
       await writeFile(path.join(consumer, 'package.json'), JSON.stringify({ name: 'tether-consumer', private: true, type: 'module' }));
       // A user's install resolves every dependency from the registry: bound each fetch and retry it,
       // so a registry connection that stalls is retried instead of hanging the step.
-      await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--fetch-timeout=60000', '--fetch-retries=5', path.join(packed, report!.filename)], { cwd: consumer, env, timeout: STEP_TIMEOUT_MS })
+      await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--fetch-timeout=60000', '--fetch-retries=5', path.join(packed, report!.filename), path.join(packed, verifierReport!.filename)], { cwd: consumer, env, timeout: STEP_TIMEOUT_MS })
         .catch((error: Error & { stderr?: string }) => {
           throw new Error(`npm install of the tarball failed: ${error.message}\n${error.stderr?.slice(-4000) ?? ''}`);
         });

@@ -45,10 +45,21 @@ test('a trusted proxy without the header means no certificate', () => {
 
 test('malformed Client-Cert values are a VerifierError (400), never another throw', () => {
   const b64 = cert.der.toString('base64');
-  for (const value of [b64, `:${b64}`, `${b64}:`, `:${b64}!:`, '::', ':AAAA:', `:${Buffer.from('hello').toString('base64')}:`, `:${b64}:;a=1`, 'x'.repeat(20_000)]) {
+  for (const value of [b64, `:${b64}`, `${b64}:`, `:${b64}!:`, '::', ':AAAA:', `:${Buffer.from('hello').toString('base64')}:`, `:${b64}:;=1`, `:${b64}:;A=1`, 'x'.repeat(20_000)]) {
     expectMalformed(() => rfc9440({ 'client-cert': value }, '127.0.0.1'));
   }
   expectMalformed(() => rfc9440({ 'client-cert': [`:${b64}:`, `:${b64}:`] }, '127.0.0.1'));
+  // Trailing bytes after the DER: the thumbprint would not be of exactly the certificate.
+  expectMalformed(() => rfc9440({ 'client-cert': `:${Buffer.concat([cert.der, Buffer.from([0, 0])]).toString('base64')}:` }, '127.0.0.1'));
+});
+
+// RFC 9440 §2.1 makes Client-Cert an RFC 8941 Item: well-formed parameters (§3.1.2) are allowed and
+// carry no meaning here. The server's parser accepted them and this one did not; there is one now.
+test('RFC 8941 parameters on the byte sequence are skipped; the zone of a link-local proxy is ignored', () => {
+  const header = `:${cert.der.toString('base64')}:;a=1;b;c="x";d=?0`;
+  expect(rfc9440({ 'client-cert': header }, '127.0.0.1')).toEqual({ trusted: true, thumbprint: cert.thumbprint });
+  const linkLocal = createClientCertificateHeaderReader({ trustedProxies: ['fe80::/10'] });
+  expect(linkLocal({ 'client-cert': header }, 'fe80::1%eth0')).toEqual({ trusted: true, thumbprint: cert.thumbprint });
 });
 
 test('nginx URL-escaped PEM ($ssl_client_escaped_cert)', () => {

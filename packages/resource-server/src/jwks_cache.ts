@@ -1,24 +1,28 @@
 /**
- * The issuer's signing keys: a local JWKS, or a remote one fetched and cached.
+ * The issuer's signing keys: a local JWKS, or a remote one fetched and cached; jose selects and
+ * imports the key for each token.
  *
  * Keys come only from here. Header parameters that point at keys (`jku`, `x5u`, `jwk`, `x5c`,
  * RFC 7515 §4.1.2–§4.1.6) are never read: a token cannot choose the key that verifies it.
  *
- * A remote set is fetched on first use, kept for `maxAgeMs`, and refetched early only when a token
+ * The cache policy is this module's, not jose's `createRemoteJWKSet`: a remote set is fetched on
+ * first use through the verifier's bounded HTTP client (timeout, size cap, no redirects, the
+ * injected `fetch` and clock), kept for `maxAgeMs`, still used when a refresh fails (a stale set is
+ * better than none while the issuer is briefly unreachable), and refetched early only when a token
  * names a `kid` the cached set lacks (the issuer rotated its keys), at most once per `cooldownMs`,
  * so that tokens with made-up `kid`s cannot turn the verifier into a load generator against the
- * issuer. Imported `CryptoKey`s are cached with the set, so the hot path does no key import.
+ * issuer. Each fetched set becomes one `jose.createLocalJWKSet`, which applies RFC 7517's `use`,
+ * `key_ops`, `alg` and curve rules and keeps the imported keys; resolved keys are cached with the
+ * set, so the hot path does no key selection or import.
  *
  * @module
  */
-import type { webcrypto } from 'node:crypto';
-import { importVerificationKey, jwkFitsAlgorithm, publicMembers, type PublicJwk, type SupportedAlgorithm } from './algorithms.js';
-import type { JsonObject } from './compact_jws.js';
+import { createLocalJWKSet, errors, type CryptoKey, type JSONWebKeySet, type JWK } from 'jose';
+import { publicMembers, type SupportedAlgorithm } from './algorithms.js';
 import { VerifierError } from './errors.js';
 import { fetchJson, type FetchJsonOptions } from './fetch_json.js';
 import { singleFlight } from './single_flight.js';
 
-type CryptoKey = webcrypto.CryptoKey;
 
 /** A JSON Web Key Set (RFC 7517 §5) as configured or published. */
 export interface JsonWebKeySet {
@@ -42,18 +46,12 @@ export interface JwksCacheOptions {
   readonly now: () => number;
 }
 
-interface CachedKey {
-  readonly kid: string | undefined;
-  readonly source: { readonly [member: string]: unknown };
-  readonly jwk: PublicJwk;
-  readonly imported: Map<SupportedAlgorithm, Promise<CryptoKey | undefined>>;
-}
-
 interface Snapshot {
-  readonly keys: readonly CachedKey[];
+  /** jose's key selection and import over the set's public keys. */
+  readonly select: ReturnType<typeof createLocalJWKSet>;
   readonly fetchedAt: number;
   /** `alg + ' ' + kid` → key, filled as tokens are verified; only keys that exist are cached. */
-  readonly resolved: Map<string, Promise<CryptoKey>>;
+  readonly resolved: Map<string, CryptoKey>;
 }
 
 /** Creates the key resolver for a local or remote JWKS. */
@@ -110,28 +108,50 @@ export function createJwksCache(options: JwksCacheOptions): KeyResolver {
       const cacheKey = kid === undefined ? alg : `${alg} ${kid}`;
       const hit = set.resolved.get(cacheKey);
       if (hit !== undefined) return hit;
-      let candidates = selectKeys(set, alg, kid);
-      if (candidates.length === 0) {
+      let found = await selectKey(set, alg, kid);
+      if (found === undefined) {
         const fresh = await refetchForUnknownKid();
         if (fresh !== undefined) {
           set = fresh;
-          candidates = selectKeys(set, alg, kid);
+          found = await selectKey(set, alg, kid);
         }
       }
-      if (candidates.length === 0) throw new VerifierError('ERR_JWKS_NO_MATCHING_KEY', 'no key of the issuer matches the token');
-      if (candidates.length > 1) {
-        throw new VerifierError('ERR_JWKS_MULTIPLE_MATCHING_KEYS', 'several keys of the issuer match the token; it must name one by kid');
-      }
-      const resolved = importCached(candidates[0] as CachedKey, alg).then((key) => {
-        if (key === undefined) throw new VerifierError('ERR_JWKS_NO_MATCHING_KEY', 'the key of the issuer that matches the token is not usable');
-        return key;
-      });
-      set.resolved.set(cacheKey, resolved);
-      // A key that fails to import is not cached as resolved: the next fetch may bring a good one.
-      resolved.catch(() => set.resolved.delete(cacheKey));
-      return resolved;
+      if (found === undefined) throw new VerifierError('ERR_JWKS_NO_MATCHING_KEY', 'no key of the issuer matches the token');
+      // Only keys that exist and imported are cached: the next fetch may bring a good one.
+      set.resolved.set(cacheKey, found);
+      return found;
     },
   };
+}
+
+/**
+ * jose's choice and import of the key for `alg` and `kid` (RFC 7517 §4.2–§4.5, RFC 7515 §4.1.4);
+ * `undefined` when the set has none (a refetch may help).
+ */
+async function selectKey(set: Snapshot, alg: SupportedAlgorithm, kid: string | undefined): Promise<CryptoKey | undefined> {
+  let key: CryptoKey;
+  try {
+    key = await set.select({ alg, kid });
+  } catch (err) {
+    if (err instanceof errors.JWKSNoMatchingKey) return undefined;
+    if (err instanceof errors.JWKSMultipleMatchingKeys) {
+      throw new VerifierError('ERR_JWKS_MULTIPLE_MATCHING_KEYS', 'several keys of the issuer match the token; it must name one by kid');
+    }
+    // A point off the curve, a truncated modulus: the key exists but cannot verify anything.
+    throw new VerifierError('ERR_JWKS_NO_MATCHING_KEY', 'the key of the issuer that matches the token is not usable', { cause: err });
+  }
+  return checkUsable(key);
+}
+
+/** RFC 7518 §3.3 and §3.5: RSA keys shorter than 2048 bits must not be used. */
+const MIN_RSA_MODULUS_BITS = 2048;
+
+function checkUsable(key: CryptoKey): CryptoKey {
+  const { modulusLength } = key.algorithm as { modulusLength?: number };
+  if (modulusLength !== undefined && modulusLength < MIN_RSA_MODULUS_BITS) {
+    throw new VerifierError('ERR_JWKS_NO_MATCHING_KEY', 'the key of the issuer that matches the token is not usable');
+  }
+  return key;
 }
 
 function unavailable(cause: unknown): VerifierError {
@@ -147,35 +167,29 @@ async function fetchSnapshot(options: JwksCacheOptions): Promise<Snapshot> {
 }
 
 function toSnapshot(jwks: JsonWebKeySet, fetchedAt: number): Snapshot {
-  const keys: CachedKey[] = [];
+  const keys: JWK[] = [];
   for (const source of jwks.keys) {
     if (typeof source !== 'object' || source === null) continue;
     const jwk = publicMembers(source);
     // Keys of types we do not verify with, or missing members, are skipped, not fatal (RFC 7517 §5).
     if (jwk === undefined) continue;
-    const kid = typeof source.kid === 'string' ? source.kid : undefined;
-    keys.push({ kid, source, jwk, imported: new Map() });
+    keys.push({ ...jwk, ...selectionMembers(source) });
   }
-  return { keys, fetchedAt, resolved: new Map() };
+  return { select: createLocalJWKSet({ keys } as JSONWebKeySet), fetchedAt, resolved: new Map() };
 }
 
-/** The keys that may verify a token with this `alg` and `kid` (RFC 7517 §4.2–§4.5, RFC 7515 §4.1.4). */
-function selectKeys(set: Snapshot, alg: SupportedAlgorithm, kid: string | undefined): CachedKey[] {
-  return set.keys.filter((key) => (kid === undefined || key.kid === kid) && keyAllows(key.source, alg));
-}
-
-function keyAllows(jwk: JsonObject, alg: SupportedAlgorithm): boolean {
-  if (!jwkFitsAlgorithm(jwk, alg)) return false;
-  if (jwk.use !== undefined && jwk.use !== 'sig') return false;
-  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) return false;
-  return jwk.alg === undefined || jwk.alg === alg;
-}
-
-function importCached(key: CachedKey, alg: SupportedAlgorithm): Promise<CryptoKey | undefined> {
-  let imported = key.imported.get(alg);
-  if (imported === undefined) {
-    imported = importVerificationKey(key.jwk, alg);
-    key.imported.set(alg, imported);
+/**
+ * The members jose selects keys by, copied only when well-typed. A malformed one is kept as an
+ * impossible value rather than dropped, so that a key restricted badly is never used unrestricted.
+ */
+function selectionMembers(source: { readonly [member: string]: unknown }): Partial<JWK> {
+  const members: Partial<JWK> = {};
+  if (typeof source.kid === 'string') members.kid = source.kid;
+  if (source.use !== undefined) members.use = typeof source.use === 'string' ? source.use : 'invalid';
+  if (source.alg !== undefined) members.alg = typeof source.alg === 'string' ? source.alg : 'invalid';
+  if (source.key_ops !== undefined) {
+    const ops = source.key_ops;
+    members.key_ops = Array.isArray(ops) && ops.every((op) => typeof op === 'string') ? [...new Set(ops as string[])] : ['invalid'];
   }
-  return imported;
+  return members;
 }

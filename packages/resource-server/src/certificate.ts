@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { createHash } from 'node:crypto';
 import { isCanonicalBase64url } from './base64url.js';
 import { VerifierError } from './errors.js';
+import { sha256Base64url } from './sha256.js';
 
 /**
  * A presented client certificate: DER bytes, a PEM `CERTIFICATE` block, or an already computed
@@ -21,7 +21,7 @@ const DER_SEQUENCE = 0x30;
 
 /** base64url SHA-256 of the DER certificate. */
 export function thumbprintOfDer(der: Uint8Array): string {
-  return createHash('sha256').update(der).digest('base64url');
+  return sha256Base64url(der);
 }
 
 /** Decodes the first PEM `CERTIFICATE` block to DER, or returns `undefined` when there is none. */

@@ -1,26 +1,20 @@
 /**
  * Verification of a DPoP proof presented with a DPoP-bound access token (RFC 9449 §4.3 and §7).
+ * jose computes the key's thumbprint, imports the key and verifies the signature; the checks of
+ * §4.3 around them, in its order, are here.
  *
  * @module
  */
-import { createHash, type webcrypto } from 'node:crypto';
-import {
-  importVerificationKey,
-  isSupportedAlgorithm,
-  jwkFitsAlgorithm,
-  publicMembers,
-  verifySignature,
-  type PublicJwk,
-  type SupportedAlgorithm,
-} from './algorithms.js';
-import { decodeJsonPayload, parseCompactJws, typIs, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
+import { calculateJwkThumbprint, compactVerify, errors, importJWK, type CryptoKey } from 'jose';
+import { isSupportedAlgorithm, jwkFitsAlgorithm, publicMembers, type PublicJwk, type SupportedAlgorithm } from './algorithms.js';
+import { isCanonicalBase64url } from './base64url.js';
+import { parseJsonObject, protectedHeaderOf, typIs, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
 import type { DpopNonceSource } from './dpop_nonce.js';
 import { VerifierError } from './errors.js';
-import { jwkThumbprint } from './jwk_thumbprint.js';
 import type { ReplayStore } from './replay_store.js';
 import { normalizeHttpUri } from './request_uri.js';
+import { sha256Base64url } from './sha256.js';
 
-type CryptoKey = webcrypto.CryptoKey;
 
 /** What proof verification needs from the configuration. */
 export interface DpopRules {
@@ -65,8 +59,7 @@ const MAX_JTI_LENGTH = 256;
  */
 export async function verifyDpopProof(request: DpopRequest, rules: DpopRules, now: number): Promise<void> {
   const proof = singleProof(request.proof);
-  const jws = parseCompactJws(proof, rules.maxProofBytes, PROOF_CODES, 'DPoP proof');
-  const { header } = jws;
+  const header = protectedHeaderOf(proof, rules.maxProofBytes, PROOF_CODES, 'DPoP proof');
   // RFC 9449 §4.3 checks 4–7: type, algorithm, key.
   if (!typIs(header.typ, 'dpop+jwt')) throw new VerifierError('ERR_DPOP_PROOF_TYPE', 'DPoP proof typ must be dpop+jwt');
   const alg = header.alg;
@@ -75,16 +68,13 @@ export async function verifyDpopProof(request: DpopRequest, rules: DpopRules, no
   }
   if (header.crit !== undefined) throw new VerifierError('ERR_DPOP_PROOF_MALFORMED', 'DPoP proof has critical header parameters');
   const jwk = proofPublicKey(header.jwk, alg);
-  const thumbprint = jwkThumbprint(jwk);
+  const thumbprint = await thumbprintOf(jwk);
   // RFC 9449 §7.1: the proof must be signed by the key the token is bound to. Checked before the
   // signature so that a proof with a foreign key costs no key import.
   if (thumbprint !== request.jkt) throw new VerifierError('ERR_DPOP_KEY_MISMATCH', 'DPoP proof key is not the key the token is bound to');
   const key = await rules.keyCache.get(jwk, alg, thumbprint);
   if (key === undefined) throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk is not a usable public key');
-  if (!(await verifySignature(alg, key, jws.signature, jws.signingInput))) {
-    throw new VerifierError('ERR_DPOP_PROOF_SIGNATURE', 'DPoP proof signature is invalid');
-  }
-  const claims = decodeJsonPayload(jws, 'ERR_DPOP_PROOF_MALFORMED', 'DPoP proof');
+  const claims = await verifiedClaims(proof, key, alg);
   const { jti, iat } = checkProofClaims(claims, request, rules, now);
   await checkNonce(claims.nonce, rules.nonce);
   // RFC 9449 §11.1: a proof is accepted once. Recorded last, so that only proofs that passed every
@@ -94,6 +84,22 @@ export async function verifyDpopProof(request: DpopRequest, rules: DpopRules, no
   if (await recordProof(rules.replayStore, `${thumbprint}:${jti}`, expiresAt)) {
     throw new VerifierError('ERR_DPOP_PROOF_REPLAYED', 'DPoP proof was already used');
   }
+}
+
+/** jose's signature check (RFC 9449 §4.3 check 6); the payload is parsed only once it is authentic. */
+async function verifiedClaims(proof: string, key: CryptoKey, alg: SupportedAlgorithm): Promise<JsonObject> {
+  let payload: Uint8Array;
+  try {
+    ({ payload } = await compactVerify(proof, key, { algorithms: [alg] }));
+  } catch (err) {
+    if (err instanceof errors.JWSSignatureVerificationFailed) throw new VerifierError('ERR_DPOP_PROOF_SIGNATURE', 'DPoP proof signature is invalid');
+    // jose refuses an RSA key shorter than 2048 bits (RFC 7518 §3.3, §3.5) at this step.
+    if (err instanceof TypeError) throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk is not a usable public key', { cause: err });
+    throw new VerifierError('ERR_DPOP_PROOF_MALFORMED', 'DPoP proof is not a compact JWS', { cause: err });
+  }
+  const claims = parseJsonObject(payload);
+  if (claims === undefined) throw new VerifierError('ERR_DPOP_PROOF_MALFORMED', 'DPoP proof payload is not a JSON object');
+  return claims;
 }
 
 /** A replay store that cannot answer means the request cannot be checked: 503, never access. */
@@ -131,7 +137,21 @@ function proofPublicKey(value: unknown, alg: SupportedAlgorithm): PublicJwk {
   if (publicJwk === undefined || !jwkFitsAlgorithm(publicJwk, alg)) {
     throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk does not fit its algorithm');
   }
+  // RFC 7518 §6.2.1, §6.3.1, RFC 8037 §2: the key's values are base64url. Anything else is refused
+  // here, before jose (whose thumbprint throws a TypeError on a non-ASCII member) sees it.
+  if (![publicJwk.x, publicJwk.y, publicJwk.n, publicJwk.e].every((value) => value === undefined || isCanonicalBase64url(value))) {
+    throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk members are not base64url');
+  }
   return publicJwk;
+}
+
+/** jose's RFC 7638 thumbprint of the proof key; a key jose cannot hash is not a usable key. */
+async function thumbprintOf(jwk: PublicJwk): Promise<string> {
+  try {
+    return await calculateJwkThumbprint({ ...jwk }, 'sha256');
+  } catch (cause) {
+    throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk is not a usable public key', { cause });
+  }
 }
 
 /** RFC 9449 §4.2 claims and §4.3 checks 8–12. */
@@ -160,7 +180,7 @@ function checkProofClaims(claims: JsonObject, request: DpopRequest, rules: DpopR
 
 /** RFC 9449 §4.2: `ath` is the base64url SHA-256 of the ASCII access token. */
 export function accessTokenHash(accessToken: string): string {
-  return createHash('sha256').update(accessToken, 'latin1').digest('base64url');
+  return sha256Base64url(Buffer.from(accessToken, 'latin1'));
 }
 
 /** RFC 9449 §9: when the server requires nonces, a missing or stale one gets `use_dpop_nonce`. */
@@ -182,7 +202,7 @@ export interface DpopKeyCache {
 }
 
 /**
- * A bounded cache of imported DPoP keys keyed by RFC 7638 thumbprint and algorithm: equal
+ * A bounded cache of DPoP keys imported by jose, keyed by RFC 7638 thumbprint and algorithm: equal
  * thumbprints mean equal key members, so the cached key is the key in the proof.
  */
 export function createDpopKeyCache(maxEntries = 1000): DpopKeyCache {
@@ -192,11 +212,21 @@ export function createDpopKeyCache(maxEntries = 1000): DpopKeyCache {
       const cacheKey = `${alg}:${thumbprint}`;
       let key = keys.get(cacheKey);
       if (key === undefined) {
-        key = importVerificationKey(jwk, alg);
+        key = importPublicKey(jwk, alg);
         keys.set(cacheKey, key);
         if (keys.size > maxEntries) keys.delete(keys.keys().next().value as string);
       }
       return key;
     },
   };
+}
+
+/** jose's import of a public JWK; `undefined` when it is not a usable key (a point off the curve). */
+async function importPublicKey(jwk: PublicJwk, alg: SupportedAlgorithm): Promise<CryptoKey | undefined> {
+  try {
+    const key = await importJWK({ ...jwk }, alg);
+    return key instanceof Uint8Array || key.type !== 'public' ? undefined : key;
+  } catch {
+    return undefined;
+  }
 }

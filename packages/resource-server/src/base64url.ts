@@ -1,7 +1,7 @@
 /**
- * Strict base64url (RFC 4648 §5, no padding) for JWS segments.
+ * Strict base64url (RFC 4648 §5, no padding) for JWS segments, checked before jose decodes them.
  *
- * Node's own decoder is lenient: it skips characters outside the alphabet and ignores non-zero
+ * Node's decoder (and jose's) is lenient: it skips characters outside the alphabet and ignores non-zero
  * trailing bits, so `abc`, `abd` and `ab=c` can all decode to the same bytes. For a signature that
  * would make one valid token have many accepted spellings (a different string for the same
  * signature), which breaks anything keyed on the token string (introspection caches, replay
@@ -29,10 +29,4 @@ export function isCanonicalBase64url(s: string): boolean {
   const last = VALUE[s.charCodeAt(s.length - 1)] ?? -1;
   const unusedBitsMask = rest === 2 ? 0x0f : 0x03;
   return (last & unusedBitsMask) === 0;
-}
-
-/** Decodes canonical base64url, or returns `undefined` when `s` is not canonical. */
-export function decodeBase64url(s: string): Buffer | undefined {
-  if (!isCanonicalBase64url(s)) return undefined;
-  return Buffer.from(s, 'base64url');
 }

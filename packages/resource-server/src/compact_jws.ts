@@ -1,0 +1,69 @@
+/**
+ * What is checked of a JWS Compact Serialization (RFC 7515 §7.1) before jose sees it: its size, its
+ * shape, and that every segment is canonical base64url. jose then parses and verifies it.
+ *
+ * Used for both access tokens and DPoP proofs; the caller supplies the error codes so that a bad
+ * proof reports `invalid_dpop_proof` and a bad token `invalid_token`.
+ *
+ * @module
+ */
+import { decodeProtectedHeader } from 'jose';
+import { isCanonicalBase64url } from './base64url.js';
+import { VerifierError, type VerifierErrorCode } from './errors.js';
+
+/** A JSON object as it came off the wire: nothing about its members is known yet. */
+export type JsonObject = { readonly [member: string]: unknown };
+
+/** The error codes a shape failure maps to. */
+export interface JwsErrorCodes {
+  readonly tooLarge: VerifierErrorCode;
+  readonly malformed: VerifierErrorCode;
+  readonly encrypted: VerifierErrorCode;
+}
+
+/**
+ * Refuses oversize input first, then anything that is not exactly three canonical base64url
+ * segments; returns the (unverified) protected header, decoded by jose.
+ */
+export function protectedHeaderOf(compact: string, maxBytes: number, codes: JwsErrorCodes, what: string): JsonObject {
+  // The size check comes before any decoding or parsing, so that a huge value costs nothing.
+  if (compact.length > maxBytes) throw new VerifierError(codes.tooLarge, `${what} is too large`);
+  const segments = compact.split('.');
+  // RFC 7516 §7.1: five segments is a JWE. Encrypted tokens are not accepted: Tether signs only.
+  if (segments.length === 5) throw new VerifierError(codes.encrypted, `${what} is encrypted (JWE); only signed tokens are accepted`);
+  const [header = '', payload = '', signature = ''] = segments;
+  // jose's decoder, like Node's, ignores non-zero trailing bits, so one signature would have several
+  // spellings; only the canonical one is accepted, or anything keyed on the token string (replay
+  // records, caches, ledgers) could be given the same token under another name.
+  // An empty signature is left for the algorithm check to refuse (`alg: none` gets ERR_*_ALGORITHM).
+  if (segments.length !== 3 || header === '' || payload === '' || ![header, payload, signature].every(isCanonicalBase64url)) {
+    throw new VerifierError(codes.malformed, `${what} is not a compact JWS`);
+  }
+  try {
+    return decodeProtectedHeader(compact) as JsonObject;
+  } catch {
+    throw new VerifierError(codes.malformed, `${what} header is not a JSON object`);
+  }
+}
+
+/** Parses UTF-8 JSON and returns it only when it is a plain object (not an array, null or scalar). */
+export function parseJsonObject(bytes: Uint8Array): JsonObject | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as JsonObject) : undefined;
+}
+
+/**
+ * True when the `typ` header names `expected` (RFC 7515 §4.1.9): media types compare
+ * case-insensitively and the `application/` prefix may be omitted, so `dpop+jwt`, `DPOP+JWT` and
+ * `application/dpop+jwt` are the same type (RFC 9449 §4.2).
+ */
+export function typIs(typ: unknown, expected: string): boolean {
+  if (typeof typ !== 'string') return false;
+  const lower = typ.toLowerCase();
+  return lower === expected || lower === `application/${expected}`;
+}

@@ -1,0 +1,77 @@
+/**
+ * `tether-oauth-resource-server`: verification of Tether access tokens at the API that receives them.
+ *
+ * ```ts
+ * import { createVerifier, koaVerifier } from 'tether-oauth-resource-server';
+ *
+ * const verifier = createVerifier({ issuer: 'https://tether.example', audience: 'https://api.example' });
+ * app.use(koaVerifier({ verifier, publicBaseUrl: 'https://api.example', requiredScopes: ['orders:read'] }));
+ * ```
+ *
+ * On every request: a JWS signed with an allow-listed asymmetric algorithm by a key from the
+ * issuer's JWKS, `typ` `at+jwt`, exact `iss` and single-string `aud`, `exp`/`nbf`/`iat` with a small
+ * leeway, the sender constraint (TLS client certificate thumbprint, RFC 8705, or DPoP proof, RFC
+ * 9449), optionally revocation, then scopes. Failures are {@link VerifierError}s with stable codes,
+ * rendered by {@link toHttpError} as RFC 6750 / RFC 9449 challenges.
+ *
+ * Operational notes:
+ * - Behind a reverse proxy, set `publicBaseUrl` (DPoP `htu` must be the URL the client used, and the
+ *   `Host` header is the client's to choose) and `trustedProxies` for a forwarded certificate.
+ * - The default DPoP replay store is per process: several instances of one API need a shared
+ *   {@link ReplayStore}, or a proof can be replayed once at each instance.
+ * - The TLS client certificate thumbprint is cached per socket; with the HTTP/2 compatibility API
+ *   `req.socket` is a per-stream proxy, so the cache does not help there (results stay correct).
+ *
+ * The package imports nothing from the Tether server and depends on one package: jose, which parses
+ * and verifies the JWS, selects and imports the issuer's keys, and computes JWK thumbprints.
+ *
+ * @packageDocumentation
+ */
+export { createVerifier, DEFAULT_JWKS_MAX_AGE_MS } from './verifier.js';
+export type { DpopOptions, Verifier, VerifierOptions, VerifierSettings, VerifyRequest } from './verifier.js';
+export type { AccessTokenClaims, Confirmation } from './verify_access_token.js';
+export type { BindingKind } from './binding.js';
+export { VerifierError, isVerifierError, VERIFIER_ERROR_CODES } from './errors.js';
+export type { AuthScheme, OAuthResourceErrorCode, VerifierErrorCode, VerifierErrorOptions } from './errors.js';
+export { toHttpError } from './http_error.js';
+export type { ChallengeOptions, HttpErrorResponse } from './http_error.js';
+export { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './algorithms.js';
+export type { SupportedAlgorithm } from './algorithms.js';
+export type { JsonWebKeySet } from './jwks_cache.js';
+export type { FetchLike } from './fetch_json.js';
+export { createMemoryReplayStore } from './replay_store.js';
+export type { MemoryReplayStoreOptions, ReplayStore } from './replay_store.js';
+export { createRotatingDpopNonce } from './dpop_nonce.js';
+export type { DpopNonceSource, RotatingDpopNonceOptions } from './dpop_nonce.js';
+export type { IntrospectionClientAuth, IntrospectionOptions, RevocationListOptions, RevocationOptions } from './revocation.js';
+export { certificateThumbprint } from './certificate.js';
+export type { ClientCertificateInput } from './certificate.js';
+export { jwkThumbprint } from './jwk_thumbprint.js';
+export { accessTokenHash } from './dpop_proof.js';
+export {
+  createClientCertificateHeaderReader,
+  isTrustedPeer,
+  MAX_CLIENT_CERT_HEADER_LENGTH,
+  parseForwardedCertificate,
+  singleHeaderValue,
+  trustedProxyList,
+} from './client_cert_header.js';
+export type {
+  ClientCertificateHeader,
+  ClientCertificateHeaderFormat,
+  ClientCertificateHeaderOptions,
+  ClientCertificateHeaderReader,
+  ForwardedCertificate,
+  ProxyCertificate,
+} from './client_cert_header.js';
+export { discoveryUrls } from './issuer_metadata.js';
+export { buildProtectedResourceMetadata, protectedResourceMetadataUrl } from './protected_resource_metadata.js';
+export type { ProtectedResourceMetadata, ProtectedResourceMetadataOptions } from './protected_resource_metadata.js';
+export { createHttpAdapter, socketCertificateThumbprint } from './http_adapter.js';
+export type { HttpAdapter, HttpOptions, MiddlewareOptions } from './http_adapter.js';
+export { koaVerifier } from './middleware_koa.js';
+export type { KoaLikeContext, KoaLikeMiddleware } from './middleware_koa.js';
+export { expressVerifier } from './middleware_express.js';
+export type { ExpressLikeMiddleware, ExpressLikeNext, ExpressLikeRequest } from './middleware_express.js';
+export { nodeVerifier, verifyNodeRequest } from './middleware_node.js';
+export type { NodeTokenHandler } from './middleware_node.js';

@@ -1,0 +1,185 @@
+/**
+ * The JWT access token itself (RFC 9068 on top of RFC 7515/7519): jose verifies the JWS and the
+ * registered claims; on top of it stay the rules jose does not have (the size and canonical-encoding
+ * pre-check, `crit` and `kid` refusal, a single-string `aud`, RFC 9068's required claims), and the
+ * translation of every failure into a stable {@link VerifierError} code. Binding, revocation and
+ * scopes are checked by the verifier afterwards.
+ *
+ * @module
+ */
+import { errors, jwtVerify } from 'jose';
+import type { SupportedAlgorithm } from './algorithms.js';
+import { protectedHeaderOf, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
+import { VerifierError, type VerifierErrorCode } from './errors.js';
+import type { KeyResolver } from './jwks_cache.js';
+
+/** The confirmation claim (RFC 7800 §3.1) with the members Tether issues. */
+export interface Confirmation {
+  /** RFC 8705 §3.1: base64url SHA-256 thumbprint of the DER client certificate. */
+  readonly 'x5t#S256'?: string;
+  /** RFC 9449 §6.1: base64url SHA-256 JWK thumbprint (RFC 7638) of the DPoP key. */
+  readonly jkt?: string;
+  readonly [member: string]: unknown;
+}
+
+/** The claims of a validated access token (RFC 9068 §2.2); other claims pass through unchanged. */
+export interface AccessTokenClaims {
+  readonly iss: string;
+  /** Always a single string equal to the configured audience. */
+  readonly aud: string;
+  readonly sub: string;
+  readonly client_id: string;
+  readonly jti: string;
+  readonly exp: number;
+  readonly iat: number;
+  readonly nbf?: number;
+  /** Space-separated scopes (RFC 9068 §2.2.3, RFC 8693 §4.2). */
+  readonly scope?: string;
+  readonly cnf?: Confirmation;
+  readonly [claim: string]: unknown;
+}
+
+/** What the token checks need from the configuration. */
+export interface AccessTokenRules {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly algorithms: ReadonlySet<string>;
+  readonly clockToleranceSeconds: number;
+  readonly maxTokenBytes: number;
+}
+
+const TOKEN_CODES: JwsErrorCodes = { tooLarge: 'ERR_TOKEN_TOO_LARGE', malformed: 'ERR_TOKEN_MALFORMED', encrypted: 'ERR_TOKEN_ENCRYPTED' };
+
+/**
+ * Checks the token's shape and header, then has jose resolve the issuer key, verify the signature
+ * and check `typ`, `iss`, `aud`, `exp` and `nbf`; returns the claims for {@link checkAccessTokenClaims}.
+ * `now` is in milliseconds.
+ */
+export async function verifyAccessTokenJwt(token: string, rules: AccessTokenRules, keys: KeyResolver, now: number): Promise<JsonObject> {
+  const { alg, kid } = checkAccessTokenHeader(protectedHeaderOf(token, rules.maxTokenBytes, TOKEN_CODES, 'access token'), rules.algorithms);
+  try {
+    const { payload } = await jwtVerify(token, () => keys.getKey(alg, kid), {
+      algorithms: [alg],
+      // RFC 9068 §4: `typ` must be `at+jwt` (jose compares media types as RFC 7515 §4.1.9 says),
+      // which is what tells an access token from an ID token.
+      typ: 'at+jwt',
+      issuer: rules.issuer,
+      audience: rules.audience,
+      requiredClaims: ['exp', 'iat'],
+      clockTolerance: rules.clockToleranceSeconds,
+      currentDate: new Date(now),
+    });
+    return payload as JsonObject;
+  } catch (err) {
+    throw err instanceof VerifierError ? err : fromJoseError(err);
+  }
+}
+
+/**
+ * The header rules jose leaves to the caller. `jku`, `x5u`, `jwk` and `x5c` are deliberately not
+ * looked at: the key comes from the issuer's JWKS alone.
+ */
+function checkAccessTokenHeader(header: JsonObject, algorithms: ReadonlySet<string>): { alg: SupportedAlgorithm; kid: string | undefined } {
+  const { alg, kid } = header;
+  // RFC 8725 §3.1: only the algorithms configured for this issuer, before any key is looked up; the
+  // comparison is exact, so `none`, `None` and `nOnE` all fail here (and `none` can never be configured).
+  if (typeof alg !== 'string' || !algorithms.has(alg)) {
+    throw new VerifierError('ERR_TOKEN_ALGORITHM', 'access token algorithm is not allowed');
+  }
+  // RFC 7515 §4.1.11: we understand no extension, so any `crit` must be refused (jose would accept
+  // `b64`, RFC 7797).
+  if (header.crit !== undefined) throw new VerifierError('ERR_TOKEN_CRIT', 'access token has critical header parameters');
+  if (kid !== undefined && typeof kid !== 'string') throw new VerifierError('ERR_TOKEN_MALFORMED', 'access token kid is not a string');
+  return { alg: alg as SupportedAlgorithm, kid };
+}
+
+/** The stable code of each jose failure; an error jose does not name is the verifier's bug (500). */
+function fromJoseError(err: unknown): VerifierError {
+  const code = joseErrorCode(err);
+  if (code === undefined) return new VerifierError('ERR_INTERNAL', 'the request could not be verified', { cause: err });
+  const message = code === 'ERR_TOKEN_CLAIM_INVALID' ? `access token has no valid ${(err as errors.JWTClaimValidationFailed).claim}` : CLAIM_MESSAGES[code];
+  return new VerifierError(code, message ?? 'access token is invalid', { cause: err });
+}
+
+function joseErrorCode(err: unknown): VerifierErrorCode | undefined {
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'ERR_TOKEN_SIGNATURE';
+  if (err instanceof errors.JWTExpired) return 'ERR_TOKEN_EXPIRED';
+  if (err instanceof errors.JWTClaimValidationFailed) return claimCode(err.claim, err.reason);
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'ERR_TOKEN_ALGORITHM';
+  if (err instanceof errors.JWTInvalid || err instanceof errors.JWSInvalid) return 'ERR_TOKEN_MALFORMED';
+  return undefined;
+}
+
+/** jose's `claim` and `reason` (`missing`, `invalid`, `check_failed`) of a failed claim rule. */
+function claimCode(claim: string, reason: string): VerifierErrorCode {
+  if (claim === 'typ') return 'ERR_TOKEN_TYPE';
+  if (claim === 'iss') return 'ERR_TOKEN_ISSUER';
+  if (claim === 'aud') return 'ERR_TOKEN_AUDIENCE';
+  if (claim === 'nbf' && reason === 'check_failed') return 'ERR_TOKEN_NOT_YET_VALID';
+  return 'ERR_TOKEN_CLAIM_INVALID';
+}
+
+const CLAIM_MESSAGES: Partial<Record<VerifierErrorCode, string>> = {
+  ERR_TOKEN_SIGNATURE: 'access token signature is invalid',
+  ERR_TOKEN_EXPIRED: 'access token has expired',
+  ERR_TOKEN_TYPE: 'token is not an access token (typ must be at+jwt)',
+  ERR_TOKEN_ISSUER: 'access token issuer is not trusted',
+  ERR_TOKEN_AUDIENCE: 'access token is not meant for this resource',
+  ERR_TOKEN_NOT_YET_VALID: 'access token is not yet valid',
+  ERR_TOKEN_ALGORITHM: 'access token algorithm is not allowed',
+  ERR_TOKEN_MALFORMED: 'access token is not a JWT',
+};
+
+/**
+ * The claim rules of RFC 9068 §4 and RFC 7519 §4.1 that jose does not apply; `now` is in seconds.
+ *
+ * `aud` must be one string equal to this API's audience (jose also accepts an array containing it).
+ * An array is refused even when it contains only the audience: Tether mints every token for exactly
+ * one resource (RFC 8707), so a multi-audience token was not minted by Tether for this API, and
+ * accepting one would let a token meant for several services be replayed at each of them.
+ */
+export function checkAccessTokenClaims(payload: JsonObject, rules: AccessTokenRules, now: number): AccessTokenClaims {
+  if (typeof payload.aud !== 'string' || payload.aud !== rules.audience) {
+    throw new VerifierError('ERR_TOKEN_AUDIENCE', 'access token is not meant for this resource');
+  }
+  // jose checks that these are numbers; `1e400` is one (Infinity), and would never expire.
+  for (const claim of ['exp', 'nbf', 'iat'] as const) {
+    if (payload[claim] !== undefined && !isNumericDate(payload[claim])) {
+      throw new VerifierError('ERR_TOKEN_CLAIM_INVALID', `access token has no valid ${claim}`);
+    }
+  }
+  // A token issued in the future comes from a skewed or forged clock (RFC 7519 §4.1.6).
+  if ((payload.iat as number) > now + rules.clockToleranceSeconds) throw new VerifierError('ERR_TOKEN_IAT', 'access token was issued in the future');
+  // RFC 9068 §2.2: sub, client_id and jti are required.
+  for (const claim of ['sub', 'client_id', 'jti'] as const) {
+    const value = payload[claim];
+    if (typeof value !== 'string' || value.length === 0) {
+      throw new VerifierError('ERR_TOKEN_CLAIM_INVALID', `access token has no valid ${claim}`);
+    }
+  }
+  if (payload.scope !== undefined && typeof payload.scope !== 'string') {
+    throw new VerifierError('ERR_TOKEN_CLAIM_INVALID', 'access token scope is not a string');
+  }
+  if (payload.cnf !== undefined && (typeof payload.cnf !== 'object' || payload.cnf === null || Array.isArray(payload.cnf))) {
+    throw new VerifierError('ERR_TOKEN_CLAIM_INVALID', 'access token cnf is not an object');
+  }
+  return payload as AccessTokenClaims;
+}
+
+function isNumericDate(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+/**
+ * RFC 6750 §3.1 / RFC 9068 §4: every required scope must be among the token's space-separated
+ * `scope` values, otherwise the answer is 403 `insufficient_scope`.
+ */
+export function checkScopes(claims: AccessTokenClaims, required: readonly string[] | undefined): void {
+  if (required === undefined || required.length === 0) return;
+  const granted = typeof claims.scope === 'string' ? claims.scope.split(' ') : [];
+  for (const scope of required) {
+    if (!granted.includes(scope)) {
+      throw new VerifierError('ERR_TOKEN_SCOPE', 'access token lacks a required scope', { requiredScopes: required });
+    }
+  }
+}
