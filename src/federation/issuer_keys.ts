@@ -4,7 +4,7 @@ import {
 } from 'jose';
 import { Agent, fetch as undiciFetch } from 'undici';
 import type { TrustedIssuerConfig } from '../config/schema.js';
-import { fetchJson, FetchJsonError, type FetchLike } from '../resource_server/fetch_json.js';
+import { fetchJsonDocument, type FetchLike } from './fetch_document.js';
 
 /**
  * Where a trusted issuer's verification keys come from, and how long they are believed. Keys come
@@ -82,7 +82,7 @@ function remoteKeys(jwksUri: URL, issuer: TrustedIssuerConfig, fetch: FetchLike,
       throw new Error(`${failure.reason} (retried after ${issuer.keyRefetchCooldown} s)`);
     }
     try {
-      const json = await fetchJson(url, {}, { fetch, timeoutMs, maxBytes: MAX_DOCUMENT_BYTES });
+      const json = await fetchJsonDocument(url, { fetch, timeoutMs, maxBytes: MAX_DOCUMENT_BYTES });
       failure = undefined;
       return new Response(JSON.stringify(signatureKeysOf(json as unknown as JSONWebKeySet)), { status: 200, headers: { 'content-type': 'application/json' } });
     } catch (error) {
@@ -125,7 +125,7 @@ function discoveredKeys(issuer: TrustedIssuerConfig, fetch: FetchLike, now: () =
     const url = discoveryUrlOf(issuer.issuer, issuer.discovery);
     let metadata: Record<string, unknown>;
     try {
-      metadata = await fetchJson(url, {}, { fetch, timeoutMs, maxBytes: MAX_DOCUMENT_BYTES });
+      metadata = await fetchJsonDocument(url, { fetch, timeoutMs, maxBytes: MAX_DOCUMENT_BYTES });
     } catch (error) {
       throw new IssuerUnavailableError(`discovery of ${issuer.issuer} failed: ${reasonOf(error)}`, { cause: error });
     }
@@ -170,6 +170,5 @@ function isFetchable(value: string): boolean {
 }
 
 function reasonOf(error: unknown): string {
-  if (error instanceof FetchJsonError && error.cause instanceof Error) return `${error.message} (${error.cause.message})`;
   return error instanceof Error ? error.message : String(error);
 }

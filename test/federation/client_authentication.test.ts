@@ -240,7 +240,7 @@ describe('refused assertions', () => {
 });
 
 describe('an issuer that cannot be asked', () => {
-  test('down, answering garbage or 500, or its discovery document naming another issuer: 503 temporarily_unavailable with Retry-After, never a token', async () => {
+  test('down, answering garbage, 500 or 1 MiB, or its discovery document naming another issuer: 503 temporarily_unavailable with Retry-After, never a token', async () => {
     const fresh = await startKubernetesIssuer();
     const scoped = await startTestTether({
       config: {
@@ -267,6 +267,7 @@ describe('an issuer that cannot be asked', () => {
       for (const [mode, reason] of [
         ['down', /discovery of .* failed/], ['garbage', /discovery of .* failed/], ['error', /discovery of .* failed/],
         ['impostor', /discovery document of .* names issuer "https:\/\/impostor.example"/],
+        ['huge', /discovery of .* failed: .* answered more than 262144 bytes/],
       ] as const) {
         fresh.mode = mode;
         // Past the cooldown of the previous failure, so that this fault is the one asked.

@@ -14,10 +14,11 @@ import { createEphemeralPki } from '../../../src/keys/dev_pki.js';
  * `nbf`, `jti`, `kubernetes.io` { namespace, serviceaccount, pod, node }).
  *
  * Faults on demand: `mode` down (connections reset), garbage (200 with a non-JSON body), error (500),
- * impostor (a discovery document naming another issuer, with a JWKS URL of its own).
+ * impostor (a discovery document naming another issuer, with a JWKS URL of its own), huge (a 1 MiB
+ * JSON document, streamed without a length).
  */
 
-export type IssuerMode = 'ok' | 'down' | 'garbage' | 'error' | 'impostor';
+export type IssuerMode = 'ok' | 'down' | 'garbage' | 'error' | 'impostor' | 'huge';
 
 export interface KubernetesIssuer {
   issuer: string;
@@ -87,6 +88,13 @@ export async function startKubernetesIssuer(): Promise<KubernetesIssuer> {
     }
     if (state.mode === 'garbage') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('<html>not json');
+      return;
+    }
+    if (state.mode === 'huge') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(`{"issuer":${JSON.stringify(issuer)},"padding":"`);
+      for (let chunk = 0; chunk < 64; chunk += 1) res.write('x'.repeat(16 * 1024));
+      res.end('"}');
       return;
     }
     if (state.mode === 'impostor' && path === '/.well-known/openid-configuration') {
