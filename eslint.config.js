@@ -17,6 +17,15 @@ export default tseslint.config(
     },
   },
   {
+    // The admin console runs in the browser (src/admin/console/).
+    files: ['src/admin/console/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(['document', 'window', 'location', 'fetch', 'sessionStorage', 'URLSearchParams', 'FormData', 'Node', 'TextDecoderStream', 'AbortController']
+        .map((name) => [name, 'readonly'])),
+    },
+  },
+  {
     // A package is installed on its own: it never imports the server, nor anything outside itself.
     files: ['packages/*/src/**/*.ts'],
     rules: {

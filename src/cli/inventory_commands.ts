@@ -6,6 +6,7 @@ import { clientsList, clientsResume, clientsShow, clientsSuspend } from './clien
 import { CommandError, type CommandContext } from './inventory_output.js';
 import { ledgerPrune, ledgerTail } from './ledger_commands.js';
 import { openConfiguredDatabase } from './run_server.js';
+import { callRunningServer, runningDevServer, type RemoteRequest } from './admin_remote.js';
 import { TOKEN_STATES, tokensList, tokensRevoke, tokensShow } from './tokens_commands.js';
 
 /**
@@ -30,8 +31,24 @@ type Run = (context: CommandContext) => Promise<unknown>;
 /** PostgreSQL's "undefined_table": the schema was never migrated. */
 const UNDEFINED_TABLE = '42P01';
 
-async function withContext(configFor: ConfigResolver, configFile: string | undefined, run: Run): Promise<void> {
+/**
+ * Runs a command on the configured database — or, when a running `tether dev` holds its embedded
+ * database, sends `remote` to that server's admin API (cli/admin_remote.ts).
+ */
+async function withContext(configFor: ConfigResolver, configFile: string | undefined, run: Run, remote?: RemoteRequest): Promise<void> {
   const config = await configFor(configFile);
+  const server = remote ? await runningDevServer(config) : undefined;
+  if (server && remote) {
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    process.once('SIGINT', onSignal);
+    try {
+      await callRunningServer(server, remote, commandLineActor(), { out: process.stdout, err: process.stderr, signal: stop.signal });
+    } finally {
+      process.off('SIGINT', onSignal);
+    }
+    return;
+  }
   const database = await openConfiguredDatabase(config);
   const context: CommandContext = {
     knex: database.knex,
@@ -73,12 +90,16 @@ function tokensCommand(configFor: ConfigResolver): Command {
     .option('--limit <n>', 'at most this many', (value) => Number.parseInt(value, 10), 100)
     .addOption(jsonOption()).addOption(configOption())
     .action((options: { client?: string; resource?: string; issuer?: string; state?: string; limit: number; json?: boolean; config?: string }) =>
-      withContext(configFor, options.config, (context) => tokensList(context, options)));
+      withContext(configFor, options.config, (context) => tokensList(context, options), {
+        method: 'GET', path: '/tokens', input: { client: options.client, resource: options.resource, issuer: options.issuer, state: options.state, limit: options.limit }, json: options.json,
+      }));
   tokens.command('show')
     .description('one token: claims, binding, lineage (parent and children), last use, events')
     .argument('<token-id>', 'a JWT\'s jti, or the ledger id of an opaque token')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => tokensShow(context, id, options)));
+    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => tokensShow(context, id, options), {
+      method: 'GET', path: `/tokens/${encodeURIComponent(id)}`, input: {}, json: options.json,
+    }));
   tokens.command('revoke')
     .description('revoke one token, or every live token of a client or an API; tokens exchanged from them are revoked too')
     .argument('[token-id]', 'a JWT\'s jti, or the ledger id of an opaque token')
@@ -87,7 +108,9 @@ function tokensCommand(configFor: ConfigResolver): Command {
     .option('--reason <text>', 'why (recorded in the ledger)')
     .addOption(jsonOption()).addOption(configOption())
     .action((id: string | undefined, options: { client?: string; resource?: string; reason?: string; json?: boolean; config?: string }) =>
-      withContext(configFor, options.config, (context) => tokensRevoke(context, id, options)));
+      withContext(configFor, options.config, (context) => tokensRevoke(context, id, options), {
+        method: 'POST', path: '/tokens/revoke', input: { token_id: id, client_id: options.client, resource: options.resource, reason: options.reason }, json: options.json,
+      }));
   return tokens;
 }
 
@@ -95,18 +118,26 @@ function clientsCommand(configFor: ConfigResolver): Command {
   const clients = new Command('clients').description('clients: owner, purpose, permitted APIs, live tokens; suspend and resume');
   clients.command('list').description('every client with its owner, purpose, resources and active token count')
     .addOption(jsonOption()).addOption(configOption())
-    .action((options: { json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsList(context, options)));
+    .action((options: { json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsList(context, options), {
+      method: 'GET', path: '/clients', input: {}, json: options.json,
+    }));
   clients.command('show').description('one client, its permitted resources and recent events').argument('<client-id>')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsShow(context, id, options)));
+    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsShow(context, id, options), {
+      method: 'GET', path: `/clients/${encodeURIComponent(id)}`, input: {}, json: options.json,
+    }));
   clients.command('suspend').description('no new tokens for this client, and revoke its live tokens').argument('<client-id>')
     .option('--reason <text>', 'why (recorded in the ledger)')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsSuspend(context, id, options)));
+    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsSuspend(context, id, options), {
+      method: 'POST', path: `/clients/${encodeURIComponent(id)}/suspend`, input: { reason: options.reason }, json: options.json,
+    }));
   clients.command('resume').description('let a suspended client obtain tokens again').argument('<client-id>')
     .option('--reason <text>', 'why (recorded in the ledger)')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsResume(context, id, options)));
+    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, (context) => clientsResume(context, id, options), {
+      method: 'POST', path: `/clients/${encodeURIComponent(id)}/resume`, input: { reason: options.reason }, json: options.json,
+    }));
   return clients;
 }
 
@@ -129,6 +160,8 @@ function ledgerCommand(configFor: ConfigResolver): Command {
         } finally {
           process.off('SIGINT', onSignal);
         }
+      }, {
+        method: 'GET', path: '/ledger/tail', input: { lines: options.lines, client: options.client, type: options.type, follow: options.follow }, json: options.json,
       }));
   ledger.command('prune')
     .description('delete rejection and introspection events older than --before (issuance, exchange and revocation events stay)')

@@ -39,7 +39,7 @@ export interface ProbeCommandOptions {
   timeout?: string;
 }
 
-/** Exit codes: every check passed / a check failed / the probe could not run. */
+/** Exit codes: every check passed / a check failed / the probe, or one of its checks, could not run. */
 export const PROBE_EXIT = { passed: 0, failed: 1, unusable: 2 } as const;
 
 /**
@@ -81,7 +81,15 @@ export function registerProbeCommand(program: Command, out: NodeJS.WritableStrea
         return;
       }
       out.write(`${options.json ? formatProbeJson(report) : formatProbeTable(report)}\n`);
-      process.exitCode = report.ok ? PROBE_EXIT.passed : PROBE_EXIT.failed;
+      if (!report.ok) {
+        process.exitCode = PROBE_EXIT.failed;
+      } else if (report.unrun > 0) {
+        // A check that could not run is not a pass: never exit 0 on an incomplete probe.
+        err.write(`tether probe: ${report.unrun} check${report.unrun === 1 ? '' : 's'} could not be run (see the report); not a pass\n`);
+        process.exitCode = PROBE_EXIT.unusable;
+      } else {
+        process.exitCode = PROBE_EXIT.passed;
+      }
     });
 }
 

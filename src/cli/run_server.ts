@@ -14,6 +14,7 @@ import { startExpirySweeper } from '../storage/adapter.js';
 import { openDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { curlTokenExample } from './token_example.js';
+import { newDevSecret, removeDevCredential, writeDevCredential } from '../admin/dev_credential.js';
 
 export interface ServerOptions {
   mode: 'dev' | 'start';
@@ -154,29 +155,36 @@ export async function runServer(options: ServerOptions): Promise<RunningServer> 
 
   if (options.mode === 'start') requireKeyEncryption(config, options.configFile, logger);
 
+  // tether dev serves the admin API unless told not to, with a local credential; tether start only when enabled.
+  const adminDevSecret = options.mode === 'dev' && config.admin.enabled !== false ? newDevSecret() : undefined;
   const database = await openConfiguredDatabase(config);
   const listeners: RunningListener[] = [];
+  let adminCredentialFile: string | undefined;
   let sweeper: { stop(): Promise<void> } | undefined;
   let app: TetherApp | undefined;
   try {
     const { applied } = await migrateToLatest(database.knex);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
-    app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem });
+    app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem, adminDevSecret });
     if (config.listeners.https && tls) listeners.push(await listenHttps(app.callback, config.listeners.https, tls, new URL(config.issuer).hostname, config.http));
     if (config.listeners.http) listeners.push(await listenHttp(app.callback, config.listeners.http, 'localhost', config.http));
     sweeper = startExpirySweeper(database.knex, { intervalMs: 60_000 });
+    if (adminDevSecret !== undefined) adminCredentialFile = await writeAdminCredential(config, listeners, pki, adminDevSecret);
   } catch (error) {
+    if (adminDevSecret !== undefined) await removeDevCredential(config.dataDir);
     await Promise.all(listeners.map((listener) => closeListener(listener, 0)));
     await app?.close();
     await database.close();
     throw asConfigError(error);
   }
 
-  if (options.mode === 'dev') printDevBanner(config, listeners, pki);
+  if (options.mode === 'dev') printDevBanner(config, listeners, pki, adminCredentialFile);
   else logger.info({ issuer: config.issuer, listeners: listeners.map((listener) => listener.origin) }, 'tether started');
 
   const running = app!;
   const stop = async () => {
+    app?.endAdminStreams();
+    if (adminCredentialFile !== undefined) await removeDevCredential(config.dataDir);
     await Promise.all(listeners.map((listener) => closeListener(listener)));
     await sweeper?.stop();
     await running.close();
@@ -215,7 +223,22 @@ async function reloadConfiguration(options: ServerOptions, app: TetherApp, pki: 
   }
 }
 
-function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki: DevPki | undefined): void {
+/**
+ * The dev credential file: the secret and where the admin API is, for the CLI next to this server
+ * (plain HTTP on loopback when there is an http listener, else https with the development CA).
+ */
+async function writeAdminCredential(config: TetherConfig, listeners: RunningListener[], pki: DevPki | undefined, secret: string): Promise<string> {
+  const http = listeners.find((listener) => listener.kind === 'http');
+  const origin = http?.origin ?? new URL(config.issuer).origin;
+  return writeDevCredential(config.dataDir, {
+    secret,
+    url: `${origin}${config.admin.path}`,
+    ...(http || !pki ? {} : { caFile: pki.ca.certificatePath }),
+    pid: process.pid,
+  });
+}
+
+function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki: DevPki | undefined, adminCredentialFile: string | undefined): void {
   const https = listeners.find((listener) => listener.kind === 'https');
   const http = listeners.find((listener) => listener.kind === 'http');
   const relative = (file: string) => path.relative(process.cwd(), file) || file;
@@ -226,6 +249,7 @@ function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki:
     `  token      ${https?.origin ?? http?.origin}/token     jwks ${config.issuer}/jwks`,
     `  health     ${(http ?? https)?.origin}/healthz  ${(http ?? https)?.origin}/readyz`,
     `  database   ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${relative(path.join(config.dataDir, 'db'))}`}`,
+    ...(adminCredentialFile ? [`  admin      ${(http ?? https)?.origin}${config.admin.path}/api  credential in ${relative(adminCredentialFile)} (mode 0600; tether tokens|clients|ledger use it)`] : []),
   ];
   const mtlsClient = config.clients.find((client) => client.auth.method === 'tls_client_auth');
   if (pki && https && mtlsClient) {

@@ -308,6 +308,25 @@ const signingSchema = z.strictObject({
 }).transform((signing) => ({ ...signing, publicationDelay: signing.publicationDelay ?? signing.verifierJwksMaxAge }))
   .prefault({});
 
+/**
+ * The admin API (src/admin/): off unless `enabled` (tether start) — `tether dev` turns it on unless
+ * it is explicitly `false`. Callers are the listed admin clients, presenting a certificate- or
+ * DPoP-bound access token whose audience is `resource`, or in `tether dev` the local credential.
+ */
+export const adminSchema = z.strictObject({
+  enabled: z.boolean().optional(),
+  /** Where it is served on Tether's listeners. */
+  path: z.string()
+    .refine((value) => /^(\/[A-Za-z0-9._~-]+)+$/.test(value) && !value.split('/').some((segment) => segment === '.' || segment === '..'), 'expected an absolute path such as /admin')
+    // Tether's own endpoints live under these: the admin API must not shadow them.
+    .refine((value) => !['token', 'jwks', 'healthz', 'readyz', 'metrics'].includes(value.split('/')[1] ?? ''), 'collides with one of Tether\'s endpoints (/token, /jwks, /healthz, /readyz, /metrics)')
+    .default('/admin'),
+  /** The admin API's resource URI (a declared resource): the audience of admin tokens. */
+  resource: resourceUri.optional(),
+  /** Client ids allowed to call it with such a token. */
+  clients: z.array(z.string()).default([]),
+});
+
 const listenerSchema = z.strictObject({
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535),
@@ -357,6 +376,7 @@ export const configSchema = z.strictObject({
   federation: z.strictObject({
     issuers: z.array(trustedIssuerSchema).default([]),
   }).prefault({}),
+  admin: adminSchema.prefault({}),
   resources: z.array(resourceSchema).min(1),
   clients: z.array(clientSchema).min(1),
 });
@@ -366,6 +386,7 @@ export type ResourceConfig = z.output<typeof resourceSchema>;
 export type ClientConfig = z.output<typeof clientSchema>;
 export type ClientAuthConfig = ClientConfig['auth'];
 export type DatabaseSettings = TetherConfig['database'];
+export type AdminConfig = TetherConfig['admin'];
 
 /** The database waits in milliseconds, as the storage layer takes them. */
 export function databaseTimeoutsMs(settings: DatabaseSettings = DATABASE_DEFAULTS): { statementTimeout: number; acquireTimeout: number; connectTimeout: number; readinessTimeout: number } {
@@ -452,6 +473,7 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
     });
   });
   issues.push(...federationIssues(config, resources, clientIds));
+  issues.push(...adminIssues(config, resources, clientIds));
   // A delegate exchanges only tokens for an API it serves: actFor without one could never be used.
   config.clients.forEach((client, index) => {
     const serves = config.resources.some((resource) => resource.servedBy.includes(client.id));
@@ -504,6 +526,29 @@ function federationIssues(config: TetherConfig, resources: ReadonlyMap<string, R
   return issues;
 }
 
+/** Admin clients and the admin resource must be declared, and each admin client must be able to get such a token. */
+function adminIssues(config: TetherConfig, resources: ReadonlyMap<string, ResourceConfig>, clientIds: ReadonlySet<string>): Issue[] {
+  const { admin } = config;
+  const issues: Issue[] = [];
+  if (admin.resource !== undefined && !resources.has(admin.resource)) {
+    issues.push({ path: ['admin', 'resource'], message: `unknown resource ${JSON.stringify(admin.resource)}: declare it under resources` });
+  }
+  if (admin.clients.length > 0 && admin.resource === undefined) {
+    issues.push({ path: ['admin', 'resource'], message: 'admin clients need the admin API\'s resource URI (the audience of their tokens)' });
+  }
+  admin.clients.forEach((id, position) => {
+    if (!clientIds.has(id)) {
+      issues.push({ path: ['admin', 'clients', position], message: `unknown client ${JSON.stringify(id)}` });
+      return;
+    }
+    const client = config.clients.find((candidate) => candidate.id === id)!;
+    if (admin.resource !== undefined && !(admin.resource in client.resources)) {
+      issues.push({ path: ['admin', 'clients', position], message: `client ${JSON.stringify(id)} may not obtain tokens for ${admin.resource}: add it to its resources` });
+    }
+  });
+  return issues;
+}
+
 /**
  * What `tether start` needs beyond a valid configuration (`tether dev` generates its own CA):
  * `tls_client_auth` (RFC 8705 §2.1) certificates must chain to a CA the operator names, because
@@ -511,6 +556,10 @@ function federationIssues(config: TetherConfig, resources: ReadonlyMap<string, R
  * certificates.
  */
 export function startModeIssues(config: TetherConfig): Issue[] {
+  if (config.admin.enabled === true && config.admin.clients.length === 0) {
+    // tether start has no local credential: only admin clients can call the admin API.
+    return [{ path: ['admin', 'clients'], message: 'required by tether start when admin.enabled: the clients that may call the admin API' }];
+  }
   const [first] = certificateClientIds(config.clients);
   if (first === undefined || config.listeners.https?.clientCaFile) return [];
   return [{

@@ -11,6 +11,9 @@ import type { GrantContext } from '../grants/grant_context.js';
 import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
 import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
 import { startFederation } from '../federation/federation.js';
+import { adminApi } from '../admin/admin_api.js';
+import { createAdminAuthenticator } from '../admin/authenticate.js';
+import { adminConsole, loadConsoleFiles } from '../admin/console_files.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
 import { createRejectionAggregator, type RejectionAggregator } from '../ledger/rejection_aggregator.js';
@@ -41,6 +44,11 @@ export interface TetherAppOptions {
   /** PEM bundle of CAs that tls_client_auth certificates must chain to (also given to the TLS listener). */
   clientCaPem?: string;
   instanceId?: string;
+  /**
+   * `tether dev`: the admin API's local credential (admin/dev_credential.ts); the admin API is
+   * served when this is given or `admin.enabled` is true.
+   */
+  adminDevSecret?: string;
 }
 
 /** Tether's request handling: oidc-provider with Tether's grants and middleware, over one database. */
@@ -56,6 +64,8 @@ export interface TetherApp {
   keys: LiveSigningKeys;
   /** Refusals nobody authenticated for, counted per window (`flush()` ends the window now). */
   unauthenticatedRejections: RejectionAggregator;
+  /** Ends the admin API's open streams (ledger follow, SSE), so that a graceful stop need not wait for them. */
+  endAdminStreams(): void;
   /** The configuration requests starting now run with. */
   configuration(): ConfigSnapshot;
   /**
@@ -206,6 +216,19 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     ? { trustedProxies: config.trustedProxies, header: config.clientCertHeader, ca: options.clientCaPem }
     : undefined;
   provider.use(resolveCallerCertificate({ proxy }, logger));
+  const adminClosing = new AbortController();
+  if (options.adminDevSecret !== undefined || config.admin.enabled === true) {
+    // After the caller's certificate is resolved (mTLS-bound admin tokens), before the route filter.
+    provider.use(adminApi({
+      config, knex, logger,
+      currentConfig: (ctx) => snapshotOf(ctx).config,
+      authenticate: createAdminAuthenticator({ issuer: config.issuer, admin: config.admin, keys, knex, devSecret: options.adminDevSecret }),
+      requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
+      unauthenticated: unauthenticatedRejections,
+      closing: adminClosing.signal,
+    }));
+    provider.use(adminConsole(config.admin.path, await loadConsoleFiles()));
+  }
   const issuerOrigin = new URL(config.issuer).origin;
   provider.use(discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined));
   // Last, so that it runs just before oidc-provider's router: only Tether's endpoints reach it.
@@ -221,6 +244,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     },
     keys,
     unauthenticatedRejections,
+    endAdminStreams: () => adminClosing.abort(),
     configuration: () => live.current(),
     reconfigure: oneAtATime(async (next: TetherConfig, reconfigureOptions: ReconfigureOptions = {}): Promise<Reconfigured> => {
       const { source = 'configuration', checks } = reconfigureOptions;
@@ -238,6 +262,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
       return { generation: snapshot.generation, clients: snapshot.clients.size, resources: snapshot.resources.size, needsRestart: plan.needsRestart };
     }),
     close: async () => {
+      adminClosing.abort();
       await keys.close();
       await unauthenticatedRejections.stop();
     },

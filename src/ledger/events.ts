@@ -53,7 +53,8 @@ export type LedgerEventType =
   | 'request.rejected'
   | 'client.suspended'
   | 'client.resumed'
-  | 'ledger.pruned';
+  | 'ledger.pruned'
+  | 'admin.called';
 
 export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
   'token.issued',
@@ -64,6 +65,7 @@ export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
   'client.suspended',
   'client.resumed',
   'ledger.pruned',
+  'admin.called',
 ];
 
 /**

@@ -37,6 +37,13 @@ export function lockDatabaseDirectory(directory: string): DirectoryLock {
   throw new Error(`could not lock the database directory ${directory} (lock file ${path})`);
 }
 
+/** The live process holding `<directory>.lock`, if any (another process, or this one). */
+export function liveLockHolder(directory: string): number | undefined {
+  const path = `${directory}.lock`;
+  const holder = readLockHolder(path);
+  return holder !== undefined && isLiveHolder(path, holder) ? holder : undefined;
+}
+
 function tryCreateLockFile(path: string): boolean {
   try {
     const fd = openSync(path, 'wx', 0o600);

@@ -63,6 +63,8 @@ export interface ProbeReport {
   readonly passed: number;
   readonly failed: number;
   readonly skipped: number;
+  /** Checks skipped because they could not be run (e.g. no signing key), not on request: a probe with any is incomplete. */
+  readonly unrun: number;
   /** True when no check failed or could not be run. */
   readonly ok: boolean;
 }
@@ -89,6 +91,7 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeReport> {
     passed: count('pass'),
     failed: count('fail') + count('error'),
     skipped: count('skip'),
+    unrun: options.cases.filter((check, index) => check.skipped !== undefined && results[index]?.verdict === 'skip').length,
     ok: count('fail') === 0 && count('error') === 0,
   };
 }

@@ -41,6 +41,8 @@ export interface StartTetherOptions {
    * every `tls_client_auth` client); default: a new in-memory one.
    */
   pki?: Pki;
+  /** Serve the admin API with this local credential, as `tether dev` does (src/admin/dev_credential.ts). */
+  adminDevSecret?: string;
 }
 
 /** A Tether running in this process on a loopback port, with a throwaway PKI and database. */
@@ -113,7 +115,7 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
     await migrateToLatest(database.knex);
     const config = parseConfig({ ...raw, issuer, listeners: listenersConfigOf(listener, httpListener, options.http), dataDir: '.' });
     const app = await createTetherApp({
-      config, database, logger: options.logger ?? pino({ level: 'silent' }), clientCaPem: pki.ca.certificatePem,
+      config, database, logger: options.logger ?? pino({ level: 'silent' }), clientCaPem: pki.ca.certificatePem, adminDevSecret: options.adminDevSecret,
     });
     handler = app.callback;
 

@@ -91,9 +91,11 @@ describe('npm pack', () => {
       expect(files).toEqual(expect.arrayContaining([
         'package.json', 'README.md', 'bin/tether.js', 'dist/src/main.js', 'dist/src/resource_server/index.js', 'dist/src/resource_server/index.d.ts',
         'dist/src/testing/index.js', 'dist/src/testing/index.d.ts', 'migrations/0001_oidc_payloads.js',
+        // The admin console's static files, copied by the build.
+        'dist/src/admin/console/index.html', 'dist/src/admin/console/console.js', 'dist/src/admin/console/console.css',
       ]));
       // The compiled output and what it reads at run time; no sources, tests, source maps, keys or local state.
-      expect(files.filter((file) => !/^(package\.json|README\.md|bin\/tether\.js|dist\/src\/.+\.(js|d\.ts)|migrations\/\d{4}_\w+\.js|docs\/[\w.-]+\.(md|yaml))$/.test(file))).toEqual([]);
+      expect(files.filter((file) => !/^(package\.json|README\.md|bin\/tether\.js|dist\/src\/.+\.(js|d\.ts)|dist\/src\/admin\/console\/(index\.html|console\.css)|migrations\/\d{4}_\w+\.js|docs\/[\w.-]+\.(md|yaml))$/.test(file))).toEqual([]);
 
       // The verifier package the server depends on, packed from the same copy: both are published
       // together, and a user's install resolves it from the registry like any dependency.

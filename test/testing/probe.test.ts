@@ -105,7 +105,7 @@ describe('the report', () => {
     const reason = 'Tether\'s signing key could not be read: the database directory is in use by another process';
     const skipped = { breaks: 'aud', sent: '-', expected: '401 invalid_token', answered: '-', verdict: 'skip' as const, note: reason };
     const table = formatProbeTable({
-      url: 'https://api.test/orders', method: 'GET', passed: 0, failed: 0, skipped: 2, ok: true,
+      url: 'https://api.test/orders', method: 'GET', passed: 0, failed: 0, skipped: 2, unrun: 2, ok: true,
       results: [{ id: 'wrong-aud', ...skipped }, { id: 'expired', ...skipped }],
     });
     expect(table.match(/SKIP \(note 1\)/g)).toHaveLength(2);

@@ -147,10 +147,14 @@ describe('tether probe --issuer (a running Tether)', () => {
       '--key', certificate.privateKeyPath, '--config', configFile, ...request, '--json');
     const report = JSON.parse(out) as ProbeReport;
     expect(failedIds(report)).toEqual([]);
-    expect(code).toBe(PROBE_EXIT.passed);
     if (config.databaseUrl) {
       expect(report.skipped).toBe(0);
+      expect(code).toBe(PROBE_EXIT.passed);
     } else {
+      // Checks that could not run make the probe incomplete: never exit 0 (issue 20).
+      expect(report.unrun).toBe(report.skipped);
+      expect(report.unrun).toBeGreaterThan(0);
+      expect(code).toBe(PROBE_EXIT.unusable);
       // The running Tether holds its embedded database: the probe says so and runs the rest.
       expect(report.results.find((result) => result.id === 'expired')).toMatchObject({ verdict: 'skip', note: expect.stringMatching(/is in use by process/) });
       expect(report.results.filter((result) => result.verdict === 'pass').map((result) => result.id)).toEqual(['valid', 'alg-none', 'foreign-key', 'no-certificate', 'revoked']);

@@ -1,0 +1,117 @@
+import type { Knex } from 'knex';
+import type { Context } from 'koa';
+import type { AdminConfig } from '../config/schema.js';
+import type { LiveSigningKeys } from '../keys/live_signing_keys.js';
+import { findTokenStanding } from '../ledger/lineage.js';
+import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
+import {
+  createMemoryReplayStore, createVerifier, SUPPORTED_ALGORITHMS, toHttpError, VerifierError, type JsonWebKeySet, type SupportedAlgorithm, type Verifier,
+} from '../resource_server/index.js';
+import { certificateOf } from '../http/middleware.js';
+import { isDevSecret } from './dev_credential.js';
+
+/**
+ * Who may call the admin API (docs/admin.md#authentication):
+ * - an admin client (`admin.clients`) presenting a Tether access token for the admin resource
+ *   (`admin.resource`), checked by the resource-server verifier exactly as any API checks it
+ *   (signature, `iss`, `aud`, expiry, and the sender constraint: RFC 8705 certificate or RFC 9449
+ *   DPoP proof; bearer tokens are refused), then against the ledger (a revoked token, or one below
+ *   a revoked ancestor, is refused);
+ * - in `tether dev`, the local credential (admin/dev_credential.ts).
+ * Anything else is 401 with a challenge and nothing more.
+ */
+
+export interface AdminCaller {
+  /** The ledger's actor: `admin:<client_id>` or `admin:dev-credential`. */
+  actor: string;
+  clientId: string | undefined;
+  /** How the caller proved itself. */
+  via: 'dev-credential' | 'mtls' | 'dpop';
+}
+
+export type AdminAuthentication =
+  | { ok: true; caller: AdminCaller }
+  | { ok: false; status: number; headers: Record<string, string | readonly string[]>; body: { error: string; error_description?: string }; reason: string };
+
+export interface AdminAuthenticatorOptions {
+  issuer: string;
+  admin: AdminConfig;
+  keys: Pick<LiveSigningKeys, 'current'>;
+  knex: Knex;
+  /** `tether dev` only. */
+  devSecret?: string;
+}
+
+const REALM = 'tether-admin';
+
+/** The signing algorithms Tether may use that the verifier accepts. */
+const isSupportedAlgorithm = (alg: string): alg is SupportedAlgorithm => (SUPPORTED_ALGORITHMS as readonly string[]).includes(alg);
+
+/** Builds the verifier for the keys published now, and again whenever they change. */
+function verifierForCurrentKeys(options: AdminAuthenticatorOptions, audience: string): () => Verifier {
+  let built: { jwks: unknown; verifier: Verifier } | undefined;
+  // One replay store for every verifier of this app: a proof seen before a key change stays seen.
+  const replayStore = createMemoryReplayStore();
+  return () => {
+    const { publicJwks } = options.keys.current();
+    if (built?.jwks !== publicJwks) {
+      built = {
+        jwks: publicJwks,
+        verifier: createVerifier({
+          issuer: options.issuer,
+          audience,
+          jwks: publicJwks as JsonWebKeySet,
+          algorithms: ALLOWED_JWS_ALGORITHMS.filter(isSupportedAlgorithm),
+          allowBearer: false,
+          dpop: { replayStore },
+        }),
+      };
+    }
+    return built.verifier;
+  };
+}
+
+export function createAdminAuthenticator(options: AdminAuthenticatorOptions): (ctx: Context) => Promise<AdminAuthentication> {
+  const { admin } = options;
+  const adminClients = new Set(admin.clients);
+  const verifier = admin.resource ? verifierForCurrentKeys(options, admin.resource) : undefined;
+  const challenge = { realm: REALM, dpopAlgorithms: ALLOWED_JWS_ALGORITHMS.filter(isSupportedAlgorithm) };
+
+  // Every refusal looks alike from outside: 401 (RFC 6750 §3.1), whatever the verifier's status.
+  const refuse = (error: VerifierError, reason: string): AdminAuthentication => {
+    const response = toHttpError(error, challenge);
+    // The error code only: the description could tell a prober which check it failed.
+    return { ok: false, status: 401, headers: response.headers as Record<string, string>, body: { error: response.body.error }, reason };
+  };
+
+  return async (ctx) => {
+    const authorization = ctx.get('authorization');
+    if (!authorization) return refuse(new VerifierError('ERR_NO_CREDENTIALS', 'no credentials'), 'no credentials');
+    const bearer = /^Bearer ([\x21-\x7E]+)$/i.exec(authorization)?.[1];
+    if (options.devSecret !== undefined && bearer !== undefined && isDevSecret(bearer, options.devSecret)) {
+      return { ok: true, caller: { actor: 'admin:dev-credential', clientId: undefined, via: 'dev-credential' } };
+    }
+    if (!verifier) return refuse(new VerifierError('ERR_TOKEN_MALFORMED', 'not an admin credential'), 'no admin resource configured; not the dev credential');
+    let verified: Awaited<ReturnType<Verifier['verifyWithBinding']>>;
+    try {
+      verified = await verifier().verifyWithBinding({
+        method: ctx.method,
+        url: ctx.href,
+        headers: ctx.req.headers,
+        clientCertificate: certificateOf(ctx)?.der,
+      });
+    } catch (error) {
+      if (error instanceof VerifierError) return refuse(error, error.code);
+      throw error;
+    }
+    const { claims, binding } = verified;
+    if (!adminClients.has(claims.client_id)) {
+      return refuse(new VerifierError('ERR_TOKEN_CLAIM_INVALID', 'not an admin client'), `client ${claims.client_id} is not an admin client`);
+    }
+    const standing = await findTokenStanding(options.knex, claims.jti);
+    if (!standing.record || standing.record.revokedAt || standing.revokedAncestorId) {
+      return refuse(new VerifierError('ERR_TOKEN_REVOKED', 'revoked'), standing.record ? 'token revoked' : 'token not in the ledger');
+    }
+    return { ok: true, caller: { actor: `admin:${claims.client_id}`, clientId: claims.client_id, via: binding === 'dpop' ? 'dpop' : 'mtls' } };
+  };
+}

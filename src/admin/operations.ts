@@ -1,0 +1,206 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { clientsList, clientsResume, clientsShow, clientsSuspend } from '../cli/clients_commands.js';
+import { CommandError, eventJson, eventLine, type CommandContext } from '../cli/inventory_output.js';
+import { ledgerTail } from '../cli/ledger_commands.js';
+import { tokensList, tokensRevoke, tokensShow } from '../cli/tokens_commands.js';
+import { LEDGER_EVENT_TYPES } from '../ledger/events.js';
+import { eventsAfter, latestEvents, type EventFilter } from '../ledger/inventory_queries.js';
+import { listSigningKeys } from '../keys/signing_keys.js';
+
+/**
+ * What the admin API does: one table of operations (docs/admin.md#endpoints). The inventory
+ * operations run the very functions behind `tether tokens|clients|ledger` (src/cli), so the API
+ * answers exactly what `--json` prints, and with `format=text` exactly what the table prints —
+ * which is how the CLI talks to a running `tether dev` (cli/admin_remote.ts).
+ */
+
+/** String parameters from the query (GET) or the JSON body (POST). */
+export type OperationInput = Readonly<Record<string, string | undefined>>;
+
+export interface OperationRun {
+  context: CommandContext;
+  /** Path parameters, decoded. */
+  params: readonly string[];
+  input: OperationInput;
+  json: boolean;
+  /** Aborted when the caller goes away or the server stops (streams). */
+  signal: AbortSignal;
+}
+
+export interface AdminOperation {
+  /** For the ledger (`admin.called` details.operation). */
+  name: string;
+  method: 'GET' | 'POST';
+  /** Matched against the path below `<admin.path>/api`; groups are the parameters. */
+  path: RegExp;
+  /** Input names the operation reads; any other is refused. */
+  accepts: readonly string[];
+  /** The answer is a stream (written while it runs) rather than a document. */
+  streams?: (input: OperationInput) => boolean;
+  /** `text/event-stream` instead of the JSON/text formats. */
+  eventStream?: boolean;
+  /** Checks the input before a stream opens (its status line cannot say 400 once sent). */
+  check?: (input: OperationInput) => void;
+  run(run: OperationRun): Promise<void>;
+}
+
+/** A bad request: 400 (or 404 for a thing that does not exist), with the message as the description. */
+export class OperationError extends Error {
+  constructor(readonly status: 400 | 404, message: string) {
+    super(message);
+    this.name = 'OperationError';
+  }
+}
+
+function integerOf(input: OperationInput, name: string, fallback: number, max: number): number {
+  const value = input[name];
+  if (value === undefined) return fallback;
+  if (!/^\d{1,9}$/.test(value) || Number(value) > max) throw new OperationError(400, `${name} must be an integer from 0 to ${max}`);
+  return Number(value);
+}
+
+function eventFilterOf(input: OperationInput): EventFilter {
+  if (input.type !== undefined && !(LEDGER_EVENT_TYPES as readonly string[]).includes(input.type)) {
+    throw new OperationError(400, `type must be one of ${LEDGER_EVENT_TYPES.join(', ')}`);
+  }
+  return { clientId: input.client, type: input.type };
+}
+
+const flag = (value: string | undefined) => value === 'true' || value === '1';
+
+/** A ledger page: the newest `limit` events, or with `after` the `limit` events after that id (oldest first). */
+async function ledgerPage({ context, input, json }: OperationRun): Promise<void> {
+  const limit = integerOf(input, 'limit', 100, 1000);
+  const filter = eventFilterOf(input);
+  const events = input.after === undefined
+    ? await latestEvents(context.knex, limit, filter)
+    : await eventsAfter(context.knex, integerOf(input, 'after', 0, Number.MAX_SAFE_INTEGER), { ...filter, limit });
+  const cursor = events.at(-1)?.id ?? (input.after === undefined ? 0 : Number(input.after));
+  context.out.write(json
+    ? `${JSON.stringify({ events: events.map(eventJson), next_cursor: cursor }, null, 2)}\n`
+    : `${events.map(eventLine).join('\n')}${events.length ? '\n' : ''}`);
+}
+
+/** Server-Sent Events: every settled event after `after` (or Last-Event-ID), one `ledger` event each, polled. */
+async function ledgerStream({ context, input, signal }: OperationRun): Promise<void> {
+  const filter = eventFilterOf(input);
+  let cursor = input.after === undefined ? (await latestEvents(context.knex, 1)).at(-1)?.id ?? 0 : integerOf(input, 'after', 0, Number.MAX_SAFE_INTEGER);
+  const intervalMs = integerOf(input, 'interval_ms', 1000, 60_000);
+  // A comment line at once: the client knows the stream is open (and proxies flush their buffers).
+  context.out.write(': tether ledger stream\n\n');
+  while (!signal.aborted) {
+    const events = await eventsAfter(context.knex, cursor, { ...filter, limit: 500 });
+    for (const event of events) context.out.write(`id: ${event.id}\nevent: ledger\ndata: ${JSON.stringify(eventJson(event))}\n\n`);
+    cursor = events.at(-1)?.id ?? cursor;
+    if (events.length === 0) await sleep(Math.max(intervalMs, 100), undefined, { signal }).catch(() => undefined);
+  }
+}
+
+function keyJson(key: Awaited<ReturnType<typeof listSigningKeys>>[number]) {
+  return {
+    kid: key.kid,
+    alg: key.alg,
+    state: key.state,
+    current: key.current,
+    created_at: key.createdAt.toISOString(),
+    activated_at: key.activatedAt.toISOString(),
+    retired_at: key.retiredAt?.toISOString() ?? null,
+    published_until: key.publishedUntil?.toISOString() ?? null,
+  };
+}
+
+const ID = '([^/]+)';
+
+export const ADMIN_OPERATIONS: readonly AdminOperation[] = [
+  {
+    name: 'tokens.list', method: 'GET', path: /^\/tokens$/, accepts: ['client', 'resource', 'issuer', 'state', 'limit'],
+    run: async ({ context, input, json }) => {
+      await tokensList(context, { client: input.client, resource: input.resource, issuer: input.issuer, state: input.state, limit: integerOf(input, 'limit', 100, 10_000), json });
+    },
+  },
+  {
+    name: 'tokens.revoke', method: 'POST', path: /^\/tokens\/revoke$/, accepts: ['token_id', 'client_id', 'resource', 'reason'],
+    run: async ({ context, input, json }) => {
+      await tokensRevoke(context, input.token_id, { client: input.client_id, resource: input.resource, reason: input.reason, json });
+    },
+  },
+  {
+    name: 'tokens.show', method: 'GET', path: new RegExp(`^/tokens/${ID}$`), accepts: [],
+    run: async ({ context, params, json }) => tokensShow(context, params[0]!, { json }),
+  },
+  {
+    name: 'clients.list', method: 'GET', path: /^\/clients$/, accepts: [],
+    run: async ({ context, json }) => clientsList(context, { json }),
+  },
+  {
+    name: 'clients.show', method: 'GET', path: new RegExp(`^/clients/${ID}$`), accepts: ['events'],
+    run: async ({ context, params, input, json }) => clientsShow(context, params[0]!, { json, events: integerOf(input, 'events', 10, 1000) }),
+  },
+  {
+    name: 'clients.suspend', method: 'POST', path: new RegExp(`^/clients/${ID}/suspend$`), accepts: ['reason'],
+    run: async ({ context, params, input, json }) => clientsSuspend(context, params[0]!, { json, reason: input.reason }),
+  },
+  {
+    name: 'clients.resume', method: 'POST', path: new RegExp(`^/clients/${ID}/resume$`), accepts: ['reason'],
+    run: async ({ context, params, input, json }) => clientsResume(context, params[0]!, { json, reason: input.reason }),
+  },
+  {
+    name: 'ledger.page', method: 'GET', path: /^\/ledger$/, accepts: ['after', 'limit', 'client', 'type'],
+    run: ledgerPage,
+  },
+  {
+    // `tether ledger tail [--follow]` as it prints (JSON lines with format=json).
+    name: 'ledger.tail', method: 'GET', path: /^\/ledger\/tail$/, accepts: ['lines', 'client', 'type', 'follow'],
+    streams: (input) => flag(input.follow),
+    check: (input) => {
+      eventFilterOf(input);
+      integerOf(input, 'lines', 20, 10_000);
+    },
+    run: async ({ context, input, json, signal }) => ledgerTail(context, {
+      lines: integerOf(input, 'lines', 20, 10_000), client: input.client, type: input.type, follow: flag(input.follow), json, signal,
+    }),
+  },
+  {
+    name: 'ledger.stream', method: 'GET', path: /^\/ledger\/stream$/, accepts: ['after', 'client', 'type', 'interval_ms'],
+    streams: () => true, eventStream: true,
+    check: (input) => {
+      eventFilterOf(input);
+      integerOf(input, 'after', 0, Number.MAX_SAFE_INTEGER);
+      integerOf(input, 'interval_ms', 1000, 60_000);
+    },
+    run: ledgerStream,
+  },
+  {
+    name: 'keys.list', method: 'GET', path: /^\/keys$/, accepts: [],
+    run: async ({ context, json }) => {
+      const keys = await listSigningKeys(context.knex);
+      context.out.write(json
+        ? `${JSON.stringify(keys.map(keyJson), null, 2)}\n`
+        : `${keys.map((key) => [key.kid, key.alg, key.state].join('  ')).join('\n')}\n`);
+    },
+  },
+];
+
+/** The operation a request names, with its decoded path parameters; undefined when none matches. */
+export function matchOperation(method: string, subpath: string): { operation: AdminOperation; params: string[] } | 'method' | undefined {
+  let pathMatched = false;
+  for (const operation of ADMIN_OPERATIONS) {
+    const match = operation.path.exec(subpath);
+    if (!match) continue;
+    pathMatched = true;
+    if (operation.method !== method) continue;
+    try {
+      return { operation, params: match.slice(1).map((value) => decodeURIComponent(value)) };
+    } catch {
+      throw new OperationError(400, 'malformed percent-encoding in the path');
+    }
+  }
+  return pathMatched ? 'method' : undefined;
+}
+
+/** A refusal of the command functions: a thing that does not exist is 404, anything else 400. */
+export function operationErrorOf(error: unknown): OperationError | undefined {
+  if (error instanceof OperationError) return error;
+  if (error instanceof CommandError) return new OperationError(/^no (token|client) /.test(error.message) ? 404 : 400, error.message);
+  return undefined;
+}
