@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { ConfigError } from '../config/load_config.js';
+import type { Logger } from 'pino';
 import { createLogger } from './logger.js';
+import { routeProcessWarnings } from '../observability/library_logs.js';
 import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer, type RunningServer } from './run_server.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { registerKeysCommands, type WithDatabase } from './keys_commands.js';
@@ -32,9 +34,10 @@ export const withDatabase: WithDatabase = async (configFile, work) => {
  * reloads the configuration file (docs/operations.md#configuration-reload). Reloads run one at a
  * time; signals that arrive during one ask for one more, not one each. A SIGHUP that arrives while
  * the server is still starting is kept for when it runs (the file may have changed after it was read),
- * rather than ending the process as Node's default would.
+ * rather than ending the process as Node's default would. What it says goes to the server's log, as
+ * JSON like every other line there.
  */
-async function serveWithSignals(start: () => Promise<RunningServer>): Promise<void> {
+async function serveWithSignals(logger: Logger, start: () => Promise<RunningServer>): Promise<void> {
   let server: RunningServer | undefined;
   let stopping = false;
   let reloading: Promise<unknown> | undefined;
@@ -66,10 +69,15 @@ async function serveWithSignals(start: () => Promise<RunningServer>): Promise<vo
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write(`tether: ${signal}: finishing in-flight requests\n`);
+    logger.info({ signal }, `${signal}: finishing in-flight requests`);
     // A reload under way finishes first: the database it may be writing to closes after it.
-    Promise.resolve(reloading).then(stop).then(() => process.exit(0), (error: unknown) => {
-      process.stderr.write(`tether: error while stopping: ${(error as Error).message}\n`);
+    Promise.resolve(reloading).then(stop).then(() => {
+      logger.info({ signal }, 'stopped');
+      logger.flush();
+      process.exit(0);
+    }, (error: unknown) => {
+      logger.error({ err: error, signal }, 'error while stopping');
+      logger.flush();
       process.exit(1);
     });
   };
@@ -88,14 +96,18 @@ export function buildProgram(): Command {
     .description('run with the embedded database and a generated development PKI')
     .option('-c, --config <file>', 'configuration file (default: ./tether.config.yaml, else the built-in development configuration)')
     .action(async (options: { config?: string }) => {
-      await serveWithSignals(() => runServer({ mode: 'dev', configFile: options.config, logger: createLogger() }));
+      const logger = createLogger();
+      routeProcessWarnings(logger);
+      await serveWithSignals(logger, () => runServer({ mode: 'dev', configFile: options.config, logger }));
     });
 
   program.command('start')
     .description('production mode: needs a configuration file and DATABASE_URL; generates nothing')
     .requiredOption('-c, --config <file>', 'configuration file')
     .action(async (options: { config: string }) => {
-      await serveWithSignals(() => runServer({ mode: 'start', configFile: options.config, logger: createLogger() }));
+      const logger = createLogger();
+      routeProcessWarnings(logger);
+      await serveWithSignals(logger, () => runServer({ mode: 'start', configFile: options.config, logger }));
     });
 
   program.command('migrate')

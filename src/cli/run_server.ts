@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load_config.js';
-import { DEV_CONFIG } from '../config/dev_defaults.js';
+import { DEV_CONFIG, DEV_METRICS } from '../config/dev_defaults.js';
 import { clientCaBundleProblem } from '../binding/client_ca_bundle.js';
 import { certificateClientIds, databaseTimeoutsMs, startModeIssues, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
@@ -15,6 +15,8 @@ import { openDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
 import { curlTokenExample } from './token_example.js';
 import { newDevSecret, removeDevCredential, writeDevCredential } from '../admin/dev_credential.js';
+import { knexLogTo } from '../observability/library_logs.js';
+import { listenMetrics } from '../observability/metrics_endpoint.js';
 
 export interface ServerOptions {
   mode: 'dev' | 'start';
@@ -26,7 +28,7 @@ export interface ServerOptions {
 export async function loadDevConfig(configFile: string | undefined): Promise<TetherConfig> {
   const file = configFile ?? (existsSync('tether.config.yaml') ? 'tether.config.yaml' : undefined);
   if (file) return loadConfigFile(file);
-  const config = parseConfig(DEV_CONFIG, { source: 'built-in development configuration', env: process.env });
+  const config = parseConfig({ ...DEV_CONFIG, metrics: DEV_METRICS }, { source: 'built-in development configuration', env: process.env });
   return { ...config, dataDir: path.resolve(config.dataDir) };
 }
 
@@ -66,10 +68,12 @@ function asConfigError(error: unknown): unknown {
 }
 
 /** Opens the configured database: PostgreSQL when a URL is set, otherwise PGlite under dataDir. */
-export async function openConfiguredDatabase(config: TetherConfig): Promise<Database> {
+export async function openConfiguredDatabase(config: TetherConfig, logger?: Logger): Promise<Database> {
+  // The server's knex messages are JSON lines of its log; a CLI command's stay plain lines on stderr.
+  const log = logger ? knexLogTo(logger) : undefined;
   return config.databaseUrl
-    ? openDatabase({ url: config.databaseUrl, timeouts: databaseTimeoutsMs(config.database) })
-    : openDatabase({ directory: path.join(config.dataDir, 'db'), timeouts: databaseTimeoutsMs(config.database) });
+    ? openDatabase({ url: config.databaseUrl, timeouts: databaseTimeoutsMs(config.database), log })
+    : openDatabase({ directory: path.join(config.dataDir, 'db'), timeouts: databaseTimeoutsMs(config.database), log });
 }
 
 interface TlsFiles {
@@ -157,35 +161,42 @@ export async function runServer(options: ServerOptions): Promise<RunningServer> 
 
   // tether dev serves the admin API unless told not to, with a local credential; tether start only when enabled.
   const adminDevSecret = options.mode === 'dev' && config.admin.enabled !== false ? newDevSecret() : undefined;
-  const database = await openConfiguredDatabase(config);
+  const database = await openConfiguredDatabase(config, logger);
   const listeners: RunningListener[] = [];
   let adminCredentialFile: string | undefined;
   let sweeper: { stop(): Promise<void> } | undefined;
   let app: TetherApp | undefined;
+  let metricsServer: RunningListener | undefined;
   try {
     const { applied } = await migrateToLatest(database.knex);
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     app = await createTetherApp({ config, database, logger, clientCaPem: tls?.clientCaPem, adminDevSecret });
     if (config.listeners.https && tls) listeners.push(await listenHttps(app.callback, config.listeners.https, tls, new URL(config.issuer).hostname, config.http));
     if (config.listeners.http) listeners.push(await listenHttp(app.callback, config.listeners.http, 'localhost', config.http));
-    sweeper = startExpirySweeper(database.knex, { intervalMs: 60_000 });
+    const metricsListener = config.metrics.listener;
+    if (app.metrics && typeof metricsListener === 'object') metricsServer = await listenMetrics(app.metrics.registry, config.metrics.path, metricsListener, config.http);
+    sweeper = startExpirySweeper(database.knex, {
+      intervalMs: 60_000, onError: (error) => logger.warn({ err: error }, 'expiry sweep failed; retrying at the next interval'),
+    });
     if (adminDevSecret !== undefined) adminCredentialFile = await writeAdminCredential(config, listeners, pki, adminDevSecret);
   } catch (error) {
     if (adminDevSecret !== undefined) await removeDevCredential(config.dataDir);
-    await Promise.all(listeners.map((listener) => closeListener(listener, 0)));
+    await Promise.all([...listeners, ...(metricsServer ? [metricsServer] : [])].map((listener) => closeListener(listener, 0)));
     await app?.close();
     await database.close();
     throw asConfigError(error);
   }
 
-  if (options.mode === 'dev') printDevBanner(config, listeners, pki, adminCredentialFile);
-  else logger.info({ issuer: config.issuer, listeners: listeners.map((listener) => listener.origin) }, 'tether started');
+  warnOfSharedMetrics(config, options.mode, logger);
+  const metricsUrl = metricsUrlOf(config, listeners, metricsServer);
+  if (options.mode === 'dev') printDevBanner(config, listeners, pki, { metricsUrl, adminCredentialFile });
+  else logger.info({ issuer: config.issuer, listeners: listeners.map((listener) => listener.origin), metrics: metricsUrl }, 'tether started');
 
   const running = app!;
   const stop = async () => {
     app?.endAdminStreams();
     if (adminCredentialFile !== undefined) await removeDevCredential(config.dataDir);
-    await Promise.all(listeners.map((listener) => closeListener(listener)));
+    await Promise.all([...listeners, ...(metricsServer ? [metricsServer] : [])].map((listener) => closeListener(listener)));
     await sweeper?.stop();
     await running.close();
     await database.close();
@@ -224,6 +235,7 @@ async function reloadConfiguration(options: ServerOptions, app: TetherApp, pki: 
 }
 
 /**
+/**
  * The dev credential file: the secret and where the admin API is, for the CLI next to this server
  * (plain HTTP on loopback when there is an http listener, else https with the development CA).
  */
@@ -238,7 +250,30 @@ async function writeAdminCredential(config: TetherConfig, listeners: RunningList
   });
 }
 
-function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki: DevPki | undefined, adminCredentialFile: string | undefined): void {
+/**
+ * Metrics served next to the token endpoint can be read by anyone who reaches it (client ids,
+ * resources, volumes): allowed, documented, and said at every production start.
+ */
+function warnOfSharedMetrics(config: TetherConfig, mode: ServerOptions['mode'], logger: Logger): void {
+  const { listener, path: metricsPath } = config.metrics;
+  if (mode !== 'start' || (listener !== 'http' && listener !== 'https')) return;
+  logger.warn({ listener, path: metricsPath }, `metrics are served on the ${listener} listener: anyone who reaches it can read ${metricsPath} (client ids, resources, volumes); prefer metrics.listener: {host, port} on an address only the scraper reaches`);
+}
+
+/** Where Prometheus scrapes this instance, when metrics are on. */
+function metricsUrlOf(config: TetherConfig, listeners: RunningListener[], metricsServer: RunningListener | undefined): string | undefined {
+  const { listener, path: metricsPath } = config.metrics;
+  const origin = typeof listener === 'object' ? metricsServer?.origin : listeners.find((running) => running.kind === listener)?.origin;
+  return origin === undefined ? undefined : `${origin}${metricsPath}`;
+}
+
+/** Where the banner points besides the token endpoint: metrics and the admin API's dev credential, when on. */
+interface BannerExtras {
+  metricsUrl: string | undefined;
+  adminCredentialFile: string | undefined;
+}
+
+function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki: DevPki | undefined, { metricsUrl, adminCredentialFile }: BannerExtras): void {
   const https = listeners.find((listener) => listener.kind === 'https');
   const http = listeners.find((listener) => listener.kind === 'http');
   const relative = (file: string) => path.relative(process.cwd(), file) || file;
@@ -248,6 +283,7 @@ function printDevBanner(config: TetherConfig, listeners: RunningListener[], pki:
     `  discovery  ${config.issuer}/.well-known/oauth-authorization-server`,
     `  token      ${https?.origin ?? http?.origin}/token     jwks ${config.issuer}/jwks`,
     `  health     ${(http ?? https)?.origin}/healthz  ${(http ?? https)?.origin}/readyz`,
+    ...(metricsUrl ? [`  metrics    ${metricsUrl}  (Prometheus)`] : []),
     `  database   ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `embedded PGlite in ${relative(path.join(config.dataDir, 'db'))}`}`,
     ...(adminCredentialFile ? [`  admin      ${(http ?? https)?.origin}${config.admin.path}/api  credential in ${relative(adminCredentialFile)} (mode 0600; tether tokens|clients|ledger use it)`] : []),
   ];

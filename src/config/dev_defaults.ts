@@ -56,3 +56,10 @@ export const DEV_CONFIG = {
     },
   ],
 };
+
+/**
+ * `tether dev` with the built-in configuration also serves Prometheus metrics beside health on its
+ * loopback HTTP listener (cli/run_server.ts). Not part of DEV_CONFIG, which the test harness runs
+ * without that listener.
+ */
+export const DEV_METRICS = { listener: 'http', path: '/metrics' } as const;

@@ -21,6 +21,7 @@ export const RESTART_SECTIONS = [
   // Trusted issuers' key sources are read and cached at start (federation/issuer_keys.ts); a client's
   // federatedIdentities (in `clients`) are live, so removing one takes effect at a reload.
   'federation',
+  'metrics',
 ] as const satisfies readonly Exclude<keyof TetherConfig, LiveSection>[];
 
 // A section added to the schema but to neither list fails to compile here.

@@ -332,6 +332,18 @@ const listenerSchema = z.strictObject({
   port: z.number().int().min(0).max(65535),
 });
 
+/**
+ * Prometheus metrics (observability/metrics.ts, docs/operations.md#metrics). Off unless configured:
+ * the series name clients, resources and volumes, which is inventory an outsider should not read.
+ * `listener`: `http` or `https` serves `path` on that listener, next to the token endpoint (anyone who
+ * reaches the listener can read it); an object is a plain HTTP listener of its own (the recommended
+ * production setting: bind it to an address only the scraper reaches).
+ */
+const metricsSchema = z.strictObject({
+  listener: z.union([z.enum(['off', 'http', 'https']), listenerSchema]).default('off'),
+  path: z.string().regex(/^\/[A-Za-z0-9._~-]+(?:\/[A-Za-z0-9._~-]+)*$/, 'expected an absolute path such as /metrics').default('/metrics'),
+});
+
 export const configSchema = z.strictObject({
   issuer: z.url(),
   /** PostgreSQL URL; when absent the embedded PGlite under `dataDir` is used. Overridden by DATABASE_URL. */
@@ -377,6 +389,7 @@ export const configSchema = z.strictObject({
     issuers: z.array(trustedIssuerSchema).default([]),
   }).prefault({}),
   admin: adminSchema.prefault({}),
+  metrics: metricsSchema.prefault({}),
   resources: z.array(resourceSchema).min(1),
   clients: z.array(clientSchema).min(1),
 });
@@ -474,6 +487,7 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
   });
   issues.push(...federationIssues(config, resources, clientIds));
   issues.push(...adminIssues(config, resources, clientIds));
+  issues.push(...metricsIssues(config));
   // A delegate exchanges only tokens for an API it serves: actFor without one could never be used.
   config.clients.forEach((client, index) => {
     const serves = config.resources.some((resource) => resource.servedBy.includes(client.id));
@@ -549,6 +563,23 @@ function adminIssues(config: TetherConfig, resources: ReadonlyMap<string, Resour
   return issues;
 }
 
+/** Paths Tether answers itself; metrics served beside them on a shared listener must not shadow one. */
+const RESERVED_PATHS = ['/token', '/jwks', '/healthz', '/readyz', '/.well-known'];
+
+/** The metrics listener must exist, and its path must not take one of Tether's own. */
+function metricsIssues(config: TetherConfig): Issue[] {
+  const { listener, path } = config.metrics;
+  if (listener === 'off') return [];
+  if (typeof listener === 'string' && !config.listeners[listener]) {
+    return [{ path: ['metrics', 'listener'], message: `metrics on the ${listener} listener needs listeners.${listener}` }];
+  }
+  const shadowed = RESERVED_PATHS.find((reserved) => path === reserved || path.startsWith(`${reserved}/`));
+  if (typeof listener === 'string' && shadowed) {
+    return [{ path: ['metrics', 'path'], message: `${path} is one of Tether's own paths (${shadowed}); choose another, e.g. /metrics` }];
+  }
+  return [];
+}
+
 /**
  * What `tether start` needs beyond a valid configuration (`tether dev` generates its own CA):
  * `tls_client_auth` (RFC 8705 §2.1) certificates must chain to a CA the operator names, because
@@ -556,16 +587,19 @@ function adminIssues(config: TetherConfig, resources: ReadonlyMap<string, Resour
  * certificates.
  */
 export function startModeIssues(config: TetherConfig): Issue[] {
+  const issues: Issue[] = [];
   if (config.admin.enabled === true && config.admin.clients.length === 0) {
     // tether start has no local credential: only admin clients can call the admin API.
-    return [{ path: ['admin', 'clients'], message: 'required by tether start when admin.enabled: the clients that may call the admin API' }];
+    issues.push({ path: ['admin', 'clients'], message: 'required by tether start when admin.enabled: the clients that may call the admin API' });
   }
   const [first] = certificateClientIds(config.clients);
-  if (first === undefined || config.listeners.https?.clientCaFile) return [];
-  return [{
-    path: ['listeners', 'https', 'clientCaFile'],
-    message: `required by tether start: client ${JSON.stringify(first)} uses tls_client_auth, whose certificates must chain to a CA named here (public CAs never count)`,
-  }];
+  if (first !== undefined && !config.listeners.https?.clientCaFile) {
+    issues.push({
+      path: ['listeners', 'https', 'clientCaFile'],
+      message: `required by tether start: client ${JSON.stringify(first)} uses tls_client_auth, whose certificates must chain to a CA named here (public CAs never count)`,
+    });
+  }
+  return issues;
 }
 
 /**

@@ -8,6 +8,7 @@ import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issua
 import { validateDpopProof, type ValidatedDpopProof } from '../provider/internals.js';
 import { PolicyError, selectBinding } from '../provider/resource_policy.js';
 import { recordProofOnce } from '../storage/dpop_replay.js';
+import { timedStep } from '../observability/issuance_timing.js';
 import type { GrantContext } from './grant_context.js';
 
 /**
@@ -180,7 +181,7 @@ export async function mintAccessToken(grant: GrantContext, ctx: KoaContextWithOI
   }
 
   ctx.oidc.entity('ClientCredentials', token);
-  const value = await databaseStep(() => token.save());
+  const value = await timedStep(ctx, 'signing', () => databaseStep(() => token.save()));
   const { tokenId, issuedAt, expiresAt } = tokenFacts(request.resource.format, value, token);
 
   return {
@@ -219,7 +220,7 @@ export async function recordIssuance(grant: GrantContext, ctx: KoaContextWithOID
   // (a federated exchange has already put its subject token's identity here).
   event.issued.external ??= grant.federation.clientIdentityOf(ctx);
   try {
-    await grant.ledger.recordIssuance(event, grant.requestFactsOf(ctx));
+    await timedStep(ctx, 'ledger', () => grant.ledger.recordIssuance(event, grant.requestFactsOf(ctx)));
   } catch (error) {
     if (event.issued.format === 'opaque') {
       // The client never sees this token; remove it so nothing usable exists without its record.

@@ -49,8 +49,8 @@ export function requestFactsOf(ctx: Context, instanceId: string): RequestFacts {
 }
 
 /**
- * Request id (honouring a well-formed X-Request-Id), the request's configuration snapshot, access
- * log, and a last-resort JSON 500.
+ * Request id (honouring a well-formed X-Request-Id), the request's configuration snapshot, and a
+ * last-resort JSON 500; the access log is observability/access_log.ts.
  */
 export function requestContext(logger: Logger, live: LiveConfig) {
   return async function requestContextMiddleware(ctx: Context, next: Next): Promise<void> {
@@ -60,18 +60,12 @@ export function requestContext(logger: Logger, live: LiveConfig) {
       requestId, certificate: undefined, clientAddress: ctx.req.socket.remoteAddress, snapshot: live.current(),
     } satisfies TetherRequestState;
     ctx.set('X-Request-Id', requestId);
-    const started = performance.now();
     try {
       await next();
     } catch (error) {
       logger.error({ err: error, requestId }, 'unhandled error');
       ctx.status = 500;
       ctx.body = { error: 'server_error', error_description: 'unexpected error' };
-    }
-    if (ctx.status >= 500 || logger.isLevelEnabled('debug')) {
-      logger[ctx.status >= 500 ? 'warn' : 'debug']({
-        requestId, method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round((performance.now() - started) * 10) / 10,
-      }, 'request');
     }
   };
 }

@@ -29,6 +29,9 @@ import { buildConfigSnapshot, createLiveConfig, type ConfigSnapshot } from '../p
 import { createProvider } from '../provider/create_provider.js';
 import { installSigningKeys } from '../provider/internals.js';
 import { createAdapterFactory } from '../storage/adapter.js';
+import { timedGrant } from '../observability/issuance_timing.js';
+import type { TetherMetrics } from '../observability/metrics.js';
+import { requestObservers } from '../observability/request_observers.js';
 import type { Database } from '../storage/database.js';
 import {
   certificateOf, discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
@@ -66,6 +69,8 @@ export interface TetherApp {
   unauthenticatedRejections: RejectionAggregator;
   /** Ends the admin API's open streams (ledger follow, SSE), so that a graceful stop need not wait for them. */
   endAdminStreams(): void;
+  /** Prometheus metrics, when `metrics.listener` is not `off` (served by the app itself for `http`/`https`). */
+  metrics: TetherMetrics | undefined;
   /** The configuration requests starting now run with. */
   configuration(): ConfigSnapshot;
   /**
@@ -167,13 +172,23 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
   };
 
+  // Access log and Prometheus metrics (observability/request_observers.ts).
+  const observers = requestObservers({
+    config, logger, provider, knex,
+    knownNamesOf: (ctx) => snapshotOf(ctx),
+    issuanceQueue: () => grant.ledger.queueDepth(),
+    signingKeys: () => keys.current(),
+    factsOf: (ctx) => requestFactsOf(ctx, instanceId),
+  });
+  const { metrics } = observers;
+
   // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
-  provider.registerGrantType('client_credentials', clientCredentialsHandler(grant), clientCredentialsParameters, ['resource']);
+  provider.registerGrantType('client_credentials', timedGrant(metrics?.issuancePhase, 'client_credentials', clientCredentialsHandler(grant)), clientCredentialsParameters, ['resource']);
   // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own
   // published keys, including ones another instance began signing with that this one has not heard of yet.
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
   // RFC 8693: token exchange.
-  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens), tokenExchangeParameters, tokenExchangeDuplicableParameters);
+  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, timedGrant(metrics?.issuancePhase, TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens)), tokenExchangeParameters, tokenExchangeDuplicableParameters);
   // Clients are validated against the grant types registered above, as oidc-provider does at first use.
   try {
     live.replace(buildConfigSnapshot(provider, config));
@@ -186,8 +201,11 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // reset) here, by default with console.error: a client could fill stderr at will.
   (provider.on as (event: 'error', listener: (error: Error & { code?: string }) => void) => Provider)(
     'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
+  // Outermost: the access line and the counters see the status the client was sent.
+  for (const observer of observers.outermost) provider.use(observer);
   provider.use(requestContext(logger, live));
   provider.use(healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }));
+  for (const endpoint of observers.besideHealth) provider.use(endpoint);
   provider.use(retryAfterOnUnavailable);
   // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
   // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
@@ -245,6 +263,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     keys,
     unauthenticatedRejections,
     endAdminStreams: () => adminClosing.abort(),
+    metrics,
     configuration: () => live.current(),
     reconfigure: oneAtATime(async (next: TetherConfig, reconfigureOptions: ReconfigureOptions = {}): Promise<Reconfigured> => {
       const { source = 'configuration', checks } = reconfigureOptions;

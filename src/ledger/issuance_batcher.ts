@@ -46,6 +46,8 @@ interface Pending {
 export interface IssuanceBatcher {
   /** Resolves once the issuance is committed; rejects with the statement's refusal or error, or IssuanceQueueError. */
   record(row: IssuanceRow): Promise<void>;
+  /** Issuances waiting for a statement, and statements running (observability/metrics.ts). */
+  depth(): { waiting: number; inFlight: number };
 }
 
 export function issuanceBatcher(write: (rows: IssuanceRow[]) => Promise<Map<string, IssuanceOutcome>>, options: IssuanceBatcherOptions = {}): IssuanceBatcher {
@@ -97,5 +99,6 @@ export function issuanceBatcher(write: (rows: IssuanceRow[]) => Promise<Map<stri
         flush();
       });
     },
+    depth: () => ({ waiting: queue.length, inFlight }),
   };
 }

@@ -13,6 +13,8 @@ export interface IssuanceLedger {
   recordIssuance(event: { type: 'token.issued' | 'token.exchanged'; issued: IssuedToken }, facts: RequestFacts): Promise<void>;
   /** Whether a client is suspended (a suspended client gets no new tokens). */
   isClientSuspended(clientId: string): Promise<boolean>;
+  /** Issuances waiting to be written, and issuance statements running. */
+  queueDepth(): { waiting: number; inFlight: number };
 }
 
 /**
@@ -33,5 +35,6 @@ export function createIssuanceLedger(knex: Knex, options: { suspensionMaxAgeMs?:
       }
     },
     isClientSuspended: (clientId) => suspensions.isSuspended(clientId),
+    queueDepth: () => batcher.depth(),
   };
 }

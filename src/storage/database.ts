@@ -6,6 +6,7 @@ import { PGlite } from '@electric-sql/pglite';
 import knexFactory, { type Knex } from 'knex';
 
 import { databaseTimeoutsMs } from '../config/schema.js';
+import type { KnexLog } from '../observability/library_logs.js';
 import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
 import { createInMemoryPglite } from './pglite_memory.js';
 import { createPgliteKnex } from './pglite_knex.js';
@@ -40,6 +41,8 @@ export interface OpenDatabaseOptions {
   memory?: boolean;
   /** Default: the configuration's defaults (config/schema.ts DATABASE_DEFAULTS). */
   timeouts?: DatabaseTimeouts;
+  /** Where knex's own warnings go (observability/library_logs.ts knexLogTo); default: stderr, one plain line each. */
+  log?: KnexLog;
 }
 
 /** Pool sizing for PostgreSQL; migrateToLatest needs at least two connections (one holds its lock). */
@@ -57,9 +60,10 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     throw new Error('openDatabase needs exactly one of url, directory or memory');
   }
   const timeouts = options.timeouts ?? databaseTimeoutsMs();
-  if (options.url !== undefined) return openPostgres(options.url, timeouts);
-  if (options.directory !== undefined) return openPgliteDirectory(options.directory, timeouts);
-  return openPgliteMemory(timeouts);
+  const log = options.log ?? KNEX_LOG;
+  if (options.url !== undefined) return openPostgres(options.url, timeouts, log);
+  if (options.directory !== undefined) return openPgliteDirectory(options.directory, timeouts, log);
+  return openPgliteMemory(timeouts, log);
 }
 
 /**
@@ -67,7 +71,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
  * database is down) with console.log; stdout is for command output (`tether tokens list --json`),
  * so they go to stderr. The failures themselves reach callers as errors (503 on the token path).
  */
-const KNEX_LOG = {
+const KNEX_LOG: KnexLog = {
   warn: (message: unknown) => process.stderr.write(`knex: ${String(message)}\n`),
   error: (message: unknown) => process.stderr.write(`knex: ${String(message)}\n`),
   deprecate: (method: string, alternative: string) => process.stderr.write(`knex: ${method} is deprecated, use ${alternative}\n`),
@@ -101,13 +105,13 @@ function postgresConnection(url: string, timeouts: DatabaseTimeouts): Knex.PgCon
   };
 }
 
-function openPostgres(url: string, timeouts: DatabaseTimeouts): Database {
+function openPostgres(url: string, timeouts: DatabaseTimeouts, log: KnexLog): Database {
   const knex = knexFactory({
     client: 'pg',
     connection: postgresConnection(url, timeouts),
     pool: { ...POSTGRES_POOL, afterCreate: discardOnQueryTimeout },
     acquireConnectionTimeout: timeouts.acquireTimeout,
-    log: KNEX_LOG,
+    log,
   });
   return { knex, kind: 'postgres', close: () => knex.destroy() };
 }
@@ -141,21 +145,21 @@ function discardOnQueryTimeout(connection: PgClient, done: (error: Error | null,
   done(null, connection);
 }
 
-async function openPgliteMemory(timeouts: DatabaseTimeouts): Promise<Database> {
-  return wrapPglite(await createInMemoryPglite(), timeouts);
+async function openPgliteMemory(timeouts: DatabaseTimeouts, log: KnexLog): Promise<Database> {
+  return wrapPglite(await createInMemoryPglite(), timeouts, log);
 }
 
 /** Starts reading the snapshot and compiling PGlite ahead of `openDatabase({ memory: true })`. */
 export { prepareInMemoryPglite as prepareInMemoryDatabase } from './pglite_memory.js';
 
-async function openPgliteDirectory(directory: string, timeouts: DatabaseTimeouts): Promise<Database> {
+async function openPgliteDirectory(directory: string, timeouts: DatabaseTimeouts, log: KnexLog): Promise<Database> {
   const absolute = resolve(directory);
   mkdirSync(dirname(absolute), { recursive: true });
   const lock = lockDatabaseDirectory(absolute);
   try {
-    if (!existsSync(join(absolute, 'PG_VERSION'))) await seedDirectory(absolute);
+    if (!existsSync(join(absolute, 'PG_VERSION'))) await seedDirectory(absolute, log);
     const pglite = await PGlite.create({ dataDir: absolute });
-    return wrapPglite(pglite, timeouts, lock);
+    return wrapPglite(pglite, timeouts, log, lock);
   } catch (error) {
     lock.release();
     throw error;
@@ -167,7 +171,7 @@ async function openPgliteDirectory(directory: string, timeouts: DatabaseTimeouts
  * renamed into place, so an interrupted first start never leaves a half-written database behind.
  * Without a snapshot (or if unpacking fails) nothing happens here and PGlite runs initdb itself.
  */
-async function seedDirectory(directory: string): Promise<void> {
+async function seedDirectory(directory: string, log: KnexLog): Promise<void> {
   const snapshot = await migratedSnapshotOrUndefined();
   if (snapshot === undefined) return;
   const staging = join(dirname(directory), `.${basename(directory)}.seeding-${randomBytes(6).toString('hex')}`);
@@ -176,14 +180,14 @@ async function seedDirectory(directory: string): Promise<void> {
     // rename(2) replaces the target only if it is missing or an empty folder.
     await rename(staging, directory);
   } catch (error) {
-    process.emitWarning(`tether: could not seed ${directory} from the snapshot, PGlite will initialize it: ${describe(error)}`);
+    log.warn(`could not seed ${directory} from the snapshot, PGlite will initialize it: ${describe(error)}`);
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
 }
 
-function wrapPglite(pglite: PGlite, timeouts: DatabaseTimeouts, lock?: DirectoryLock): Database {
-  const knex = createPgliteKnex(pglite, { acquireTimeoutMs: timeouts.acquireTimeout });
+function wrapPglite(pglite: PGlite, timeouts: DatabaseTimeouts, log: KnexLog, lock?: DirectoryLock): Database {
+  const knex = createPgliteKnex(pglite, { acquireTimeoutMs: timeouts.acquireTimeout, log });
   return {
     knex,
     kind: 'pglite',

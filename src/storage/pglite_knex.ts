@@ -12,10 +12,11 @@ import ClientPgLite from 'knex-pglite';
  * `acquireTimeoutMs`: how long a query waits for that one connection (held by a transaction) before
  * it fails; knex's own default is a minute.
  */
-export function createPgliteKnex(pglite: PGlite, options: { acquireTimeoutMs?: number } = {}): Knex {
+export function createPgliteKnex(pglite: PGlite, options: { acquireTimeoutMs?: number; log?: Knex.Logger } = {}): Knex {
   return knexFactory({
     client: ClientPgLite,
     connection: (() => ({ pglite })) as unknown as Knex.StaticConnectionConfig,
     ...(options.acquireTimeoutMs === undefined ? {} : { acquireConnectionTimeout: options.acquireTimeoutMs }),
+    ...(options.log === undefined ? {} : { log: options.log }),
   });
 }

@@ -6,6 +6,7 @@ import { DEV_CONFIG } from '../config/dev_defaults.js';
 import { certificateClientIds, type TetherConfig } from '../config/schema.js';
 import { closeListener, listenHttp, listenHttps, type RunningListener } from '../http/listeners.js';
 import { createTetherApp, type TetherApp } from '../http/tether_app.js';
+import { listenMetrics } from '../observability/metrics_endpoint.js';
 import { createEphemeralPki, type Pki } from '../keys/dev_pki.js';
 import { openDatabase, prepareInMemoryDatabase, type Database } from '../storage/database.js';
 import { migrateToLatest } from '../storage/migrate.js';
@@ -53,6 +54,8 @@ export interface RunningTether extends HarnessTokens {
   origin: string;
   /** The plain HTTP listener's origin (`http://127.0.0.1:<port>`), when `options.http` asked for one. */
   httpOrigin?: string;
+  /** Where Prometheus metrics are served, when `config.metrics.listener` turns them on. */
+  metricsUrl?: string;
   tokenEndpoint: string;
   /** RFC 7662 introspection endpoint. */
   introspectionEndpoint: string;
@@ -108,7 +111,8 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
   const database = opened;
   const issuer = options.issuer ?? listener.origin;
   const agents = createAgentPool(pki.ca.certificatePem);
-  const closeListeners = (graceMs: number) => Promise.all([listener, httpListener].map((bound) => bound && closeListener(bound, graceMs)));
+  let metricsListener: RunningListener | undefined;
+  const closeListeners = (graceMs: number) => Promise.all([listener, httpListener, metricsListener].map((bound) => bound && closeListener(bound, graceMs)));
 
   try {
     // One query when the database came from the migrated snapshot (storage/migrate.ts).
@@ -118,6 +122,7 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
       config, database, logger: options.logger ?? pino({ level: 'silent' }), clientCaPem: pki.ca.certificatePem, adminDevSecret: options.adminDevSecret,
     });
     handler = app.callback;
+    metricsListener = await listenConfiguredMetrics(app, config);
 
     const endpoints = {
       issuer,
@@ -128,6 +133,7 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
       ...endpoints,
       origin: listener.origin,
       ...(httpListener ? { httpOrigin: httpListener.origin } : {}),
+      ...metricsUrlOf(config, { https: listener, http: httpListener, own: metricsListener }),
       introspectionEndpoint: `${issuer}/token/introspection`,
       jwksUri: `${issuer}/jwks`,
       jwks: app.publicJwks as { keys: Record<string, unknown>[] },
@@ -152,6 +158,19 @@ export async function startTether(options: StartTetherOptions = {}): Promise<Run
     if (ownsDatabase) await database.close();
     throw error;
   }
+}
+
+/** `metrics.listener: {host, port}` gets a listener of its own (port 0: any free one). */
+async function listenConfiguredMetrics(app: TetherApp, config: TetherConfig): Promise<RunningListener | undefined> {
+  const { listener, path } = config.metrics;
+  if (!app.metrics || typeof listener !== 'object') return undefined;
+  return listenMetrics(app.metrics.registry, path, listener);
+}
+
+function metricsUrlOf(config: TetherConfig, bound: { https: RunningListener; http: RunningListener | undefined; own: RunningListener | undefined }): { metricsUrl?: string } {
+  const { listener, path } = config.metrics;
+  const origin = listener === 'off' ? undefined : typeof listener === 'object' ? bound.own?.origin : bound[listener]?.origin;
+  return origin === undefined ? {} : { metricsUrl: `${origin}${path}` };
 }
 
 /** `listeners` of the configuration: the ports actually bound. */

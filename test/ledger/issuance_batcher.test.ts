@@ -36,6 +36,24 @@ function scriptedDatabase() {
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('issuance batcher', () => {
+  test('depth() reports the issuances waiting and the statements running (the metrics gauges read it)', async () => {
+    const database = scriptedDatabase();
+    const batcher = issuanceBatcher(database.write, { maxInFlight: 2 });
+    expect(batcher.depth()).toEqual({ waiting: 0, inFlight: 0 });
+    const recorded = ['a', 'b', 'c', 'd'].map((id) => batcher.record(row(id)));
+    expect(batcher.depth()).toEqual({ waiting: 2, inFlight: 2 });
+    database.statements[0]!.finish();
+    await recorded[0];
+    await tick();
+    // The two waiting went together into the freed statement slot.
+    expect(batcher.depth()).toEqual({ waiting: 0, inFlight: 2 });
+    database.statements[1]!.finish();
+    database.statements[2]!.finish();
+    await Promise.all(recorded);
+    await tick();
+    expect(batcher.depth()).toEqual({ waiting: 0, inFlight: 0 });
+  });
+
   test('the first issuance is written at once; those arriving meanwhile share the next statement', async () => {
     const database = scriptedDatabase();
     const batcher = issuanceBatcher(database.write, { maxInFlight: 1 });
