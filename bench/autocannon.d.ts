@@ -5,7 +5,7 @@ declare module 'autocannon' {
     path?: string;
     headers?: Record<string, string>;
     body?: string;
-    setupRequest?: (request: { headers: Record<string, string> }, context: Record<string, unknown>) => unknown;
+    setupRequest?: (request: { headers: Record<string, string> }, context: Record<string, unknown>) => { headers: Record<string, string> } | undefined;
   }
   interface AutocannonOptions {
     url: string;
@@ -35,6 +35,10 @@ declare module 'autocannon' {
     latency: Histogram;
     requests: Histogram & { total: number };
   }
+  interface AutocannonInstance {
+    stop(): void;
+  }
   function autocannon(options: AutocannonOptions): Promise<AutocannonResult>;
+  function autocannon(options: AutocannonOptions, done: (error: Error | null, result?: AutocannonResult) => void): AutocannonInstance;
   export default autocannon;
 }

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 
 /**
  * CPU time (user + system, all threads) of processes, read from /proc, in microseconds: to tell what
@@ -19,36 +19,35 @@ export function processCpuMicros(pid: number | undefined): number | undefined {
   }
 }
 
+/** Something that answers SQL (a pg.Client). */
+interface Queryable {
+  query(text: string, values?: unknown[]): Promise<{ rows: Record<string, unknown>[] }>;
+}
+
 /**
- * PostgreSQL processes that work for `database` (their title names it), plus the shared WAL writer,
- * whose work is mostly our commits while a run lasts.
+ * The PostgreSQL backends serving `database` (pg_stat_activity), whose CPU is then read from /proc:
+ * the backends of the server under test. The WAL writer and other shared processes are left out (on
+ * a shared server they also work for others); a backend flushes its own commit's WAL.
  */
-export function postgresPids(database: string): number[] {
-  const pids: number[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return pids;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (title.startsWith('postgres:') && (title.includes(` ${database} `) || title.includes('walwriter'))) pids.push(Number(entry));
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return pids;
+export async function postgresBackendPids(admin: Queryable, database: string): Promise<number[]> {
+  const { rows } = await admin.query('SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [database]);
+  return rows.map((row) => Number(row.pid));
 }
 
 /** CPU time of a set of processes that may come and go: take a snapshot before and after a run. */
 export function snapshotCpu(pids: readonly number[]): Map<number, number> {
-  return new Map(pids.map((pid) => [pid, processCpuMicros(pid) ?? 0]));
+  const snapshot = new Map<number, number>();
+  for (const pid of pids) {
+    const micros = processCpuMicros(pid);
+    if (micros !== undefined) snapshot.set(pid, micros);
+  }
+  return snapshot;
 }
 
-/** CPU used between two snapshots (a process first seen in `after` counts from zero). */
+/**
+ * CPU used between two snapshots by the processes alive at the second (one first seen then counts
+ * from zero; one that ended in between is left out, its share unknown).
+ */
 export function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
   let sum = 0;
   for (const [pid, micros] of after) sum += micros - (before.get(pid) ?? 0);

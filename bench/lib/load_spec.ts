@@ -34,12 +34,16 @@ export interface LoadResult {
   p50: number;
   p99: number;
   mean: number;
-  /** DPoP proofs that had to be signed during the run because the pool ran out. */
-  proofsSignedDuringRun?: number;
-  /** CPU time (user + system) of the load generator process during the run, µs. */
+  /** DPoP proofs signed before the run (the pool); none is signed during it. */
+  proofPool?: number;
+  /** The pool ran out and the run stopped early (its duration says when). */
+  proofPoolExhausted?: boolean;
+  /** CPU time (user + system) of the load generator process during the run, µs (its own process.cpuUsage). */
   loadCpuMicros?: number;
   /** Added by the runner: CPU per 2xx response, µs, of each party, and the machine's utilisation. */
   cpuPerRequest?: { server?: number; database?: number; loadGenerator?: number };
+  /** PostgreSQL backends whose CPU was counted. */
+  databaseBackends?: number;
   /** Share of all CPUs of the machine busy during the run (every process, not only ours). */
   machineBusy?: number;
 }

@@ -27,13 +27,20 @@ export interface ForkOptions {
   env?: NodeJS.ProcessEnv;
   /** stdout and stderr of the child are appended here. */
   logFile?: string;
+  /**
+   * How the child loads TypeScript: through tsx (default), or with plain node and its built-in type
+   * stripping, for a module with no relative imports (the baselines: started as their users start them).
+   */
+  loader?: 'tsx' | 'node';
+  /** Working directory (default: the repository root). */
+  cwd?: string;
 }
 
 /** Forks a TypeScript module with an IPC channel; its output goes to `logFile` (or is dropped). */
 export function forkTs(modulePath: string, args: string[], options: ForkOptions = {}): ChildProcess {
   const child = fork(modulePath, args, {
     cwd: REPO_ROOT,
-    execArgv: [...TSX, ...(options.nodeFlags ?? [])],
+    execArgv: [...(options.loader === 'node' ? [] : TSX), ...(options.nodeFlags ?? [])],
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
@@ -44,7 +51,7 @@ export function forkTs(modulePath: string, args: string[], options: ForkOptions 
 /** Spawns node (no IPC) with the given arguments in the repository root. */
 export function spawnNode(args: string[], options: ForkOptions = {}): ChildProcess {
   const child = spawn(process.execPath, [...(options.nodeFlags ?? []), ...args], {
-    cwd: REPO_ROOT,
+    cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

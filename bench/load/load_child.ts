@@ -1,7 +1,8 @@
 /**
  * The load generator, in its own process so that it never shares an event loop with a server under
  * test: receives one {@link LoadSpec} over IPC, runs autocannon (programmatic API) for a fixed time
- * with a fixed number of keep-alive connections, and answers with a {@link LoadResult}.
+ * with a fixed number of keep-alive connections, and answers with a {@link LoadResult}. Everything a
+ * run needs (DPoP proofs included) is made before the parent starts the clock.
  */
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -9,63 +10,93 @@ import autocannon from 'autocannon';
 import { createDpopSigner } from '../lib/dpop_proofs.js';
 import type { LoadResult, LoadSpec } from '../lib/load_spec.js';
 
-async function runLoad(spec: LoadSpec): Promise<LoadResult> {
-  if (spec.newConnectionPerRequest) return runNewConnectionPerRequest(spec);
-  const headers: Record<string, string> = { host: spec.host, ...spec.headers };
-  let setupRequest: ((request: { headers: Record<string, string> }) => unknown) | undefined;
-  let proofsSignedDuringRun = 0;
-  if (spec.dpopHtu) {
-    const signer = createDpopSigner();
-    const htu = spec.dpopHtu;
-    // Enough proofs for the run at 1.5× the expected rate; signing more during the run is counted.
-    const poolSize = Math.ceil((spec.expectedRate ?? 4000) * 1.5 * spec.durationSeconds) + 1000;
-    const pool = Array.from({ length: poolSize }, () => signer.proof('POST', htu));
-    let next = 0;
-    setupRequest = (request) => {
-      let proof = pool[next];
-      if (proof === undefined) {
-        proof = signer.proof('POST', htu);
-        proofsSignedDuringRun++;
-      } else {
-        pool[next] = undefined as unknown as string;
-      }
-      next++;
-      request.headers = { ...request.headers, dpop: proof };
-      return request;
-    };
-  }
+/** The DPoP proof pool of one run: every proof is signed before the clock starts. */
+interface ProofPool {
+  take(): string | undefined;
+  size: number;
+}
 
-  const url = new URL(spec.url);
-  const cpuBefore = process.cpuUsage();
-  const result = await autocannon({
-    url: spec.url,
-    method: spec.method,
-    headers,
-    body: spec.body,
-    connections: spec.connections,
-    pipelining: 1,
-    duration: spec.durationSeconds,
-    servername: spec.host.split(':')[0],
-    tlsOptions: url.protocol === 'https:' && spec.clientCertFile
-      ? { cert: readFileSync(spec.clientCertFile), key: readFileSync(spec.clientKeyFile!) }
-      : undefined,
-    requests: setupRequest ? [{ setupRequest }] : undefined,
-  });
-
-  const cpu = process.cpuUsage(cpuBefore);
-  const ok = result['2xx'];
+/**
+ * Enough proofs for the run at three times the rate its warm-up reached (the rate moves by up to 2×
+ * on a shared machine), at least 20,000. The run never signs: if the pool still runs out, the run
+ * stops there and reports its shorter duration and `proofPoolExhausted`.
+ */
+function dpopPool(spec: LoadSpec): ProofPool {
+  const signer = createDpopSigner();
+  const size = Math.max(20_000, Math.ceil((spec.expectedRate ?? 6000) * 3 * spec.durationSeconds));
+  const proofs = Array.from({ length: size }, () => signer.proof('POST', spec.dpopHtu!));
+  let next = 0;
   return {
-    loadCpuMicros: cpu.user + cpu.system,
-    ok,
-    non2xx: result.non2xx,
-    errors: result.errors,
-    timeouts: result.timeouts,
-    durationSeconds: result.duration,
-    rps: ok / result.duration,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    mean: result.latency.average,
-    ...(spec.dpopHtu ? { proofsSignedDuringRun } : {}),
+    size,
+    take() {
+      const proof = proofs[next];
+      if (proof !== undefined) proofs[next++] = '';
+      return proof || undefined;
+    },
+  };
+}
+
+/** A run prepared (proof pool signed, TLS material read): `start()` runs it and measures. */
+interface PreparedRun {
+  start(): Promise<LoadResult>;
+}
+
+function prepareRun(spec: LoadSpec): PreparedRun {
+  if (spec.newConnectionPerRequest) return { start: () => runNewConnectionPerRequest(spec) };
+  const headers: Record<string, string> = { host: spec.host, ...spec.headers };
+  const pool = spec.dpopHtu ? dpopPool(spec) : undefined;
+  const url = new URL(spec.url);
+  const tlsOptions = url.protocol === 'https:' && spec.clientCertFile
+    ? { cert: readFileSync(spec.clientCertFile), key: readFileSync(spec.clientKeyFile!) }
+    : undefined;
+  return {
+    start: () => new Promise((resolve, reject) => {
+      let exhausted = false;
+      const cpuBefore = process.cpuUsage();
+      const instance = autocannon({
+        url: spec.url,
+        method: spec.method,
+        headers,
+        body: spec.body,
+        connections: spec.connections,
+        pipelining: 1,
+        duration: spec.durationSeconds,
+        servername: spec.host.split(':')[0],
+        tlsOptions,
+        requests: pool ? [{
+          setupRequest: (request) => {
+            const proof = pool.take();
+            if (proof === undefined) {
+              // Out of proofs: stop rather than sign while measuring (the run's figures stay valid for its shorter duration).
+              if (!exhausted) instance.stop();
+              exhausted = true;
+              return { ...request, headers: { ...request.headers, dpop: 'pool-exhausted' } };
+            }
+            return { ...request, headers: { ...request.headers, dpop: proof } };
+          },
+        }] : undefined,
+      }, (error, result) => {
+        if (error || !result) {
+          reject(error ?? new Error('autocannon gave no result'));
+          return;
+        }
+        const cpu = process.cpuUsage(cpuBefore);
+        const ok = result['2xx'];
+        resolve({
+          loadCpuMicros: cpu.user + cpu.system,
+          ok,
+          non2xx: result.non2xx,
+          errors: result.errors,
+          timeouts: result.timeouts,
+          durationSeconds: result.duration,
+          rps: ok / result.duration,
+          p50: result.latency.p50,
+          p99: result.latency.p99,
+          mean: result.latency.average,
+          ...(pool ? { proofPool: pool.size, proofPoolExhausted: exhausted } : {}),
+        });
+      });
+    }),
   };
 }
 
@@ -131,9 +162,27 @@ async function runNewConnectionPerRequest(spec: LoadSpec): Promise<LoadResult> {
   };
 }
 
-process.once('message', (message) => {
-  runLoad((message as { spec: LoadSpec }).spec).then(
-    (result) => process.send!({ type: 'result', result }, () => process.exit(0)),
-    (error: Error) => process.send!({ type: 'error', error: error.stack ?? String(error) }, () => process.exit(1)),
-  );
+/**
+ * IPC: { type: 'prepare', spec } → { type: 'armed' } (pool signed; the parent now reads every party's
+ * CPU time) → { type: 'go' } → { type: 'result', result }. The process then waits to be stopped, so
+ * that the parent can still read its CPU time from /proc.
+ */
+function fail(error: Error): void {
+  process.send!({ type: 'error', error: error.stack ?? String(error) });
+}
+
+process.on('message', (message: { type: string; spec?: LoadSpec }) => {
+  if (message.type !== 'prepare') return;
+  let prepared: PreparedRun;
+  try {
+    prepared = prepareRun(message.spec!);
+  } catch (error) {
+    fail(error as Error);
+    return;
+  }
+  process.on('message', (next: { type: string }) => {
+    if (next.type !== 'go') return;
+    prepared.start().then((result) => process.send!({ type: 'result', result }), fail);
+  });
+  process.send!({ type: 'armed' });
 });

@@ -4,6 +4,7 @@ import type { Federation } from '../federation/federation.js';
 import type { RequestFacts } from '../ledger/events.js';
 import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
 import type { ConfigSnapshot } from '../provider/config_snapshot.js';
+import type { ProofReplayCheck } from '../storage/dpop_replay.js';
 
 /** Everything a grant handler needs, passed explicitly (no globals). */
 export interface GrantContext {
@@ -15,6 +16,8 @@ export interface GrantContext {
   snapshotOf(ctx: KoaContextWithOIDC): ConfigSnapshot;
   knex: Knex;
   ledger: IssuanceLedger;
+  /** RFC 9449 §11.1: DPoP proofs are single-use across every instance (batched statements). */
+  dpopProofs: ProofReplayCheck;
   instanceId: string;
   /** Trusted external issuers: federated client authentication and subject tokens (src/federation/). */
   federation: Federation;

@@ -7,7 +7,6 @@ import type { IssuedToken, TokenBinding } from '../ledger/events.js';
 import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
 import { validateDpopProof, type ValidatedDpopProof } from '../provider/internals.js';
 import { PolicyError, selectBinding } from '../provider/resource_policy.js';
-import { recordProofOnce } from '../storage/dpop_replay.js';
 import { timedStep } from '../observability/issuance_timing.js';
 import type { GrantContext } from './grant_context.js';
 
@@ -127,10 +126,10 @@ const DPOP_PROOF_WINDOW_SECONDS = 300;
  * instances (or two concurrent requests) presenting one proof give exactly one token.
  */
 async function rejectReplayedProof(grant: GrantContext, jkt: string, jti: string, iat: number): Promise<void> {
-  // RFC 9449 §11.1: jti is unique per key; recordProofOnce stores only the hash of this key.
+  // RFC 9449 §11.1: jti is unique per key; the replay check stores only the hash of this key.
   const key = `${jkt}\0${jti}`;
   const expiresAt = new Date((Math.max(iat, Date.now() / 1000) + DPOP_PROOF_WINDOW_SECONDS) * 1000);
-  const first = await databaseStep(() => recordProofOnce(grant.knex, { key, expiresAt }));
+  const first = await databaseStep(() => grant.dpopProofs.recordOnce({ key, expiresAt }));
   if (!first) {
     throw withDetail(new errors.InvalidDpopProof('DPoP proof JWT replay detected'), `replayed DPoP proof jti for jkt ${jkt}`);
   }

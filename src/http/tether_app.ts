@@ -33,6 +33,7 @@ import { timedGrant } from '../observability/issuance_timing.js';
 import type { TetherMetrics } from '../observability/metrics.js';
 import { requestObservers } from '../observability/request_observers.js';
 import type { Database } from '../storage/database.js';
+import { proofReplayCheck } from '../storage/dpop_replay.js';
 import {
   certificateOf, discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
   retryAfterOnUnavailable, servedOriginOnly,
@@ -167,6 +168,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     ledger: createIssuanceLedger(knex, {
       batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
     }),
+    dpopProofs: proofReplayCheck(knex, { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout }),
     instanceId,
     certificateOf,
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { IssuedToken, RequestFacts } from './events.js';
 import { MAX_LINEAGE_DEPTH } from './lineage.js';
-import { rowsOf } from './rows.js';
+import { runPrepared, type PreparedStatement } from '../storage/prepared_statement.js';
 
 /**
  * DESIGN "no token without a record": a token's `token.issued` / `token.exchanged` event and its
@@ -122,7 +122,7 @@ export type IssuanceOutcome =
 // The issuances given, and the state row of each one's client, locked.
 const INPUT_CTES = `
 WITH RECURSIVE input AS (
-  SELECT * FROM jsonb_to_recordset(?::jsonb) AS x(
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
     type text, client_id text, subject text, resource text, scope text, token_id text, token_format text, binding_method text,
     binding_thumbprint text, expires_at timestamptz, parent_token_id text, actor text, request_id text,
     source_address text, instance_id text, issued_at timestamptz, act jsonb,
@@ -204,8 +204,8 @@ const WRITES = `), event AS (
 SELECT v.token_id, v.client_id, v.refusal, v.revoked_id, t.token_id IS NOT NULL AS recorded
 FROM verdict v LEFT JOIN token t ON t.token_id = v.token_id`;
 
-const RECORD_ISSUANCES_SQL = INPUT_CTES + CLIENT_VERDICT + WRITES;
-const RECORD_EXCHANGES_SQL = INPUT_CTES + LINEAGE_CTES + LINEAGE_VERDICT + WRITES;
+const RECORD_ISSUANCES: PreparedStatement = { name: 'tether_record_issuances', text: INPUT_CTES + CLIENT_VERDICT + WRITES };
+const RECORD_EXCHANGES: PreparedStatement = { name: 'tether_record_exchanges', text: INPUT_CTES + LINEAGE_CTES + LINEAGE_VERDICT + WRITES };
 
 function refusalOf(row: Record<string, unknown>, parentOf: Map<string, string | null>): ClientSuspendedError | ParentRefusedError {
   const tokenId = row.token_id as string;
@@ -228,12 +228,11 @@ function refusalOf(row: Record<string, unknown>, parentOf: Map<string, string | 
  * when the database cannot commit — then nothing was recorded.
  */
 export async function recordIssuances(knex: Knex, rows: readonly IssuanceRow[]): Promise<Map<string, IssuanceOutcome>> {
-  // A named statement: PostgreSQL parses and plans it once per connection instead of per issuance
-  // (docs/ledger.md has the measurement). PGlite ignores the name.
+  // A named prepared statement on a pooled connection: PostgreSQL parses and plans it once per
+  // connection instead of per issuance (docs/ledger.md), and knex's query building is skipped
+  // (docs/benchmarks.md). PGlite runs it through knex.
   const exchanges = rows.some((row) => row.parent_token_id !== null);
-  const statement = knex.raw(exchanges ? RECORD_EXCHANGES_SQL : RECORD_ISSUANCES_SQL, [JSON.stringify(rows)])
-    .options({ name: exchanges ? 'tether_record_exchanges' : 'tether_record_issuances' });
-  const answered = rowsOf(await statement);
+  const answered = await runPrepared(knex, exchanges ? RECORD_EXCHANGES : RECORD_ISSUANCES, [JSON.stringify(rows)]);
   const parentOf = new Map(rows.map((row) => [row.token_id, row.parent_token_id]));
   return new Map(answered.map((row): [string, IssuanceOutcome] => [
     row.token_id as string,

@@ -18,6 +18,29 @@ describe('migrations', () => {
     }
   });
 
+  it('the ledger tables keep exactly the indexes its queries read (docs/benchmarks.md, "Ledger indexes")', async () => {
+    const database = await openTestDatabase();
+    try {
+      const { rows } = (await database.knex.raw(
+        "SELECT tablename, indexname FROM pg_indexes WHERE tablename IN ('ledger_events', 'issued_tokens') ORDER BY tablename, indexname",
+      )) as { rows: { tablename: string; indexname: string }[] };
+      expect(rows.map((row) => `${row.tablename}.${row.indexname}`)).toEqual([
+        'issued_tokens.issued_tokens_client_id',
+        'issued_tokens.issued_tokens_parent_token_id',
+        'issued_tokens.issued_tokens_pkey',
+        'issued_tokens.issued_tokens_resource',
+        'issued_tokens.issued_tokens_revoked',
+        'ledger_events.ledger_events_client_id',
+        'ledger_events.ledger_events_occurred_at',
+        'ledger_events.ledger_events_pkey',
+        'ledger_events.ledger_events_token_id',
+        'ledger_events.ledger_events_type',
+      ]);
+    } finally {
+      await database.close();
+    }
+  });
+
   it('knows the migration files in order', () => {
     const names = migrationFileNames();
     expect(names.slice(0, 2)).toEqual(['0001_oidc_payloads.js', '0002_signing_keys.js']);
