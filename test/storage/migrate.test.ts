@@ -26,6 +26,8 @@ describe('migrations', () => {
       )) as { rows: { tablename: string; indexname: string }[] };
       expect(rows.map((row) => `${row.tablename}.${row.indexname}`)).toEqual([
         'issued_tokens.issued_tokens_client_id',
+        // tether tokens list --issuer (federation); partial: only tokens issued for an external identity.
+        'issued_tokens.issued_tokens_external_issuer',
         'issued_tokens.issued_tokens_parent_token_id',
         'issued_tokens.issued_tokens_pkey',
         'issued_tokens.issued_tokens_resource',
