@@ -17,7 +17,7 @@ import { median, round } from '../lib/stats.js';
  * repetition runs the queries once on that schema and once inside a transaction that applies those
  * migrations first and is rolled back (PostgreSQL's DDL is transactional), in alternating order.
  */
-export const SCHEMA_CHANGES: readonly string[] = ['0006_ledger_indexes_for_inventory.js'];
+export const SCHEMA_CHANGES: readonly string[] = ['0007_ledger_indexes_for_inventory.js'];
 
 export interface InventoryTiming {
   query: string;
