@@ -7,7 +7,7 @@ import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
 import {
   createMemoryReplayStore, createVerifier, SUPPORTED_ALGORITHMS, toHttpError, VerifierError, type JsonWebKeySet, type SupportedAlgorithm, type Verifier,
 } from '../resource_server/index.js';
-import { certificateOf } from '../http/middleware.js';
+import { certificateOf } from '../binding/request_certificate.js';
 import { isDevSecret } from './dev_credential.js';
 
 /**

@@ -3,9 +3,6 @@ import { certificateFromProxyHeaders, isTrustedProxy, type ProxyCertificateOptio
 import type { PresentedCertificate } from './presented_certificate.js';
 import { peerCertificateOf } from './socket_certificate.js';
 
-/** The certificate of the caller of a request; see {@link callerCertificate}. */
-export type CallerCertificate = PresentedCertificate;
-
 /** Options of {@link callerCertificate}. */
 export interface CallerCertificateOptions {
   /** Accept a certificate forwarded by these TLS-terminating proxies; without it, only TLS counts. */
@@ -25,7 +22,7 @@ export interface CallerCertificateOptions {
  *   it more than once (RFC 9440 §4)
  * @throws BindingError `ERR_TRUSTED_PROXY_CONFIG` when `options.proxy` is invalid
  */
-export function callerCertificate(req: IncomingMessage, options: CallerCertificateOptions = {}): CallerCertificate | undefined {
+export function callerCertificate(req: IncomingMessage, options: CallerCertificateOptions = {}): PresentedCertificate | undefined {
   const { proxy } = options;
   const peer = req.socket.remoteAddress;
   if (proxy && isTrustedProxy(peer, proxy)) {

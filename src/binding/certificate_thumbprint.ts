@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256Base64url } from '../text/sha256.js';
 
 /**
  * The RFC 8705 §3.1 `x5t#S256` thumbprint of a certificate: base64url (no padding) of the SHA-256
@@ -9,5 +9,5 @@ import { createHash } from 'node:crypto';
  * @returns the unpadded base64url thumbprint, 43 characters long
  */
 export function thumbprintOf(der: Uint8Array): string {
-  return createHash('sha256').update(der).digest('base64url');
+  return sha256Base64url(der);
 }

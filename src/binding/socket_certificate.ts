@@ -3,15 +3,12 @@ import type { TLSSocket } from 'node:tls';
 import { thumbprintOf } from './certificate_thumbprint.js';
 import { presentedCertificate, type PresentedCertificate } from './presented_certificate.js';
 
-/** The client certificate of a TLS connection, as read by {@link peerCertificateOf}. */
-export type PeerCertificate = PresentedCertificate;
-
 // One entry per TLS connection; `null` records "no certificate". Reading and hashing the peer
 // certificate on every request halved keep-alive throughput (DESIGN.md, measured), while the
 // certificate of a connection cannot change: TLS 1.3 has no renegotiation and Node offers no
 // post-handshake authentication. (A TLS 1.2 client could renegotiate with another certificate whose
 // key it also holds; the cache keeps the first one, which it proved possession of as well.)
-const certificates = new WeakMap<TLSSocket, PeerCertificate | null>();
+const certificates = new WeakMap<TLSSocket, PresentedCertificate | null>();
 
 /**
  * The client certificate presented on a TLS connection, or `undefined` for a plain TCP socket or a
@@ -21,7 +18,7 @@ const certificates = new WeakMap<TLSSocket, PeerCertificate | null>();
  * `authorized` is OpenSSL's verdict from the handshake against the listener's `ca` (the listener must
  * use `requestCert: true`, and `rejectUnauthorized: false` if self-signed certificates are accepted).
  */
-export function peerCertificateOf(socket: Socket | TLSSocket): PeerCertificate | undefined {
+export function peerCertificateOf(socket: Socket | TLSSocket): PresentedCertificate | undefined {
   if (!isTlsSocket(socket)) return undefined;
   const cached = certificates.get(socket);
   if (cached !== undefined) return cached ?? undefined;
@@ -36,7 +33,7 @@ function isTlsSocket(socket: Socket | TLSSocket): socket is TLSSocket {
   return (socket as TLSSocket).encrypted === true && typeof (socket as TLSSocket).getPeerX509Certificate === 'function';
 }
 
-function readPeerCertificate(socket: TLSSocket): PeerCertificate | undefined {
+function readPeerCertificate(socket: TLSSocket): PresentedCertificate | undefined {
   // getPeerX509Certificate() wraps the native handle; getPeerCertificate() would build a large object.
   const x509 = socket.getPeerX509Certificate();
   if (!x509) return undefined;

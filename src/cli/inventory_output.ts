@@ -1,8 +1,9 @@
 import type { Knex } from 'knex';
 import type { TetherConfig } from '../config/schema.js';
-import type { Cause, LedgerEvent, RequestFacts, TokenBinding, TokenRecord } from '../ledger/events.js';
+import { BINDING_METHODS, type TokenBinding } from '../binding/methods.js';
+import type { Cause, LedgerEvent, RequestFacts, TokenRecord } from '../ledger/events.js';
 import { tokenStateOf } from '../ledger/events.js';
-import { renderTable } from './table.js';
+import { renderTable } from '../text/table.js';
 
 /**
  * What the inventory commands (tokens, clients, ledger) share: the context they run in, and how they
@@ -61,7 +62,7 @@ export function abbreviate(value: string, length = 12): string {
 
 export function formatBinding(binding: TokenBinding, full = false): string {
   if (binding.method === 'bearer') return 'bearer';
-  const name = binding.method === 'mtls' ? 'x5t#S256' : 'jkt';
+  const name = BINDING_METHODS[binding.method].cnfMember;
   return `${binding.method} ${name}=${full ? binding.thumbprint : abbreviate(binding.thumbprint, 10)}`;
 }
 

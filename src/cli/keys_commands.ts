@@ -5,7 +5,7 @@ import type { TetherConfig } from '../config/schema.js';
 import { KeyEncryptionError } from '../keys/key_encryption.js';
 import { signingPolicyOf } from '../keys/signing_policy.js';
 import { listSigningKeys, retireSigningKey, rotateSigningKey, type RetireOutcome, type SigningKeyInfo } from '../keys/signing_keys.js';
-import { renderTable } from './table.js';
+import { renderTable } from '../text/table.js';
 
 /** Opens the database a command works on and hands it, with the configuration, to `work`. */
 export type WithDatabase = <T>(configFile: string | undefined, work: (knex: Knex, config: TetherConfig) => Promise<T>) => Promise<T>;

@@ -21,7 +21,7 @@ export interface LedgerTailOptions {
 }
 
 function filterOf(options: LedgerTailOptions): EventFilter {
-  if (options.type !== undefined && !(LEDGER_EVENT_TYPES as string[]).includes(options.type)) {
+  if (options.type !== undefined && !(LEDGER_EVENT_TYPES as readonly string[]).includes(options.type)) {
     throw new CommandError(`--type must be one of ${LEDGER_EVENT_TYPES.join(', ')}`);
   }
   return { clientId: options.client, type: options.type };

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { FEDERATION_JWS_ALGORITHMS, JWS_ALGORITHMS } from './jws_algorithms.js';
-import { MINIMUM_SECRET_LENGTH } from '../keys/key_encryption.js';
+import { MINIMUM_SECRET_LENGTH } from './encryption_secret.js';
 import { DEFAULT_JWKS_MAX_AGE_MS } from 'tether-oauth-resource-server';
 
 /**

@@ -1,10 +1,12 @@
 import { decodeJwt } from 'jose';
 import type { Knex } from 'knex';
-import OidcProvider, { errors, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
+import OidcProvider, { type KoaContextWithOIDC, type Provider } from 'oidc-provider';
 import type { ClientConfig } from '../config/schema.js';
+import { oauthErrorOf, withErrorBoundary } from '../oauth/error_boundary.js';
+import { DatabaseFailure, Refusal } from '../oauth/refusal.js';
 import { aroundClientLookup, beforeClientCredentialsCheck, onParamsAssembled } from '../provider/internals.js';
 import { recordAssertionOnce } from '../storage/federated_assertions.js';
-import { databaseUnavailable, issuerUnavailable, type ExternalIdentity } from './federation_errors.js';
+import { issuerUnavailable, type ExternalIdentity } from './federation_errors.js';
 import { IssuerUnavailableError } from './issuer_keys.js';
 import { claimsMatch, ExternalTokenRefused, type ExternalTokenVerifier, type VerifiedExternalToken } from './verify_external_token.js';
 
@@ -39,6 +41,25 @@ import { claimsMatch, ExternalTokenRefused, type ExternalTokenVerifier, type Ver
 
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
+/** RFC 6749 §5.2 invalid_client: the public description is oidc-provider's own; the reason goes to the ledger. */
+function clientAuthenticationFailed(reason: string): Refusal {
+  return new Refusal('invalid_client', 'client authentication failed', reason);
+}
+
+/**
+ * The hooks run inside oidc-provider's client authentication, outside the grants' error boundary
+ * (grants/registry.ts): a refusal they throw leaves here as its OAuth error (oauth/error_boundary.ts).
+ */
+function refusingAsOAuthError<A extends unknown[]>(hook: (...args: A) => void): (...args: A) => void {
+  return (...args) => {
+    try {
+      hook(...args);
+    } catch (error) {
+      throw error instanceof Refusal ? oauthErrorOf(error) : error;
+    }
+  };
+}
+
 /** What client authentication learned on a request. */
 export interface FederatedClientAuthentication {
   /** The external identity that authenticated the request's client; undefined for any other authentication. */
@@ -59,7 +80,7 @@ export function installFederatedClientAuthentication(provider: Provider, deps: {
 }): FederatedClientAuthentication {
   const attempts = new WeakMap<object, Attempt>();
 
-  onParamsAssembled(provider, (ctx, params) => {
+  onParamsAssembled(provider, refusingAsOAuthError((ctx, params) => {
     const assertion = params.client_assertion;
     if (params.client_assertion_type !== JWT_BEARER || typeof assertion !== 'string') return;
     // Several credentials at once: oidc-provider refuses the mix itself (one mechanism only).
@@ -69,39 +90,40 @@ export function installFederatedClientAuthentication(provider: Provider, deps: {
     const namesFederatedClient = typeof params.client_id === 'string' && deps.clientsOf(ctx).get(params.client_id)?.auth.method === 'federated';
     if (!namesFederatedClient && !deps.verifier.isTrustedIssuer(unverifiedIssuerOf(assertion))) return;
     if (typeof params.client_id !== 'string' || params.client_id === '') {
-      throw new errors.InvalidRequest('client_id is required with a client_assertion from a federated issuer');
+      const missing = 'client_id is required with a client_assertion from a federated issuer';
+      throw new Refusal('invalid_request', missing, missing);
     }
     attempts.set(ctx, { clientId: params.client_id, assertion });
     params.client_assertion = undefined;
     params.client_assertion_type = undefined;
-  });
+  }));
 
   // OidcProvider.ctx: the request oidc-provider is serving (its AsyncLocalStorage).
   aroundClientLookup(provider, () => OidcProvider.ctx, async (ctx, id, find) => {
     const client = await find(id);
     const attempt = ctx ? attempts.get(ctx) : undefined;
     if (!client || !attempt || attempt.verified || attempt.clientId !== id) return client;
-    attempt.verified = await authenticate(ctx!, attempt.assertion, deps.clientsOf(ctx).get(id));
+    attempt.verified = await withErrorBoundary(() => authenticate(ctx!, attempt.assertion, deps.clientsOf(ctx).get(id)));
     return client;
   });
 
-  beforeClientCredentialsCheck(provider, (ctx) => {
+  beforeClientCredentialsCheck(provider, refusingAsOAuthError((ctx) => {
     const attempt = attempts.get(ctx);
     const client = deps.clientsOf(ctx).get(ctx.oidc.client!.clientId);
     if (client?.auth.method === 'federated' && (attempt?.verified === undefined || attempt.clientId !== client.id)) {
-      throw new errors.InvalidClientAuth(`client ${client.id} authenticates only with a federated client_assertion`);
+      throw clientAuthenticationFailed(`client ${client.id} authenticates only with a federated client_assertion`);
     }
-  });
+  }));
 
   async function authenticate(ctx: KoaContextWithOIDC, assertion: string, client: ClientConfig | undefined): Promise<ExternalIdentity> {
     if (client?.auth.method !== 'federated') {
-      throw new errors.InvalidClientAuth(`client ${client?.id} does not authenticate with federated identities`);
+      throw clientAuthenticationFailed(`client ${client?.id} does not authenticate with federated identities`);
     }
     const verified = await verifyAssertion(assertion);
     const { claims, issuer } = verified;
     const identity = client.federatedIdentities.find((candidate) => candidate.issuer === issuer.issuer && candidate.subject === claims.sub && claimsMatch(claims, candidate.claims));
     if (!identity) {
-      throw new errors.InvalidClientAuth(`${issuer.issuer} subject ${JSON.stringify(claims.sub).slice(0, 160)} is not a federated identity of client ${client.id} (or lacks its required claims)`);
+      throw clientAuthenticationFailed(`${issuer.issuer} subject ${JSON.stringify(claims.sub).slice(0, 160)} is not a federated identity of client ${client.id} (or lacks its required claims)`);
     }
     await requireSingleUse(ctx, verified, client);
     return { issuer: issuer.issuer, subject: claims.sub, tokenId: verified.tokenId };
@@ -112,7 +134,7 @@ export function installFederatedClientAuthentication(provider: Provider, deps: {
       return await deps.verifier.verify(assertion);
     } catch (error) {
       if (error instanceof IssuerUnavailableError) throw issuerUnavailable(error);
-      if (error instanceof ExternalTokenRefused) throw new errors.InvalidClientAuth(error.message);
+      if (error instanceof ExternalTokenRefused) throw clientAuthenticationFailed(error.message);
       throw error;
     }
   }
@@ -124,17 +146,17 @@ export function installFederatedClientAuthentication(provider: Provider, deps: {
       try {
         first = await recordAssertionOnce(deps.knex, { key: `${issuer.issuer}\0${claims.jti}`, expiresAt });
       } catch (error) {
-        throw databaseUnavailable(error);
+        throw new DatabaseFailure(error);
       }
-      if (!first) throw new errors.InvalidClientAuth(`federated client assertion ${issuer.issuer} jti ${JSON.stringify(claims.jti).slice(0, 80)} was already used`);
+      if (!first) throw clientAuthenticationFailed(`federated client assertion ${issuer.issuer} jti ${JSON.stringify(claims.jti).slice(0, 80)} was already used`);
       return;
     }
     const why = issuer.singleUseAssertions ? 'has no jti' : 'is reusable (singleUseAssertions: false)';
     if (ctx.oidc.route !== 'token' || client.binding === 'none') {
-      throw new errors.InvalidClientAuth(`assertion of ${issuer.issuer} ${why}: accepted only at the token endpoint, for a client with sender-constrained tokens`);
+      throw clientAuthenticationFailed(`assertion of ${issuer.issuer} ${why}: accepted only at the token endpoint, for a client with sender-constrained tokens`);
     }
     if (claims.exp - claims.iat > issuer.maxTokenAge) {
-      throw new errors.InvalidClientAuth(`assertion of ${issuer.issuer} ${why} and lives ${claims.exp - claims.iat} s, longer than maxTokenAge ${issuer.maxTokenAge} s`);
+      throw clientAuthenticationFailed(`assertion of ${issuer.issuer} ${why} and lives ${claims.exp - claims.iat} s, longer than maxTokenAge ${issuer.maxTokenAge} s`);
     }
   }
 

@@ -2,7 +2,8 @@ import { decodeJwt } from 'jose';
 import type { ClientConfig, MappingRuleConfig } from '../config/schema.js';
 import type { ActClaim, ExchangeableToken } from '../grants/token_exchange/exchange_policy.js';
 import { InvalidPresentedToken } from '../grants/token_exchange/exchange_policy.js';
-import { PolicyError } from '../provider/resource_policy.js';
+import { Refusal } from '../oauth/refusal.js';
+import type { ExtraClaims } from '../provider/token_extra.js';
 import type { ExternalIdentity } from './federation_errors.js';
 import { issuerUnavailable } from './federation_errors.js';
 import { IssuerUnavailableError } from './issuer_keys.js';
@@ -100,7 +101,7 @@ export function requireMappedPresenter(subject: MappedExternalSubject, client: C
 export function mappedScopesAt(subject: MappedExternalSubject, target: string): readonly string[] {
   const scopes = subject.targets[target];
   if (scopes === undefined) {
-    throw new PolicyError('invalid_target', 'the subject token may not be exchanged for the requested resource', `no target ${JSON.stringify(target)} in the subjectTokens rule of ${subject.identity.issuer} for ${JSON.stringify(subject.identity.subject).slice(0, 160)}`);
+    throw new Refusal('invalid_target', 'the subject token may not be exchanged for the requested resource', `no target ${JSON.stringify(target)} in the subjectTokens rule of ${subject.identity.issuer} for ${JSON.stringify(subject.identity.subject).slice(0, 160)}`);
   }
   return scopes;
 }
@@ -109,7 +110,7 @@ export function mappedScopesAt(subject: MappedExternalSubject, target: string): 
  * The new token names where its subject came from (docs/token-exchange.md "Federated subject
  * tokens"): `external_subject` { iss, sub } of the external token.
  */
-export function externalSubjectClaim(subject: MappedExternalSubject): Record<string, unknown> {
+export function externalSubjectClaim(subject: MappedExternalSubject): Pick<ExtraClaims, 'external_subject'> {
   return { external_subject: { iss: subject.identity.issuer, sub: subject.identity.subject } };
 }
 

@@ -2,12 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { Knex } from 'knex';
 import type { Context, Next } from 'koa';
-import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { BindingError } from '../binding/binding_error.js';
-import { callerCertificate, type CallerCertificateOptions } from '../binding/caller_certificate.js';
-import type { PeerCertificate } from '../binding/socket_certificate.js';
+import type { CallerCertificateOptions } from '../binding/caller_certificate.js';
+import { resolveRequestCertificate } from '../binding/request_certificate.js';
 import type { RequestFacts } from '../ledger/events.js';
+import { oauthErrorOf } from '../oauth/error_boundary.js';
+import { Refusal } from '../oauth/refusal.js';
 import { rememberRejection } from '../ledger/rejections.js';
 import { FEDERATED_REGISTERED_AUTH_METHOD } from '../provider/client_metadata.js';
 import type { ConfigSnapshot, LiveConfig } from '../provider/config_snapshot.js';
@@ -22,7 +24,6 @@ import { clientAddressOf, servedTargetOf, type ServedOrigins, type ServedTarget 
 
 interface TetherRequestState {
   requestId: string;
-  certificate: PeerCertificate | undefined;
   /** The client's address: the TCP peer's, or what a trusted proxy hop reports (servedOriginOnly). */
   clientAddress: string | undefined;
   /** The configuration this request runs with, read once as it arrived (provider/config_snapshot.ts). */
@@ -31,11 +32,6 @@ interface TetherRequestState {
 
 function stateOf(ctx: Context): TetherRequestState {
   return (ctx.state as { tether: TetherRequestState }).tether;
-}
-
-/** The caller's client certificate resolved for this request (TLS socket or trusted proxy header). */
-export function certificateOf(ctx: Context): PeerCertificate | undefined {
-  return stateOf(ctx)?.certificate;
 }
 
 /** The configuration snapshot the request pinned as it arrived; undefined before requestContext ran. */
@@ -56,9 +52,7 @@ export function requestContext(logger: Logger, live: LiveConfig) {
   return async function requestContextMiddleware(ctx: Context, next: Next): Promise<void> {
     const offered = ctx.get('x-request-id');
     const requestId = /^[\w.-]{1,64}$/.test(offered) ? offered : randomUUID();
-    ctx.state.tether = {
-      requestId, certificate: undefined, clientAddress: ctx.req.socket.remoteAddress, snapshot: live.current(),
-    } satisfies TetherRequestState;
+    ctx.state.tether = { requestId, clientAddress: ctx.req.socket.remoteAddress, snapshot: live.current() } satisfies TetherRequestState;
     ctx.set('X-Request-Id', requestId);
     try {
       await next();
@@ -128,7 +122,7 @@ export function servedOriginOnly(options: { served: ServedOrigins; isTrustedProx
     );
     if (!target.ok) {
       logger.info({ requestId: state.requestId, reason: target.reason }, 'request for an origin this server does not serve');
-      const error = new errors.InvalidRequest(target.description, target.status, { detail: target.reason });
+      const error = oauthErrorOf(new Refusal('invalid_request', target.description, target.reason, { status: target.status }));
       rememberRejection(ctx, { error });
       ctx.status = target.status;
       ctx.body = { error: error.error, error_description: error.error_description };
@@ -163,7 +157,7 @@ function pinRequestOrigin(ctx: Context, target: ServedTarget): void {
 export function resolveCallerCertificate(options: CallerCertificateOptions, logger: Logger) {
   return async function resolveCallerCertificateMiddleware(ctx: Context, next: Next): Promise<void> {
     try {
-      stateOf(ctx).certificate = callerCertificate(ctx.req, options);
+      resolveRequestCertificate(ctx, options);
     } catch (error) {
       if (!(error instanceof BindingError)) throw error;
       logger.info({ requestId: stateOf(ctx).requestId, reason: error.message }, 'malformed client certificate header');

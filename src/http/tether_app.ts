@@ -2,20 +2,22 @@ import { randomUUID } from 'node:crypto';
 import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
+import { dpopProofs } from '../binding/dpop.js';
+import { proofReplayCheck } from '../binding/dpop_replay.js';
 import { isTrustedProxy } from '../binding/proxy_certificate.js';
+import { tokenBinder } from '../binding/token_binder.js';
 import { configErrorOfIssues } from '../config/load_config.js';
 import { planReload } from '../config/reload_plan.js';
 import { crossReferenceIssues, databaseTimeoutsMs, type ConfigIssue, type TetherConfig } from '../config/schema.js';
-import { clientCredentialsHandler, clientCredentialsParameters } from '../grants/client_credentials.js';
-import type { GrantContext } from '../grants/grant_context.js';
-import { tokenExchangeHandler } from '../grants/token_exchange/handler.js';
-import { tokenExchangeDuplicableParameters, tokenExchangeParameters } from '../grants/token_exchange/parse_request.js';
 import { startFederation } from '../federation/federation.js';
 import { adminApi } from '../admin/admin_api.js';
 import { createAdminAuthenticator } from '../admin/authenticate.js';
 import { adminConsole, loadConsoleFiles } from '../admin/console_files.js';
+import { tokenMint } from '../grants/issuance_steps.js';
+import { GRANT_TYPES, registerGrants, type GrantDependencies } from '../grants/registry.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
+import { findTokenStanding } from '../ledger/lineage.js';
 import { createRejectionAggregator, type RejectionAggregator } from '../ledger/rejection_aggregator.js';
 import { listenForRejections, recordRejections } from '../ledger/rejections.js';
 import { tokenStatusEndpoints } from '../ledger/token_status_endpoints.js';
@@ -24,18 +26,17 @@ import { ownTokenVerifier } from '../keys/own_tokens.js';
 import { describeUnsupportedAssertionAlg } from '../provider/client_assertion_alg.js';
 import { loadServerSecret } from '../keys/server_secrets.js';
 import { signingPolicyOf } from '../keys/signing_policy.js';
-import { ALLOWED_JWS_ALGORITHMS, TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
+import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
 import { buildConfigSnapshot, createLiveConfig, type ConfigSnapshot } from '../provider/config_snapshot.js';
 import { createProvider } from '../provider/create_provider.js';
-import { installSigningKeys } from '../provider/internals.js';
+import { installSigningKeys, validateDpopProof } from '../provider/internals.js';
 import { createAdapterFactory } from '../storage/adapter.js';
 import { timedGrant } from '../observability/issuance_timing.js';
 import type { TetherMetrics } from '../observability/metrics.js';
 import { requestObservers } from '../observability/request_observers.js';
 import type { Database } from '../storage/database.js';
-import { proofReplayCheck } from '../storage/dpop_replay.js';
 import {
-  certificateOf, discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
+  discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
   retryAfterOnUnavailable, servedOriginOnly,
 } from './middleware.js';
 import { servedOriginsOf } from './request_origin.js';
@@ -61,7 +62,6 @@ export interface TetherApp {
   /** A node:http request listener, for any number of listeners. */
   callback: ReturnType<Provider['callback']>;
   instanceId: string;
-  grant: GrantContext;
   /** The verification keys published at jwks_uri now. */
   readonly publicJwks: JSONWebKeySet;
   /** The signing keys, kept equal to the database while the app runs (keys/live_signing_keys.ts). */
@@ -124,7 +124,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const [keysStarted, secretLoaded, statesEnsured] = await Promise.allSettled([
     startLiveSigningKeys({ knex, policy: signingPolicyOf(config), logger }),
     loadServerSecret(knex, 'dpop_nonce', { encryptionSecret: config.signing.encryptionSecret }),
-    // Issuance locks the client's state row, so every configured client needs one (ledger/client_states.ts).
+    // The issuance statement locks the client's state row (ledger/record_issuance.ts), so every
+    // configured client needs one (ledger/client_states.ts).
     ensureClientStates(knex, config.clients.map((client) => client.id)),
   ]);
   const failed = [keysStarted, secretLoaded, statesEnsured].find((step) => step.status === 'rejected');
@@ -146,7 +147,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     adapter: createAdapterFactory(knex),
     jwks: keys.current().jwks as never,
     dpopNonceSecret,
-    callerCertificate: certificateOf,
+    grantTypes: GRANT_TYPES,
   });
   // Signing and the JWKS follow the database from now on: a key staged, activated or retired on
   // any instance (or by the CLI) reaches this one within seconds, without a restart.
@@ -160,40 +161,42 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     await keys.close();
     throw error;
   }
-  const grant: GrantContext = {
-    provider,
-    snapshotOf,
-    knex,
-    federation,
-    ledger: createIssuanceLedger(knex, {
-      batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
-    }),
-    dpopProofs: proofReplayCheck(knex, { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout }),
-    instanceId,
-    certificateOf,
-    requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
-  };
-
+  const issuanceLedger = createIssuanceLedger(knex, {
+    batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
+  });
   // Access log and Prometheus metrics (observability/request_observers.ts).
   const observers = requestObservers({
     config, logger, provider, knex,
     knownNamesOf: (ctx) => snapshotOf(ctx),
-    issuanceQueue: () => grant.ledger.queueDepth(),
+    issuanceQueue: () => issuanceLedger.queueDepth(),
     signingKeys: () => keys.current(),
     factsOf: (ctx) => requestFactsOf(ctx, instanceId),
   });
   const { metrics } = observers;
 
-  // RFC 8707 §2: `resource` may repeat at the HTTP level so that policy, not the parser, refuses it.
-  provider.registerGrantType('client_credentials', timedGrant(metrics?.issuancePhase, 'client_credentials', clientCredentialsHandler(grant)), clientCredentialsParameters, ['resource']);
   // Tokens handed back to Tether (exchange, introspection, revocation) are checked against its own
   // published keys, including ones another instance began signing with that this one has not heard of yet.
   const ownTokens = ownTokenVerifier({ issuer: config.issuer, keys, algorithms: [...ALLOWED_JWS_ALGORITHMS] });
-  // RFC 8693: token exchange.
-  provider.registerGrantType(TOKEN_EXCHANGE_GRANT, timedGrant(metrics?.issuancePhase, TOKEN_EXCHANGE_GRANT, tokenExchangeHandler(grant, ownTokens)), tokenExchangeParameters, tokenExchangeDuplicableParameters);
+  const grantDependencies: GrantDependencies = {
+    snapshotOf,
+    ledger: issuanceLedger,
+    mint: tokenMint(provider, config.signing.algorithm),
+    binder: tokenBinder(dpopProofs({
+      validate: (ctx) => validateDpopProof(provider, ctx),
+      replay: proofReplayCheck(knex, { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout }),
+    })),
+    requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
+    ownTokens,
+    opaqueTokens: { find: (value, options) => provider.ClientCredentials.find(value, options) },
+    standingOf: (tokenId) => findTokenStanding(knex, tokenId),
+    externalTokens: federation.verifier,
+    externalIdentityOf: (ctx) => federation.clientIdentityOf(ctx),
+  };
+  // Each grant's handler is timed per phase when metrics are on (observability/issuance_timing.ts).
+  registerGrants(provider, grantDependencies, (type, handler) => timedGrant(metrics?.issuancePhase, type, handler));
   // Clients are validated against the grant types registered above, as oidc-provider does at first use.
   try {
-    live.replace(buildConfigSnapshot(provider, config));
+    live.replace(buildConfigSnapshot(provider, GRANT_TYPES, config));
   } catch (error) {
     await keys.close();
     throw error;
@@ -203,62 +206,75 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // reset) here, by default with console.error: a client could fill stderr at will.
   (provider.on as (event: 'error', listener: (error: Error & { code?: string }) => void) => Provider)(
     'error', (error) => logger.debug({ message: error.message, code: error.code }, 'request stream error'));
-  // Outermost: the access line and the counters see the status the client was sent.
-  for (const observer of observers.outermost) provider.use(observer);
-  provider.use(requestContext(logger, live));
-  provider.use(healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }));
-  for (const endpoint of observers.besideHealth) provider.use(endpoint);
-  provider.use(retryAfterOnUnavailable);
-  // Ledger: rejections of the token, introspection and revocation endpoints (recorded after the
-  // route answered), and Tether's introspection / revocation answers for JWT and opaque tokens.
+  // Ledger: rejections of the token, introspection and revocation endpoints are remembered on the
+  // request and recorded after the route answered (recordRejections).
   listenForRejections(provider);
   const unauthenticatedRejections = createRejectionAggregator({
     knex, logger, instanceId, windowMs: config.ledger.rejectionWindow * 1000, maxKinds: config.ledger.rejectionKinds,
   });
-  provider.use(recordRejections({
-    knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), unauthenticated: unauthenticatedRejections,
-    maxWaitMs: waits.acquireTimeout,
-  }));
-  // Inside recordRejections, so that the ledger records the description the client is sent.
-  provider.use(describeUnsupportedAssertionAlg());
-  // Only the issuer's and the listeners' own origins are served; URLs are built from the checked one.
   const trustedHops = { trustedProxies: config.trustedProxies };
-  provider.use(servedOriginOnly({ served: servedOriginsOf(config), isTrustedProxy: (address) => isTrustedProxy(address, trustedHops) }, logger));
-  provider.use(tokenStatusEndpoints({
-    knex,
-    verifier: ownTokens,
-    issuer: config.issuer,
-    introspectorsOf: (resource, ctx) => snapshotOf(ctx).resources.get(resource)?.introspectors ?? [],
-    logger,
-    requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
-  }));
   const proxy = config.trustedProxies.length > 0
     ? { trustedProxies: config.trustedProxies, header: config.clientCertHeader, ca: options.clientCaPem }
     : undefined;
-  provider.use(resolveCallerCertificate({ proxy }, logger));
   const adminClosing = new AbortController();
-  if (options.adminDevSecret !== undefined || config.admin.enabled === true) {
-    // After the caller's certificate is resolved (mTLS-bound admin tokens), before the route filter.
-    provider.use(adminApi({
+  const adminServed = options.adminDevSecret !== undefined || config.admin.enabled === true;
+  const admin = adminServed ? [
+    adminApi({
       config, knex, logger,
       currentConfig: (ctx) => snapshotOf(ctx).config,
       authenticate: createAdminAuthenticator({ issuer: config.issuer, admin: config.admin, keys, knex, devSecret: options.adminDevSecret }),
       requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
       unauthenticated: unauthenticatedRejections,
       closing: adminClosing.signal,
-    }));
-    provider.use(adminConsole(config.admin.path, await loadConsoleFiles()));
-  }
+    }),
+    adminConsole(config.admin.path, await loadConsoleFiles()),
+  ] : [];
   const issuerOrigin = new URL(config.issuer).origin;
-  provider.use(discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined));
-  // Last, so that it runs just before oidc-provider's router: only Tether's endpoints reach it.
-  provider.use(servedRoutesOnly(provider, config.http));
+
+  /**
+   * Everything that runs around oidc-provider's routes, outermost first: each one sees the answer
+   * of every one after it. The order is the design, so it is stated here once.
+   */
+  const aroundTheProvider = [
+    // Outermost: the access line and the counters see the status the client was sent.
+    ...observers.outermost,
+    requestContext(logger, live),
+    healthEndpoints(knex, logger, { readinessTimeoutMs: waits.readinessTimeout }),
+    ...observers.besideHealth,
+    retryAfterOnUnavailable,
+    // Records every refused ledger-route request, after the answers of everything below were made.
+    recordRejections({
+      knex, provider, logger, requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId), unauthenticated: unauthenticatedRejections,
+      maxWaitMs: waits.acquireTimeout,
+    }),
+    // Inside recordRejections, so that the ledger records the description the client is sent.
+    describeUnsupportedAssertionAlg(),
+    // Only the issuer's and the listeners' own origins are served; URLs are built from the checked one.
+    servedOriginOnly({ served: servedOriginsOf(config), isTrustedProxy: (address) => isTrustedProxy(address, trustedHops) }, logger),
+    // Inside recordRejections (its refusals are recorded) and around the routes whose answers it
+    // replaces: Tether's introspection / revocation answers for JWT and opaque tokens.
+    tokenStatusEndpoints({
+      knex,
+      verifier: ownTokens,
+      issuer: config.issuer,
+      introspectorsOf: (resource, ctx) => snapshotOf(ctx).resources.get(resource)?.introspectors ?? [],
+      logger,
+      requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
+    }),
+    // The caller's certificate, resolved once before oidc-provider's client authentication reads it.
+    resolveCallerCertificate({ proxy }, logger),
+    // After the caller's certificate is resolved (mTLS-bound admin tokens), before the route filter.
+    ...admin,
+    discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined),
+    // Last, so that it runs just before oidc-provider's router: only Tether's endpoints reach it.
+    servedRoutesOnly(provider, config.http),
+  ];
+  for (const middleware of aroundTheProvider) provider.use(middleware);
 
   return {
     provider,
     callback: provider.callback(),
     instanceId,
-    grant,
     get publicJwks() {
       return keys.current().publicJwks as JSONWebKeySet;
     },
@@ -275,8 +291,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
       // mtls client needs the https listener that is running, not one the file adds).
       const issues = [...crossReferenceIssues(plan.config), ...(checks?.(plan.config) ?? [])];
       if (issues.length > 0) throw configErrorOfIssues(source, issues);
-      const snapshot = buildConfigSnapshot(provider, plan.config, running, source);
-      // Issuance locks the client's state row (ledger/client_states.ts): new clients need theirs first.
+      const snapshot = buildConfigSnapshot(provider, GRANT_TYPES, plan.config, running, source);
+      // The issuance statement locks the client's state row (ledger/record_issuance.ts): new clients need theirs first.
       const added = plan.config.clients.map((client) => client.id).filter((id) => !running.clients.has(id));
       await ensureClientStates(knex, added);
       live.replace(snapshot);

@@ -14,7 +14,7 @@ import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { certificateClientIds, type ClientConfig, type TetherConfig } from '../config/schema.js';
 import { certificateSubjectMatches } from '../provider/certificate_checks.js';
-import { clientMetadataOf } from '../provider/client_metadata.js';
+import { authenticationMetadataOf } from '../provider/client_metadata.js';
 import { ensureDevPki, writeFileAtomically, type DevPki, type FileOwner, type PkiNames } from './dev_pki.js';
 
 /** Options of {@link ensureDeploymentPki}. */
@@ -111,7 +111,7 @@ function assertClientSubjectsMatch(clients: readonly ClientConfig[], pki: DevPki
     if (client.auth.method !== 'tls_client_auth') return;
     const issued = pki.clients[client.id]!;
     const certificate = new X509Certificate(issued.certificatePem);
-    const [property, expected] = Object.entries(clientMetadataOf(client)).find(([name, value]) => name.startsWith('tls_client_auth_') && typeof value === 'string')!;
+    const [property, expected] = Object.entries(authenticationMetadataOf(client.auth)).find(([name, value]) => name.startsWith('tls_client_auth_') && typeof value === 'string')!;
     if (certificateSubjectMatches(certificate, property as Parameters<typeof certificateSubjectMatches>[1], expected as string)) return;
     const field = Object.keys(client.auth).find((name) => name !== 'method')!;
     mismatches.push(`clients[${index}].auth.${field} is ${JSON.stringify(expected)}, but the certificate issued to ${client.id} has subject ${JSON.stringify(certificate.subject.split('\n').join(','))}${certificate.subjectAltName ? ` and ${certificate.subjectAltName}` : ''}`);

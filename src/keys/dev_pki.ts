@@ -6,13 +6,13 @@
  * All keys are ECDSA P-256: generating them takes about a millisecond each, so a fresh PKI costs a few
  * tens of milliseconds and reusing one on disk costs only file reads.
  */
-import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import type { JsonWebKey as NodeJsonWebKey } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import type * as X509 from '@peculiar/x509';
 import { thumbprintOf } from '../binding/certificate_thumbprint.js';
+import { buildCertificate, keyIdentifierOf, nameOf, subjectNameOf, type AlternativeName, type CertificateRequest } from './certificate_builder.js';
 
 /** A certificate together with its private key, both PEM, and its RFC 8705 `x5t#S256` thumbprint. */
 export interface CertificateAndKey {
@@ -129,13 +129,7 @@ const CLIENT_NAME = /^(?!\.)[A-Za-z0-9._~-]{1,64}$/;
 const PLAIN_COMMON_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
 const DNS_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
-const EC_KEY = { name: 'ECDSA', namedCurve: 'P-256' } as const;
-const EC_SIGNING = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-// Passed explicitly to @peculiar/x509 so that its global crypto provider is never consulted or set.
-const nodeCrypto = webcrypto;
 
-type CryptoKey = webcrypto.CryptoKey;
-type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 // ---------------------------------------------------------------------------------------------------
 // Public API
@@ -172,15 +166,12 @@ export async function ensureDevPki(options: EnsureDevPkiOptions): Promise<DevPki
  */
 export async function createEphemeralPki(options: EphemeralPkiOptions = {}): Promise<Pki> {
   const request = normalizeRequest(options.clientNames ?? [], options.serverHostnames);
-  const x509 = await loadX509();
-  const ca = await generateCa(x509, request.names.ca);
-  const [server, ...clients] = await Promise.all([
-    generateServer(x509, ca, request.serverHostnames, request.names.server),
-    ...request.clientNames.map((name) => generateClient(x509, ca, name, {})),
-  ]);
+  const ca = generateCa(request.names.ca);
+  const server = generateServer(ca, request.serverHostnames, request.names.server);
+  const clients = request.clientNames.map((name) => generateClient(ca, name, {}));
   return {
     ca: publicPart(ca),
-    server: { ...publicPart(server!), hostnames: request.serverHostnames },
+    server: { ...publicPart(server), hostnames: request.serverHostnames },
     clients: recordOf(clients.map((client, index) => ({ ...publicPart(client), name: request.clientNames[index]! }))),
   };
 }
@@ -199,30 +190,9 @@ export async function issueClientCertificate(
   options: IssueClientCertificateOptions = {},
 ): Promise<IssuedClientCertificate> {
   assertClientName(name);
-  const x509 = await loadX509();
   const selfSigned = options.selfSigned === true;
-  const issued = selfSigned
-    ? await generateSelfSignedClient(x509, name, options)
-    : await generateClient(x509, await signerFromPem(pki.ca), name, options);
+  const issued = selfSigned ? generateSelfSignedClient(name, options) : generateClient(signerFromPem(pki.ca), name, options);
   return { ...publicPart(issued), name, selfSigned, jwk: publicJwkOf(issued.der) };
-}
-
-type X509Module = typeof X509;
-let x509Loading: Promise<X509Module> | undefined;
-
-/**
- * Loads `@peculiar/x509`. Its dependency tsyringe refuses to load unless a `reflect-metadata`-style
- * polyfill is installed, but it only reads metadata while its `@injectable()` classes are being
- * defined, that is during this import. So a do-nothing shim is put on `Reflect` for the import and
- * removed afterwards: no dependency and no lasting global change. Loaded lazily because only
- * certificate generation needs it; reusing a stored PKI does not.
- */
-export function loadX509(): Promise<X509Module> {
-  x509Loading ??= importX509WithReflectShim().catch((error: unknown) => {
-    x509Loading = undefined;
-    throw error;
-  });
-  return x509Loading;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -383,7 +353,6 @@ function isComplete(stored: StoredPki, request: NormalizedRequest): boolean {
 
 async function repairStoredPki(layout: PkiLayout, request: NormalizedRequest, stored: StoredPki): Promise<string[]> {
   if (isComplete(stored, request)) return [];
-  const x509 = await loadX509();
   await mkdir(join(layout.directory, 'clients'), { recursive: true, mode: 0o700 });
   const written: string[] = [];
   const save = async (paths: PemFilePaths, generated: Generated): Promise<StoredPair> => {
@@ -396,9 +365,9 @@ async function repairStoredPki(layout: PkiLayout, request: NormalizedRequest, st
 
   let signer: Signer;
   if (stored.ca) {
-    signer = await signerFromPem(stored.ca);
+    signer = signerFromPem(stored.ca);
   } else {
-    const ca = await generateCa(x509, request.names.ca);
+    const ca = generateCa(request.names.ca);
     stored.ca = await save(layout.ca, ca);
     signer = ca;
     // Certificates of a replaced CA no longer chain: reissue all of them.
@@ -408,11 +377,11 @@ async function repairStoredPki(layout: PkiLayout, request: NormalizedRequest, st
 
   const jobs: Promise<void>[] = [];
   if (!stored.server) {
-    jobs.push(generateServer(x509, signer, request.serverHostnames, request.names.server).then(async (server) => void (stored.server = await save(layout.server, server))));
+    jobs.push(save(layout.server, generateServer(signer, request.serverHostnames, request.names.server)).then((server) => void (stored.server = server)));
   }
   for (const name of request.clientNames) {
     if (stored.clients.get(name)) continue;
-    jobs.push(generateClient(x509, signer, name, {}).then(async (client) => void stored.clients.set(name, await save(layout.clients.get(name)!, client))));
+    jobs.push(save(layout.clients.get(name)!, generateClient(signer, name, {})).then((client) => void stored.clients.set(name, client)));
   }
   await Promise.all(jobs);
   return written;
@@ -507,11 +476,12 @@ function recordOf<T extends { name: string }>(items: readonly T[]): Record<strin
 
 /** A key that can sign certificates, with the name and identifier it signs as. */
 interface Signer {
-  readonly subject: string;
+  readonly subject: CertificateRequest['issuer'];
   /** End of the issuer's validity; issued certificates end no later (undefined when self-signing). */
   readonly notAfter: Date | undefined;
-  readonly privateKey: CryptoKey;
-  readonly authorityKeyIdentifier: X509.AuthorityKeyIdentifierExtension;
+  readonly privateKey: KeyObject;
+  /** RFC 5280 §4.2.1.1: the key identifier its certificates name as their authority's. */
+  readonly keyIdentifier: Buffer;
 }
 
 interface Generated extends Signer {
@@ -520,126 +490,98 @@ interface Generated extends Signer {
   readonly privateKeyPem: string;
 }
 
-async function generateCa(x509: X509Module, name: string): Promise<Generated> {
-  const keys = await generateKeyPair();
-  const subject = `CN=${name} ${randomBytes(4).toString('hex')}, O=Tether`;
+function generateCa(name: string): Generated {
+  const keys = generateKeyPair();
+  const subject = nameOf([['CN', `${name} ${randomBytes(4).toString('hex')}`], ['O', 'Tether']]);
   const now = Date.now();
-  const certificate = await x509.X509CertificateGenerator.create(
-    {
-      serialNumber: serialNumber(),
-      subject,
-      issuer: subject,
-      notBefore: new Date(now - CLOCK_SKEW_MS),
-      notAfter: new Date(now + CA_VALIDITY_DAYS * DAY_MS),
-      publicKey: keys.publicKey,
-      signingKey: keys.privateKey,
-      signingAlgorithm: EC_SIGNING,
-      extensions: [
-        // pathLen 0: the development CA signs end-entity certificates only.
-        new x509.BasicConstraintsExtension(true, 0, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, nodeCrypto),
-      ],
-    },
-    nodeCrypto,
-  );
-  return generated(x509, certificate, keys.privateKey);
+  // pathLen 0 (role ca): the development CA signs end-entity certificates only.
+  return generated(buildCertificate({
+    serialNumber: serialNumber(),
+    subject,
+    issuer: subject,
+    notBefore: new Date(now - CLOCK_SKEW_MS),
+    notAfter: new Date(now + CA_VALIDITY_DAYS * DAY_MS),
+    publicKey: keys.publicKey,
+    signingKey: keys.privateKey,
+    role: 'ca',
+  }), keys);
 }
 
-function generateServer(x509: X509Module, ca: Signer, hostnames: readonly string[], name: string): Promise<Generated> {
+function generateServer(ca: Signer, hostnames: readonly string[], name: string): Generated {
   const names = hostnames.map((hostname) => ({ type: isIP(hostname) ? ('ip' as const) : ('dns' as const), value: hostname }));
-  return generateLeaf(x509, ca, `CN=${name}`, names, x509.ExtendedKeyUsage.serverAuth, {});
+  return generateLeaf(ca, name, names, 'serverAuth', {});
 }
 
-function generateClient(x509: X509Module, ca: Signer, name: string, validity: IssueClientCertificateOptions): Promise<Generated> {
-  return generateLeaf(x509, ca, `CN=${name}`, clientAlternativeNames(name), x509.ExtendedKeyUsage.clientAuth, validity);
+function generateClient(ca: Signer, name: string, validity: IssueClientCertificateOptions): Generated {
+  return generateLeaf(ca, name, clientAlternativeNames(name), 'clientAuth', validity);
 }
 
 /** SAN dNSName = the client name when it is a host name, for `tls_client_auth_san_dns` (RFC 8705 §2.1.2). */
-function clientAlternativeNames(name: string): X509.JsonGeneralNames {
+function clientAlternativeNames(name: string): AlternativeName[] {
   return DNS_NAME.test(name) ? [{ type: 'dns', value: name }] : [];
 }
 
-async function generateSelfSignedClient(x509: X509Module, name: string, validity: IssueClientCertificateOptions): Promise<Generated> {
-  const keys = await generateKeyPair();
-  const subject = `CN=${name}`;
-  const self: Signer = {
-    subject,
-    notAfter: undefined,
-    privateKey: keys.privateKey,
-    authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey, false, nodeCrypto),
-  };
-  return generateLeaf(x509, self, subject, clientAlternativeNames(name), x509.ExtendedKeyUsage.clientAuth, validity, keys);
+function generateSelfSignedClient(name: string, validity: IssueClientCertificateOptions): Generated {
+  const keys = generateKeyPair();
+  const self: Signer = { subject: nameOf([['CN', name]]), notAfter: undefined, privateKey: keys.privateKey, keyIdentifier: keyIdentifierOf(keys.publicKey) };
+  return generateLeaf(self, name, clientAlternativeNames(name), 'clientAuth', validity, keys);
 }
 
-async function generateLeaf(
-  x509: X509Module,
+function generateLeaf(
   issuer: Signer,
-  subject: string,
-  alternativeNames: X509.JsonGeneralNames,
-  extendedKeyUsage: X509.ExtendedKeyUsage,
+  commonName: string,
+  alternativeNames: readonly AlternativeName[],
+  role: 'serverAuth' | 'clientAuth',
   validity: IssueClientCertificateOptions,
-  keys?: CryptoKeyPair,
-): Promise<Generated> {
-  const keyPair = keys ?? (await generateKeyPair());
+  keys: KeyPair = generateKeyPair(),
+): Generated {
   const now = Date.now();
-  const certificate = await x509.X509CertificateGenerator.create(
-    {
-      serialNumber: serialNumber(),
-      subject,
-      issuer: issuer.subject,
-      notBefore: validity.notBefore ?? new Date(now - CLOCK_SKEW_MS),
-      notAfter: validity.notAfter ?? earliest(new Date(now + LEAF_VALIDITY_DAYS * DAY_MS), issuer.notAfter),
-      publicKey: keyPair.publicKey,
-      signingKey: issuer.privateKey,
-      signingAlgorithm: EC_SIGNING,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([extendedKeyUsage], false),
-        ...(alternativeNames.length > 0 ? [new x509.SubjectAlternativeNameExtension(alternativeNames, false)] : []),
-        await x509.SubjectKeyIdentifierExtension.create(keyPair.publicKey, false, nodeCrypto),
-        issuer.authorityKeyIdentifier,
-      ],
-    },
-    nodeCrypto,
-  );
-  return generated(x509, certificate, keyPair.privateKey);
+  return generated(buildCertificate({
+    serialNumber: serialNumber(),
+    subject: nameOf([['CN', commonName]]),
+    issuer: issuer.subject,
+    notBefore: validity.notBefore ?? new Date(now - CLOCK_SKEW_MS),
+    notAfter: validity.notAfter ?? earliest(new Date(now + LEAF_VALIDITY_DAYS * DAY_MS), issuer.notAfter),
+    publicKey: keys.publicKey,
+    signingKey: issuer.privateKey,
+    authorityKeyIdentifier: issuer.keyIdentifier,
+    role,
+    alternativeNames,
+  }), keys);
 }
 
-async function generated(x509: X509Module, certificate: X509.X509Certificate, privateKey: CryptoKey): Promise<Generated> {
-  const der = Buffer.from(certificate.rawData);
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', privateKey));
+function generated(der: Buffer, keys: KeyPair): Generated {
   return {
     der,
     certificatePem: pemOf('CERTIFICATE', der),
-    privateKeyPem: pemOf('PRIVATE KEY', pkcs8),
-    subject: certificate.subject,
-    notAfter: certificate.notAfter,
-    privateKey,
-    authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(certificate.publicKey, false, nodeCrypto),
+    privateKeyPem: pemOf('PRIVATE KEY', keys.privateKey.export({ type: 'pkcs8', format: 'der' })),
+    subject: subjectNameOf(der),
+    notAfter: new X509Certificate(der).validToDate,
+    privateKey: keys.privateKey,
+    keyIdentifier: keyIdentifierOf(keys.publicKey),
   };
 }
 
 /** Rebuilds a signer from a stored CA (only needed when something must be issued). */
-async function signerFromPem(ca: Pick<CertificateAndKey, 'certificatePem' | 'privateKeyPem'>): Promise<Signer> {
-  const x509 = await loadX509();
-  const certificate = new x509.X509Certificate(ca.certificatePem);
-  const pkcs8 = createPrivateKey(ca.privateKeyPem).export({ format: 'der', type: 'pkcs8' });
-  const privateKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, EC_KEY, false, ['sign']);
+function signerFromPem(ca: Pick<CertificateAndKey, 'certificatePem' | 'privateKeyPem'>): Signer {
+  const certificate = new X509Certificate(ca.certificatePem);
   return {
-    subject: certificate.subject,
-    notAfter: certificate.notAfter,
-    privateKey,
-    authorityKeyIdentifier: await x509.AuthorityKeyIdentifierExtension.create(certificate.publicKey, false, nodeCrypto),
+    subject: subjectNameOf(certificate.raw),
+    notAfter: certificate.validToDate,
+    privateKey: createPrivateKey(ca.privateKeyPem),
+    keyIdentifier: keyIdentifierOf(certificate.publicKey),
   };
 }
 
-async function generateKeyPair(): Promise<CryptoKeyPair> {
-  return webcrypto.subtle.generateKey(EC_KEY, true, ['sign', 'verify']);
+interface KeyPair {
+  readonly publicKey: KeyObject;
+  readonly privateKey: KeyObject;
 }
 
-/** 16 random bytes, positive (RFC 5280 §4.1.2.2: a positive integer of at most 20 octets). */
+function generateKeyPair(): KeyPair {
+  return generateKeyPairSync('ec', { namedCurve: 'P-256' });
+}
+
 function serialNumber(): string {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0]! & 0x7f) | 0x01;
@@ -664,18 +606,3 @@ function publicJwkOf(der: Buffer): PublicJwkWithCertificate {
   return { ...jwk, kty: jwk.kty ?? 'EC', x5c: [der.toString('base64')], 'x5t#S256': thumbprintOf(der) };
 }
 
-// ---------------------------------------------------------------------------------------------------
-
-async function importX509WithReflectShim(): Promise<X509Module> {
-  const reflect = Reflect as unknown as Record<string, unknown>;
-  if (typeof reflect.getMetadata === 'function') return import('@peculiar/x509');
-  const noMetadata = (): undefined => undefined;
-  reflect.getMetadata = noMetadata;
-  reflect.getOwnMetadata = noMetadata;
-  try {
-    return await import('@peculiar/x509');
-  } finally {
-    if (reflect.getMetadata === noMetadata) delete reflect.getMetadata;
-    if (reflect.getOwnMetadata === noMetadata) delete reflect.getOwnMetadata;
-  }
-}

@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { MINIMUM_SECRET_LENGTH } from '../config/encryption_secret.js';
 
 /**
  * Encryption at rest of the secrets every instance shares through the database (private signing
@@ -6,12 +7,6 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqua
  * salt) from the key-encryption secret, with the value's name as authenticated data, so that an
  * envelope copied onto another row does not decrypt.
  */
-
-/**
- * The shortest key-encryption secret accepted, everywhere (configuration and the functions below).
- * The secret is HKDF input keying material, not a password: 32 random bytes, e.g. `openssl rand -base64 32`.
- */
-export const MINIMUM_SECRET_LENGTH = 32;
 
 /** A stored secret cannot be used or written: no secret, the wrong secret, or damaged data. */
 export class KeyEncryptionError extends Error {

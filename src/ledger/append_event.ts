@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import type { LedgerEventType, RequestFacts, TokenBinding } from './events.js';
+import type { TokenBinding } from '../binding/methods.js';
+import type { LedgerEventType, RequestFacts } from './events.js';
 import { rowsOf } from './rows.js';
 
 /** One row of `ledger_events`, as written. Every field but `type` is optional. */

@@ -3,11 +3,7 @@
  * (issued or exchanged, introspected, revoked), and every refused request leaves a rejection event.
  */
 
-/** How a token is sender-constrained: RFC 8705 `cnf.x5t#S256`, RFC 9449 `cnf.jkt`, or not at all. */
-export type TokenBinding =
-  | { method: 'mtls'; thumbprint: string }
-  | { method: 'dpop'; thumbprint: string }
-  | { method: 'bearer' };
+import type { TokenBinding } from '../binding/methods.js';
 
 /** What the token path knows about a token it has just minted. */
 export interface IssuedToken {
@@ -45,20 +41,16 @@ export interface RequestFacts {
   instanceId: string;
 }
 
-export type LedgerEventType =
-  | 'token.issued'
-  | 'token.exchanged'
-  | 'token.revoked'
-  | 'token.introspected'
-  | 'request.rejected'
-  | 'client.suspended'
-  | 'client.resumed'
-  | 'ledger.pruned'
-  | 'admin.called';
+/**
+ * The events that record a token's issuance: each grant names the one it commits (grants/registry.ts),
+ * `token.exchanged` being the one whose token has a parent. The database's CHECK constraint lists
+ * the same values (migrations/0004); a new one needs a migration as well.
+ */
+export const ISSUANCE_EVENT_TYPES = ['token.issued', 'token.exchanged'] as const;
+export type IssuanceEventType = (typeof ISSUANCE_EVENT_TYPES)[number];
 
-export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
-  'token.issued',
-  'token.exchanged',
+export const LEDGER_EVENT_TYPES = [
+  ...ISSUANCE_EVENT_TYPES,
   'token.revoked',
   'token.introspected',
   'request.rejected',
@@ -66,7 +58,8 @@ export const LEDGER_EVENT_TYPES: readonly LedgerEventType[] = [
   'client.resumed',
   'ledger.pruned',
   'admin.called',
-];
+] as const;
+export type LedgerEventType = (typeof LEDGER_EVENT_TYPES)[number];
 
 /**
  * The high-volume events an operator may delete after a retention period (`tether ledger prune`,

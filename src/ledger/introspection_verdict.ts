@@ -1,3 +1,4 @@
+import { cnfOf, tokenTypeOf } from '../binding/methods.js';
 import type { TokenRecord } from './events.js';
 import type { PresentedToken } from '../keys/own_tokens.js';
 
@@ -51,8 +52,6 @@ export function introspectionVerdict(input: IntrospectionInput): IntrospectionVe
 /** RFC 7662 §2.2 members, RFC 8705 §3.2 / RFC 9449 §6.2 `cnf`, RFC 8693 §4.1 `act`. */
 function activeResponse(presented: Exclude<PresentedToken, { kind: 'unrecognized' }>, record: TokenRecord, issuer: string): Record<string, unknown> {
   const claims = presented.kind === 'jwt' ? presented.claims : undefined;
-  const cnf = record.binding.method === 'mtls' ? { 'x5t#S256': record.binding.thumbprint }
-    : record.binding.method === 'dpop' ? { jkt: record.binding.thumbprint } : undefined;
   return {
     active: true,
     client_id: record.clientId,
@@ -62,8 +61,8 @@ function activeResponse(presented: Exclude<PresentedToken, { kind: 'unrecognized
     exp: claims?.exp ?? seconds(record.expiresAt),
     iat: claims?.iat ?? seconds(record.issuedAt),
     sub: claims?.sub ?? record.subject,
-    token_type: record.binding.method === 'dpop' ? 'DPoP' : 'Bearer',
-    cnf,
+    token_type: tokenTypeOf(record.binding),
+    cnf: cnfOf(record.binding),
     // An opaque token's id is the token itself: it is not echoed back.
     jti: presented.kind === 'jwt' ? presented.tokenId : undefined,
     act: record.act,

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { LedgerEvent, TokenRecord, TokenState } from './events.js';
-import { MAX_LINEAGE_DEPTH } from './lineage.js';
+import { findLineageUp, MAX_LINEAGE_DEPTH } from './lineage.js';
 import { ledgerEventOf, rowsOf, tokenRecordOf } from './rows.js';
 
 /**
@@ -52,15 +52,6 @@ export interface TokenLineage {
   descendants: (TokenRecord & { depth: number })[];
 }
 
-const ANCESTORS_SQL = `
-WITH RECURSIVE up (token_id, depth) AS (
-  SELECT parent_token_id, 1 FROM issued_tokens WHERE token_id = ? AND parent_token_id IS NOT NULL
-  UNION
-  SELECT t.parent_token_id, up.depth + 1 FROM issued_tokens t JOIN up ON t.token_id = up.token_id
-  WHERE t.parent_token_id IS NOT NULL AND up.depth < ${MAX_LINEAGE_DEPTH}
-)
-SELECT t.*, up.depth FROM up JOIN issued_tokens t ON t.token_id = up.token_id ORDER BY up.depth`;
-
 const DESCENDANTS_SQL = `
 WITH RECURSIVE down (token_id, depth) AS (
   SELECT token_id, 1 FROM issued_tokens WHERE parent_token_id = ?
@@ -70,9 +61,9 @@ WITH RECURSIVE down (token_id, depth) AS (
 SELECT t.*, down.depth FROM down JOIN issued_tokens t ON t.token_id = down.token_id ORDER BY down.depth, t.issued_at`;
 
 export async function tokenLineage(db: Db, tokenId: string): Promise<TokenLineage> {
-  const [up, down] = [rowsOf(await db.raw(ANCESTORS_SQL, [tokenId])), rowsOf(await db.raw(DESCENDANTS_SQL, [tokenId]))];
+  const [{ ancestors }, down] = [await findLineageUp(db, tokenId), rowsOf(await db.raw(DESCENDANTS_SQL, [tokenId]))];
   return {
-    ancestors: up.map(tokenRecordOf),
+    ancestors,
     descendants: down.map((row) => ({ ...tokenRecordOf(row), depth: Number(row.depth) })),
   };
 }

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { cachedSuspensions } from './client_states.js';
-import type { IssuedToken, RequestFacts } from './events.js';
+import type { IssuanceEventType, IssuedToken, RequestFacts } from './events.js';
 import { issuanceBatcher, type IssuanceBatcherOptions } from './issuance_batcher.js';
 import { ClientSuspendedError, issuanceRowOf, recordIssuances } from './record_issuance.js';
 
@@ -10,7 +10,7 @@ export interface IssuanceLedger {
    * Resolves only once the issuance is committed; rejects with ClientSuspendedError or
    * ParentRefusedError (the statement refused it), IssuanceQueueError (never sent), or the database's error.
    */
-  recordIssuance(event: { type: 'token.issued' | 'token.exchanged'; issued: IssuedToken }, facts: RequestFacts): Promise<void>;
+  recordIssuance(event: { type: IssuanceEventType; issued: IssuedToken }, facts: RequestFacts): Promise<void>;
   /** Whether a client is suspended (a suspended client gets no new tokens). */
   isClientSuspended(clientId: string): Promise<boolean>;
   /** Issuances waiting to be written, and issuance statements running. */

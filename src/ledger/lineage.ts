@@ -41,14 +41,22 @@ WITH RECURSIVE lineage AS (
 )
 SELECT * FROM lineage ORDER BY hops`;
 
-export async function findTokenStanding(db: Knex | Knex.Transaction, tokenId: string): Promise<TokenStanding> {
+/**
+ * The one walk up a lineage: the token's own row (undefined when Tether has no record of it) and
+ * the rows of the tokens it was exchanged from, nearest first, at most MAX_LINEAGE_DEPTH of them.
+ */
+export async function findLineageUp(db: Knex | Knex.Transaction, tokenId: string): Promise<{ own: TokenRecord | undefined; ancestors: TokenRecord[] }> {
   // Runs on every exchange and introspection: a named statement is parsed and planned once per
   // PostgreSQL connection (the text never varies). PGlite ignores the name.
-  const rows = rowsOf(await db.raw(STANDING_SQL, [tokenId]).options({ name: 'tether_token_standing' }));
-  const [own, ...ancestors] = rows;
+  const [own, ...ancestors] = rowsOf(await db.raw(STANDING_SQL, [tokenId]).options({ name: 'tether_token_standing' }));
+  return { own: own ? tokenRecordOf(own) : undefined, ancestors: ancestors.map(tokenRecordOf) };
+}
+
+export async function findTokenStanding(db: Knex | Knex.Transaction, tokenId: string): Promise<TokenStanding> {
+  const { own, ancestors } = await findLineageUp(db, tokenId);
   return {
-    record: own ? tokenRecordOf(own) : undefined,
-    revokedAncestorId: ancestors.find((row) => row.revoked_at !== null)?.token_id as string | undefined,
+    record: own,
+    revokedAncestorId: ancestors.find((ancestor) => ancestor.revokedAt !== undefined)?.tokenId,
     ancestors: ancestors.length,
   };
 }

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { IssuedToken, RequestFacts } from './events.js';
+import type { IssuanceEventType, IssuedToken, RequestFacts } from './events.js';
 import { MAX_LINEAGE_DEPTH } from './lineage.js';
 import { runPrepared, type PreparedStatement } from '../storage/prepared_statement.js';
 
@@ -12,7 +12,7 @@ import { runPrepared, type PreparedStatement } from '../storage/prepared_stateme
 
 /** One issuance as the statement takes it (JSON keys are the column names). */
 export interface IssuanceRow {
-  type: 'token.issued' | 'token.exchanged';
+  type: IssuanceEventType;
   client_id: string;
   /** null: derived by the statement (the parent's subject, else the client). */
   subject: string | null;

@@ -11,7 +11,7 @@ import type { RejectionAggregator, RejectionKind } from './rejection_aggregator.
  * `request.rejected` event with the public error and the private reason.
  *
  * oidc-provider reports a route's error through an event ('grant.error', …) that it does not await,
- * so a listener only remembers the error for the request; the ledger write happens in
+ * so a listener only remembers the error on the request (`ctx.state`); the ledger write happens in
  * {@link recordRejections}, a middleware that awaits it after the route has answered.
  *
  * A refusal of an authenticated client gets its own row. A refusal nobody authenticated for (no
@@ -27,18 +27,25 @@ export interface Rejection {
   token?: Pick<LedgerEventInput, 'tokenId' | 'tokenFormat' | 'clientId' | 'resource'>;
 }
 
-const rejections = new WeakMap<object, Rejection>();
-
-export function rememberRejection(ctx: object, rejection: Rejection): void {
-  rejections.set(ctx, rejection);
+/** The request's refusal travels in koa's per-request `ctx.state`, under this one name. */
+interface RejectionState {
+  tetherRejection?: Rejection;
 }
 
-export function rememberedRejection(ctx: object): Rejection | undefined {
-  return rejections.get(ctx);
+function rejectionStateOf(ctx: Pick<Context, 'state'>): RejectionState {
+  return ctx.state as RejectionState;
 }
 
-export function forgetRejection(ctx: object): void {
-  rejections.delete(ctx);
+export function rememberRejection(ctx: Pick<Context, 'state'>, rejection: Rejection): void {
+  rejectionStateOf(ctx).tetherRejection = rejection;
+}
+
+export function rememberedRejection(ctx: Pick<Context, 'state'>): Rejection | undefined {
+  return rejectionStateOf(ctx).tetherRejection;
+}
+
+export function forgetRejection(ctx: Pick<Context, 'state'>): void {
+  delete rejectionStateOf(ctx).tetherRejection;
 }
 
 const ERROR_EVENTS = ['grant.error', 'introspection.error', 'revocation.error', 'server_error'] as const;

@@ -1,4 +1,6 @@
-import type { LedgerEvent, LedgerEventType, TokenBinding, TokenRecord } from './events.js';
+import { isSenderConstraint, type TokenBinding } from '../binding/methods.js';
+import { scopesOf } from '../oauth/scope.js';
+import type { LedgerEvent, LedgerEventType, TokenRecord } from './events.js';
 
 /**
  * Database rows → ledger types. Both drivers (pg and PGlite) return timestamptz as Date and jsonb as
@@ -28,12 +30,12 @@ function jsonOf(value: unknown): Record<string, unknown> | undefined {
 }
 
 export function bindingOf(method: unknown, thumbprint: unknown): TokenBinding {
-  if (method === 'mtls' || method === 'dpop') return { method, thumbprint: thumbprint as string };
+  if (isSenderConstraint(method)) return { method, thumbprint: thumbprint as string };
   return { method: 'bearer' };
 }
 
-export function splitScope(scope: unknown): string[] {
-  return typeof scope === 'string' && scope.length > 0 ? scope.split(' ') : [];
+function splitScope(scope: unknown): string[] {
+  return typeof scope === 'string' ? scopesOf(scope) : [];
 }
 
 export function tokenRecordOf(row: Row): TokenRecord {

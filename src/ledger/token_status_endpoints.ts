@@ -9,6 +9,9 @@ import { findTokenStanding } from './lineage.js';
 import type { OwnTokenVerifier, PresentedToken } from '../keys/own_tokens.js';
 import { forgetRejection, rememberedRejection, rememberRejection, type Rejection } from './rejections.js';
 import { revokeTokens } from './revoke_tokens.js';
+import { revocationRefusal } from '../oauth/revocation_policy.js';
+import { oauthErrorOf, type OAuthError } from '../oauth/error_boundary.js';
+import { DatabaseFailure, Refusal } from '../oauth/refusal.js';
 
 /**
  * Tether's answers at oidc-provider's introspection (RFC 7662) and revocation (RFC 7009) endpoints,
@@ -32,8 +35,6 @@ export interface TokenStatusDependencies {
   requestFactsOf(ctx: KoaContextWithOIDC): RequestFacts;
 }
 
-type OAuthError = InstanceType<typeof errors.OIDCProviderError> & { error_description?: string; error_detail?: string };
-
 function clientWasAuthenticated(ctx: KoaContextWithOIDC): boolean {
   const rejection = rememberedRejection(ctx);
   if (!rejection) return ctx.status === 200 && Boolean(ctx.oidc.client);
@@ -45,13 +46,9 @@ function tokenFactsOf(presented: PresentedToken, record: TokenRecord | undefined
   return { tokenId: presented.tokenId, tokenFormat: presented.kind, clientId: record?.clientId, resource: record?.resource };
 }
 
-function withDetail<E extends OAuthError>(error: E, detail: string): E {
-  error.error_detail = detail;
-  return error;
-}
-
 /** RFC 6749 §5.2 body; the rejection (with its private reason) goes to the ledger. */
-function refuse(ctx: KoaContextWithOIDC, error: OAuthError, token?: Rejection['token']): void {
+function refuse(ctx: KoaContextWithOIDC, refusal: Refusal | OAuthError, token?: Rejection['token']): void {
+  const error = refusal instanceof Refusal ? oauthErrorOf(refusal) : refusal;
   ctx.status = error.statusCode;
   ctx.type = 'json';
   ctx.body = { error: error.error, error_description: error.error_description };
@@ -60,10 +57,7 @@ function refuse(ctx: KoaContextWithOIDC, error: OAuthError, token?: Rejection['t
 
 /** The database could not answer: 503 temporarily_unavailable (the HTTP layer adds Retry-After), never 500. */
 function refuseUnavailable(ctx: KoaContextWithOIDC, cause: unknown): void {
-  const error = withDetail(new errors.TemporarilyUnavailable('token status is not available right now; retry later'), `database unavailable: ${(cause as Error)?.message ?? String(cause)}`);
-  error.status = 503;
-  error.statusCode = 503;
-  refuse(ctx, error);
+  refuse(ctx, new DatabaseFailure(cause, 'token status is not available right now; retry later'));
 }
 
 function eventFieldsOf(record: TokenRecord | undefined, presented: PresentedToken): Omit<LedgerEventInput, 'type'> {
@@ -113,10 +107,9 @@ export function tokenStatusEndpoints(deps: TokenStatusDependencies) {
   async function revoke(ctx: KoaContextWithOIDC): Promise<void> {
     const callerId = ctx.oidc.client!.clientId;
     const { presented, record } = await lookUp(ctx);
-    if (record && record.clientId !== callerId) {
-      // The same answer oidc-provider gives for another client's opaque token.
-      const error = withDetail(new errors.InvalidRequest('client is not authorized to revoke the presented token'), `client ${callerId} asked to revoke a token of client ${record.clientId}`);
-      refuse(ctx, error, tokenFactsOf(presented, record));
+    const refusal = record && revocationRefusal(callerId, record.clientId);
+    if (refusal) {
+      refuse(ctx, refusal, tokenFactsOf(presented, record));
       return;
     }
     if (record) {
@@ -140,7 +133,7 @@ export function tokenStatusEndpoints(deps: TokenStatusDependencies) {
     try {
       await (route === 'introspection' ? introspect(ctx) : revoke(ctx));
     } catch (error) {
-      if (error instanceof errors.OIDCProviderError) refuse(ctx, error as OAuthError);
+      if (error instanceof Refusal || error instanceof errors.OIDCProviderError) refuse(ctx, error as Refusal | OAuthError);
       else {
         deps.logger.warn({ err: error, route }, 'token status unavailable');
         refuseUnavailable(ctx, error);

@@ -1,4 +1,4 @@
-import { TOKEN_EXCHANGE_GRANT } from '../provider/client_metadata.js';
+import { TOKEN_EXCHANGE_GRANT_TYPE as TOKEN_EXCHANGE_GRANT } from '../oauth/token_exchange_urns.js';
 
 /**
  * Label values of Tether's metrics and access log, from a fixed set each: every value a client can

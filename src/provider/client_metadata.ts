@@ -1,8 +1,7 @@
 import type { ClientMetadata } from 'oidc-provider';
+import { BINDING_METHODS, SENDER_CONSTRAINTS } from '../binding/methods.js';
 import { JWS_ALGORITHMS } from '../config/jws_algorithms.js';
 import type { ClientConfig } from '../config/schema.js';
-
-export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
 /** Client authentication methods Tether accepts (RFC 6749 §2.3, RFC 7523, RFC 8705 §2). */
 export const CLIENT_AUTH_METHODS = [
@@ -30,22 +29,25 @@ function registeredAuthMethodOf(method: ClientConfig['auth']['method']): string 
   return method === 'federated' ? FEDERATED_REGISTERED_AUTH_METHOD : method;
 }
 
-/** Tether's client configuration → oidc-provider client metadata (RFC 7591 names). */
-export function clientMetadataOf(client: ClientConfig): ClientMetadata {
+/**
+ * Tether's client configuration → oidc-provider client metadata (RFC 7591 names). Every client may
+ * use every grant Tether serves (`grantTypes`: grants/registry.ts); what it obtains is policy's.
+ */
+export function clientMetadataOf(client: ClientConfig, grantTypes: readonly string[]): ClientMetadata {
   const metadata: ClientMetadata = {
     client_id: client.id,
-    grant_types: ['client_credentials', TOKEN_EXCHANGE_GRANT],
+    grant_types: [...grantTypes],
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: registeredAuthMethodOf(client.auth.method) as ClientMetadata['token_endpoint_auth_method'],
     // RFC 8705 §3.4 / RFC 9449 §5.2: oidc-provider refuses unbound tokens for these clients as well.
-    tls_client_certificate_bound_access_tokens: client.binding === 'mtls',
-    dpop_bound_access_tokens: client.binding === 'dpop',
+    ...Object.fromEntries(SENDER_CONSTRAINTS.map((method) => [BINDING_METHODS[method].clientMetadata, client.binding === method])),
   };
-  return { ...metadata, ...authenticationMetadata(client.auth) };
+  return { ...metadata, ...authenticationMetadataOf(client.auth) };
 }
 
-function authenticationMetadata(auth: ClientConfig['auth']): Partial<ClientMetadata> {
+/** The RFC 7591 / RFC 8705 §2.1.2 metadata of a client's authentication method. */
+export function authenticationMetadataOf(auth: ClientConfig['auth']): Partial<ClientMetadata> {
   switch (auth.method) {
     case 'client_secret_basic':
     case 'client_secret_post':

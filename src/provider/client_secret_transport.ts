@@ -1,5 +1,7 @@
 import type { TLSSocket } from 'node:tls';
-import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import { oauthErrorOf } from '../oauth/error_boundary.js';
+import { Refusal } from '../oauth/refusal.js';
 
 /**
  * RFC 6749 §2.3.1: a client password travels only over TLS ("the authorization server MUST require
@@ -13,11 +15,11 @@ export function requireTlsForClientSecrets(allowOnPlainHttp: boolean) {
   return function requireTlsForClientSecret(ctx: KoaContextWithOIDC): void {
     if (ctx.secure || !carriesClientSecret(ctx)) return;
     if (allowOnPlainHttp && (ctx.req.socket as TLSSocket).encrypted !== true) return;
-    throw new errors.InvalidRequest(
+    throw oauthErrorOf(new Refusal(
+      'invalid_request',
       'client secrets are accepted only over TLS (https); this request was sent over plain HTTP',
-      undefined,
-      { detail: 'client secret sent over plain HTTP' },
-    );
+      'client secret sent over plain HTTP',
+    ));
   };
 }
 

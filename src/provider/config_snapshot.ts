@@ -1,9 +1,8 @@
 import { errors, type Client, type Provider } from 'oidc-provider';
 import { ConfigError } from '../config/load_config.js';
-import type { ClientConfig, TetherConfig } from '../config/schema.js';
+import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schema.js';
 import { clientMetadataOf } from './client_metadata.js';
 import { buildProviderClient } from './internals.js';
-import { resourceRegistry, type ResourceRegistry } from './resource_policy.js';
 
 /**
  * The configuration one request runs with, immutable. A reload (docs/operations.md#configuration-reload)
@@ -19,6 +18,13 @@ export interface ConfigSnapshot {
   readonly providerClients: ReadonlyMap<string, Client>;
   /** 1 at start, one more per applied reload (logged with it). */
   readonly generation: number;
+}
+
+/** Registered resources by exact URI string (RFC 8707 §2: compared as registered, no normalisation). */
+export type ResourceRegistry = ReadonlyMap<string, ResourceConfig>;
+
+export function resourceRegistry(config: TetherConfig): ResourceRegistry {
+  return new Map(config.resources.map((resource) => [resource.uri, resource]));
 }
 
 /** Where the current snapshot is kept; `current()` is what a request starting now gets. */
@@ -41,16 +47,22 @@ export function createLiveConfig(): LiveConfig {
 }
 
 /**
- * The snapshot of `config` for `provider`. Each client is built as oidc-provider builds its own
+ * The snapshot of `config` for `provider`, whose clients may use `grantTypes` (grants/registry.ts). Each client is built as oidc-provider builds its own
  * (its schema validates the metadata); every refusal is reported at once as configuration problems
  * naming the client. A client whose metadata did not change keeps its Client, and so the keys it
  * already fetched from a `jwksUri`.
  */
-export function buildConfigSnapshot(provider: Provider, config: TetherConfig, previous?: ConfigSnapshot, source = 'configuration'): ConfigSnapshot {
+export function buildConfigSnapshot(
+  provider: Provider,
+  grantTypes: readonly string[],
+  config: TetherConfig,
+  previous?: ConfigSnapshot,
+  source = 'configuration',
+): ConfigSnapshot {
   const providerClients = new Map<string, Client>();
   const problems: string[] = [];
   config.clients.forEach((client, index) => {
-    const metadata = clientMetadataOf(client);
+    const metadata = clientMetadataOf(client, grantTypes);
     const unchanged = previous && JSON.stringify(previous.clients.get(client.id)) === JSON.stringify(client);
     const kept = unchanged ? previous.providerClients.get(client.id) : undefined;
     if (kept) {

@@ -1,18 +1,15 @@
-import type { X509Certificate } from 'node:crypto';
 import Provider, { errors, type AdapterFactory, type JWKS, type KoaContextWithOIDC } from 'oidc-provider';
+import { certificateOf } from '../binding/request_certificate.js';
 import type { TetherConfig } from '../config/schema.js';
 import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, FEDERATED_REGISTERED_AUTH_METHOD } from './client_metadata.js';
 import { certificateSubjectMatches } from './certificate_checks.js';
+import { extraClaimsOf } from './token_extra.js';
 import { requireTlsForClientSecrets } from './client_secret_transport.js';
 import type { ConfigSnapshot } from './config_snapshot.js';
 import { beforeClientCredentialsCheck, lookUpClientsWith } from './internals.js';
-
-/** The caller's certificate as the HTTP layer resolved it (TLS socket, or a trusted proxy's header). */
-export interface CallerCertificateView {
-  x509: X509Certificate;
-  /** True when the TLS stack already verified the chain against the listener's client CA. */
-  authorized: boolean;
-}
+import { oauthErrorOf } from '../oauth/error_boundary.js';
+import { Refusal } from '../oauth/refusal.js';
+import { revocationRefusal } from '../oauth/revocation_policy.js';
 
 export interface ProviderDependencies {
   /** The configuration at start: what only a restart changes (issuer, signing, listeners) is read from it. */
@@ -27,7 +24,8 @@ export interface ProviderDependencies {
   jwks: JWKS;
   /** 32 bytes shared by all instances, so a DPoP nonce from one instance is accepted by another. */
   dpopNonceSecret: Buffer;
-  callerCertificate(ctx: KoaContextWithOIDC): CallerCertificateView | undefined;
+  /** The `grant_type` values Tether serves (grants/registry.ts), every client's `grant_types`. */
+  grantTypes: readonly string[];
 }
 
 /**
@@ -39,7 +37,9 @@ export interface ProviderDependencies {
  * builds them from the request.
  */
 function assertAudienceIsIssuer(claims: Record<string, unknown>, issuer: string): void {
-  if (claims.aud !== issuer) throw new errors.InvalidClientAuth('audience (aud) must be the issuer identifier, as a single string');
+  if (claims.aud !== issuer) {
+    throw oauthErrorOf(new Refusal('invalid_client', 'client authentication failed', 'audience (aud) must be the issuer identifier, as a single string'));
+  }
 }
 
 /**
@@ -58,7 +58,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
     clientAuthMethods: [...CLIENT_AUTH_METHODS, FEDERATED_REGISTERED_AUTH_METHOD] as never,
     assertJwtClientAuthClaimsAndHeader: async (_ctx, claims) => assertAudienceIsIssuer(claims, config.issuer),
     clientDefaults: {
-      grant_types: ['client_credentials'],
+      grant_types: [...deps.grantTypes],
       response_types: [],
       token_endpoint_auth_method: 'client_secret_basic',
       id_token_signed_response_alg: config.signing.algorithm,
@@ -91,13 +91,14 @@ export function createProvider(deps: ProviderDependencies): Provider {
       revocation: {
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => {
-          if (token.clientId !== client.clientId) throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+          const refusal = revocationRefusal(client.clientId, token.clientId);
+          if (refusal) throw oauthErrorOf(refusal);
           return true;
         },
       },
       resourceIndicators: {
         enabled: true,
-        // Tether's grants resolve resources themselves (provider/resource_policy.ts); reaching these
+        // Tether's grants resolve resources themselves (grants/resource_policy.ts); reaching these
         // hooks means a built-in path we do not support, so refuse rather than fall back.
         defaultResource: async () => undefined,
         getResourceServerInfo: async () => {
@@ -110,14 +111,15 @@ export function createProvider(deps: ProviderDependencies): Provider {
         certificateBoundAccessTokens: true,
         tlsClientAuth: true,
         selfSignedTlsClientAuth: true,
-        getCertificate: (ctx) => deps.callerCertificate(ctx)?.x509 as never,
+        // The certificate binding/ resolved for the request (TLS socket or a trusted proxy's header).
+        getCertificate: (ctx) => certificateOf(ctx)?.x509 as never,
         // RFC 8705 §2.1: chain validation for tls_client_auth.
         certificateAuthorized: (ctx) => {
           // `authorized`: the chain was verified against the client CA (TLS handshake or binding/proxy_certificate.ts).
-          return deps.callerCertificate(ctx)?.authorized ?? false;
+          return certificateOf(ctx)?.authorized ?? false;
         },
         certificateSubjectMatches: (ctx, property, expected) => {
-          const certificate = deps.callerCertificate(ctx);
+          const certificate = certificateOf(ctx);
           return certificate ? certificateSubjectMatches(certificate.x509, property, expected) : false;
         },
       },
@@ -125,22 +127,25 @@ export function createProvider(deps: ProviderDependencies): Provider {
         enabled: true,
         nonceSecret: deps.dpopNonceSecret,
         requireNonce: (ctx) => deps.snapshotOf(ctx).config.dpop.requireNonce,
-        // Replay is checked by Tether in the shared database (grants/issuance_steps.ts).
+        // Replay is checked by Tether in the shared database (binding/dpop.ts).
         allowReplay: false,
       },
     },
     // Token lifetimes are chosen per resource by the grant handlers; this is only a safety net.
     ttl: { ClientCredentials: 300 },
     // Keeps the `act` claim that token exchange sets on the token before it is saved.
-    extraTokenClaims: async (_ctx, token) => (token as unknown as { extra?: Record<string, unknown> }).extra,
+    extraTokenClaims: async (_ctx, token) => {
+      const extra = extraClaimsOf(token);
+      return Object.keys(extra).length > 0 ? { ...extra } : undefined;
+    },
     formats: {
       customizers: {
         // RFC 8693 §4.1 delegation: an exchanged token's `sub` is the subject token's subject. For
         // ClientCredentials JWTs oidc-provider writes `sub` = client id after the extra claims, so
         // the one set by token exchange (grants/issuance_steps.ts) is put back here.
         jwt: (_ctx, token, jwt) => {
-          const sub = (token as unknown as { extra?: Record<string, unknown> }).extra?.sub;
-          if (typeof sub === 'string') jwt.payload.sub = sub;
+          const { sub } = extraClaimsOf(token);
+          if (sub !== undefined) jwt.payload.sub = sub;
         },
       },
     },

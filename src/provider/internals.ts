@@ -22,13 +22,7 @@ import initializeKeystore from 'oidc-provider/lib/helpers/initialize_keystore.js
 import providerInternals from 'oidc-provider/lib/helpers/weak_cache.js';
 import type { JWK } from 'jose';
 import type { Client, ClientMetadata, KoaContextWithOIDC, Provider } from 'oidc-provider';
-
-/** A DPoP proof that passed RFC 9449 §4.3 checks (signature, typ, alg, htm, htu, iat/nonce). */
-export interface ValidatedDpopProof {
-  thumbprint: string;
-  jti: string;
-  iat: number;
-}
+import type { ValidatedDpopProof } from '../binding/dpop.js';
 
 /** Validates the request's DPoP header; undefined when there is none. Throws InvalidDpopProof / UseDpopNonce. */
 export async function validateDpopProof(provider: Provider, ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined> {

@@ -96,7 +96,8 @@ async function appliedMigrationNames(knex: Knex): Promise<Set<string>> {
 }
 
 /**
- * Runs `work` while holding a session-level advisory lock on a connection set aside for it.
+ * Runs `work` while holding a transaction-level advisory lock (`pg_advisory_xact_lock`: released when
+ * that transaction ends, however it ends) on a connection set aside for it.
  *
  * PGlite has a single connection inside this process, so there is nobody to exclude and holding
  * that connection would deadlock `work`; it runs directly.

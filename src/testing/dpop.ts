@@ -1,6 +1,7 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import type { JwsAlgorithm } from '../config/jws_algorithms.js';
+import { sha256Base64url } from '../text/sha256.js';
 
 /** A DPoP key pair (RFC 9449) and its RFC 7638 thumbprint, the `cnf.jkt` of tokens bound to it. */
 export interface DpopKey {
@@ -34,7 +35,7 @@ export interface DpopProofClaims {
 
 /** Signs a DPoP proof JWT (RFC 9449 §4.2) with `key`. */
 export async function dpopProof(key: DpopKey, claims: DpopProofClaims): Promise<string> {
-  const ath = claims.ath ?? (claims.accessToken ? createHash('sha256').update(claims.accessToken).digest('base64url') : undefined);
+  const ath = claims.ath ?? (claims.accessToken ? sha256Base64url(claims.accessToken) : undefined);
   return new SignJWT({
     htm: claims.htm,
     htu: claims.htu,

@@ -1,7 +1,7 @@
 /**
  * The probe's report as a table for people and as JSON for CI.
  */
-import { renderTable } from '../cli/table.js';
+import { renderTable } from '../text/table.js';
 import type { ProbeReport } from './probe.js';
 
 const COLUMNS = ['CHECK', 'SENT', 'EXPECTED', 'ANSWERED', 'RESULT'] as const;

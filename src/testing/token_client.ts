@@ -6,6 +6,8 @@
  */
 import { decodeJwt, type JWTPayload } from 'jose';
 import { fetch } from 'undici';
+import { scopesOf } from '../oauth/scope.js';
+import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../oauth/token_exchange_urns.js';
 import type { AgentPool, PresentedCertificate } from './agents.js';
 import { dpopProof, type DpopKey } from './dpop.js';
 
@@ -79,9 +81,6 @@ export interface TokenClient {
   revoke(token: string): Promise<void>;
 }
 
-const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
-
 /** A token endpoint client for `credentials`; its connections come from `agents`. */
 export function createTokenClient(endpoints: TokenEndpoints, credentials: ClientCredentials, agents: AgentPool): TokenClient {
   // RFC 9449 §8: the last nonce the server handed out, reused until it asks for another.
@@ -122,11 +121,11 @@ export function createTokenClient(endpoints: TokenEndpoints, credentials: Client
     },
     exchange(request) {
       return requestToken({
-        grant_type: TOKEN_EXCHANGE_GRANT,
+        grant_type: TOKEN_EXCHANGE_GRANT_TYPE,
         subject_token: request.subjectToken,
-        subject_token_type: ACCESS_TOKEN_TYPE,
+        subject_token_type: TOKEN_TYPE.accessToken,
         actor_token: request.actorToken,
-        actor_token_type: request.actorToken === undefined ? undefined : ACCESS_TOKEN_TYPE,
+        actor_token_type: request.actorToken === undefined ? undefined : TOKEN_TYPE.accessToken,
         resource: request.resource,
         scope: scopeParameter(request.scope),
       });
@@ -167,8 +166,8 @@ function scopeParameter(scope: string | readonly string[] | undefined): string |
 
 /** Scopes as a list, from a space-separated string or a list (empty entries dropped). */
 export function scopeList(scope: string | readonly string[] | undefined): string[] {
-  if (scope === undefined) return [];
-  return (typeof scope === 'string' ? scope.split(' ') : [...scope]).filter((value) => value !== '');
+  if (typeof scope === 'string' || scope === undefined) return scopesOf(scope);
+  return scope.filter((value) => value !== '');
 }
 
 function parseJsonObject(text: string): Record<string, unknown> {

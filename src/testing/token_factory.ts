@@ -7,8 +7,10 @@
  * thing. Tokens whose signature should be valid are re-signed with Tether's own current key (same
  * `kid`, same header), so that the changed property is the only reason to refuse them.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, type JWTPayload } from 'jose';
+import { scopesOf } from '../oauth/scope.js';
+import { sha256Base64url } from '../text/sha256.js';
 import type { PresentedCertificate } from './agents.js';
 import { createDpopKey, dpopProof, type DpopKey, type DpopProofClaims } from './dpop.js';
 import { hmacWithPublicKey, signJws, unsecuredJws, type TetherSigningKey } from './signing_key.js';
@@ -358,7 +360,7 @@ function dpopCases({ valid, presenter, signed, otherDpopKey }: BindingCaseContex
     },
     proofCase('proof-wrong-htm', 'proof htm of another method', (request) => ({ htm: request.method === 'POST' ? 'GET' : 'POST' })),
     proofCase('proof-wrong-htu', 'proof htu of another URL', (request) => ({ htu: `${new URL(request.url).origin}/not-this-resource` })),
-    proofCase('proof-wrong-ath', 'proof ath of another token', () => ({ ath: createHash('sha256').update(`another-token-${randomUUID()}`).digest('base64url') })),
+    proofCase('proof-wrong-ath', 'proof ath of another token', () => ({ ath: sha256Base64url(`another-token-${randomUUID()}`) })),
     {
       id: 'proof-replayed', breaks: 'DPoP proof', sent: 'one proof used twice (second judged)',
       expect: rejected(401, ['invalid_dpop_proof']),
@@ -375,7 +377,7 @@ function scopeCase(inputs: BadTokenInputs, signed: SignedCaseFactory): BadTokenC
   return signed({
     id: 'scope-missing', breaks: 'scope', sent: `scope without ${[...required].join(' ') || '-'}`,
     payload: ({ scope, ...payload }) => {
-      const kept = String(scope ?? '').split(' ').filter((value) => value !== '' && !required.has(value));
+      const kept = scopesOf(String(scope ?? '')).filter((value) => !required.has(value));
       return kept.length > 0 ? { ...payload, scope: kept.join(' ') } : payload;
     },
     expect: rejected(403, ['insufficient_scope']),

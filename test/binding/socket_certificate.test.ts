@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { peerCertificateOf, type PeerCertificate } from '../../src/binding/socket_certificate.js';
+import type { PresentedCertificate } from '../../src/binding/presented_certificate.js';
+import { peerCertificateOf } from '../../src/binding/socket_certificate.js';
 import { createEphemeralPki, issueClientCertificate, type Pki } from '../../src/keys/dev_pki.js';
 import { agentFor, getJson, opensslThumbprint, startPlainServer, startTlsServer, type TestServer } from './tls_fixture.js';
 
@@ -18,7 +19,7 @@ interface Seen {
 describe('peerCertificateOf over real TLS', () => {
   let pki: Pki;
   let server: TestServer;
-  const seen: Array<{ certificate: PeerCertificate | undefined; socket: Socket }> = [];
+  const seen: Array<{ certificate: PresentedCertificate | undefined; socket: Socket }> = [];
 
   function describeCertificate(req: IncomingMessage): Seen {
     const certificate = peerCertificateOf(req.socket);

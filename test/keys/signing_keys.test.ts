@@ -2,7 +2,8 @@ import { createLocalJWKSet, importJWK, jwtVerify, SignJWT, type JWK } from 'jose
 import knexFactory, { type Knex } from 'knex';
 
 import { ConfigError, parseConfig } from '../../src/config/load_config.js';
-import { KeyEncryptionError, MINIMUM_SECRET_LENGTH } from '../../src/keys/key_encryption.js';
+import { MINIMUM_SECRET_LENGTH } from '../../src/config/encryption_secret.js';
+import { KeyEncryptionError } from '../../src/keys/key_encryption.js';
 import { loadServerSecret } from '../../src/keys/server_secrets.js';
 import {
   listSigningKeys,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { fetch, type Agent } from 'undici';
 import { parseConfig } from '../../src/config/load_config.js';
-import { TOKEN_EXCHANGE_GRANT } from '../../src/provider/client_metadata.js';
+import { TOKEN_EXCHANGE_GRANT_TYPE as TOKEN_EXCHANGE_GRANT } from '../../src/oauth/token_exchange_urns.js';
 import { createDpopKey, dpopProof } from '../../src/testing/dpop.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
 import { DPOP_SECRET, LEGACY, ORDERS, REPORTS, UNKNOWN, testConfig } from '../support/config.js';

@@ -1,7 +1,11 @@
 import type { ClientConfig, ResourceConfig } from '../../config/schema.js';
-import type { ExternalIdentity } from '../../ledger/events.js';
 import { externalSubjectClaim, mappedScopesAt, requireMappedPresenter, type MappedExternalSubject } from '../../federation/subject_tokens.js';
-import { PolicyError, TARGET_REFUSALS, type ResourceRegistry } from '../../provider/resource_policy.js';
+import type { ExternalIdentity } from '../../ledger/events.js';
+import { Refusal } from '../../oauth/refusal.js';
+import { scopesOf } from '../../oauth/scope.js';
+import type { ResourceRegistry } from '../../provider/config_snapshot.js';
+import type { ExtraClaims } from '../../provider/token_extra.js';
+import { TARGET_REFUSALS } from '../resource_policy.js';
 import type { ExchangeRequest } from './parse_request.js';
 
 /**
@@ -10,7 +14,7 @@ import type { ExchangeRequest } from './parse_request.js';
  * request). Read top to bottom, {@link decideExchange} is the checklist; each check is a named
  * function that either passes or throws the refusal the client should see.
  *
- * Refusals: {@link InvalidPresentedToken} → `invalid_grant`; PolicyError → the code it names.
+ * Refusals: {@link InvalidPresentedToken} → `invalid_grant`; any other Refusal → the code it names.
  */
 
 /** RFC 8693 §4.1 `act`: the acting party, and (nested) whoever acted before it. */
@@ -53,18 +57,14 @@ export interface PresentedKeys {
  * client's to present. One generic description for all of them, so that a client holding a stolen
  * token learns nothing about why; the reason goes to the ledger and logs.
  */
-export class InvalidPresentedToken extends Error {
+export class InvalidPresentedToken extends Refusal {
   override name = 'InvalidPresentedToken';
 
   constructor(
     readonly parameter: 'subject_token' | 'actor_token',
-    readonly reason: string,
+    reason: string,
   ) {
-    super(reason);
-  }
-
-  get description(): string {
-    return `${this.parameter} is invalid, expired, revoked, or not acceptable for this client`;
+    super('invalid_grant', `${parameter} is invalid, expired, revoked, or not acceptable for this client`, reason);
   }
 }
 
@@ -98,7 +98,7 @@ export interface ExchangeDecision {
   relation: SubjectRelation;
   /** Federation: the external identity behind the subject token, and the claims that name it in the new token. */
   external?: ExternalIdentity;
-  claims?: Record<string, unknown>;
+  claims?: Pick<ExtraClaims, 'external_subject'>;
 }
 
 /** The checklist, in the order a refusal is reported. */
@@ -224,10 +224,10 @@ export function requireActorIsRequester(actor: ExchangeableToken, client: Client
 export function selectExchangeTarget(target: string, parameter: ExchangeRequest['targetParameter'], client: ClientConfig, registry: ResourceRegistry): ResourceConfig {
   const resource = registry.get(target);
   if (!resource) {
-    throw new PolicyError('invalid_target', EXCHANGE_TARGET_REFUSALS.unknown[parameter], `unknown exchange target ${JSON.stringify(target)} (${parameter})`);
+    throw new Refusal('invalid_target', EXCHANGE_TARGET_REFUSALS.unknown[parameter], `unknown exchange target ${JSON.stringify(target)} (${parameter})`);
   }
   if (!(target in client.exchange.targets)) {
-    throw new PolicyError('invalid_target', EXCHANGE_TARGET_REFUSALS.notPermitted, `exchange target ${target} is not permitted for client ${client.id} (not in exchange.targets)`);
+    throw new Refusal('invalid_target', EXCHANGE_TARGET_REFUSALS.notPermitted, `exchange target ${target} is not permitted for client ${client.id} (not in exchange.targets)`);
   }
   return resource;
 }
@@ -250,16 +250,16 @@ const EXCHANGE_TARGET_REFUSALS = {
  */
 export function selectExchangeScopes(requested: string | undefined, subjectScopes: readonly string[], exchangeable: readonly string[]): string[] {
   const allowed = subjectScopes.filter((scope) => exchangeable.includes(scope));
-  const asked = requested === undefined ? [] : [...new Set(requested.split(' ').filter((scope) => scope !== ''))];
+  const asked = [...new Set(scopesOf(requested))];
   if (asked.length === 0) {
     if (allowed.length === 0) {
-      throw new PolicyError('invalid_scope', 'requested scope is not allowed', `no scope is both in the subject token (${subjectScopes.join(' ')}) and exchangeable at the target (${exchangeable.join(' ')})`);
+      throw new Refusal('invalid_scope', 'requested scope is not allowed', `no scope is both in the subject token (${subjectScopes.join(' ')}) and exchangeable at the target (${exchangeable.join(' ')})`);
     }
     return [...new Set(allowed)];
   }
   const refused = asked.filter((scope) => !allowed.includes(scope));
   if (refused.length > 0) {
-    throw new PolicyError('invalid_scope', 'requested scope is not allowed', `scopes not in the subject token or not exchangeable at the target: ${refused.join(' ')}`);
+    throw new Refusal('invalid_scope', 'requested scope is not allowed', `scopes not in the subject token or not exchangeable at the target: ${refused.join(' ')}`);
   }
   return asked;
 }
@@ -291,7 +291,7 @@ export function chainDepthOf(act: ActClaim | undefined): number {
 export function requireChainDepth(act: ActClaim | undefined, maxChainDepth: number): void {
   const depth = chainDepthOf(act);
   if (depth > maxChainDepth) {
-    throw new PolicyError('invalid_request', 'the delegation chain of the subject token is too long to exchange it again', `act chain depth ${depth} exceeds exchange.maxChainDepth ${maxChainDepth}`);
+    throw new Refusal('invalid_request', 'the delegation chain of the subject token is too long to exchange it again', `act chain depth ${depth} exceeds exchange.maxChainDepth ${maxChainDepth}`);
   }
 }
 

@@ -1,4 +1,5 @@
-import { PolicyError } from '../../provider/resource_policy.js';
+import { Refusal } from '../../oauth/refusal.js';
+import { TOKEN_TYPE } from '../../oauth/token_exchange_urns.js';
 
 /**
  * Step 1 of token exchange: the token request's RFC 8693 §2.1 parameters → a typed request, or the
@@ -8,29 +9,6 @@ import { PolicyError } from '../../provider/resource_policy.js';
  * provided twice"), except `resource` and `audience`, which it lets through so that this module can
  * answer them the RFC 8707 way.
  */
-
-/** RFC 8693 §3 token type identifiers Tether understands. */
-export const TOKEN_TYPE = {
-  accessToken: 'urn:ietf:params:oauth:token-type:access_token',
-  jwt: 'urn:ietf:params:oauth:token-type:jwt',
-  /** Accepted from trusted external issuers only (docs/federation.md). */
-  idToken: 'urn:ietf:params:oauth:token-type:id_token',
-} as const;
-
-/** The parameters oidc-provider passes to the grant (everything else is stripped before the handler). */
-export const tokenExchangeParameters = [
-  'subject_token',
-  'subject_token_type',
-  'actor_token',
-  'actor_token_type',
-  'requested_token_type',
-  'resource',
-  'audience',
-  'scope',
-];
-
-/** May repeat at the HTTP level, so that policy (not the parser) decides: see {@link selectTargetParameter}. */
-export const tokenExchangeDuplicableParameters = ['resource', 'audience'];
 
 /** A token the client presented: `jwt` means the client asserted it is a JWT (RFC 8693 §3). */
 export interface PresentedToken {
@@ -76,7 +54,7 @@ function optionalActorToken(params: Params): PresentedToken | undefined {
   const hasType = singleValue(params, 'actor_token_type') !== undefined;
   if (!hasToken && !hasType) return undefined;
   if (!hasToken) {
-    throw new PolicyError('invalid_request', 'actor_token_type must not be sent without actor_token', 'actor_token_type without actor_token');
+    throw new Refusal('invalid_request', 'actor_token_type must not be sent without actor_token', 'actor_token_type without actor_token');
   }
   return presentedToken(params, 'actor_token', 'actor_token_type');
 }
@@ -90,14 +68,14 @@ function acceptedTokenType(type: string, name: string): PresentedToken['type'] {
   if (type === TOKEN_TYPE.accessToken) return 'access_token';
   if (type === TOKEN_TYPE.jwt) return 'jwt';
   if (type === TOKEN_TYPE.idToken && name === 'subject_token_type') return 'id_token';
-  throw new PolicyError('invalid_request', `unsupported ${name}`, `${name} ${JSON.stringify(type)} is not accepted`);
+  throw new Refusal('invalid_request', `unsupported ${name}`, `${name} ${JSON.stringify(type)} is not accepted`);
 }
 
 /** RFC 8693 §2.1 `requested_token_type`: Tether issues access tokens only. */
 function requireAccessTokenRequested(params: Params): void {
   const requested = singleValue(params, 'requested_token_type');
   if (requested !== undefined && requested !== TOKEN_TYPE.accessToken) {
-    throw new PolicyError('invalid_request', 'unsupported requested_token_type', `requested_token_type ${JSON.stringify(requested)}; only access tokens are issued`);
+    throw new Refusal('invalid_request', 'unsupported requested_token_type', `requested_token_type ${JSON.stringify(requested)}; only access tokens are issued`);
   }
 }
 
@@ -114,10 +92,10 @@ export function selectTargetParameter(params: Params): { target: string; targetP
     ...valuesOf(params.audience).map((target) => ({ target, targetParameter: 'audience' as const })),
   ];
   if (named.length === 0) {
-    throw new PolicyError('invalid_target', 'a resource or audience parameter is required', 'no resource or audience requested');
+    throw new Refusal('invalid_target', 'a resource or audience parameter is required', 'no resource or audience requested');
   }
   if (named.length > 1) {
-    throw new PolicyError('invalid_target', 'exactly one resource or audience parameter is required', `${named.length} target values requested`);
+    throw new Refusal('invalid_target', 'exactly one resource or audience parameter is required', `${named.length} target values requested`);
   }
   return named[0]!;
 }
@@ -125,7 +103,7 @@ export function selectTargetParameter(params: Params): { target: string; targetP
 function requireParameter(params: Params, name: string): string {
   const value = singleValue(params, name);
   if (value === undefined) {
-    throw new PolicyError('invalid_request', `missing required parameter ${name}`, `${name} absent or empty`);
+    throw new Refusal('invalid_request', `missing required parameter ${name}`, `${name} absent or empty`);
   }
   return value;
 }
@@ -135,7 +113,7 @@ function singleValue(params: Params, name: string): string | undefined {
   const value = params[name];
   if (Array.isArray(value)) {
     // oidc-provider rejects these first; kept so the parser stands alone.
-    throw new PolicyError('invalid_request', `${name} parameter must not be provided twice`, `${name} repeated`);
+    throw new Refusal('invalid_request', `${name} parameter must not be provided twice`, `${name} repeated`);
   }
   return typeof value === 'string' && value !== '' ? value : undefined;
 }

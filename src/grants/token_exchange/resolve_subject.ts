@@ -1,10 +1,12 @@
 import type { JWTPayload } from 'jose';
-import type { Knex } from 'knex';
+import type { Provider } from 'oidc-provider';
 import { opaqueTokenId, type OwnTokenVerifier, type PresentedToken as OwnToken } from '../../keys/own_tokens.js';
-import { findTokenStanding, MAX_LINEAGE_DEPTH } from '../../ledger/lineage.js';
-import { PolicyError } from '../../provider/resource_policy.js';
-import type { GrantContext } from '../grant_context.js';
-import { databaseStep } from '../issuance_steps.js';
+import { MAX_LINEAGE_DEPTH, type TokenStanding } from '../../ledger/lineage.js';
+import { Refusal } from '../../oauth/refusal.js';
+import { scopesOf } from '../../oauth/scope.js';
+import { extraClaimsOf } from '../../provider/token_extra.js';
+import { databaseStep } from '../../oauth/error_boundary.js';
+import type { IssuanceDependencies } from '../issuance_steps.js';
 import { InvalidPresentedToken, type ActClaim, type ExchangeableToken } from './exchange_policy.js';
 import type { PresentedToken } from './parse_request.js';
 
@@ -21,18 +23,37 @@ import type { PresentedToken } from './parse_request.js';
 
 type Parameter = 'subject_token' | 'actor_token';
 
+/** The public description when a lineage is as deep as lineages may be (ledger/lineage.ts). */
+export const LINEAGE_TOO_DEEP = 'the exchange lineage of the subject token is too long to exchange it again';
+
+/** What resolving a presented token uses (besides the shared issuance steps of the exchange). */
+export interface PresentedTokenDependencies extends IssuanceDependencies {
+  /** Tether's own JWTs: its published keys, including ones another instance began signing with. */
+  ownTokens: OwnTokenVerifier;
+  /** oidc-provider's stored opaque access tokens. */
+  opaqueTokens: {
+    find(value: string, options: { ignoreExpiration: boolean }): Promise<InstanceType<Provider['ClientCredentials']> | undefined>;
+  };
+  /** The token's ledger row and its ancestors' (ledger/lineage.ts). */
+  standingOf(tokenId: string): Promise<TokenStanding>;
+}
+
 /** Resolves a presented token to verified facts; throws InvalidPresentedToken (→ invalid_grant) or invalid_request. */
-export async function resolvePresentedToken(grant: GrantContext, verifier: OwnTokenVerifier, presented: PresentedToken, parameter: Parameter): Promise<ExchangeableToken> {
+export async function resolvePresentedToken(
+  deps: Pick<PresentedTokenDependencies, 'ownTokens' | 'opaqueTokens' | 'standingOf'>,
+  presented: PresentedToken,
+  parameter: Parameter,
+): Promise<ExchangeableToken> {
   // Tether issues no ID tokens; only a trusted external issuer's can be exchanged (federation/subject_tokens.ts).
   // RFC 8693 §2.2.2: for Tether's own tokens the type is unsupported (invalid_request), as before federation.
-  if (presented.type === 'id_token') throw new PolicyError('invalid_request', `unsupported ${parameter}_type`, 'id_token from an issuer that is not a trusted external issuer');
+  if (presented.type === 'id_token') throw new Refusal('invalid_request', `unsupported ${parameter}_type`, 'id_token from an issuer that is not a trusted external issuer');
   // The keys may have to be read from the database (a kid this instance has not seen yet): an
   // outage there is 503, not a refusal of a valid token.
-  const identified = await databaseStep(() => verifier.identify(presented.value));
+  const identified = await databaseStep(() => deps.ownTokens.identify(presented.value));
   const token = identified.kind === 'opaque'
-    ? await readOpaqueAccessToken(grant, presented, parameter)
+    ? await readOpaqueAccessToken(deps.opaqueTokens, presented, parameter)
     : jwtAccessToken(identified, parameter);
-  await requireActiveInLedger(grant.knex, token, parameter);
+  await requireActiveInLedger(deps.standingOf, token, parameter);
   return token;
 }
 
@@ -74,15 +95,15 @@ function tokenFromClaims(claims: JWTPayload, parameter: Parameter): Exchangeable
  * tokens it would introspect as active are exchangeable. A value that looks like a JWT but was
  * declared as one (`…:token-type:jwt`) is never an opaque token: RFC 8693 §2.2.2 invalid_request.
  */
-async function readOpaqueAccessToken(grant: GrantContext, presented: PresentedToken, parameter: Parameter): Promise<ExchangeableToken> {
+async function readOpaqueAccessToken(opaqueTokens: PresentedTokenDependencies['opaqueTokens'], presented: PresentedToken, parameter: Parameter): Promise<ExchangeableToken> {
   if (presented.type === 'jwt') {
-    throw new PolicyError('invalid_request', `${parameter} is not a JWT`, `${parameter}_type jwt with a value that is not a compact JWS`);
+    throw new Refusal('invalid_request', `${parameter} is not a JWT`, `${parameter}_type jwt with a value that is not a compact JWS`);
   }
-  const token = await databaseStep(() => grant.provider.ClientCredentials.find(presented.value, { ignoreExpiration: true }));
+  const token = await databaseStep(() => opaqueTokens.find(presented.value, { ignoreExpiration: true }));
   if (!token) throw new InvalidPresentedToken(parameter, 'opaque token not found');
   if (token.isExpired) throw new InvalidPresentedToken(parameter, `opaque token expired at ${new Date(token.exp! * 1000).toISOString()}`);
 
-  const extra = (token.extra ?? {}) as Record<string, unknown>;
+  const extra = extraClaimsOf(token);
   const audience = Array.isArray(token.aud) ? token.aud[0] : token.aud;
   if (typeof audience !== 'string') throw new InvalidPresentedToken(parameter, 'opaque token without an audience');
   return {
@@ -90,7 +111,7 @@ async function readOpaqueAccessToken(grant: GrantContext, presented: PresentedTo
     format: 'opaque',
     clientId: token.clientId!,
     // An exchanged opaque token keeps its subject in `extra` (issuance_steps.ts mintAccessToken).
-    subject: typeof extra.sub === 'string' ? extra.sub : token.clientId!,
+    subject: extra.sub ?? token.clientId!,
     audience,
     scopes: scopesOf(token.scope),
     expiresAt: new Date(token.exp! * 1000),
@@ -102,10 +123,6 @@ async function readOpaqueAccessToken(grant: GrantContext, presented: PresentedTo
 
 function invalidActClaim(parameter: Parameter): never {
   throw new InvalidPresentedToken(parameter, 'stored act claim has an unexpected shape');
-}
-
-function scopesOf(scope: string | undefined): string[] {
-  return scope ? scope.split(' ').filter((item) => item !== '') : [];
 }
 
 /** RFC 7800 `cnf` with the members Tether writes: RFC 8705 §3.1 `x5t#S256`, RFC 9449 §6.1 `jkt`. */
@@ -140,12 +157,12 @@ function mayActOf(value: unknown): { sub?: string } | undefined {
  * a derived row has not been marked yet. A lineage already as deep as lineages may be cannot grow
  * (the issuance statement would refuse the child, after minting it; refusing here is cheaper).
  */
-async function requireActiveInLedger(knex: Knex, token: ExchangeableToken, parameter: Parameter): Promise<void> {
-  const { record, revokedAncestorId, ancestors } = await databaseStep(() => findTokenStanding(knex, token.tokenId));
+async function requireActiveInLedger(standingOf: PresentedTokenDependencies['standingOf'], token: ExchangeableToken, parameter: Parameter): Promise<void> {
+  const { record, revokedAncestorId, ancestors } = await databaseStep(() => standingOf(token.tokenId));
   if (!record) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} has no ledger record`);
   if (record.revokedAt) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} is revoked`);
   if (revokedAncestorId) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} descends from revoked token ${revokedAncestorId}`);
   if (parameter === 'subject_token' && ancestors >= MAX_LINEAGE_DEPTH) {
-    throw new PolicyError('invalid_request', 'the exchange lineage of the subject token is too long to exchange it again', `token ${token.tokenId} already has ${ancestors} ancestors`);
+    throw new Refusal('invalid_request', LINEAGE_TOO_DEEP, `token ${token.tokenId} already has ${ancestors} ancestors`);
   }
 }

@@ -3,7 +3,7 @@ import {
   chainDepthOf, decideExchange, exchangeExpiry, InvalidPresentedToken, nextActClaim, requireAudienceServedByDelegate, requirePresentableBy,
   requireSenderConstraintKept, selectExchangeScopes, selectExchangeTarget, type ExchangeableToken, type ExchangeInput,
 } from '../../../src/grants/token_exchange/exchange_policy.js';
-import { PolicyError } from '../../../src/provider/resource_policy.js';
+import { Refusal } from '../../../src/oauth/refusal.js';
 
 const B = 'https://b.chain.test';
 const C = 'https://c.chain.test';
@@ -50,7 +50,7 @@ function refusalOf(decide: () => unknown): { code: string; reason: string; descr
     decide();
   } catch (error) {
     if (error instanceof InvalidPresentedToken) return { code: 'invalid_grant', reason: error.reason, description: error.description };
-    if (error instanceof PolicyError) return { code: error.error, reason: error.reason, description: error.description };
+    if (error instanceof Refusal) return { code: error.error, reason: error.reason, description: error.description };
     throw error;
   }
   throw new Error('expected a refusal');

@@ -1,14 +1,15 @@
-import { PolicyError } from '../../../src/provider/resource_policy.js';
-import { parseExchangeRequest, TOKEN_TYPE } from '../../../src/grants/token_exchange/parse_request.js';
+import { Refusal } from '../../../src/oauth/refusal.js';
+import { parseExchangeRequest } from '../../../src/grants/token_exchange/parse_request.js';
+import { TOKEN_TYPE } from '../../../src/oauth/token_exchange_urns.js';
 
 const TARGET = 'https://c.chain.test';
 const base = { subject_token: 'token-value', subject_token_type: TOKEN_TYPE.accessToken, resource: TARGET };
 
-function refusal(params: Record<string, unknown>): PolicyError {
+function refusal(params: Record<string, unknown>): Refusal {
   try {
     parseExchangeRequest(params);
   } catch (error) {
-    if (error instanceof PolicyError) return error;
+    if (error instanceof Refusal) return error;
     throw error;
   }
   throw new Error('expected a refusal');

@@ -1,21 +1,14 @@
-import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schema.js';
+import type { ClientConfig, ResourceConfig } from '../config/schema.js';
+import { isSenderConstraint, type SenderConstraint } from '../binding/methods.js';
+import { Refusal } from '../oauth/refusal.js';
+import { scopesOf } from '../oauth/scope.js';
+import type { ResourceRegistry } from '../provider/config_snapshot.js';
 
 /**
  * Tether's issuance policy, as pure functions: which one resource a token is for, which scopes it
- * carries, and how it is bound. The grant handlers turn a PolicyError into the OAuth error it names;
- * `reason` is private (ledger and logs), `description` is what the client sees.
+ * carries, and how it is bound. Each refusal is a Refusal (oauth/refusal.ts): `reason` is private
+ * (ledger and logs), `description` is what the client sees.
  */
-export class PolicyError extends Error {
-  override name = 'PolicyError';
-
-  constructor(
-    readonly error: 'invalid_target' | 'invalid_scope' | 'invalid_request',
-    readonly description: string,
-    readonly reason: string,
-  ) {
-    super(reason);
-  }
-}
 
 /**
  * The public `error_description` of each invalid_target refusal (RFC 8707 §2: "invalid, missing,
@@ -31,13 +24,6 @@ export const TARGET_REFUSALS = {
   bearerNotAllowed: 'the requested resource accepts only sender-constrained tokens, and this client\'s tokens are unbound',
 } as const;
 
-/** Registered resources by exact URI string (RFC 8707 §2: compared as registered, no normalisation). */
-export type ResourceRegistry = ReadonlyMap<string, ResourceConfig>;
-
-export function resourceRegistry(config: TetherConfig): ResourceRegistry {
-  return new Map(config.resources.map((resource) => [resource.uri, resource]));
-}
-
 /**
  * RFC 8707 §2: the `resource` parameter(s) of a token request → the one registered resource the token
  * is for. Tether mints one audience per token, so more than one value is refused rather than narrowed.
@@ -50,18 +36,18 @@ export function selectResource(
 ): ResourceConfig {
   const values = requested === undefined ? [] : Array.isArray(requested) ? requested : [requested];
   if (values.length > 1) {
-    throw new PolicyError('invalid_target', TARGET_REFUSALS.several, `${values.length} resource values requested`);
+    throw new Refusal('invalid_target', TARGET_REFUSALS.several, `${values.length} resource values requested`);
   }
   const uri = values[0] ?? client.defaultResource;
   if (uri === undefined) {
-    throw new PolicyError('invalid_target', TARGET_REFUSALS.missing, 'no resource requested and the client has no default resource');
+    throw new Refusal('invalid_target', TARGET_REFUSALS.missing, 'no resource requested and the client has no default resource');
   }
   const resource = registry.get(uri);
   if (!resource) {
-    throw new PolicyError('invalid_target', TARGET_REFUSALS.unknown, `unknown resource ${JSON.stringify(uri)}`);
+    throw new Refusal('invalid_target', TARGET_REFUSALS.unknown, `unknown resource ${JSON.stringify(uri)}`);
   }
   if (!(uri in grants)) {
-    throw new PolicyError('invalid_target', TARGET_REFUSALS.notPermitted, `resource ${uri} is not permitted for client ${client.id}`);
+    throw new Refusal('invalid_target', TARGET_REFUSALS.notPermitted, `resource ${uri} is not permitted for client ${client.id}`);
   }
   return resource;
 }
@@ -71,23 +57,21 @@ export function selectResource(
  * granted. Unlike oidc-provider's default, a scope the client may not have is refused, never dropped.
  */
 export function selectScopes(requested: string | undefined, granted: readonly string[]): string[] {
-  const asked = requested === undefined ? [] : requested.split(' ').filter((scope) => scope !== '');
+  const asked = scopesOf(requested);
   if (asked.length === 0) return [...granted];
   const refused = asked.filter((scope) => !granted.includes(scope));
   if (refused.length > 0) {
-    throw new PolicyError('invalid_scope', 'requested scope is not allowed', `scopes not granted: ${refused.join(' ')}`);
+    throw new Refusal('invalid_scope', 'requested scope is not allowed', `scopes not granted: ${refused.join(' ')}`);
   }
   return [...new Set(asked)];
 }
 
 /** How the token will be sender-constrained. A client configured for binding never gets a bearer token. */
-export type BindingMethod = 'mtls' | 'dpop' | 'bearer';
-
-export function selectBinding(client: ClientConfig, resource: ResourceConfig): BindingMethod {
-  if (client.binding === 'mtls' || client.binding === 'dpop') return client.binding;
+export function selectBinding(client: ClientConfig, resource: ResourceConfig): SenderConstraint | 'bearer' {
+  if (isSenderConstraint(client.binding)) return client.binding;
   if (!resource.allowBearer) {
     // The configuration check refuses this combination; keep the rule here too so policy stands alone.
-    throw new PolicyError('invalid_target', TARGET_REFUSALS.bearerNotAllowed, `resource ${resource.uri} does not allow bearer tokens`);
+    throw new Refusal('invalid_target', TARGET_REFUSALS.bearerNotAllowed, `resource ${resource.uri} does not allow bearer tokens`);
   }
   return 'bearer';
 }

@@ -1,6 +1,6 @@
 import knexFactory, { type Knex } from 'knex';
 
-import { proofReplayCheck, recordProofOnce, recordProofsOnce } from '../../src/storage/dpop_replay.js';
+import { proofReplayCheck, recordProofOnce, recordProofsOnce } from '../../src/binding/dpop_replay.js';
 import { hashIdentifier } from '../../src/storage/hash_id.js';
 import { openTestDatabase } from '../support/database.js';
 

@@ -1,12 +1,15 @@
 import type { Knex } from 'knex';
 
-import { hashIdentifier } from './hash_id.js';
-import { runPrepared, type PreparedStatement } from './prepared_statement.js';
-import { statementBatcher, type QueueRefusal, type StatementBatcherOptions } from './statement_batcher.js';
+import { hashIdentifier } from '../storage/hash_id.js';
+import { runPrepared, type PreparedStatement } from '../storage/prepared_statement.js';
+import { statementBatcher, type QueueRefusal, type StatementBatcherOptions } from '../storage/statement_batcher.js';
 
 /** A DPoP proof to remember until `expiresAt` (after which its `iat` is out of the window anyway). */
 export interface ProofRecord {
-  /** Anything identifying the proof, e.g. `${jkt}:${jti}`; stored as its SHA-256. */
+  /**
+   * Anything identifying the proof; the token path uses `${jkt}\0${jti}` (binding/dpop.ts: a jti is
+   * unique per key, and NUL cannot occur in either). Stored as its SHA-256.
+   */
   key: string;
   expiresAt: Date;
 }

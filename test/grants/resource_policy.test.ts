@@ -1,5 +1,6 @@
 import { clientSchema, resourceSchema, type ClientConfig } from '../../src/config/schema.js';
-import { PolicyError, selectBinding, selectResource, TARGET_REFUSALS } from '../../src/provider/resource_policy.js';
+import { Refusal } from '../../src/oauth/refusal.js';
+import { selectBinding, selectResource, TARGET_REFUSALS } from '../../src/grants/resource_policy.js';
 
 /** The pure resource policy: one public description per invalid_target refusal, the reason private. */
 
@@ -14,11 +15,11 @@ function client(overrides: Record<string, unknown> = {}): ClientConfig {
   return clientSchema.parse({ id: 'worker', owner: 'o', purpose: 'p', binding: 'mtls', auth: { method: 'tls_client_auth', subjectDn: 'CN=worker' }, ...overrides });
 }
 
-function refusalOf(decide: () => unknown): Pick<PolicyError, 'error' | 'description' | 'reason'> {
+function refusalOf(decide: () => unknown): Pick<Refusal, 'error' | 'description' | 'reason'> {
   try {
     decide();
   } catch (error) {
-    if (error instanceof PolicyError) return { error: error.error, description: error.description, reason: error.reason };
+    if (error instanceof Refusal) return { error: error.error, description: error.description, reason: error.reason };
     throw error;
   }
   throw new Error('expected a refusal');

@@ -1,0 +1,86 @@
+import { decodeProtectedHeader } from 'jose';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import { isJwsAlgorithm, JWS_ALGORITHMS } from '../config/jws_algorithms.js';
+import { databaseStep } from '../oauth/error_boundary.js';
+import { Refusal } from '../oauth/refusal.js';
+import type { ProofReplayCheck } from './dpop_replay.js';
+
+/**
+ * DPoP (RFC 9449) on the token path, in one place: the proof oidc-provider validated (its validator,
+ * reached through provider/internals.ts, is passed in), the algorithm check that names what is
+ * supported, and single use across every instance (dpop_replay.ts).
+ */
+
+/** A DPoP proof that passed RFC 9449 §4.3 checks (signature, typ, alg, htm, htu, iat/nonce). */
+export interface ValidatedDpopProof {
+  thumbprint: string;
+  jti: string;
+  iat: number;
+}
+
+/** The DPoP proofs of requests, as the binding methods use them. */
+export interface DpopProofs {
+  /** The request's proof after RFC 9449 §4.3's checks, or undefined when there is none. */
+  validated(ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined>;
+  /** RFC 9449 §11.1: refuses a proof already used to obtain a token (on any instance). */
+  useOnce(proof: ValidatedDpopProof): Promise<void>;
+}
+
+export interface DpopDependencies {
+  /** oidc-provider's own validation of the request's DPoP header (provider/internals.ts). */
+  validate(ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined>;
+  /** Where used proofs are remembered: the database every instance shares (batched statements). */
+  replay: ProofReplayCheck;
+}
+
+export function dpopProofs(deps: DpopDependencies): DpopProofs {
+  return {
+    validated: (ctx) => validatedDpopProof(deps, ctx),
+    useOnce: (proof) => rejectReplayedProof(deps.replay, proof),
+  };
+}
+
+/**
+ * Check 5 of RFC 9449 §4.3 (`alg` is an asymmetric algorithm the server supports) is made here first,
+ * with a description that says so: oidc-provider refuses such a proof as "invalid DPoP key binding",
+ * which tells a client whose library signs with another algorithm nothing. The supported list is
+ * public (discovery's `dpop_signing_alg_values_supported`); the algorithm sent goes only to the ledger.
+ */
+async function validatedDpopProof(deps: DpopDependencies, ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined> {
+  const proof = ctx.get('DPoP');
+  if (proof) requireSupportedProofAlgorithm(proof);
+  return deps.validate(ctx);
+}
+
+function requireSupportedProofAlgorithm(proof: string): void {
+  let alg: unknown;
+  try {
+    alg = decodeProtectedHeader(proof).alg;
+  } catch {
+    // Not a JWS at all: oidc-provider's validation refuses it as such.
+    return;
+  }
+  if (isJwsAlgorithm(alg)) return;
+  throw new Refusal(
+    'invalid_dpop_proof',
+    `unsupported DPoP proof alg; supported: ${JWS_ALGORITHMS.join(', ')}`,
+    `DPoP proof alg ${JSON.stringify(alg)?.slice(0, 64)} is not one of ${JWS_ALGORITHMS.join(', ')}`,
+  );
+}
+
+/** oidc-provider accepts a proof whose iat is within this many seconds of now (its CHALLENGE_OK_WINDOW). */
+const DPOP_PROOF_WINDOW_SECONDS = 300;
+
+/**
+ * RFC 9449 §11.1: a proof is single-use. The check is one atomic insert in the shared database, so two
+ * instances (or two concurrent requests) presenting one proof give exactly one token.
+ */
+async function rejectReplayedProof(replay: ProofReplayCheck, proof: ValidatedDpopProof): Promise<void> {
+  // RFC 9449 §11.1: jti is unique per key; the replay check stores only the hash of this key.
+  const key = `${proof.thumbprint}\0${proof.jti}`;
+  const expiresAt = new Date((Math.max(proof.iat, Date.now() / 1000) + DPOP_PROOF_WINDOW_SECONDS) * 1000);
+  const first = await databaseStep(() => replay.recordOnce({ key, expiresAt }));
+  if (!first) {
+    throw new Refusal('invalid_dpop_proof', 'DPoP proof JWT replay detected', `replayed DPoP proof jti for jkt ${proof.thumbprint}`);
+  }
+}
