@@ -113,9 +113,9 @@ const ID = '([^/]+)';
 
 export const ADMIN_OPERATIONS: readonly AdminOperation[] = [
   {
-    name: 'tokens.list', method: 'GET', path: /^\/tokens$/, accepts: ['client', 'resource', 'state', 'limit'],
+    name: 'tokens.list', method: 'GET', path: /^\/tokens$/, accepts: ['client', 'resource', 'issuer', 'state', 'limit'],
     run: async ({ context, input, json }) => {
-      await tokensList(context, { client: input.client, resource: input.resource, state: input.state, limit: integerOf(input, 'limit', 100, 10_000), json });
+      await tokensList(context, { client: input.client, resource: input.resource, issuer: input.issuer, state: input.state, limit: integerOf(input, 'limit', 100, 10_000), json });
     },
   },
   {

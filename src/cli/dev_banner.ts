@@ -82,6 +82,8 @@ function authenticationOf(client: ClientConfig, pki: DevPki | undefined, relativ
       return `private_key_jwt: a client assertion signed with a key of its ${auth.jwksUri ? `jwksUri ${auth.jwksUri}` : 'configured jwks'}`;
     case 'self_signed_tls_client_auth':
       return 'self_signed_tls_client_auth: its self-signed certificate (configured jwks)';
+    case 'federated':
+      return `federated: a client_assertion issued to ${client.federatedIdentities.map((identity) => `${identity.subject} by ${identity.issuer}`).join(', ') || 'an identity of a trusted issuer'} (docs/federation.md)`;
   }
 }
 

@@ -76,12 +76,13 @@ function tokensCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): C
     .description('tokens, newest first')
     .option('--client <id>', 'only this client\'s tokens')
     .option('--resource <uri>', 'only tokens for this API (aud)')
+    .option('--issuer <iss>', 'only tokens issued for an identity of this trusted external issuer (federation)')
     .addOption(new Option('--state <state>', 'only tokens in this state').choices([...TOKEN_STATES]))
     .option('--limit <n>', 'at most this many', (value) => Number.parseInt(value, 10), 100)
     .addOption(jsonOption()).addOption(configOption())
-    .action((options: { client?: string; resource?: string; state?: string; limit: number; json?: boolean; config?: string }) =>
+    .action((options: { client?: string; resource?: string; issuer?: string; state?: string; limit: number; json?: boolean; config?: string }) =>
       withContext(configFor, options.config, out, (context) => tokensList(context, options), {
-        method: 'GET', path: '/tokens', input: { client: options.client, resource: options.resource, state: options.state, limit: options.limit }, json: options.json,
+        method: 'GET', path: '/tokens', input: { client: options.client, resource: options.resource, issuer: options.issuer, state: options.state, limit: options.limit }, json: options.json,
       }));
   takesIds(tokens.command('show'))
     .description('one token: claims, binding, lineage (parent and children), last use, events')

@@ -78,6 +78,8 @@ export function tokenJson(token: TokenRecord, now = new Date()): Record<string, 
     last_used_at: token.lastUsedAt?.toISOString() ?? null,
     parent_token_id: token.parentTokenId ?? null,
     act: token.act ?? null,
+    // Federation (docs/federation.md): who outside Tether the token was issued for.
+    external_identity: token.external ? { issuer: token.external.issuer, subject: token.external.subject, token_id: token.external.tokenId } : null,
   };
 }
 

@@ -15,6 +15,8 @@ export interface TokensListOptions {
   client?: string;
   resource?: string;
   state?: string;
+  /** Federation: only tokens whose external identity is of this issuer. */
+  issuer?: string;
   limit?: number;
   json?: boolean;
 }
@@ -45,7 +47,7 @@ const TOKEN_HEADERS = ['TOKEN ID', 'CLIENT', 'RESOURCE', 'SCOPE', 'BINDING', 'ST
 /** `tether tokens list [--client X] [--resource U] [--state active|expired|revoked]`, newest first. */
 export async function tokensList(context: CommandContext, options: TokensListOptions = {}): Promise<TokenRecord[]> {
   const tokens = await listTokens(context.knex, {
-    clientId: options.client, resource: options.resource, state: stateOption(options.state), limit: options.limit ?? 100,
+    clientId: options.client, resource: options.resource, state: stateOption(options.state), externalIssuer: options.issuer, limit: options.limit ?? 100,
   });
   const now = new Date();
   if (options.json) writeJson(context, tokens.map((token) => tokenJson(token, now)));
@@ -91,6 +93,7 @@ export async function tokensShow(context: CommandContext, id: string, options: {
     ['revoked', formatTime(token.revokedAt)],
     ['last used', formatTime(token.lastUsedAt)],
     ['act', token.act ? JSON.stringify(token.act) : '-'],
+    ['external identity', token.external ? `${token.external.subject} of ${token.external.issuer} (token ${token.external.tokenId})` : '-'],
   ]);
   writeLine(context);
   writeLine(context, 'lineage');

@@ -23,3 +23,14 @@ export type JwsAlgorithm = (typeof JWS_ALGORITHMS)[number];
 export function isJwsAlgorithm(alg: unknown): alg is JwsAlgorithm {
   return typeof alg === 'string' && (JWS_ALGORITHMS as readonly string[]).includes(alg);
 }
+
+/**
+ * The algorithms a trusted external issuer's tokens may be signed with (src/federation/): Tether's
+ * own list, plus the asymmetric ones common issuers sign with and Tether does not choose — RS256 is
+ * the default of the Kubernetes API server, GitHub Actions and most corporate IdPs. Asymmetric only:
+ * never `none`, never HS* (the "HS256 with the issuer's public key" confusion). Each issuer's
+ * configuration names the subset it uses (`federation.issuers[].algorithms`).
+ */
+export const FEDERATION_JWS_ALGORITHMS = [...JWS_ALGORITHMS, 'RS256', 'RS384', 'RS512', 'PS384', 'PS512', 'ES384', 'ES512'] as const;
+
+export type FederationJwsAlgorithm = (typeof FEDERATION_JWS_ALGORITHMS)[number];

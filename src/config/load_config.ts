@@ -155,5 +155,6 @@ function resolveRelativePaths(config: TetherConfig, base: string): TetherConfig 
     keyFile: resolve(config.listeners.https.keyFile),
     clientCaFile: resolve(config.listeners.https.clientCaFile),
   };
-  return { ...config, dataDir: path.resolve(base, config.dataDir), listeners: { ...config.listeners, https } };
+  const issuers = config.federation.issuers.map((issuer) => ({ ...issuer, jwksFile: resolve(issuer.jwksFile), caFile: resolve(issuer.caFile) }));
+  return { ...config, dataDir: path.resolve(base, config.dataDir), listeners: { ...config.listeners, https }, federation: { ...config.federation, issuers } };
 }

@@ -18,6 +18,9 @@ type LiveSection = (typeof LIVE_SECTIONS)[number];
 /** Every other top-level section, which only a restart changes. */
 export const RESTART_SECTIONS = [
   'issuer', 'databaseUrl', 'dataDir', 'database', 'listeners', 'trustedProxies', 'clientCertHeader', 'signing', 'http', 'ledger', 'admin',
+  // Trusted issuers' key sources are read and cached at start (federation/issuer_keys.ts); a client's
+  // federatedIdentities (in `clients`) are live, so removing one takes effect at a reload.
+  'federation',
   'metrics',
 ] as const satisfies readonly Exclude<keyof TetherConfig, LiveSection>[];
 

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { JWS_ALGORITHMS } from './jws_algorithms.js';
+import { FEDERATION_JWS_ALGORITHMS, JWS_ALGORITHMS } from './jws_algorithms.js';
 import { MINIMUM_SECRET_LENGTH } from './encryption_secret.js';
 import { DEFAULT_JWKS_MAX_AGE_MS } from 'tether-oauth-resource-server';
 
@@ -152,13 +152,31 @@ const clientAuthSchema = z.discriminatedUnion('method', [
     'give exactly one of subjectDn, sanDns, sanUri, sanIp, sanEmail',
   ),
   z.strictObject({ method: z.literal('self_signed_tls_client_auth'), jwks: jwksSchema }),
+  // Workload identity federation (docs/federation.md): a token of a trusted issuer names the
+  // client's `federatedIdentities`; the client holds no Tether secret, key or certificate.
+  z.strictObject({ method: z.literal('federated') }),
 ]);
+
+/**
+ * Claims a federated token must carry, as a JSON object matched as a subset: every member given must
+ * be present with exactly this value (objects recursively), e.g. `{ "kubernetes.io": { "namespace": "payments" } }`.
+ */
+const requiredClaimsSchema = z.record(z.string(), z.json());
+
+/** An external identity that may authenticate as a client (issuer + exact `sub`, optional claims). */
+export const federatedIdentitySchema = z.strictObject({
+  issuer: z.string().min(1),
+  subject: z.string().min(1),
+  claims: requiredClaimsSchema.optional(),
+});
 
 export const clientSchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9._~-]+$/, 'expected letters, digits and . _ ~ -'),
   owner: z.string().min(1),
   purpose: z.string().min(1),
   auth: clientAuthSchema,
+  /** With `auth.method: federated`: the external identities that authenticate as this client (RFC 7523 §2.2). */
+  federatedIdentities: z.array(federatedIdentitySchema).default([]),
   /** How this client's tokens are sender-constrained (RFC 8705 / RFC 9449). `none` needs resources that allow bearer tokens. */
   binding: z.enum(['mtls', 'dpop', 'none']),
   /** resource URI → scopes this client may obtain there with client_credentials. */
@@ -177,6 +195,75 @@ export const clientSchema = z.strictObject({
     acceptBoundSubjectTokens: z.boolean().default(false),
   }).default({ targets: {}, actFor: [], acceptBoundSubjectTokens: false }),
 });
+
+/**
+ * An issuer URL Tether fetches from or compares with: https, or plain http on a loopback address
+ * only (a test or a sidecar on the same host; RFC 8252 §8.3 makes the same exception).
+ */
+const fetchableUrl = z.url().refine((value) => {
+  const url = new URL(value);
+  return url.protocol === 'https:' || (url.protocol === 'http:' && ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname));
+}, 'expected an https URL (plain http only on 127.0.0.1, [::1] or localhost)');
+
+/** A whole number of seconds, zero allowed (a leeway). */
+const leewaySeconds = z.number().int().min(0).max(300);
+
+/**
+ * A token-exchange mapping rule (docs/federation.md): an external subject token whose `sub` (exact)
+ * and claims (subset) match becomes the Tether principal `principal` ("{sub}" is replaced by the
+ * external `sub`), may be presented by the `clients` listed, and gives at most these targets and scopes.
+ */
+export const mappingRuleSchema = z.strictObject({
+  subject: z.string().min(1).optional(),
+  claims: requiredClaimsSchema.optional(),
+  principal: z.string().min(1),
+  clients: z.array(z.string()).min(1),
+  targets: z.record(resourceUri, z.array(scopeToken)).refine((targets) => Object.keys(targets).length > 0, 'give at least one target'),
+}).refine((rule) => rule.subject !== undefined || Object.keys(rule.claims ?? {}).length > 0, 'give a subject or claims to match (a rule never matches everyone by accident)');
+
+/**
+ * A trusted external issuer (docs/federation.md). Its keys come from exactly one place: its
+ * discovery document (OpenID Connect Discovery 1.0 §4 or RFC 8414 §3, the default), an explicit
+ * `jwksUri`, or a `jwksFile` (air-gapped clusters: `kubectl get --raw /openid/v1/jwks`).
+ */
+export const trustedIssuerSchema = z.strictObject({
+  /** The exact `iss` of its tokens. */
+  issuer: z.url(),
+  discovery: z.enum(['openid-configuration', 'oauth-authorization-server']).default('openid-configuration'),
+  jwksUri: fetchableUrl.optional(),
+  jwksFile: z.string().optional(),
+  /** PEM bundle of the CAs its https endpoints chain to (e.g. a cluster CA); default: Node's roots. */
+  caFile: z.string().optional(),
+  /** JWS algorithms its tokens may use (asymmetric only). */
+  algorithms: z.array(z.enum(FEDERATION_JWS_ALGORITHMS)).min(1),
+  /** The `aud` its tokens must contain; default: Tether's issuer identifier. */
+  audience: z.string().min(1).optional(),
+  /** A token older than this (by `iat`) is refused, whatever its `exp`. Seconds. */
+  maxTokenAge: durationSeconds.default(3600),
+  /** Leeway for `exp`, `nbf` and `iat`. Seconds. */
+  clockLeeway: leewaySeconds.default(30),
+  /** A token with an unknown `kid` makes the keys be fetched again at most this often. Seconds. */
+  keyRefetchCooldown: durationSeconds.default(30),
+  /** Keys are fetched again after this long even when every `kid` is known. Seconds. */
+  keyCacheMaxAge: durationSeconds.default(600),
+  /** Longest wait for its discovery document or JWKS; beyond, the request gets 503. Seconds. */
+  fetchTimeout: timeoutSeconds.default(3),
+  /**
+   * Client assertions with a `jti` are single-use (shared database). false: accepted again within
+   * their lifetime, as tokens without `jti` are — only for clients with sender-constrained tokens and
+   * only if the token lives at most maxTokenAge (for a projected token a workload reads from a file).
+   */
+  singleUseAssertions: z.boolean().default(true),
+  /** Token exchange (RFC 8693): which of its subjects become which Tether principal, for what. */
+  subjectTokens: z.array(mappingRuleSchema).default([]),
+}).refine((issuer) => !(issuer.jwksUri && issuer.jwksFile), { message: 'give at most one of jwksUri or jwksFile', path: ['jwksFile'] })
+  .refine((issuer) => issuer.jwksUri !== undefined || issuer.jwksFile !== undefined || fetchableUrl.safeParse(issuer.issuer).success, {
+    message: 'discovery needs an https issuer (or loopback http); give jwksUri or jwksFile otherwise', path: ['issuer'],
+  });
+
+export type TrustedIssuerConfig = z.output<typeof trustedIssuerSchema>;
+export type MappingRuleConfig = z.output<typeof mappingRuleSchema>;
+export type FederatedIdentityConfig = z.output<typeof federatedIdentitySchema>;
 
 /**
  * Signing keys (docs/operations.md#signing-keys). Every instance reads them from the database and
@@ -304,6 +391,10 @@ const configFields = z.strictObject({
   }).default({ maxChainDepth: 3 }),
   http: httpLimitsSchema.prefault({}),
   ledger: ledgerSchema.prefault({}),
+  /** Workload identity federation: trusted external issuers (docs/federation.md). */
+  federation: z.strictObject({
+    issuers: z.array(trustedIssuerSchema).default([]),
+  }).prefault({}),
   admin: adminSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
   resources: z.array(resourceSchema).min(1),
@@ -427,6 +518,7 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
       if (!clientIds.has(id)) issues.push({ path: ['resources', index, 'servedBy', position], message: `unknown client ${JSON.stringify(id)}` });
     });
   });
+  issues.push(...federationIssues(config, resources, clientIds));
   issues.push(...adminIssues(config, resources, clientIds));
   issues.push(...metricsIssues(config));
   // A delegate exchanges only tokens for an API it serves: actFor without one could never be used.
@@ -438,6 +530,45 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
         message: `client ${JSON.stringify(client.id)} serves no resource: list it in the servedBy of the resource whose tokens it receives (docs/token-exchange.md)`,
       });
     }
+  });
+  return issues;
+}
+
+/** Federation's names: issuers are unique and not Tether itself, and every client, issuer, resource and scope named is declared. */
+function federationIssues(config: TetherConfig, resources: ReadonlyMap<string, ResourceConfig>, clientIds: ReadonlySet<string>): Issue[] {
+  const issues: Issue[] = [];
+  const issuers = new Set<string>();
+  config.federation.issuers.forEach((issuer, index) => {
+    const at = (...rest: (string | number)[]) => ['federation', 'issuers', index, ...rest];
+    if (issuers.has(issuer.issuer)) issues.push({ path: at('issuer'), message: `duplicate issuer ${JSON.stringify(issuer.issuer)}` });
+    if (issuer.issuer === config.issuer) issues.push({ path: at('issuer'), message: 'Tether\'s own issuer cannot be a trusted external issuer' });
+    issuers.add(issuer.issuer);
+    issuer.subjectTokens.forEach((rule, position) => {
+      rule.clients.forEach((id, item) => {
+        if (!clientIds.has(id)) issues.push({ path: at('subjectTokens', position, 'clients', item), message: `unknown client ${JSON.stringify(id)}` });
+      });
+      for (const [uri, scopes] of Object.entries(rule.targets)) {
+        const resource = resources.get(uri);
+        if (!resource) issues.push({ path: at('subjectTokens', position, 'targets', uri), message: `unknown resource ${JSON.stringify(uri)}` });
+        for (const scope of resource ? scopes : []) {
+          if (!resource!.scopes.includes(scope)) issues.push({ path: at('subjectTokens', position, 'targets', uri), message: `scope ${JSON.stringify(scope)} is not declared by resource ${JSON.stringify(uri)}` });
+        }
+      }
+    });
+  });
+  config.clients.forEach((client, index) => {
+    const federated = client.auth.method === 'federated';
+    if (federated && client.federatedIdentities.length === 0) {
+      issues.push({ path: ['clients', index, 'federatedIdentities'], message: 'auth method "federated" needs at least one federated identity' });
+    }
+    if (!federated && client.federatedIdentities.length > 0) {
+      issues.push({ path: ['clients', index, 'auth', 'method'], message: 'federatedIdentities need auth method "federated"' });
+    }
+    client.federatedIdentities.forEach((identity, position) => {
+      if (!issuers.has(identity.issuer)) {
+        issues.push({ path: ['clients', index, 'federatedIdentities', position, 'issuer'], message: `unknown issuer ${JSON.stringify(identity.issuer)} (not in federation.issuers)` });
+      }
+    });
   });
   return issues;
 }

@@ -4,14 +4,14 @@ import { BINDING_METHODS, tokenTypeOf, type TokenBinding } from '../binding/meth
 import type { TokenBinder } from '../binding/token_binder.js';
 import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schema.js';
 import { opaqueTokenId } from '../keys/own_tokens.js';
-import type { IssuanceEventType, IssuedToken, RequestFacts } from '../ledger/events.js';
+import type { ExternalIdentity, IssuanceEventType, IssuedToken, RequestFacts } from '../ledger/events.js';
 import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
 import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
 import { databaseStep } from '../oauth/error_boundary.js';
 import { DatabaseFailure, Refusal } from '../oauth/refusal.js';
 import { timedStep } from '../observability/issuance_timing.js';
 import type { ConfigSnapshot } from '../provider/config_snapshot.js';
-import { setExtraClaims } from '../provider/token_extra.js';
+import { setExtraClaims, type ExtraClaims } from '../provider/token_extra.js';
 
 /**
  * The steps every Tether grant shares, in the order a grant uses them. Each throws the Refusal a
@@ -30,6 +30,11 @@ export interface IssuanceDependencies {
   mint: TokenMint;
   binder: TokenBinder;
   requestFactsOf(ctx: KoaContextWithOIDC): RequestFacts;
+  /**
+   * Federation: the external identity that authenticated this request's client (federated client
+   * authentication, federation/client_authentication.ts), recorded with what it is issued.
+   */
+  externalIdentityOf(ctx: KoaContextWithOIDC): ExternalIdentity | undefined;
 }
 
 /** The Tether configuration of the authenticated client (oidc-provider has already authenticated it). */
@@ -61,6 +66,10 @@ interface MintRequest {
   subject?: string;
   parentTokenId?: string;
   act?: Record<string, unknown>;
+  /** Further claims of the new token (federation: `external_subject`). */
+  claims?: Pick<ExtraClaims, 'external_subject'>;
+  /** Federation: the external identity the token is issued for (ledger). */
+  external?: IssuedToken['external'];
 }
 
 /** Mints access tokens through oidc-provider's token model, and removes one no client will see. */
@@ -100,7 +109,7 @@ async function mintAccessToken(provider: Provider, signingAlgorithm: TetherConfi
   if (request.notAfter) token.exp = Math.min(Math.floor(Date.now() / 1000) + request.lifetimeSeconds, Math.floor(request.notAfter.getTime() / 1000));
   // Read back by the provider's extraTokenClaims hook (create_provider.ts), which otherwise resets it;
   // its JWT customizer puts `sub` back over the client id that oidc-provider writes.
-  setExtraClaims(token, { sub: request.subject || undefined, act: request.act });
+  setExtraClaims(token, { ...request.claims, sub: request.subject || undefined, act: request.act });
 
   ctx.oidc.entity('ClientCredentials', token);
   const value = await timedStep(ctx, 'signing', () => databaseStep(() => token.save()));
@@ -118,6 +127,9 @@ async function mintAccessToken(provider: Provider, signingAlgorithm: TetherConfi
     expiresAt,
     parentTokenId: request.parentTokenId,
     act: request.act,
+    // A token exchanged from Tether's own inherits its parent's subject in the ledger; a root says its own.
+    ...(request.parentTokenId === undefined && request.subject ? { subject: request.subject } : {}),
+    external: request.external,
   };
 }
 
@@ -135,10 +147,13 @@ function tokenFacts(format: 'jwt' | 'opaque', value: string, token: { jti?: stri
  * If the database cannot commit, the client gets 503 + Retry-After and no token.
  */
 export async function recordIssuance(
-  deps: Pick<IssuanceDependencies, 'ledger' | 'mint' | 'requestFactsOf'>,
+  deps: Pick<IssuanceDependencies, 'ledger' | 'mint' | 'requestFactsOf' | 'externalIdentityOf'>,
   ctx: KoaContextWithOIDC,
   event: { type: IssuanceEventType; issued: IssuedToken },
 ): Promise<void> {
+  // Federation: a token issued to a client that authenticated with an external identity records it
+  // (a federated exchange has already put its subject token's identity here).
+  event.issued.external ??= deps.externalIdentityOf(ctx);
   try {
     await timedStep(ctx, 'ledger', () => deps.ledger.recordIssuance(event, deps.requestFactsOf(ctx)));
   } catch (error) {

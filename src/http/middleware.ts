@@ -11,6 +11,7 @@ import type { RequestFacts } from '../ledger/events.js';
 import { oauthErrorOf } from '../oauth/error_boundary.js';
 import { Refusal } from '../oauth/refusal.js';
 import { rememberRejection } from '../ledger/rejections.js';
+import { FEDERATED_REGISTERED_AUTH_METHOD } from '../provider/client_metadata.js';
 import type { ConfigSnapshot, LiveConfig } from '../provider/config_snapshot.js';
 import { checkReadiness, type Readiness } from '../storage/health.js';
 import { clientAddressOf, servedTargetOf, type ServedOrigins, type ServedTarget } from './request_origin.js';
@@ -190,6 +191,10 @@ export function discoveryAdditions(issuerOrigin: string, mtlsOrigin: string | un
     const body = ctx.body as Record<string, unknown>;
     advertiseUnder(body, new URL(ctx.href).origin, issuerOrigin);
     body.tls_client_certificate_bound_access_tokens = true;
+    // `none` is enabled only for federated clients, which do present a credential (docs/federation.md).
+    for (const name of ['token_endpoint_auth_methods_supported', 'introspection_endpoint_auth_methods_supported', 'revocation_endpoint_auth_methods_supported']) {
+      if (Array.isArray(body[name])) body[name] = (body[name] as unknown[]).filter((method) => method !== FEDERATED_REGISTERED_AUTH_METHOD);
+    }
     // RFC 8707 has no discovery flag of its own; this is the name several servers use.
     body.resource_indicators_supported = true;
     if (mtlsOrigin) {

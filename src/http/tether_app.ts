@@ -9,6 +9,7 @@ import { tokenBinder } from '../binding/token_binder.js';
 import { configErrorOfIssues } from '../config/load_config.js';
 import { planReload } from '../config/reload_plan.js';
 import { crossReferenceIssues, databaseTimeoutsMs, type ConfigIssue, type TetherConfig } from '../config/schema.js';
+import { startFederation } from '../federation/federation.js';
 import { adminApi } from '../admin/admin_api.js';
 import { createAdminAuthenticator } from '../admin/authenticate.js';
 import { adminConsole, loadConsoleFiles } from '../admin/console_files.js';
@@ -152,6 +153,14 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   // any instance (or by the CLI) reaches this one within seconds, without a restart.
   keys.subscribe((current) => installSigningKeys(provider, { signing: current.jwks.keys, published: current.publicJwks.keys }));
 
+  let federation;
+  try {
+    // Clients come from the request's snapshot (a reload changes them); trusted issuers only at a restart.
+    federation = await startFederation(provider, { config, clientsOf: (ctx) => snapshotOf(ctx).clients, knex });
+  } catch (error) {
+    await keys.close();
+    throw error;
+  }
   const issuanceLedger = createIssuanceLedger(knex, {
     batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
   });
@@ -180,6 +189,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     ownTokens,
     opaqueTokens: { find: (value, options) => provider.ClientCredentials.find(value, options) },
     standingOf: (tokenId) => findTokenStanding(knex, tokenId),
+    externalTokens: federation.verifier,
+    externalIdentityOf: (ctx) => federation.clientIdentityOf(ctx),
   };
   // Each grant's handler is timed per phase when metrics are on (observability/issuance_timing.ts).
   registerGrants(provider, grantDependencies, (type, handler) => timedGrant(metrics?.issuancePhase, type, handler));

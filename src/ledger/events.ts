@@ -23,6 +23,15 @@ export interface IssuedToken {
   /** Token exchange: the subject token's id, and the `act` claim of the new token. */
   parentTokenId?: string;
   act?: Record<string, unknown>;
+  /** Workload identity federation: the trusted issuer's identity the token was issued for (docs/federation.md). */
+  external?: ExternalIdentity;
+}
+
+/** An external identity as the ledger records it: issuer, subject, SHA-256 of the external token id. */
+export interface ExternalIdentity {
+  issuer: string;
+  subject: string;
+  tokenId: string;
 }
 
 /** Facts about the request an event came from. */
@@ -76,6 +85,8 @@ export interface TokenRecord {
   expiresAt: Date;
   parentTokenId: string | undefined;
   act: Record<string, unknown> | undefined;
+  /** Federation: the external identity the token (or the root of its lineage) was issued for. */
+  external: ExternalIdentity | undefined;
   revokedAt: Date | undefined;
   lastUsedAt: Date | undefined;
 }

@@ -19,6 +19,8 @@ export interface TokenFilter {
   clientId?: string;
   resource?: string;
   state?: TokenState;
+  /** Federation: tokens issued for an identity of this trusted issuer (exact `iss`), or inheriting one by exchange. */
+  externalIssuer?: string;
   /** Newest first; default 100. */
   limit?: number;
 }
@@ -37,6 +39,7 @@ export async function listTokens(db: Db, filter: TokenFilter = {}): Promise<Toke
   if (filter.clientId) query = query.where('client_id', filter.clientId);
   if (filter.resource) query = query.where('resource', filter.resource);
   if (filter.state) query = whereState(query, filter.state);
+  if (filter.externalIssuer) query = query.where('external_issuer', filter.externalIssuer);
   const rows = await query.orderBy([{ column: 'issued_at', order: 'desc' }, { column: 'token_id', order: 'asc' }]).limit(filter.limit ?? 100);
   return (rows as Record<string, unknown>[]).map(tokenRecordOf);
 }

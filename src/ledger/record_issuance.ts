@@ -30,6 +30,10 @@ export interface IssuanceRow {
   instance_id: string;
   issued_at: string;
   act: Record<string, unknown> | null;
+  /** Federation (docs/federation.md): null for an exchanged token inherits its parent's. */
+  external_issuer: string | null;
+  external_subject: string | null;
+  external_token_id: string | null;
 }
 
 /** The `act` claim's acting party (RFC 8693 §4.1), for the ledger's actor column. */
@@ -57,6 +61,9 @@ export function issuanceRowOf(type: IssuanceRow['type'], issued: IssuedToken, fa
     instance_id: facts.instanceId,
     issued_at: issued.issuedAt.toISOString(),
     act: issued.act ?? null,
+    external_issuer: issued.external?.issuer ?? null,
+    external_subject: issued.external?.subject ?? null,
+    external_token_id: issued.external?.tokenId ?? null,
   };
 }
 
@@ -118,7 +125,8 @@ WITH RECURSIVE input AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
     type text, client_id text, subject text, resource text, scope text, token_id text, token_format text, binding_method text,
     binding_thumbprint text, expires_at timestamptz, parent_token_id text, actor text, request_id text,
-    source_address text, instance_id text, issued_at timestamptz, act jsonb)
+    source_address text, instance_id text, issued_at timestamptz, act jsonb,
+    external_issuer text, external_subject text, external_token_id text)
 ), client_state AS MATERIALIZED (
   SELECT client_id, suspended FROM client_states WHERE client_id IN (SELECT client_id FROM input)
   ORDER BY client_id FOR SHARE
@@ -171,19 +179,26 @@ const CLIENT_VERDICT = `
 // The accepted issuances' events and inventory rows, and one answer per issuance.
 const WRITES = `), event AS (
   INSERT INTO ledger_events (type, client_id, resource, scope, token_id, token_format, binding_method, binding_thumbprint,
-                             expires_at, parent_token_id, actor, request_id, source_address, instance_id)
+                             expires_at, parent_token_id, actor, request_id, source_address, instance_id, details)
   SELECT i.type, i.client_id, i.resource, i.scope, i.token_id, i.token_format, i.binding_method, i.binding_thumbprint,
-         i.expires_at, i.parent_token_id, i.actor, i.request_id, i.source_address, i.instance_id
+         i.expires_at, i.parent_token_id, i.actor, i.request_id, i.source_address, i.instance_id,
+         CASE WHEN i.external_issuer IS NOT NULL THEN jsonb_build_object('external',
+           jsonb_build_object('issuer', i.external_issuer, 'subject', i.external_subject, 'token_id', i.external_token_id)) END
   FROM input i JOIN verdict v ON v.token_id = i.token_id
   WHERE v.refusal IS NULL
   RETURNING token_id
 ), token AS (
-  INSERT INTO issued_tokens (token_id, format, client_id, subject, resource, scope, binding_method, binding_thumbprint, issued_at, expires_at, parent_token_id, act)
+  INSERT INTO issued_tokens (token_id, format, client_id, subject, resource, scope, binding_method, binding_thumbprint, issued_at, expires_at, parent_token_id, act,
+                             external_issuer, external_subject, external_token_id)
   SELECT i.token_id, i.token_format, i.client_id,
          -- RFC 8693 §2.1: an exchanged token keeps the subject token's subject.
-         COALESCE(i.subject, (SELECT p.subject FROM issued_tokens p WHERE p.token_id = i.parent_token_id), i.client_id),
-         i.resource, i.scope, i.binding_method, i.binding_thumbprint, i.issued_at, i.expires_at, i.parent_token_id, i.act
+         COALESCE(i.subject, p.subject, i.client_id),
+         i.resource, i.scope, i.binding_method, i.binding_thumbprint, i.issued_at, i.expires_at, i.parent_token_id, i.act,
+         -- Federation: a token exchanged from a federated one stays traceable to the external identity.
+         COALESCE(i.external_issuer, p.external_issuer), CASE WHEN i.external_issuer IS NOT NULL THEN i.external_subject ELSE p.external_subject END,
+         CASE WHEN i.external_issuer IS NOT NULL THEN i.external_token_id ELSE p.external_token_id END
   FROM input i JOIN event e ON e.token_id = i.token_id
+  LEFT JOIN LATERAL (SELECT t.subject, t.external_issuer, t.external_subject, t.external_token_id FROM issued_tokens t WHERE t.token_id = i.parent_token_id LIMIT 1) p ON true
   RETURNING token_id
 )
 SELECT v.token_id, v.client_id, v.refusal, v.revoked_id, t.token_id IS NOT NULL AS recorded

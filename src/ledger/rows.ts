@@ -51,6 +51,9 @@ export function tokenRecordOf(row: Row): TokenRecord {
     expiresAt: dateOf(row.expires_at),
     parentTokenId: optional(row.parent_token_id),
     act: jsonOf(row.act),
+    external: typeof row.external_issuer === 'string'
+      ? { issuer: row.external_issuer, subject: row.external_subject as string, tokenId: row.external_token_id as string }
+      : undefined,
     revokedAt: optionalDate(row.revoked_at),
     lastUsedAt: optionalDate(row.last_used_at),
   };

@@ -19,6 +19,17 @@ export const CLIENT_AUTH_METHODS = [
 export const ALLOWED_JWS_ALGORITHMS: readonly string[] = JWS_ALGORITHMS;
 
 /**
+ * A federated client is registered in oidc-provider as `none`: oidc-provider itself checks no
+ * credential for it, federation/client_authentication.ts does (and refuses a bare client_id).
+ * `none` is enabled for that alone and never advertised (http/middleware.ts).
+ */
+export const FEDERATED_REGISTERED_AUTH_METHOD = 'none';
+
+function registeredAuthMethodOf(method: ClientConfig['auth']['method']): string {
+  return method === 'federated' ? FEDERATED_REGISTERED_AUTH_METHOD : method;
+}
+
+/**
  * Tether's client configuration → oidc-provider client metadata (RFC 7591 names). Every client may
  * use every grant Tether serves (`grantTypes`: grants/registry.ts); what it obtains is policy's.
  */
@@ -28,7 +39,7 @@ export function clientMetadataOf(client: ClientConfig, grantTypes: readonly stri
     grant_types: [...grantTypes],
     response_types: [],
     redirect_uris: [],
-    token_endpoint_auth_method: client.auth.method,
+    token_endpoint_auth_method: registeredAuthMethodOf(client.auth.method) as ClientMetadata['token_endpoint_auth_method'],
     // RFC 8705 §3.4 / RFC 9449 §5.2: oidc-provider refuses unbound tokens for these clients as well.
     ...Object.fromEntries(SENDER_CONSTRAINTS.map((method) => [BINDING_METHODS[method].clientMetadata, client.binding === method])),
   };
@@ -57,5 +68,7 @@ export function authenticationMetadataOf(auth: ClientConfig['auth']): Partial<Cl
       };
     case 'self_signed_tls_client_auth':
       return { jwks: auth.jwks as ClientMetadata['jwks'] };
+    case 'federated':
+      return {};
   }
 }

@@ -1,7 +1,7 @@
 import Provider, { errors, type AdapterFactory, type JWKS, type KoaContextWithOIDC } from 'oidc-provider';
 import { certificateOf } from '../binding/request_certificate.js';
 import type { TetherConfig } from '../config/schema.js';
-import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS } from './client_metadata.js';
+import { ALLOWED_JWS_ALGORITHMS, CLIENT_AUTH_METHODS, FEDERATED_REGISTERED_AUTH_METHOD } from './client_metadata.js';
 import { certificateSubjectMatches } from './certificate_checks.js';
 import { extraClaimsOf } from './token_extra.js';
 import { requireTlsForClientSecrets } from './client_secret_transport.js';
@@ -53,7 +53,9 @@ export function createProvider(deps: ProviderDependencies): Provider {
     adapter: deps.adapter,
     // No static clients: every lookup answers from the request's configuration snapshot (below).
     jwks: deps.jwks,
-    clientAuthMethods: [...CLIENT_AUTH_METHODS],
+    // `none` is what federated clients are registered as (provider/client_metadata.ts): enabled always,
+    // so that a reload may add one; federation/client_authentication.ts refuses it without a verified assertion.
+    clientAuthMethods: [...CLIENT_AUTH_METHODS, FEDERATED_REGISTERED_AUTH_METHOD] as never,
     assertJwtClientAuthClaimsAndHeader: async (_ctx, claims) => assertAudienceIsIssuer(claims, config.issuer),
     clientDefaults: {
       grant_types: [...deps.grantTypes],

@@ -46,6 +46,44 @@ export function beforeClientCredentialsCheck(provider: Provider, check: (ctx: Ko
 }
 
 /**
+ * Calls `inspect` with a request's parameters as soon as oidc-provider has assembled them
+ * (shared/assemble_params.js assigns `ctx.oidc.params`), before client authentication reads them;
+ * `inspect` may change them or throw the route's answer. Federated client authentication
+ * (federation/client_authentication.ts) takes a trusted issuer's assertion out here, because
+ * oidc-provider would otherwise require its `sub` to be the client id (RFC 7523 §3).
+ */
+export function onParamsAssembled(provider: Provider, inspect: (ctx: KoaContextWithOIDC, params: Record<string, unknown>) => void): void {
+  type Context = { ctx: KoaContextWithOIDC };
+  const assigned = new WeakMap<object, unknown>();
+  Object.defineProperty(provider.OIDCContext.prototype, 'params', {
+    configurable: true,
+    get(this: Context) {
+      return assigned.get(this);
+    },
+    set(this: Context, params: unknown) {
+      if (typeof params === 'object' && params !== null) inspect(this.ctx, params as Record<string, unknown>);
+      assigned.set(this, params);
+    },
+  });
+}
+
+/**
+ * Wraps the provider's client lookup (Client.find, as lookUpClientsWith installed it). Client
+ * authentication (shared/client_auth.js) awaits it right before it checks the credentials; `around`
+ * gets the request it runs for (`requestOf`: the caller passes oidc-provider's `Provider.ctx`) and
+ * may throw its answer.
+ */
+export function aroundClientLookup<C>(
+  provider: Provider,
+  requestOf: () => KoaContextWithOIDC | undefined,
+  around: (ctx: KoaContextWithOIDC | undefined, id: string, find: (id: string) => Promise<C | undefined>) => Promise<C | undefined>,
+): void {
+  const model = provider.Client as unknown as { find(id: string): Promise<C | undefined> };
+  const find = model.find.bind(model);
+  model.find = (id: string) => around(requestOf(), id, find);
+}
+
+/**
  * Makes `provider` sign with `signing` (private JWKs; the first key of an algorithm signs) and
  * publish `published` (public JWKs) at jwks_uri from now on. Synchronous: no request sees half a change.
  */

@@ -203,6 +203,8 @@ export interface ExpirySweeperOptions {
 export interface SweepResult {
   oidcPayloads: number;
   dpopProofs: number;
+  /** Single-use records of federated client assertions (storage/federated_assertions.ts). */
+  federatedAssertions: number;
 }
 
 const DEFAULT_GRACE_MS = 10 * 60 * 1000;
@@ -210,7 +212,7 @@ const DEFAULT_BATCH_SIZE = 1000;
 
 /**
  * Deletes, in bounded batches, `oidc_payloads` rows expired for longer than `graceMs` and expired
- * `dpop_proofs` rows. Lookups already ignore expired rows; this only keeps the tables small.
+ * `dpop_proofs` and `federated_assertions` rows. Lookups already ignore expired rows; this only keeps the tables small.
  */
 export async function sweepExpired(
   knex: Knex,
@@ -232,7 +234,13 @@ export async function sweepExpired(
      returning 1`,
     [batchSize],
   );
-  return { oidcPayloads: rowsOf(payloads).length, dpopProofs: rowsOf(proofs).length };
+  const assertions = await knex.raw(
+    `delete from federated_assertions where key_hash in (
+       select key_hash from federated_assertions where expires_at < now() limit ?)
+     returning 1`,
+    [batchSize],
+  );
+  return { oidcPayloads: rowsOf(payloads).length, dpopProofs: rowsOf(proofs).length, federatedAssertions: rowsOf(assertions).length };
 }
 
 /**

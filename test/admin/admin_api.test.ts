@@ -66,6 +66,18 @@ async function adminEvents(): Promise<Record<string, unknown>[]> {
   return tether.database.knex('ledger_events').where({ type: 'admin.called' }).orderBy('id') as Promise<Record<string, unknown>[]>;
 }
 
+describe('federation in the inventory', () => {
+  test('GET /tokens?issuer= lists only tokens issued for that external issuer\'s identities (none here)', async () => {
+    const admin = await tether.token({ client: 'admin-mtls', resource: ADMIN });
+    const all = await json(await tether.fetchWith(admin)(`${api}/tokens`)) as Record<string, unknown>[];
+    expect(all.length).toBeGreaterThan(0);
+    expect(all.every((token) => token.external_identity === null)).toBe(true);
+    const response = await tether.fetchWith(admin)(`${api}/tokens?issuer=${encodeURIComponent('https://kubernetes.default.svc')}`);
+    expect(response.status).toBe(200);
+    expect(await json(response)).toEqual([]);
+  });
+});
+
 describe('who may call the admin API', () => {
   test('an admin client with a certificate-bound token: the token inventory, and an admin.called event naming it', async () => {
     const issued = await tether.token({ client: 'mtls-client', resource: ORDERS, scope: 'orders:read' });

@@ -106,6 +106,11 @@ describe('tether tokens / clients / ledger through the program', () => {
     expect(events[0]!.actor).toMatch(/^cli:.+@.+$/);
   });
 
+  test('tokens list --issuer filters by external issuer (none of these tokens was issued for an external identity)', async () => {
+    expect(JSON.parse((await tether('tokens', 'list', '--json')).stdout).length).toBeGreaterThan(0);
+    expect(JSON.parse((await tether('tokens', 'list', '--issuer', 'https://kubernetes.default.svc', '--json')).stdout)).toEqual([]);
+  });
+
   test('a refusal is one line on stderr and exit code 1', async () => {
     const { stdout, stderr, exitCode } = await tether('tokens', 'show', 'no-such-token');
     expect(stdout).toBe('');

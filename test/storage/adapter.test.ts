@@ -180,7 +180,7 @@ describe('ReplayDetection', () => {
 });
 
 describe('expiry sweeper', () => {
-  it('deletes rows expired for longer than the grace period, in bounded batches, and expired DPoP proofs', async () => {
+  it('deletes rows expired for longer than the grace period, in bounded batches, and expired DPoP proofs and federated assertion records', async () => {
     const adapter = adapterFor('SweepModel');
     for (let index = 0; index < 5; index += 1) {
       await adapter.upsert(`old-${index}`, { jti: `old-${index}` } as AdapterPayload, -3600);
@@ -191,16 +191,22 @@ describe('expiry sweeper', () => {
       { key_hash: 'expired-proof', expires_at: new Date(Date.now() - 1000) },
       { key_hash: 'live-proof', expires_at: new Date(Date.now() + 60_000) },
     ]);
+    await knex('federated_assertions').insert([
+      { key_hash: 'expired-assertion', expires_at: new Date(Date.now() - 1000) },
+      { key_hash: 'live-assertion', expires_at: new Date(Date.now() + 60_000) },
+    ]);
 
     const first = await sweepExpired(knex, { graceMs: 60_000, batchSize: 3 });
     expect(first.oidcPayloads).toBe(3);
     expect(first.dpopProofs).toBe(1);
+    expect(first.federatedAssertions).toBe(1);
     const second = await sweepExpired(knex, { graceMs: 60_000, batchSize: 3 });
     expect(second.oidcPayloads).toBe(2);
 
     const left = (await rawRows('SweepModel')).map((row) => row.id_hash).sort();
     expect(left).toEqual([hashIdentifier('live'), hashIdentifier('recently-expired')].sort());
     expect(await knex('dpop_proofs').pluck('key_hash')).toEqual(['live-proof']);
+    expect(await knex('federated_assertions').pluck('key_hash')).toEqual(['live-assertion']);
   });
 
   it('runs periodically and stops cleanly', async () => {

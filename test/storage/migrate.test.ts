@@ -10,7 +10,7 @@ describe('migrations', () => {
       expect(await pendingMigrations(database.knex)).toEqual([]);
       expect(await checkReadiness(database.knex)).toEqual({ ok: true });
       expect(await migrateToLatest(database.knex)).toEqual({ applied: [] });
-      for (const table of ['oidc_payloads', 'dpop_proofs', 'server_secrets', 'signing_keys']) {
+      for (const table of ['oidc_payloads', 'dpop_proofs', 'server_secrets', 'signing_keys', 'federated_assertions']) {
         expect(await database.knex.schema.hasTable(table)).toBe(true);
       }
     } finally {
@@ -26,6 +26,8 @@ describe('migrations', () => {
       )) as { rows: { tablename: string; indexname: string }[] };
       expect(rows.map((row) => `${row.tablename}.${row.indexname}`)).toEqual([
         'issued_tokens.issued_tokens_client_id',
+        // tether tokens list --issuer (federation); partial: only tokens issued for an external identity.
+        'issued_tokens.issued_tokens_external_issuer',
         'issued_tokens.issued_tokens_parent_token_id',
         'issued_tokens.issued_tokens_pkey',
         'issued_tokens.issued_tokens_resource',

@@ -1,7 +1,10 @@
 import type { ClientConfig, ResourceConfig } from '../../config/schema.js';
+import { externalSubjectClaim, mappedScopesAt, requireMappedPresenter, type MappedExternalSubject } from '../../federation/subject_tokens.js';
+import type { ExternalIdentity } from '../../ledger/events.js';
 import { Refusal } from '../../oauth/refusal.js';
 import { scopesOf } from '../../oauth/scope.js';
 import type { ResourceRegistry } from '../../provider/config_snapshot.js';
+import type { ExtraClaims } from '../../provider/token_extra.js';
 import { TARGET_REFUSALS } from '../resource_policy.js';
 import type { ExchangeRequest } from './parse_request.js';
 
@@ -37,6 +40,8 @@ export interface ExchangeableToken {
   act?: ActClaim;
   /** RFC 8693 §4.4 `may_act`: who the subject says may act for it. */
   mayAct?: { sub?: string };
+  /** A trusted external issuer's token, mapped by its rules (federation/subject_tokens.ts); `subject` is the mapped principal. */
+  external?: MappedExternalSubject;
 }
 
 /** Sender-constraint keys the caller demonstrated on this request. */
@@ -66,7 +71,9 @@ export class InvalidPresentedToken extends Refusal {
 /** How the requesting client stands to the subject token (RFC 8693 §1.1). */
 export type SubjectRelation =
   | { kind: 'own' }
-  | { kind: 'delegation'; basis: 'act_for' | 'may_act' };
+  | { kind: 'delegation'; basis: 'act_for' | 'may_act' }
+  /** A trusted external issuer's token, presented by a client its mapping rule lists (docs/federation.md). */
+  | { kind: 'federated' };
 
 export interface ExchangeInput {
   request: ExchangeRequest;
@@ -89,25 +96,32 @@ export interface ExchangeDecision {
   /** The new token must not outlive the subject token. */
   notAfter: Date;
   relation: SubjectRelation;
+  /** Federation: the external identity behind the subject token, and the claims that name it in the new token. */
+  external?: ExternalIdentity;
+  claims?: Pick<ExtraClaims, 'external_subject'>;
 }
 
 /** The checklist, in the order a refusal is reported. */
 export function decideExchange(input: ExchangeInput): ExchangeDecision {
   const { request, subject, actor, client, presented } = input;
 
-  const relation = requirePresentableBy(subject, client);
+  const relation = subject.external ? requireMappedPresenter(subject.external, client) : requirePresentableBy(subject, client);
   requireAudienceServedByDelegate(subject, client, relation, input.registry);
   requireSenderConstraintKept(subject, client, presented, relation);
   requireBindingNotWeakened(subject, client);
   if (actor) requireActorIsRequester(actor, client, presented);
 
   const resource = selectExchangeTarget(request.target, request.targetParameter, client, input.registry);
-  const scopes = selectExchangeScopes(request.scope, subject.scopes, client.exchange.targets[resource.uri]!);
+  const subjectScopes = subject.external ? mappedScopesAt(subject.external, resource.uri) : subject.scopes;
+  const scopes = selectExchangeScopes(request.scope, subjectScopes, client.exchange.targets[resource.uri]!);
   const act = nextActClaim(subject, client, relation);
   requireChainDepth(act, input.maxChainDepth);
   const { lifetimeSeconds, notAfter } = exchangeExpiry(resource.lifetime, subject.expiresAt, input.now);
 
-  return { resource, scopes, subject: subject.subject, act, lifetimeSeconds, notAfter, relation };
+  return {
+    resource, scopes, subject: subject.subject, act, lifetimeSeconds, notAfter, relation,
+    ...(subject.external ? { external: subject.external.identity, claims: externalSubjectClaim(subject.external) } : {}),
+  };
 }
 
 /**
@@ -137,7 +151,8 @@ export function requirePresentableBy(subject: ExchangeableToken, client: ClientC
  * it did not already hold.
  */
 export function requireAudienceServedByDelegate(subject: ExchangeableToken, client: ClientConfig, relation: SubjectRelation, registry: ResourceRegistry): void {
-  if (relation.kind === 'own') return;
+  // A federated token's audience is Tether itself (the issuer's configured `audience`, verified).
+  if (relation.kind !== 'delegation') return;
   if (registry.get(subject.audience)?.servedBy.includes(client.id)) return;
   throw new InvalidPresentedToken('subject_token', `subject token ${subject.tokenId} is for ${subject.audience}, which client ${client.id} does not serve (resources[].servedBy)`);
 }
@@ -180,7 +195,9 @@ function boundTokenReason(subject: ExchangeableToken, client: ClientConfig, rela
   const key = subject.confirmation.x5t !== undefined ? 'certificate' : 'DPoP key';
   const why = relation.kind === 'own'
     ? 'its own token, presented without the key it is bound to'
-    : relation.basis === 'may_act'
+    : relation.kind === 'federated'
+      ? 'an external token, presented without the key its cnf names'
+      : relation.basis === 'may_act'
       ? 'may_act does not allow exchanging a bound token without its key'
       : 'exchange.acceptBoundSubjectTokens is off';
   return `subject token ${subject.tokenId} is bound to another ${key}; client ${client.id}: ${why}`;
@@ -254,6 +271,8 @@ export function selectExchangeScopes(requested: string | undefined, subjectScope
  */
 export function nextActClaim(subject: ExchangeableToken, client: ClientConfig, relation: SubjectRelation): ActClaim | undefined {
   if (relation.kind === 'own') return subject.act;
+  // A workload exchanging its own external identity (principal = itself) acts for nobody new.
+  if (relation.kind === 'federated' && subject.subject === client.id) return subject.act;
   return subject.act ? { sub: client.id, act: subject.act } : { sub: client.id };
 }
 

@@ -1,4 +1,6 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
+import { isExternalSubjectToken, resolveExternalSubjectToken } from '../../federation/subject_tokens.js';
+import type { ExternalTokenVerifier } from '../../federation/verify_external_token.js';
 import { ParentRefusedError } from '../../ledger/record_issuance.js';
 import { Refusal } from '../../oauth/refusal.js';
 import { TOKEN_EXCHANGE_GRANT_TYPE, TOKEN_TYPE } from '../../oauth/token_exchange_urns.js';
@@ -11,7 +13,10 @@ import { presentedKeysOf } from './presented_keys.js';
 import { LINEAGE_TOO_DEEP, resolvePresentedToken, type PresentedTokenDependencies } from './resolve_subject.js';
 
 /** What the token exchange handler uses. */
-export type TokenExchangeDependencies = PresentedTokenDependencies;
+export interface TokenExchangeDependencies extends PresentedTokenDependencies {
+  /** Federation: tokens of the trusted external issuers, exchangeable as subject tokens (docs/federation.md). */
+  externalTokens: ExternalTokenVerifier;
+}
 
 /**
  * OAuth 2.0 Token Exchange (RFC 8693) as a custom oidc-provider grant. A service that received a
@@ -29,7 +34,10 @@ export function tokenExchangeHandler(deps: TokenExchangeDependencies) {
     await requireActiveClient(deps.ledger, client);
 
     const request = parseExchangeRequest(ctx.oidc.params!);
-    const subject = await resolvePresentedToken(deps, request.subject, 'subject_token');
+    // Federation: a trusted external issuer's token (docs/federation.md); anything else must be Tether's own.
+    const subject = isExternalSubjectToken(deps.externalTokens, request.subject.value)
+      ? await resolveExternalSubjectToken(deps.externalTokens, request.subject.value)
+      : await resolvePresentedToken(deps, request.subject, 'subject_token');
     const actor = request.actor && await resolvePresentedToken(deps, request.actor, 'actor_token');
     const presented = await presentedKeysOf(deps.binder, ctx, actor ? [subject, actor] : [subject]);
 
@@ -50,7 +58,10 @@ export function tokenExchangeHandler(deps: TokenExchangeDependencies) {
       notAfter: decision.notAfter,
       subject: decision.subject,
       act: decision.act as Record<string, unknown> | undefined,
-      parentTokenId: subject.tokenId,
+      // An external subject token has no ledger record: the new token is a root, traced by `external`.
+      parentTokenId: decision.external ? undefined : subject.tokenId,
+      claims: decision.claims,
+      external: decision.external,
     });
     // The record re-checks the subject token under lock: a revocation that committed meanwhile wins.
     await recordIssuance(deps, ctx, { type: tokenExchangeGrant.eventType, issued }).catch(refusedBySubject);

@@ -13,7 +13,8 @@ import { TOKEN_TYPE } from '../../oauth/token_exchange_urns.js';
 /** A token the client presented: `jwt` means the client asserted it is a JWT (RFC 8693 §3). */
 export interface PresentedToken {
   value: string;
-  type: 'access_token' | 'jwt';
+  /** `id_token`: only a trusted external issuer's subject token can be one (federation/subject_tokens.ts). */
+  type: 'access_token' | 'jwt' | 'id_token';
 }
 
 export interface ExchangeRequest {
@@ -66,6 +67,7 @@ function optionalActorToken(params: Params): PresentedToken | undefined {
 function acceptedTokenType(type: string, name: string): PresentedToken['type'] {
   if (type === TOKEN_TYPE.accessToken) return 'access_token';
   if (type === TOKEN_TYPE.jwt) return 'jwt';
+  if (type === TOKEN_TYPE.idToken && name === 'subject_token_type') return 'id_token';
   throw new Refusal('invalid_request', `unsupported ${name}`, `${name} ${JSON.stringify(type)} is not accepted`);
 }
 

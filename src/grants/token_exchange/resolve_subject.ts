@@ -44,6 +44,9 @@ export async function resolvePresentedToken(
   presented: PresentedToken,
   parameter: Parameter,
 ): Promise<ExchangeableToken> {
+  // Tether issues no ID tokens; only a trusted external issuer's can be exchanged (federation/subject_tokens.ts).
+  // RFC 8693 §2.2.2: for Tether's own tokens the type is unsupported (invalid_request), as before federation.
+  if (presented.type === 'id_token') throw new Refusal('invalid_request', `unsupported ${parameter}_type`, 'id_token from an issuer that is not a trusted external issuer');
   // The keys may have to be read from the database (a kid this instance has not seen yet): an
   // outage there is 503, not a refusal of a valid token.
   const identified = await databaseStep(() => deps.ownTokens.identify(presented.value));

@@ -46,7 +46,7 @@ describe('parseExchangeRequest (RFC 8693 §2.1)', () => {
     ['no subject_token_type', { ...base, subject_token_type: undefined }],
     ['a doubled subject_token', { ...base, subject_token: ['a', 'b'] }],
     ['a refresh token as subject', { ...base, subject_token_type: 'urn:ietf:params:oauth:token-type:refresh_token' }],
-    ['an ID token as subject', { ...base, subject_token_type: 'urn:ietf:params:oauth:token-type:id_token' }],
+    ['an ID token as actor', { ...base, actor_token: 'a', actor_token_type: 'urn:ietf:params:oauth:token-type:id_token' }],
     ['an unknown subject type', { ...base, subject_token_type: 'access_token' }],
     ['actor_token without actor_token_type', { ...base, actor_token: 'a' }],
     ['actor_token_type without actor_token', { ...base, actor_token_type: TOKEN_TYPE.accessToken }],
@@ -55,6 +55,11 @@ describe('parseExchangeRequest (RFC 8693 §2.1)', () => {
     ['requested_token_type jwt', { ...base, requested_token_type: TOKEN_TYPE.jwt }],
   ])('%s → invalid_request', (_label, params) => {
     expect(refusal(params).error).toBe('invalid_request');
+  });
+
+  test('an ID token as subject is parsed: only a trusted external issuer\'s is exchanged (docs/federation.md)', () => {
+    expect(parseExchangeRequest({ ...base, subject_token_type: 'urn:ietf:params:oauth:token-type:id_token' }).subject)
+      .toEqual({ value: base.subject_token, type: 'id_token' });
   });
 
   test.each([
