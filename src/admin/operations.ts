@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clientsList, clientsResume, clientsShow, clientsSuspend } from '../cli/clients_commands.js';
 import { CommandError, eventJson, eventLine, type CommandContext } from '../cli/inventory_output.js';
+import { keyJson } from '../cli/keys_commands.js';
 import { ledgerTail } from '../cli/ledger_commands.js';
 import { tokensList, tokensRevoke, tokensShow } from '../cli/tokens_commands.js';
 import { LEDGER_EVENT_TYPES } from '../ledger/events.js';
@@ -94,19 +95,6 @@ async function ledgerStream({ context, input, signal }: OperationRun): Promise<v
     cursor = events.at(-1)?.id ?? cursor;
     if (events.length === 0) await sleep(Math.max(intervalMs, 100), undefined, { signal }).catch(() => undefined);
   }
-}
-
-function keyJson(key: Awaited<ReturnType<typeof listSigningKeys>>[number]) {
-  return {
-    kid: key.kid,
-    alg: key.alg,
-    state: key.state,
-    current: key.current,
-    created_at: key.createdAt.toISOString(),
-    activated_at: key.activatedAt.toISOString(),
-    retired_at: key.retiredAt?.toISOString() ?? null,
-    published_until: key.publishedUntil?.toISOString() ?? null,
-  };
 }
 
 const ID = '([^/]+)';
