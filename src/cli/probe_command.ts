@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import type { JWK } from 'jose';
 import type { DevCredential } from '../admin/dev_credential.js';
 import { getFromRunningServer, runningDevServer } from './admin_remote.js';
+import { commandLineActor } from './inventory_commands.js';
 import { certificateClientIds, type TetherConfig } from '../config/schema.js';
 import { ensureDevPki } from '../keys/dev_pki.js';
 import { listSigningKeys } from '../keys/signing_keys.js';
@@ -201,7 +202,7 @@ async function signingKeyFromRunningDev(issuer: string, loadConfig: () => Promis
     return { reason: `the running tether dev (process ${server.pid}) is the issuer ${config.issuer}, not ${issuer}` };
   }
   try {
-    const answer = await getFromRunningServer(server, '/keys/signing', 'cli:tether-probe') as { kid: string; alg: string; private_jwk: JWK; public_jwk: JWK };
+    const answer = await getFromRunningServer(server, '/keys/signing', commandLineActor()) as { kid: string; alg: string; private_jwk: JWK; public_jwk: JWK };
     return await importTetherSigningKey({ kid: answer.kid, alg: answer.alg, privateJwk: answer.private_jwk, publicJwk: answer.public_jwk });
   } catch (error) {
     return { reason: `the signing key of the running tether dev could not be read: ${(error as Error).message}` };
