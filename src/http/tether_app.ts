@@ -10,6 +10,7 @@ import { configErrorOfIssues } from '../config/load_config.js';
 import { planReload } from '../config/reload_plan.js';
 import { crossReferenceIssues, databaseTimeoutsMs, type ConfigIssue, type TetherConfig } from '../config/schema.js';
 import { startFederation } from '../federation/federation.js';
+import { loadSpiffeBundles } from '../federation/x509_svid.js';
 import { adminApi } from '../admin/admin_api.js';
 import { createAdminAuthenticator } from '../admin/authenticate.js';
 import { adminConsole, loadConsoleFiles } from '../admin/console_files.js';
@@ -148,6 +149,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     jwks: keys.current().jwks as never,
     dpopNonceSecret,
     grantTypes: GRANT_TYPES,
+    // SPIFFE bundles are read at start, as trusted issuers' JWKS files are.
+    spiffeBundles: loadSpiffeBundles(config.federation.spiffe.trustDomains),
   });
   // Signing and the JWKS follow the database from now on: a key staged, activated or retired on
   // any instance (or by the CLI) reaches this one within seconds, without a restart.
