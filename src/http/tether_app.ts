@@ -121,6 +121,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const { knex } = database;
   const instanceId = options.instanceId ?? randomUUID();
   const waits = databaseTimeoutsMs(config.database);
+  // SPIFFE bundles are read at start, as trusted issuers' JWKS files are, before anything is running.
+  const spiffeBundles = loadSpiffeBundles(config.federation.spiffe.trustDomains);
 
   const [keysStarted, secretLoaded, statesEnsured] = await Promise.allSettled([
     startLiveSigningKeys({ knex, policy: signingPolicyOf(config), logger }),
@@ -149,8 +151,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     jwks: keys.current().jwks as never,
     dpopNonceSecret,
     grantTypes: GRANT_TYPES,
-    // SPIFFE bundles are read at start, as trusted issuers' JWKS files are.
-    spiffeBundles: loadSpiffeBundles(config.federation.spiffe.trustDomains),
+    spiffeBundles,
   });
   // Signing and the JWKS follow the database from now on: a key staged, activated or retired on
   // any instance (or by the CLI) reaches this one within seconds, without a restart.
