@@ -4,14 +4,14 @@
  * bundle issued; the token is bound to that certificate. Every other certificate is refused with
  * 401 invalid_client and a ledger rejection naming why.
  */
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { Agent } from 'undici';
 import { thumbprintOf } from '../../src/binding/certificate_thumbprint.js';
+import { loadSpiffeBundles } from '../../src/federation/x509_svid.js';
 import { buildCertificate, keyIdentifierOf, nameOf, subjectNameOf, type AlternativeName } from '../../src/keys/certificate_builder.js';
 import { createEphemeralPki, type Pki } from '../../src/keys/dev_pki.js';
 import type { RunningTether } from '../../src/testing/start_tether.js';
@@ -136,4 +136,25 @@ test('a SPIFFE bundle never counts for a client of the client CA: an SVID with i
   const { status, body } = await tokenRequest('mtls-client', svid(exampleOrg, [WORKER], { commonName: 'mtls-client' }));
   expect({ status, body }).toEqual({ status: 401, body: { error: 'invalid_client', error_description: 'client authentication failed' } });
   expect(await lastRejection('mtls-client')).toMatchObject({ error: 'invalid_client', status: 401, reason: expect.stringMatching(/client certificate was not verified/) });
+});
+
+describe('bundles are read at start', () => {
+  test('a missing bundle file fails the start', () => {
+    expect(() => loadSpiffeBundles([{ trustDomain: 'example.org', bundleFile: join(directory, 'absent.pem') }])).toThrow(/ENOENT/);
+  });
+
+  test('a bundle holding a leaf certificate fails the start, naming the file and the problem', async () => {
+    const file = join(directory, 'leaf.pem');
+    await writeFile(file, svid(exampleOrg, [WORKER]).certificatePem);
+    expect(() => loadSpiffeBundles([{ trustDomain: 'example.org', bundleFile: file }]))
+      .toThrow(`federation.spiffe.trustDomains[0].bundleFile (${file}) certificate 1 (CN=workload) is not a CA certificate (basicConstraints CA:TRUE)`);
+  });
+
+  test('every authority of a bundle file counts', async () => {
+    const file = join(directory, 'both.pem');
+    await writeFile(file, `${exampleOrg.ca.certificatePem}\n${otherOrg.ca.certificatePem}`);
+    const bundles = loadSpiffeBundles([{ trustDomain: 'example.org', bundleFile: file }]);
+    expect(bundles.get('example.org')!.map((authority) => authority.fingerprint256))
+      .toEqual([exampleOrg.ca.certificatePem, otherOrg.ca.certificatePem].map((pem) => new X509Certificate(pem).fingerprint256));
+  });
 });
