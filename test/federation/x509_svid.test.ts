@@ -68,7 +68,7 @@ interface Svid {
 }
 
 /** A certificate signed by `authority`'s CA: an X.509-SVID unless the options make it something else. */
-function svid(authority: Pki, uris: readonly string[], options: { role?: 'clientAuth' | 'ca'; commonName?: string } = {}): Svid {
+function svid(authority: Pki, uris: readonly string[], options: { role?: 'clientAuth' | 'ca'; commonName?: string; expired?: boolean } = {}): Svid {
   const keys = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const ca = new X509Certificate(authority.ca.certificatePem);
   const now = Date.now();
@@ -76,8 +76,8 @@ function svid(authority: Pki, uris: readonly string[], options: { role?: 'client
     serialNumber: `01${randomBytes(15).toString('hex')}`,
     subject: nameOf([['CN', options.commonName ?? 'workload']]),
     issuer: subjectNameOf(ca.raw),
-    notBefore: new Date(now - HOUR_MS),
-    notAfter: new Date(now + HOUR_MS),
+    notBefore: new Date(now - 2 * HOUR_MS),
+    notAfter: new Date(options.expired ? now - HOUR_MS : now + HOUR_MS),
     publicKey: keys.publicKey,
     signingKey: createPrivateKey(authority.ca.privateKeyPem),
     authorityKeyIdentifier: keyIdentifierOf(ca.publicKey),
@@ -119,6 +119,7 @@ test.each([
   ['two URI SANs (X.509-SVID §2)', () => svid(exampleOrg, [WORKER, 'spiffe://example.org/ns/orders/sa/admin']), /exactly one URI SAN; this certificate has 2/],
   ['a non-SPIFFE URI SAN', () => svid(exampleOrg, ['https://example.org/ns/orders/sa/worker']), /URI SAN is not a SPIFFE ID/],
   ['a CA certificate as leaf (X.509-SVID §4.1)', () => svid(exampleOrg, [WORKER], { role: 'ca' }), /is a CA certificate/],
+  ['an expired X.509-SVID', () => svid(exampleOrg, [WORKER], { expired: true }), /expired or not yet valid/],
   ['a client-CA certificate with the SPIFFE ID', () => svid(tether.pki, [WORKER]), /not issued by an authority of trust domain "example\.org"'s bundle/],
 ])('%s → 401 invalid_client and a ledger rejection', async (_label, make, reason) => {
   const { status, body } = await tokenRequest('orders-worker', make());
