@@ -110,7 +110,7 @@ test('tokens, clients and ledger commands work while tether dev runs (through it
   expect(revoked.out).toMatch(/^revoked 1 token \(token .+, with tokens exchanged from them\)$/m);
 
   const clients = await cli('clients', 'list', '--json');
-  expect(JSON.parse(clients.out).map((client: { client_id: string }) => client.client_id)).toEqual(['orders-worker', 'payments-api', 'reporting-cli']);
+  expect(JSON.parse(clients.out).map((client: { client_id: string }) => client.client_id)).toEqual(['orders-worker', 'payments-api', 'orders-api', 'reports-api', 'reporting-cli']);
 
   const tail = await cli('ledger', 'tail', '-n', '50', '--json');
   const events = tail.out.trim().split('\n').map((line) => JSON.parse(line) as { type: string; actor: string | null; token_id: string | null; details: Record<string, unknown> | null });
