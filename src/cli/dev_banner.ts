@@ -69,6 +69,7 @@ function authenticationOf(client: ClientConfig, pki: DevPki | undefined, relativ
   const { auth } = client;
   switch (auth.method) {
     case 'tls_client_auth': {
+      if (auth.spiffeId !== undefined) return `tls_client_auth: an X.509-SVID of ${auth.spiffeId} (its trust domain's bundle)`;
       const issued = pki?.clients[client.id];
       return issued
         ? `tls_client_auth: --cert ${relative(issued.certificatePath)} --key ${relative(issued.privateKeyPath)}`

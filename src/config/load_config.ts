@@ -156,5 +156,9 @@ function resolveRelativePaths(config: TetherConfig, base: string): TetherConfig 
     clientCaFile: resolve(config.listeners.https.clientCaFile),
   };
   const issuers = config.federation.issuers.map((issuer) => ({ ...issuer, jwksFile: resolve(issuer.jwksFile), caFile: resolve(issuer.caFile) }));
-  return { ...config, dataDir: path.resolve(base, config.dataDir), listeners: { ...config.listeners, https }, federation: { ...config.federation, issuers } };
+  const trustDomains = config.federation.spiffe.trustDomains.map((domain) => ({ ...domain, bundleFile: path.resolve(base, domain.bundleFile) }));
+  return {
+    ...config, dataDir: path.resolve(base, config.dataDir), listeners: { ...config.listeners, https },
+    federation: { ...config.federation, issuers, spiffe: { trustDomains } },
+  };
 }

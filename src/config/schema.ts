@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseSpiffeId } from '../federation/spiffe_id.js';
 import { FEDERATION_JWS_ALGORITHMS, JWS_ALGORITHMS } from './jws_algorithms.js';
 import { MINIMUM_SECRET_LENGTH } from './encryption_secret.js';
 import { DEFAULT_JWKS_MAX_AGE_MS } from 'tether-oauth-resource-server';
@@ -147,9 +148,12 @@ const clientAuthSchema = z.discriminatedUnion('method', [
     sanUri: z.string().optional(),
     sanIp: z.string().optional(),
     sanEmail: z.string().optional(),
+    // An X.509-SVID (docs/federation.md): its one URI SAN must be exactly this SPIFFE ID, and it must
+    // be issued by the bundle of the ID's trust domain (federation.spiffe), not the client CA.
+    spiffeId: z.string().optional(),
   }).refine(
-    (auth) => [auth.subjectDn, auth.sanDns, auth.sanUri, auth.sanIp, auth.sanEmail].filter(Boolean).length === 1,
-    'give exactly one of subjectDn, sanDns, sanUri, sanIp, sanEmail',
+    (auth) => [auth.subjectDn, auth.sanDns, auth.sanUri, auth.sanIp, auth.sanEmail, auth.spiffeId].filter(Boolean).length === 1,
+    'give exactly one of subjectDn, sanDns, sanUri, sanIp, sanEmail, spiffeId',
   ),
   z.strictObject({ method: z.literal('self_signed_tls_client_auth'), jwks: jwksSchema }),
   // Workload identity federation (docs/federation.md): a token of a trusted issuer names the
@@ -394,6 +398,15 @@ const configFields = z.strictObject({
   /** Workload identity federation: trusted external issuers (docs/federation.md). */
   federation: z.strictObject({
     issuers: z.array(trustedIssuerSchema).default([]),
+    /** SPIFFE trust domains whose X.509-SVIDs authenticate `tls_client_auth` clients with a `spiffeId`. */
+    spiffe: z.strictObject({
+      trustDomains: z.array(z.strictObject({
+        /** SPIFFE ID §2.1: lowercase letters, digits, `.`, `-`, `_`. */
+        trustDomain: z.string().regex(/^[a-z0-9._-]+$/, 'a SPIFFE trust domain name (lowercase letters, digits, ".", "-", "_")'),
+        /** PEM X.509 authorities of the trust domain (`spire-server bundle show -format pem`), read at start. */
+        bundleFile: z.string(),
+      })).default([]),
+    }).prefault({}),
   }).prefault({}),
   admin: adminSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
@@ -556,6 +569,19 @@ function federationIssues(config: TetherConfig, resources: ReadonlyMap<string, R
       }
     });
   });
+  const trustDomains = new Set<string>();
+  config.federation.spiffe.trustDomains.forEach(({ trustDomain }, index) => {
+    if (trustDomains.has(trustDomain)) issues.push({ path: ['federation', 'spiffe', 'trustDomains', index, 'trustDomain'], message: `duplicate trust domain ${JSON.stringify(trustDomain)}` });
+    trustDomains.add(trustDomain);
+  });
+  config.clients.forEach((client, index) => {
+    if (client.auth.method === 'tls_client_auth' && client.auth.spiffeId !== undefined) {
+      const at = ['clients', index, 'auth', 'spiffeId'];
+      const id = parseSpiffeId(client.auth.spiffeId);
+      if (!id) issues.push({ path: at, message: 'not a SPIFFE ID (spiffe://trust-domain/path, SPIFFE ID §2)' });
+      else if (!trustDomains.has(id.trustDomain)) issues.push({ path: at, message: `trust domain ${JSON.stringify(id.trustDomain)} is not in federation.spiffe.trustDomains` });
+    }
+  });
   config.clients.forEach((client, index) => {
     const federated = client.auth.method === 'federated';
     if (federated && client.federatedIdentities.length === 0) {
@@ -640,6 +666,7 @@ export function startModeIssues(config: TetherConfig): Issue[] {
  * PKIs issue each of them a certificate named by client id. Takes raw configuration too (the harness
  * decides before validating).
  */
-export function certificateClientIds(clients: readonly { id: string; auth?: { method?: string } }[]): string[] {
-  return clients.filter((client) => client.auth?.method === 'tls_client_auth').map((client) => client.id);
+export function certificateClientIds(clients: readonly { id: string; auth?: { method?: string; spiffeId?: string } }[]): string[] {
+  // An X.509-SVID chains to its trust domain's bundle (federation.spiffe), not to the client CA.
+  return clients.filter((client) => client.auth?.method === 'tls_client_auth' && client.auth.spiffeId === undefined).map((client) => client.id);
 }

@@ -10,6 +10,7 @@ import { configErrorOfIssues } from '../config/load_config.js';
 import { planReload } from '../config/reload_plan.js';
 import { crossReferenceIssues, databaseTimeoutsMs, type ConfigIssue, type TetherConfig } from '../config/schema.js';
 import { startFederation } from '../federation/federation.js';
+import { loadSpiffeBundles } from '../federation/x509_svid.js';
 import { adminApi } from '../admin/admin_api.js';
 import { createAdminAuthenticator } from '../admin/authenticate.js';
 import { adminConsole, loadConsoleFiles } from '../admin/console_files.js';
@@ -120,6 +121,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const { knex } = database;
   const instanceId = options.instanceId ?? randomUUID();
   const waits = databaseTimeoutsMs(config.database);
+  // SPIFFE bundles are read at start, as trusted issuers' JWKS files are, before anything is running.
+  const spiffeBundles = loadSpiffeBundles(config.federation.spiffe.trustDomains);
 
   const [keysStarted, secretLoaded, statesEnsured] = await Promise.allSettled([
     startLiveSigningKeys({ knex, policy: signingPolicyOf(config), logger }),
@@ -148,6 +151,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     jwks: keys.current().jwks as never,
     dpopNonceSecret,
     grantTypes: GRANT_TYPES,
+    spiffeBundles,
   });
   // Signing and the JWKS follow the database from now on: a key staged, activated or retired on
   // any instance (or by the CLI) reaches this one within seconds, without a restart.

@@ -23,9 +23,9 @@ const ATTRIBUTE_TYPES = { CN: '2.5.4.3', O: '2.5.4.10' } as const;
 /** A distinguished name as `[type, value]` pairs, most significant first: `[['CN', 'worker']]`. */
 export type NameAttributes = readonly (readonly [keyof typeof ATTRIBUTE_TYPES, string])[];
 
-/** A subjectAltName entry: dNSName or iPAddress. */
+/** A subjectAltName entry: dNSName, iPAddress or uniformResourceIdentifier (a SPIFFE ID). */
 export interface AlternativeName {
-  type: 'dns' | 'ip';
+  type: 'dns' | 'ip' | 'uri';
   value: string;
 }
 
@@ -109,6 +109,7 @@ function extensionsOf(request: CertificateRequest): Extension[] {
 }
 
 function generalNameOf(name: AlternativeName): GeneralName {
+  if (name.type === 'uri') return new GeneralName({ uniformResourceIdentifier: name.value });
   return new GeneralName(name.type === 'ip' ? { iPAddress: name.value } : { dNSName: name.value });
 }
 

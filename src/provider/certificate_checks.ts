@@ -29,7 +29,7 @@ export function certificateSubjectMatches(certificate: X509Certificate, property
 }
 
 /** Node renders SANs as `DNS:a, IP Address:1.2.3.4, URI:…`; values with commas are quoted JSON strings. */
-function subjectAltNames(certificate: X509Certificate): [string, string][] {
+export function subjectAltNames(certificate: X509Certificate): [string, string][] {
   const text = certificate.subjectAltName;
   if (!text) return [];
   const entries: [string, string][] = [];

@@ -62,7 +62,8 @@ export function authenticationMetadataOf(auth: ClientConfig['auth']): Partial<Cl
       return {
         tls_client_auth_subject_dn: auth.subjectDn,
         tls_client_auth_san_dns: auth.sanDns,
-        tls_client_auth_san_uri: auth.sanUri,
+        // A SPIFFE ID is a URI SAN (X.509-SVID §2); the SVID rules are checked in federation/x509_svid.ts.
+        tls_client_auth_san_uri: auth.sanUri ?? auth.spiffeId,
         tls_client_auth_san_ip: auth.sanIp,
         tls_client_auth_san_email: auth.sanEmail,
       };

@@ -9,6 +9,7 @@ import type { ConfigSnapshot } from './config_snapshot.js';
 import { beforeClientCredentialsCheck, lookUpClientsWith } from './internals.js';
 import { oauthErrorOf } from '../oauth/error_boundary.js';
 import { Refusal } from '../oauth/refusal.js';
+import { svidProblem, type SpiffeBundles } from '../federation/x509_svid.js';
 import { revocationRefusal } from '../oauth/revocation_policy.js';
 
 export interface ProviderDependencies {
@@ -26,6 +27,14 @@ export interface ProviderDependencies {
   dpopNonceSecret: Buffer;
   /** The `grant_type` values Tether serves (grants/registry.ts), every client's `grant_types`. */
   grantTypes: readonly string[];
+  /** The X.509 authorities of each SPIFFE trust domain (federation/x509_svid.ts). */
+  spiffeBundles: SpiffeBundles;
+}
+
+/** The SPIFFE ID a `tls_client_auth` client is registered with, if it authenticates by X.509-SVID. */
+function spiffeIdOf(snapshot: ConfigSnapshot, clientId: string | undefined): string | undefined {
+  const auth = clientId === undefined ? undefined : snapshot.clients.get(clientId)?.auth;
+  return auth?.method === 'tls_client_auth' ? auth.spiffeId : undefined;
 }
 
 /**
@@ -115,8 +124,14 @@ export function createProvider(deps: ProviderDependencies): Provider {
         getCertificate: (ctx) => certificateOf(ctx)?.x509 as never,
         // RFC 8705 §2.1: chain validation for tls_client_auth.
         certificateAuthorized: (ctx) => {
+          const certificate = certificateOf(ctx);
+          const spiffeId = spiffeIdOf(deps.snapshotOf(ctx), ctx.oidc.client?.clientId);
           // `authorized`: the chain was verified against the client CA (TLS handshake or binding/proxy_certificate.ts).
-          return certificateOf(ctx)?.authorized ?? false;
+          if (spiffeId === undefined) return certificate?.authorized ?? false;
+          // An X.509-SVID client: its trust domain's bundle, never the client CA (federation/x509_svid.ts).
+          const problem = certificate ? svidProblem(certificate.x509, spiffeId, deps.spiffeBundles) : 'no client certificate';
+          if (problem) throw oauthErrorOf(new Refusal('invalid_client', 'client authentication failed', problem));
+          return true;
         },
         certificateSubjectMatches: (ctx, property, expected) => {
           const certificate = certificateOf(ctx);

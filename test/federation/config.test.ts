@@ -42,7 +42,7 @@ test('defaults, in seconds; a parsed configuration parses to itself', () => {
   expect(parseConfig(parsed).federation).toEqual(parsed.federation);
   expect(parseConfig(config({ issuers: [{ issuer: CLUSTER, algorithms: ['ES256'], maxTokenAge: '10m', fetchTimeout: '500ms' }] })).federation.issuers[0])
     .toMatchObject({ maxTokenAge: 600, fetchTimeout: 0.5 });
-  expect(parseConfig(config({})).federation).toEqual({ issuers: [] });
+  expect(parseConfig(config({})).federation).toEqual({ issuers: [], spiffe: { trustDomains: [] } });
 });
 
 test('never none, HS256 or an unknown algorithm; https or loopback http only', () => {
@@ -81,6 +81,40 @@ test('every name is declared: issuers, clients, resources, scopes; Tether is not
     'clients[2].federatedIdentities: auth method "federated" needs at least one federated identity',
     'clients[3].auth.method: federatedIdentities need auth method "federated"',
   ]);
+});
+
+test('SPIFFE: a spiffeId is a SPIFFE ID of a configured trust domain; trust domains are unique and well-formed', () => {
+  const svid = (id: string, spiffeId: string) => ({ id, owner: 'o', purpose: 'p', binding: 'mtls', auth: { method: 'tls_client_auth', spiffeId }, resources: { [API]: ['read'] } });
+  const bundle = (trustDomain: string) => ({ trustDomain, bundleFile: 'bundle.pem' });
+  const problems = problemsOf(config({ spiffe: { trustDomains: [bundle('example.org'), bundle('example.org'), bundle('Example.ORG')] } }, [
+    svid('unknown-domain', 'spiffe://other.org/ns/a'),
+    svid('not-spiffe', 'https://example.org/ns/a'),
+    svid('dot-segment', 'spiffe://example.org/ns/../a'),
+    svid('trailing-slash', 'spiffe://example.org/ns/'),
+    svid('query', 'spiffe://example.org/ns?x=1'),
+    { id: 'both', owner: 'o', purpose: 'p', binding: 'mtls', auth: { method: 'tls_client_auth', subjectDn: 'CN=b', spiffeId: 'spiffe://example.org/b' } },
+  ]));
+  expect(problems).toEqual([
+    'federation.spiffe.trustDomains[2].trustDomain: a SPIFFE trust domain name (lowercase letters, digits, ".", "-", "_") (got "Example.ORG")',
+    'clients[6].auth: give exactly one of subjectDn, sanDns, sanUri, sanIp, sanEmail, spiffeId (got a mapping with keys method, subjectDn, spiffeId)',
+  ]);
+  const second = problemsOf(config({ spiffe: { trustDomains: [bundle('example.org'), bundle('example.org')] } }, [
+    svid('unknown-domain', 'spiffe://other.org/ns/a'),
+    svid('not-spiffe', 'https://example.org/ns/a'),
+    svid('dot-segment', 'spiffe://example.org/ns/../a'),
+    svid('trailing-slash', 'spiffe://example.org/ns/'),
+    svid('query', 'spiffe://example.org/ns?x=1'),
+  ]));
+  expect(second).toEqual([
+    'federation.spiffe.trustDomains[1].trustDomain: duplicate trust domain "example.org"',
+    'clients[1].auth.spiffeId: trust domain "other.org" is not in federation.spiffe.trustDomains',
+    'clients[2].auth.spiffeId: not a SPIFFE ID (spiffe://trust-domain/path, SPIFFE ID §2)',
+    'clients[3].auth.spiffeId: not a SPIFFE ID (spiffe://trust-domain/path, SPIFFE ID §2)',
+    'clients[4].auth.spiffeId: not a SPIFFE ID (spiffe://trust-domain/path, SPIFFE ID §2)',
+    'clients[5].auth.spiffeId: not a SPIFFE ID (spiffe://trust-domain/path, SPIFFE ID §2)',
+  ]);
+  const parsed = parseConfig(config({ spiffe: { trustDomains: [bundle('example.org')] } }, [svid('worker', 'spiffe://example.org/ns/orders/sa/worker')]));
+  expect(parsed.federation.spiffe.trustDomains).toEqual([bundle('example.org')]);
 });
 
 test('a mapping rule matches something specific', () => {

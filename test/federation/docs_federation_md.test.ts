@@ -7,13 +7,13 @@ import { parse } from 'yaml';
 const page = await readFile(new URL('../../docs/federation.md', import.meta.url), 'utf8');
 const examples = [...page.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => match[1]!);
 
-test('the page has its examples: the issuer fields, a federated client, a mapping rule, Kubernetes, GitHub Actions, SPIFFE', () => {
-  expect(examples).toHaveLength(6);
+test('the page has its examples: the issuer fields, a federated client, a mapping rule, Kubernetes, GitHub Actions, SPIFFE JWT- and X.509-SVIDs', () => {
+  expect(examples).toHaveLength(7);
 });
 
 test.each(examples.slice(1).map((text, index) => [index + 1, text] as const))('example %i parses as a whole configuration', (_index, text) => {
   const config = parseConfig({ ...(parse(text) as object), listeners: { https: { port: 8443 } } });
-  expect(config.federation.issuers.length).toBeGreaterThan(0);
+  expect(config.federation.issuers.length + config.federation.spiffe.trustDomains.length).toBeGreaterThan(0);
 });
 
 test('the first example is a valid federation section', () => {

@@ -153,7 +153,7 @@ describe('tether ledger prune', () => {
 });
 
 describe('the real command line', () => {
-  test('tether ledger prune on the embedded database; --type token.issued is refused with exit code 1', async () => {
+  test('tether ledger prune on the embedded database; --type token.issued is refused as a usage error (exit code 2)', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'tether-prune-'));
     try {
       const env = { DATABASE_URL: undefined, TETHER_KEY_ENCRYPTION_SECRET: undefined };
@@ -161,7 +161,7 @@ describe('the real command line', () => {
       expect([pruned.code, pruned.stderr]).toEqual([0, '']);
       expect(JSON.parse(pruned.stdout)).toEqual({ before: '2026-01-01T00:00:00.000Z', dry_run: false, deleted: { 'request.rejected': 0, 'token.introspected': 0 } });
       const refused = await runTetherToEnd(['ledger', 'prune', '--before', '2026-01-01', '--type', 'token.issued'], env, dir);
-      expect([refused.code, refused.stderr]).toEqual([1, 'tether: --type must be one of request.rejected, token.introspected (no other event is ever pruned)\n']);
+      expect([refused.code, refused.stderr]).toEqual([2, 'tether: --type must be one of request.rejected, token.introspected (no other event is ever pruned)\n']);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
