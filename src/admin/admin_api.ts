@@ -111,7 +111,7 @@ async function answer(ctx: Context, options: AdminApiOptions, caller: AdminCalle
   const chunks: Buffer[] = [];
   const out = new Writable({ write(chunk: Buffer, _encoding, done) { chunks.push(Buffer.from(chunk)); done(); } });
   try {
-    await operation.run({ context: commandContextOf(ctx, options, caller, out), params, input, json, signal: options.closing });
+    await operation.run({ context: commandContextOf(ctx, options, caller, out), params, input, json, signal: options.closing, caller });
   } catch (error) {
     const refusal = operationErrorOf(error);
     if (!refusal) throw error;
@@ -138,7 +138,7 @@ function streamAnswer(ctx: Context, options: AdminApiOptions, caller: AdminCalle
   ctx.set('X-Accel-Buffering', 'no');
   ctx.body = out;
   const context = commandContextOf(ctx, options, caller, out);
-  operation.run({ context, params, input, json, signal: stop.signal })
+  operation.run({ context, params, input, json, signal: stop.signal, caller })
     .catch((error: unknown) => {
       // The status line is sent already: a refusal (bad input) or a failure ends the stream, said in-band for SSE.
       const refusal = operationErrorOf(error);

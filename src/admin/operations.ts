@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clientsList, clientsResume, clientsShow, clientsSuspend } from '../cli/clients_commands.js';
 import { CommandError, eventJson, eventLine, type CommandContext } from '../cli/inventory_output.js';
-import { keyJson } from '../cli/keys_commands.js';
+import { keysList, keysRetire, keysRotate } from '../cli/keys_commands.js';
 import { ledgerTail } from '../cli/ledger_commands.js';
 import { tokensList, tokensRevoke, tokensShow } from '../cli/tokens_commands.js';
 import { LEDGER_EVENT_TYPES } from '../ledger/events.js';
 import { eventsAfter, latestEvents, type EventFilter } from '../ledger/inventory_queries.js';
-import { listSigningKeys } from '../keys/signing_keys.js';
+import { loadTetherSigningJwks } from '../testing/signing_key.js';
+import type { AdminCaller } from './authenticate.js';
 
 /**
  * What the admin API does: one table of operations (docs/admin.md#endpoints). The inventory
@@ -26,6 +27,8 @@ export interface OperationRun {
   json: boolean;
   /** Aborted when the caller goes away or the server stops (streams). */
   signal: AbortSignal;
+  /** Who called: an operation may be offered to the dev credential only. */
+  caller: AdminCaller;
 }
 
 export interface AdminOperation {
@@ -160,11 +163,26 @@ export const ADMIN_OPERATIONS: readonly AdminOperation[] = [
   },
   {
     name: 'keys.list', method: 'GET', path: /^\/keys$/, accepts: [],
-    run: async ({ context, json }) => {
-      const keys = await listSigningKeys(context.knex);
-      context.out.write(json
-        ? `${JSON.stringify(keys.map(keyJson), null, 2)}\n`
-        : `${keys.map((key) => [key.kid, key.alg, key.state].join('  ')).join('\n')}\n`);
+    run: ({ context, json }) => keysList(context, { json }),
+  },
+  {
+    name: 'keys.rotate', method: 'POST', path: /^\/keys\/rotate$/, accepts: ['immediately'],
+    run: ({ context, input, json }) => keysRotate(context, { immediately: flag(input.immediately), json }),
+  },
+  {
+    name: 'keys.retire', method: 'POST', path: new RegExp(`^/keys/${ID}/retire$`), accepts: ['force', 'withdraw_now'],
+    run: ({ context, params, input, json }) => keysRetire(context, params[0]!, { force: flag(input.force), withdrawNow: flag(input.withdraw_now), json }),
+  },
+  {
+    // `tether probe --issuer` signs its hostile tokens (expired, wrong audience, …) with Tether's own
+    // key, so that each is wrong in one way only. Only for `tether dev`'s local credential: the dev
+    // key signs nothing that matters, and a production key never leaves its database this way.
+    name: 'keys.signing', method: 'GET', path: /^\/keys\/signing$/, accepts: [],
+    run: async ({ context, caller }) => {
+      if (caller.via !== 'dev-credential') throw new OperationError(404, 'no such admin operation');
+      const { signing } = context.config;
+      const key = await loadTetherSigningJwks(context.knex, { algorithm: signing.algorithm, encryptionSecret: signing.encryptionSecret });
+      context.out.write(`${JSON.stringify({ kid: key.kid, alg: key.alg, private_jwk: key.privateJwk, public_jwk: key.publicJwk }, null, 2)}\n`);
     },
   },
 ];
@@ -189,6 +207,6 @@ export function matchOperation(method: string, subpath: string): { operation: Ad
 /** A refusal of the command functions: a thing that does not exist is 404, anything else 400. */
 export function operationErrorOf(error: unknown): OperationError | undefined {
   if (error instanceof OperationError) return error;
-  if (error instanceof CommandError) return new OperationError(/^no (token|client) /.test(error.message) ? 404 : 400, error.message);
+  if (error instanceof CommandError) return new OperationError(/^no (token|client|signing key) /.test(error.message) ? 404 : 400, error.message);
   return undefined;
 }

@@ -45,23 +45,9 @@ export async function callRunningServer(
   io: { out: NodeJS.WritableStream; err: NodeJS.WritableStream; signal?: AbortSignal } = { out: process.stdout, err: process.stderr },
 ): Promise<void> {
   const input = stringInput(request.input, request.json === true);
-  const url = new URL(`${credential.url}/api${request.path}`);
-  if (request.method === 'GET') for (const [name, value] of Object.entries(input)) url.searchParams.set(name, value);
-  const dispatcher = credential.caFile ? new Agent({ connect: { ca: await readFile(credential.caFile, 'utf8') } }) : undefined;
+  const dispatcher = await dispatcherFor(credential);
   try {
-    const response = await fetch(url, {
-      method: request.method,
-      headers: {
-        authorization: `Bearer ${credential.secret}`,
-        'x-tether-actor': actor,
-        ...(request.method === 'POST' ? { 'content-type': 'application/json' } : {}),
-      },
-      body: request.method === 'POST' ? JSON.stringify(input) : undefined,
-      dispatcher,
-      signal: io.signal,
-    }).catch((error: unknown) => {
-      throw new Error(`the running tether dev (process ${credential.pid}) did not answer at ${credential.url}: ${(error as Error).message}`);
-    });
+    const response = await send(credential, request.method, request.path, input, actor, dispatcher, io.signal);
     if (response.status !== 200) {
       const body = await response.text();
       let description = `the running tether dev answered ${response.status}`;
@@ -80,6 +66,44 @@ export async function callRunningServer(
     } catch (error) {
       if (!io.signal?.aborted) throw error;
     }
+  } finally {
+    await dispatcher?.close();
+  }
+}
+
+function dispatcherFor(credential: DevCredential): Promise<Agent | undefined> | undefined {
+  return credential.caFile ? readFile(credential.caFile, 'utf8').then((ca) => new Agent({ connect: { ca } })) : undefined;
+}
+
+async function send(
+  credential: DevCredential, method: 'GET' | 'POST', operationPath: string, input: Record<string, string>, actor: string,
+  dispatcher: Agent | undefined, signal: AbortSignal | undefined,
+) {
+  const url = new URL(`${credential.url}/api${operationPath}`);
+  if (method === 'GET') for (const [name, value] of Object.entries(input)) url.searchParams.set(name, value);
+  return fetch(url, {
+    method,
+    headers: {
+      authorization: `Bearer ${credential.secret}`,
+      'x-tether-actor': actor,
+      ...(method === 'POST' ? { 'content-type': 'application/json' } : {}),
+    },
+    body: method === 'POST' ? JSON.stringify(input) : undefined,
+    dispatcher,
+    signal,
+  }).catch((error: unknown) => {
+    throw new Error(`the running tether dev (process ${credential.pid}) did not answer at ${credential.url}: ${(error as Error).message}`);
+  });
+}
+
+/** One GET of a JSON document from the running server's admin API; anything but 200 is an error naming the answer. */
+export async function getFromRunningServer(credential: DevCredential, operationPath: string, actor: string): Promise<unknown> {
+  const dispatcher = await dispatcherFor(credential);
+  try {
+    const response = await send(credential, 'GET', operationPath, { format: 'json' }, actor, dispatcher, AbortSignal.timeout(10_000));
+    const body = await response.text();
+    if (response.status !== 200) throw new Error(`the running tether dev answered ${response.status} to ${operationPath}: ${body.slice(0, 200)}`);
+    return JSON.parse(body) as unknown;
   } finally {
     await dispatcher?.close();
   }

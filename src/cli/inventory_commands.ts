@@ -9,6 +9,7 @@ import type { CommandContext } from './inventory_output.js';
 import { ledgerPrune, ledgerTail } from './ledger_commands.js';
 import { openConfiguredDatabase } from './run_server.js';
 import { explainDatabaseError } from './server_errors.js';
+import type { DevCredential } from '../admin/dev_credential.js';
 import { callRunningServer, runningDevServer, type RemoteRequest } from './admin_remote.js';
 import { TOKEN_STATES, tokensList, tokensRevoke, tokensShow } from './tokens_commands.js';
 
@@ -18,7 +19,7 @@ import { TOKEN_STATES, tokensList, tokensRevoke, tokensShow } from './tokens_com
  */
 
 /** `cli:<user>@<host>`, the ledger's actor for changes made from the command line. */
-function commandLineActor(): string {
+export function commandLineActor(): string {
   let user = process.env.USER ?? 'unknown';
   try {
     user = userInfo().username;
@@ -42,14 +43,7 @@ async function withContext(configFor: ConfigResolver, configFile: string | undef
   const config = await configFor(configFile);
   const server = remote ? await runningDevServer(config) : undefined;
   if (server && remote) {
-    const stop = new AbortController();
-    const onSignal = () => stop.abort();
-    process.once('SIGINT', onSignal);
-    try {
-      await callRunningServer(server, remote, commandLineActor(), { out, err: process.stderr, signal: stop.signal });
-    } finally {
-      process.off('SIGINT', onSignal);
-    }
+    await sendToRunningServer(server, remote, out);
     return;
   }
   const database = await openConfiguredDatabase(config).catch((error: unknown) => { throw explainDatabaseError(error, config, configFile); });
@@ -67,6 +61,18 @@ async function withContext(configFor: ConfigResolver, configFile: string | undef
     throw explainDatabaseError(error, config, configFile);
   } finally {
     await database.close();
+  }
+}
+
+/** Sends a command to a running `tether dev`; Ctrl-C ends a followed stream. */
+export async function sendToRunningServer(server: DevCredential, remote: RemoteRequest, out: NodeJS.WritableStream): Promise<void> {
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once('SIGINT', onSignal);
+  try {
+    await callRunningServer(server, remote, commandLineActor(), { out, err: process.stderr, signal: stop.signal });
+  } finally {
+    process.off('SIGINT', onSignal);
   }
 }
 

@@ -1,6 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
+import type { JWK } from 'jose';
+import type { DevCredential } from '../admin/dev_credential.js';
+import { getFromRunningServer, runningDevServer } from './admin_remote.js';
+import { commandLineActor } from './inventory_commands.js';
 import { certificateClientIds, type TetherConfig } from '../config/schema.js';
 import { ensureDevPki } from '../keys/dev_pki.js';
 import { listSigningKeys } from '../keys/signing_keys.js';
@@ -10,7 +14,7 @@ import { otherJwtResource } from '../testing/harness_tokens.js';
 import { runProbe, type ProbeReport, type ProbeTarget } from '../testing/probe.js';
 import { formatProbeJson, formatProbeTable } from '../testing/probe_report.js';
 import { connectToTether, remoteBadTokens } from '../testing/remote_tether.js';
-import { loadTetherSigningKey, type TetherSigningKey } from '../testing/signing_key.js';
+import { importTetherSigningKey, loadTetherSigningKey, type TetherSigningKey } from '../testing/signing_key.js';
 import { startTether } from '../testing/start_tether.js';
 import type { ClientCredentials } from '../testing/token_client.js';
 import { loadDevConfig, openConfiguredDatabase } from './run_server.js';
@@ -153,7 +157,7 @@ async function probeWithRunningTether(apiUrl: string, options: ProbeCommandOptio
     // Read once, if at all: it names the database holding the signing key, and another resource.
     let config: Promise<TetherConfig> | undefined;
     const configOnce = () => (config ??= loadDevConfig(options.config));
-    const signing = await signingKeyFromDatabase(options.config, configOnce);
+    const signing = await signingKeyFromRunningDev(options.issuer!, configOnce) ?? await signingKeyFromDatabase(options.config, configOnce);
     const cases = await remoteBadTokens(client, {
       resource: options.resource, scope: options.scope,
       // With --config, another JWT resource of that configuration.
@@ -177,6 +181,32 @@ async function credentialsFromOptions(options: ProbeCommandOptions): Promise<Cli
     ...(secret ? { secret: { value: secret, method: options.secretMethod === 'post' ? 'client_secret_post' as const : 'client_secret_basic' as const } } : {}),
     ...(options.dpop ? { dpopKey: await createDpopKey() } : {}),
   };
+}
+
+/**
+ * The signing key of the running `tether dev` that holds this configuration's embedded database, from
+ * its admin API with the local credential (docs/admin.md): undefined when no such server runs.
+ */
+async function signingKeyFromRunningDev(issuer: string, loadConfig: () => Promise<TetherConfig>): Promise<TetherSigningKey | { reason: string } | undefined> {
+  let server: DevCredential | undefined;
+  let config: TetherConfig;
+  try {
+    config = await loadConfig();
+    server = await runningDevServer(config);
+  } catch {
+    return undefined; // No usable configuration: the database route says why.
+  }
+  if (!server) return undefined;
+  // Its key signs for its issuer only: a key of another Tether would make every check fail for the wrong reason.
+  if (trimSlash(config.issuer) !== trimSlash(issuer)) {
+    return { reason: `the running tether dev (process ${server.pid}) is the issuer ${config.issuer}, not ${issuer}` };
+  }
+  try {
+    const answer = await getFromRunningServer(server, '/keys/signing', commandLineActor()) as { kid: string; alg: string; private_jwk: JWK; public_jwk: JWK };
+    return await importTetherSigningKey({ kid: answer.kid, alg: answer.alg, privateJwk: answer.private_jwk, publicJwk: answer.public_jwk });
+  } catch (error) {
+    return { reason: `the signing key of the running tether dev could not be read: ${(error as Error).message}` };
+  }
 }
 
 /**

@@ -7,8 +7,9 @@ import { explainingDatabaseErrors } from './server_errors.js';
 import { routeProcessWarnings } from '../observability/library_logs.js';
 import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer, type RunningServer } from './run_server.js';
 import { migrateToLatest } from '../storage/migrate.js';
-import { registerKeysCommands, type WithDatabase } from './keys_commands.js';
-import { registerInventoryCommands } from './inventory_commands.js';
+import { runningDevServer } from './admin_remote.js';
+import { registerKeysCommands, type KeysRunner, type WithDatabase } from './keys_commands.js';
+import { registerInventoryCommands, sendToRunningServer } from './inventory_commands.js';
 import { registerProbeCommand } from './probe_command.js';
 import { registerHealthCommand } from './health_command.js';
 import { registerPkiCommands } from './pki_command.js';
@@ -30,6 +31,18 @@ export const withDatabase: WithDatabase = async (configFile, work) => {
     await database.close();
   }
 };
+
+/**
+ * `tether keys …` on the configured database, or through the admin API of the running `tether dev`
+ * that holds its embedded database (docs/admin.md#the-cli-next-to-a-running-tether-dev).
+ */
+function keysRunner(out: NodeJS.WritableStream): KeysRunner {
+  return async (configFile, work, remote) => {
+    const server = await runningDevServer(await configForCommand(configFile));
+    if (server) return sendToRunningServer(server, remote, out);
+    return withDatabase(configFile, (knex, config) => work({ knex, config, out }));
+  };
+}
 
 /**
  * Runs the server `start` resolves to with its signals: SIGTERM / SIGINT stop gracefully; SIGHUP
@@ -129,7 +142,7 @@ export function buildProgram(io: CliIo = PROCESS_IO): Command {
       }
     });
 
-  registerKeysCommands(program, withDatabase, io.out);
+  registerKeysCommands(program, keysRunner(io.out));
   registerInventoryCommands(program, configForCommand, io.out);
   registerProbeCommand(program, io.out, io.err);
   registerPkiCommands(program, io.out, io.err);

@@ -16,21 +16,38 @@ export interface TetherSigningKey {
   readonly publicJwk: JWK;
 }
 
+/** The current signing key as JWKs: what the dev admin API hands `tether probe --issuer` (docs/admin.md). */
+export interface TetherSigningJwks {
+  readonly kid: string;
+  readonly alg: string;
+  readonly privateJwk: JWK;
+  readonly publicJwk: JWK;
+}
+
 /**
  * Loads the current signing key from Tether's database (the same `loadSigningKeys` every instance
  * uses, so encrypted keys need the instance's `encryptionSecret`). The current key is listed first.
  */
-export async function loadTetherSigningKey(knex: Knex, options: SigningKeyOptions): Promise<TetherSigningKey> {
+export async function loadTetherSigningJwks(knex: Knex, options: SigningKeyOptions): Promise<TetherSigningJwks> {
   const { jwks, publicJwks } = await loadSigningKeys(knex, options);
   const [current] = jwks.keys;
   const [published] = publicJwks.keys;
   if (!current?.kid || !current.alg || !published) throw new Error('Tether has no current signing key');
-  return {
-    kid: current.kid,
-    alg: current.alg,
-    privateKey: (await importJWK(current, current.alg)) as CryptoKey,
-    publicJwk: published,
-  };
+  return { kid: current.kid, alg: current.alg, privateJwk: current, publicJwk: published };
+}
+
+/** The signing key, usable to sign: refuses a private JWK that is not the private half of the published one. */
+export async function importTetherSigningKey(jwks: TetherSigningJwks): Promise<TetherSigningKey> {
+  const { privateJwk, publicJwk } = jwks;
+  if (privateJwk.kid !== jwks.kid || publicJwk.kid !== jwks.kid || privateJwk.x !== publicJwk.x || privateJwk.y !== publicJwk.y || privateJwk.n !== publicJwk.n) {
+    throw new Error(`the private and public JWKs of ${jwks.kid} do not match`);
+  }
+  return { kid: jwks.kid, alg: jwks.alg, privateKey: (await importJWK(privateJwk, jwks.alg)) as CryptoKey, publicJwk };
+}
+
+/** {@link loadTetherSigningJwks}, imported for signing. */
+export async function loadTetherSigningKey(knex: Knex, options: SigningKeyOptions): Promise<TetherSigningKey> {
+  return importTetherSigningKey(await loadTetherSigningJwks(knex, options));
 }
 
 /** A compact JWS of `payload` with exactly `header` (its `alg` must fit `key`). */

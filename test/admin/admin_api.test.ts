@@ -153,6 +153,24 @@ describe('who may call the admin API', () => {
 });
 
 describe('what the admin API answers', () => {
+  test('the signing key (for tether probe) only to the dev credential: an admin client gets 404, no credential 401', async () => {
+    const admin = await tether.token({ client: 'admin-mtls', resource: ADMIN });
+    const asAdmin = await tether.fetchWith(admin)(`${api}/keys/signing`);
+    expect(asAdmin.status).toBe(404);
+    expect(await json(asAdmin)).toEqual({ error: 'not_found', error_description: 'no such admin operation' });
+    expect((await adminEvents()).at(-1)).toMatchObject({ actor: 'admin:admin-mtls', details: expect.objectContaining({ operation: 'keys.signing', status: 404 }) });
+    const anonymous = await fetch(`${api}/keys/signing`, { dispatcher: tether.dispatcherFor() });
+    expect(anonymous.status).toBe(401);
+    expect(await json(anonymous)).toEqual({ error: 'invalid_request' });
+
+    const dev = await devFetch('/keys/signing');
+    expect(dev.status).toBe(200);
+    const key = await json(dev) as { kid: string; alg: string; private_jwk: Record<string, unknown>; public_jwk: Record<string, unknown> };
+    const [published] = (await json(await devFetch('/keys')) as { kid: string; current: boolean }[]).filter((entry) => entry.current);
+    expect(key).toMatchObject({ kid: published!.kid, alg: 'ES256', private_jwk: { kid: published!.kid, d: expect.any(String) }, public_jwk: { kid: published!.kid } });
+    expect(key.public_jwk).not.toHaveProperty('d');
+  });
+
   test('tokens: show with lineage and events, revoke (recorded with the caller as actor)', async () => {
     const parent = await tether.token({ client: 'mtls-client', resource: ORDERS, scope: 'orders:read' });
     const shown = await devFetch(`/tokens/${parent.claims!.jti}`);
@@ -222,6 +240,26 @@ describe('what the admin API answers', () => {
   test('keys, in snake_case', async () => {
     const keys = await json(await devFetch('/keys')) as Record<string, unknown>[];
     expect(keys[0]).toEqual(expect.objectContaining({ kid: expect.any(String), alg: 'ES256', state: 'active', current: true, published_until: null }));
+  });
+
+  test('keys rotate and retire: the CLI\'s words, its refusals (400) and an unknown key (404)', async () => {
+    const rotated = await devFetch('/keys/rotate', { method: 'POST', body: {} });
+    expect(rotated.status).toBe(200);
+    const { kid: staged, replaced } = await json(rotated) as { kid: string; replaced: { kid: string }[] };
+    const [current] = replaced.map((entry) => entry.kid);
+    const refused = await devFetch(`/keys/${current}/retire`, { method: 'POST', body: { format: 'text' } });
+    expect(refused.status).toBe(400);
+    expect(await json(refused)).toEqual({ error: 'invalid_request', error_description: expect.stringMatching(new RegExp(`^refusing to retire ${current}: it is the key that signs ES256 tokens now\\. ${staged} is staged`)) });
+    const unknown = await devFetch('/keys/no-such-kid/retire', { method: 'POST', body: {} });
+    expect(unknown.status).toBe(404);
+    expect(await json(unknown)).toEqual({ error: 'not_found', error_description: 'no signing key no-such-kid' });
+    const retired = await devFetch(`/keys/${staged}/retire`, { method: 'POST', body: {} });
+    expect(retired.status).toBe(200);
+    expect(await json(retired)).toMatchObject({ kid: staged, retired: true, already_retired: false, was_active: false });
+    const unknownInput = await devFetch(`/keys/${staged}/retire`, { method: 'POST', body: { now: 'true' } });
+    expect(unknownInput.status).toBe(400);
+    expect((await adminEvents()).slice(-5).map((event) => [(event.details as { operation: string }).operation, (event.details as { status: number }).status]))
+      .toEqual([['keys.rotate', 200], ['keys.retire', 400], ['keys.retire', 404], ['keys.retire', 200], ['keys.retire', 400]]);
   });
 
   test('hostile input: unknown or repeated parameters, bad encodings, wrong methods, oversized or non-JSON bodies: 4xx, never 500', async () => {

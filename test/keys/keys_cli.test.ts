@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import type { Knex } from 'knex';
 import { CommandError } from '../../src/cli/cli_errors.js';
-import { registerKeysCommands, type WithDatabase } from '../../src/cli/keys_commands.js';
+import { databaseKeysRunner, registerKeysCommands, type WithDatabase } from '../../src/cli/keys_commands.js';
 import { ConfigError, parseConfig } from '../../src/config/load_config.js';
 import type { TetherConfig } from '../../src/config/schema.js';
 import { listSigningKeys, loadSigningKeys } from '../../src/keys/signing_keys.js';
@@ -41,7 +41,7 @@ function configWith(signing: Record<string, unknown>): TetherConfig {
 async function tether(config: TetherConfig, ...args: string[]): Promise<{ text: string; exitCode: number }> {
   const withDatabase: WithDatabase = (_file, work) => work(database.knex as Knex, config);
   const program = new Command('tether').exitOverride();
-  registerKeysCommands(program, withDatabase, out);
+  registerKeysCommands(program, databaseKeysRunner(withDatabase, out));
   // process is shared by the test files of one jest worker: an exit code another file left must not count here.
   process.exitCode = undefined;
   try {
