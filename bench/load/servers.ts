@@ -49,7 +49,7 @@ async function waitUntil(check: () => Promise<boolean>, child: ChildProcess, tim
 }
 
 /**
- * `tether dev` itself (src/main.ts through tsx, as `npm run dev`), on PostgreSQL (`database` on the
+ * `tether dev` itself (src/main.ts through tsx, so any revision runs unbuilt), on PostgreSQL (`database` on the
  * server of `databaseUrl`) or its embedded PGlite; pinned to the server CPU.
  */
 export async function startTetherDev(context: BenchContext, name: string, postgres?: { url: string; database: string }, root = REPO_ROOT): Promise<RunningServer> {
