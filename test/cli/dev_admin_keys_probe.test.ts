@@ -1,6 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent, fetch } from 'undici';
@@ -11,36 +9,18 @@ import { exampleTetherConfig } from '../../examples/orders_api/example_config.js
 import { fetchTrusting } from '../../examples/orders_api/issuer_fetch.js';
 import { createOrdersApi } from '../../examples/orders_api/orders_api.js';
 import { listenOrdersApi } from '../../examples/orders_api/server.js';
+import { freePort } from '../support/nginx.js';
+import { runTetherProcess, waitFor, type TetherProcess } from '../support/tether_process.js';
 
 // `tether keys` and `tether probe --issuer` next to a running `tether dev` (issue 20): the embedded
 // database has one owner, so both go through that server's admin API with the local credential.
 // Real processes (tether dev, the CLI), real ports, the orders API example.
 
-const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
-const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
 const ORDERS = 'https://orders.example.test';
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-interface Run { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<number | null> }
-
 // Every child runs on the embedded database of its working directory, whatever DATABASE_URL the suite has.
-function runTether(args: string[], cwd: string): Run {
-  const env: Record<string, string | undefined> = { ...process.env, TETHER_LOG_LEVEL: 'warn' };
-  delete env.DATABASE_URL;
-  const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'main.ts'), ...args], { cwd, env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+function runTether(args: string[], cwd: string): TetherProcess {
+  return runTetherProcess(args, { TETHER_LOG_LEVEL: 'warn', DATABASE_URL: undefined }, cwd);
 }
 
 async function cli(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
@@ -48,17 +28,9 @@ async function cli(...args: string[]): Promise<{ code: number | null; out: strin
   return { code: await run.exited, out: run.stdout(), err: run.stderr() };
 }
 
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 let workdir: string;
 let issuer: string;
-let dev: Run;
+let dev: TetherProcess;
 let credential: { secret: string; url: string };
 const closers: (() => Promise<unknown>)[] = [];
 

@@ -1,52 +1,19 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { decodeJwt } from 'jose';
 import { Agent } from 'undici';
+import { freePort } from '../support/nginx.js';
 import { postForm } from '../support/tether.js';
+import { runTetherProcess, waitFor, type TetherProcess } from '../support/tether_process.js';
 
 // The inventory commands next to a running `tether dev` (issue 20): the embedded database has one
 // owner, so the CLI asks that server's admin API, with the local credential; with no server running
 // it reads the database itself. Real processes, real ports.
 
-const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
-const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-interface Run { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<number | null> }
-
-function runTether(args: string[], env: Record<string, string | undefined>, cwd: string): Run {
-  const childEnv: Record<string, string | undefined> = { ...process.env, TETHER_LOG_LEVEL: 'warn', ...env };
-  for (const [name, value] of Object.entries(env)) if (value === undefined) delete childEnv[name];
-  const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'main.ts'), ...args], { cwd, env: childEnv });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 let workdir: string;
-let dev: Run | undefined;
+let dev: TetherProcess | undefined;
 
 beforeEach(async () => {
   workdir = await mkdtemp(path.join(os.tmpdir(), 'tether-dev-admin-'));
@@ -64,8 +31,8 @@ afterEach(async () => {
 test('tokens, clients and ledger commands work while tether dev runs (through its admin API), and on the database once it stops', async () => {
   const port = await freePort();
   const httpPort = await freePort();
-  const env = { DATABASE_URL: undefined, TETHER_ISSUER: `https://localhost:${port}`, TETHER_HTTPS_PORT: String(port), TETHER_HTTP_PORT: String(httpPort) };
-  dev = runTether(['dev'], env, workdir);
+  const env = { TETHER_LOG_LEVEL: 'warn', DATABASE_URL: undefined, TETHER_ISSUER: `https://localhost:${port}`, TETHER_HTTPS_PORT: String(port), TETHER_HTTP_PORT: String(httpPort) };
+  dev = runTetherProcess(['dev'], env, workdir);
   await waitFor(() => dev!.stdout().includes('curl'), 'the dev banner');
   expect(dev.stdout()).toContain(`  admin      http://localhost:${httpPort}/admin/api  credential in .tether/admin-credential.json (mode 0600;`);
   const credentialFile = path.join(workdir, '.tether', 'admin-credential.json');
@@ -89,7 +56,7 @@ test('tokens, clients and ledger commands work while tether dev runs (through it
   const jti = decodeJwt(issued.body.access_token as string).jti!;
 
   const cli = async (...args: string[]) => {
-    const run = runTether(args, { DATABASE_URL: undefined }, workdir);
+    const run = runTetherProcess(args, { TETHER_LOG_LEVEL: 'warn', DATABASE_URL: undefined }, workdir);
     return { code: await run.exited, out: run.stdout(), err: run.stderr() };
   };
 
