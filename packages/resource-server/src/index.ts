@@ -75,3 +75,5 @@ export { expressVerifier } from './middleware_express.js';
 export type { ExpressLikeMiddleware, ExpressLikeNext, ExpressLikeRequest } from './middleware_express.js';
 export { nodeVerifier, verifyNodeRequest } from './middleware_node.js';
 export type { NodeTokenHandler } from './middleware_node.js';
+export { isUseRefusalReason, USE_REFUSAL_REASONS, useRefusalReason } from './use_reasons.js';
+export type { UseRefusalReason } from './use_reasons.js';
