@@ -3,6 +3,7 @@ import { clientsList, clientsResume, clientsShow, clientsSuspend } from '../cli/
 import { CommandError, eventJson, eventLine, type CommandContext } from '../cli/inventory_output.js';
 import { keysList, keysRetire, keysRotate } from '../cli/keys_commands.js';
 import { ledgerTail } from '../cli/ledger_commands.js';
+import { reportCommand, windowOfInput } from '../cli/report_command.js';
 import { tokensList, tokensRevoke, tokensShow } from '../cli/tokens_commands.js';
 import { LEDGER_EVENT_TYPES } from '../ledger/events.js';
 import { eventsAfter, latestEvents, type EventFilter } from '../ledger/inventory_queries.js';
@@ -160,6 +161,13 @@ export const ADMIN_OPERATIONS: readonly AdminOperation[] = [
       integerOf(input, 'interval_ms', 1000, 60_000);
     },
     run: ledgerStream,
+  },
+  {
+    // `tether report`: the exposure report (docs/report.md).
+    name: 'report', method: 'GET', path: /^\/report$/, accepts: ['window', 'client', 'resource'],
+    run: async ({ context, input, json }) => {
+      await reportCommand(context, { window: windowOfInput(input.window), client: input.client, resource: input.resource, json });
+    },
   },
   {
     name: 'keys.list', method: 'GET', path: /^\/keys$/, accepts: [],

@@ -11,10 +11,11 @@ import { openConfiguredDatabase } from './run_server.js';
 import { explainDatabaseError } from './server_errors.js';
 import type { DevCredential } from '../admin/dev_credential.js';
 import { callRunningServer, runningDevServer, type RemoteRequest } from './admin_remote.js';
+import { reportCommand, reportCommandDefinition } from './report_command.js';
 import { TOKEN_STATES, tokensList, tokensRevoke, tokensShow } from './tokens_commands.js';
 
 /**
- * Registers `tether tokens …`, `tether clients …` and `tether ledger …`. Each command resolves the
+ * Registers `tether tokens …`, `tether clients …`, `tether ledger …` and `tether report`. Each command resolves the
  * configuration and database the way `tether migrate` does, runs, and closes the database.
  */
 
@@ -171,9 +172,17 @@ function ledgerCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): C
   return ledger;
 }
 
+/** `tether report`: the exposure report (docs/report.md), from the database or a running `tether dev`. */
+function reportCommandOf(configFor: ConfigResolver, out: NodeJS.WritableStream): Command {
+  return reportCommandDefinition((options) => withContext(configFor, options.config, out, (context) => reportCommand(context, options), {
+    method: 'GET', path: '/report', input: { window: `${options.window}d`, client: options.client, resource: options.resource }, json: options.json,
+  }));
+}
+
 /** Adds the inventory commands to the `tether` program; `configFor` is how `tether migrate` finds its configuration. */
 export function registerInventoryCommands(program: Command, configFor: ConfigResolver, out: NodeJS.WritableStream = process.stdout): void {
   program.addCommand(tokensCommand(configFor, out));
   program.addCommand(clientsCommand(configFor, out));
   program.addCommand(ledgerCommand(configFor, out));
+  program.addCommand(reportCommandOf(configFor, out));
 }
