@@ -135,16 +135,19 @@ export interface ResourceUse {
   lastAt: Date;
 }
 
-/** Per API over every client: an API is "reporting" whoever presented there, hence no client filter. */
+/**
+ * Per API: whether it reported anything in the window, from any client (an API that reports use at
+ * all is one whose silence about a grant means something), and the presentations of the filter's client.
+ */
 export async function useByResource(db: Db, window: ReportWindow, filter: ReportFilter): Promise<ResourceUse[]> {
   const rows = rowsOf(await db.raw(`
     SELECT resource,
-           coalesce(sum(count) FILTER (WHERE outcome = 'accepted'), 0)::bigint AS accepted,
-           coalesce(sum(count) FILTER (WHERE outcome = 'refused'), 0)::bigint AS refused,
+           coalesce(sum(count) FILTER (WHERE outcome = 'accepted' AND (:client::text IS NULL OR client_id = :client)), 0)::bigint AS accepted,
+           coalesce(sum(count) FILTER (WHERE outcome = 'refused' AND (:client::text IS NULL OR client_id = :client)), 0)::bigint AS refused,
            max(last_at) AS last_at
     FROM use_rollups
-    WHERE ${ROLLUP_WINDOW}
-    GROUP BY resource`, rollupBindings(window, { resource: filter.resource })));
+    WHERE day >= :fromDay::date AND (:resource::text IS NULL OR resource = :resource)
+    GROUP BY resource`, rollupBindings(window, filter)));
   return rows.map((row) => ({ resource: String(row.resource), accepted: Number(row.accepted), refused: Number(row.refused), lastAt: dateOf(row.last_at) }));
 }
 
@@ -281,7 +284,7 @@ export interface ClientReport {
   clientId: string;
   configured: boolean;
   suspended: boolean;
-  /** Holds a grant in the configuration: only such a client obtains tokens, so only it can be idle. */
+  /** Holds a grant in the configuration (for the filter's API): only such a client obtains tokens, so only it can be idle. */
   hasGrants: boolean;
   liveTokens: number;
   issuedInWindow: number;
@@ -381,7 +384,7 @@ function clientReport(config: TetherConfig, facts: ReportFacts, clientId: string
   const issuedInWindow = own.reduce((sum, grant) => sum + grant.issuedInWindow, 0);
   const uses = own.reduce((sum, grant) => sum + grant.uses, 0);
   const lastUsedAt = latest(...own.map((grant) => grant.lastUsedAt));
-  const hasGrants = client !== undefined && (Object.keys(client.resources).length > 0 || Object.keys(client.exchange.targets).length > 0);
+  const hasGrants = own.some((grant) => grant.configured);
   return {
     clientId,
     configured: client !== undefined,
@@ -411,6 +414,13 @@ function resourceReport(config: TetherConfig, resource: string, grants: readonly
   };
 }
 
+/** The distinct `names`, those of `configured` first in its order, then the others sorted. */
+function inConfiguredOrder(configured: readonly string[], names: readonly string[]): string[] {
+  const present = new Set(names);
+  const known = new Set(configured);
+  return [...configured.filter((name) => present.has(name)), ...[...present].filter((name) => !known.has(name)).sort()];
+}
+
 const byCountThenName = <T extends { count: number }>(key: (row: T) => string) => (a: T, b: T) => b.count - a.count || key(a).localeCompare(key(b));
 
 /**
@@ -424,12 +434,22 @@ export function assembleReport(config: TetherConfig, facts: ReportFacts, filter:
   const pairs = [...new Map([...configured, ...seen].map((pair) => [pairKey(...pair), pair])).values()];
   const grants = pairs.map(([clientId, resource]) => grantReport(config, facts, clientId, resource, reporting));
 
-  const configuredClients = config.clients.map((client) => client.id).filter((id) => !filter.clientId || id === filter.clientId);
-  const clientIds = [...new Set([...configuredClients, ...[...pairs.map(([clientId]) => clientId)].sort()])];
+  // With --resource, the clients of that API's rows; with --client, the APIs of that client's rows.
+  // Configured ones first, in the configuration's order; then the ones only the tables name.
+  const configuredClients = config.clients.map((client) => client.id);
+  const clientIds = inConfiguredOrder(configuredClients, [
+    ...(filter.resource ? [] : configuredClients.filter((id) => !filter.clientId || id === filter.clientId)),
+    ...pairs.map(([clientId]) => clientId),
+  ]);
   const clients = clientIds.map((clientId) => clientReport(config, facts, clientId, grants));
 
-  const configuredResources = config.resources.map((resource) => resource.uri).filter((uri) => !filter.resource || uri === filter.resource);
-  const resourceUris = [...new Set([...configuredResources, ...[...pairs.map(([, resource]) => resource), ...reporting].sort()])];
+  const configuredResources = config.resources.map((resource) => resource.uri);
+  const presentedBy = facts.resources.filter((row) => !filter.clientId || row.accepted + row.refused > 0).map((row) => row.resource);
+  const resourceUris = inConfiguredOrder(configuredResources, [
+    ...(filter.clientId ? [] : configuredResources.filter((uri) => !filter.resource || uri === filter.resource)),
+    ...pairs.map(([, resource]) => resource),
+    ...presentedBy,
+  ]);
   const useOf = new Map(facts.resources.map((row) => [row.resource, row]));
   const resources = resourceUris.map((resource) => resourceReport(config, resource, grants, useOf.get(resource)));
 
