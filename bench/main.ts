@@ -5,6 +5,7 @@ import path from 'node:path';
 import { coldStartSection } from './cold_start/section.js';
 import { inventorySection } from './inventory/section.js';
 import { ledgerSection } from './ledger/section.js';
+import { reportSection } from './report/section.js';
 import { signingSection } from './signing/section.js';
 import { createContext } from './lib/context.js';
 import { evaluateGoals } from './lib/goals.js';
@@ -90,6 +91,7 @@ export async function runBench(options: Options): Promise<void> {
     });
     await section('coldstart', async () => { report.coldStart = await coldStartSection(context); });
     await section('inventory', async () => { report.inventory = await inventorySection(context); });
+    await section('report', async () => { report.exposureReport = await reportSection(context); });
   } finally {
     context.dispose();
   }

@@ -1,7 +1,7 @@
 /** Command-line options of `npm run bench` (docs/benchmarks.md, "Running it"). */
-export type Section = 'load' | 'verifier' | 'coldstart' | 'inventory' | 'ledger' | 'signing';
+export type Section = 'load' | 'verifier' | 'coldstart' | 'inventory' | 'ledger' | 'signing' | 'report';
 
-export const SECTIONS: readonly Section[] = ['load', 'ledger', 'signing', 'verifier', 'coldstart', 'inventory'];
+export const SECTIONS: readonly Section[] = ['load', 'ledger', 'signing', 'verifier', 'coldstart', 'inventory', 'report'];
 
 export interface Options {
   quick: boolean;
@@ -16,6 +16,8 @@ export interface Options {
   coldStarts: number;
   /** Ledger rows (issued_tokens and ledger_events each) for the inventory section. */
   inventoryRows: number;
+  /** Use events appended for the report section (`tether report` at a million events). */
+  reportEvents: number;
   /** Start every party without CPU pinning even where taskset exists. */
   noPin: boolean;
   /**
@@ -32,7 +34,7 @@ export interface Options {
   revisions?: string[];
 }
 
-const FLAGS_WITH_VALUE = new Set(['--only', '--subjects', '--profile', '--duration', '--rounds', '--inventory-rows', '--compare', '--revisions']);
+const FLAGS_WITH_VALUE = new Set(['--only', '--subjects', '--profile', '--duration', '--rounds', '--inventory-rows', '--report-events', '--compare', '--revisions']);
 
 /**
  * Sections are chosen by name, as positional arguments (`npm run bench -- load inventory`) or with
@@ -70,6 +72,7 @@ export function parseOptions(argv: readonly string[]): Options {
     verifierSeconds: quick ? 0.5 : 3,
     coldStarts: quick ? 2 : 5,
     inventoryRows: number('--inventory-rows', quick ? 100_000 : 1_000_000),
+    reportEvents: number('--report-events', quick ? 100_000 : 1_000_000),
     noPin: argv.includes('--no-pin'),
     compare: value('--compare')?.split('..')[0],
     revision: value('--compare')?.split('..')[1] || undefined,

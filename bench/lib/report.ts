@@ -3,6 +3,7 @@ import type { StartTetherTimes } from '../cold_start/start_tether_child.js';
 import type { VerifierBenchResult } from '../verifier/verify_child.js';
 import type { InventoryResult } from '../inventory/section.js';
 import type { LedgerResult } from '../ledger/section.js';
+import type { ReportBenchResult } from '../report/section.js';
 import type { SigningRun } from '../signing/section.js';
 import type { GoalResult } from './goals.js';
 import type { LoadResult } from './load_spec.js';
@@ -59,6 +60,8 @@ export interface BenchReport {
   verifier?: VerifierBenchResult;
   coldStart?: ColdStartResult;
   inventory?: InventoryResult;
+  /** `tether report` at a million use events, PostgreSQL and PGlite (bench/report/section.ts). */
+  exposureReport?: ReportBenchResult;
   /** The ledger path alone, per source revision (bench/ledger/section.ts). */
   ledgerPath?: LedgerResult;
   /** Access-token signing, jose against node:crypto (bench/signing/section.ts). */
@@ -148,6 +151,26 @@ function inventoryCells(inventory: InventoryResult): { header: string[]; rows: s
   return { header, rows };
 }
 
+/** Report rows: one per query, one column per backend (median ms, min–max). */
+function exposureReportCells(result: ReportBenchResult): { header: string[]; rows: string[][] } {
+  const header = ['report query', ...result.results.map((backend) => `ms on ${backend.backend === 'postgres' ? 'PostgreSQL' : 'PGlite'} (median, min–max)`)];
+  const rows = (result.results[0]?.timings ?? []).map((timing, index) => [
+    timing.query,
+    ...result.results.map((backend) => {
+      const ms = backend.timings[index]!.ms;
+      return `${fixed(median(ms), 2)} (${fixed(Math.min(...ms), 2)}–${fixed(Math.max(...ms), 2)})`;
+    }),
+  ]);
+  return { header, rows };
+}
+
+function exposureReportSummary(result: ReportBenchResult): string {
+  return `report: ${result.events.toLocaleString('en-US')} use events appended through appendUseEvents (${result.batchSize.toLocaleString('en-US')} a batch) over 30 days, `
+    + `${result.tokens.toLocaleString('en-US')} issued tokens; `
+    + result.results.map((backend) => `${backend.backend}: appended in ${backend.appendSeconds} s, ${backend.rollups.toLocaleString('en-US')} rollup rows, `
+      + `${Object.entries(backend.sizesMB).map(([table, mb]) => `${table} ${mb} MB`).join(', ')}`).join('; ');
+}
+
 function inventorySummary(inventory: InventoryResult): string {
   return `inventory: ${inventory.rows.toLocaleString('en-US')} rows in issued_tokens and in ledger_events (seeded in ${inventory.seedSeconds} s); `
     + inventory.schemas.map((schema) => `at ${schema.schema}: ${Object.entries(schema.sizesMB).map(([table, mb]) => `${table} ${mb} MB`).join(', ')} with indexes`).join('; ');
@@ -221,6 +244,10 @@ export function renderTable(report: BenchReport): string {
     const { header, rows } = inventoryCells(report.inventory);
     out.push('', inventorySummary(report.inventory), ...plainTable(header, rows));
   }
+  if (report.exposureReport) {
+    const { header, rows } = exposureReportCells(report.exposureReport);
+    out.push('', exposureReportSummary(report.exposureReport), ...plainTable(header, rows));
+  }
   if (report.load) {
     out.push('', 'CPU µs per token (medians over rounds): server / PostgreSQL backends / load generator');
     for (const [name, subject] of Object.entries(report.load)) {
@@ -251,6 +278,10 @@ export function renderMarkdown(report: BenchReport): string {
   if (report.inventory) {
     const { header, rows } = inventoryCells(report.inventory);
     out.push('', `${inventorySummary(report.inventory)}.`, '', ...markdownTable(header, rows));
+  }
+  if (report.exposureReport) {
+    const { header, rows } = exposureReportCells(report.exposureReport);
+    out.push('', `${exposureReportSummary(report.exposureReport)}.`, '', ...markdownTable(header, rows));
   }
   if (report.ledger) out.push('', `Ledger check: ${report.ledger.recorded} issuance events committed in PostgreSQL for ${report.ledger.received} tokens Tether returned during the run.`);
   if (report.load) {
