@@ -37,6 +37,8 @@ export interface ReportBackendResult {
   /** Total size with indexes, MB. */
   sizesMB: Record<string, number>;
   timings: ReportTiming[];
+  /** Per query and window: the plan's scans, e.g. "Index Scan using use_rollups_key on use_rollups". */
+  plans: Record<string, string[]>;
 }
 
 export interface ReportBenchResult {
@@ -139,6 +141,39 @@ function reportQueries(database: Database, config: TetherConfig, window: ReportW
   ];
 }
 
+/** The scan nodes of a plan (EXPLAIN FORMAT JSON), depth first. */
+function scansOf(node: Record<string, unknown>): string[] {
+  const type = String(node['Node Type']);
+  const own = /Scan/.test(type) && node['Relation Name']
+    ? [`${type}${node['Index Name'] ? ` using ${String(node['Index Name'])}` : ''} on ${String(node['Relation Name'])}`]
+    : [];
+  return [...own, ...((node.Plans as Record<string, unknown>[] | undefined) ?? []).flatMap(scansOf)];
+}
+
+/**
+ * The plan of each report query as the report sends it: the query runs against a stand-in whose
+ * `raw` records the statement (and answers no rows), which is then explained on the real database.
+ */
+async function plansOf(database: Database, window: ReportWindow, label: string): Promise<Record<string, string[]>> {
+  const plans: Record<string, string[]> = {};
+  for (const [name, query] of Object.entries(REPORT_QUERIES)) {
+    const statements: [string, unknown][] = [];
+    const recorder = { raw: (sql: string, bindings: unknown) => { statements.push([sql, bindings]); return Promise.resolve({ rows: [] }); } };
+    await query(recorder as unknown as Database['knex'], window, {});
+    const [sql, bindings] = statements[0]!;
+    const result = rowsOfExplain(await database.knex.raw(`EXPLAIN (FORMAT JSON) ${sql}`, bindings as never));
+    plans[`${name} (${label})`] = [...new Set(scansOf(result))];
+  }
+  return plans;
+}
+
+function rowsOfExplain(result: unknown): Record<string, unknown> {
+  const [row] = (result as { rows: Record<string, unknown>[] }).rows;
+  const plan = row!['QUERY PLAN'];
+  const parsed = (typeof plan === 'string' ? JSON.parse(plan) : plan) as { Plan: Record<string, unknown> }[];
+  return parsed[0]!.Plan;
+}
+
 async function tableSizes(database: Database): Promise<Record<string, number>> {
   const sizes: Record<string, number> = {};
   for (const table of ['issued_tokens', 'use_events', 'use_rollups']) {
@@ -184,7 +219,9 @@ async function measureBackend(context: BenchContext, backend: 'postgres' | 'pgli
     }
   }
   log(`report (${backend}): ${timings.map((timing) => `${timing.query} ${median(timing.ms)} ms`).join('; ')}`);
-  return { backend, seedTokensSeconds, appendSeconds, useEvents, rollups, sizesMB: await tableSizes(database), timings };
+  const plans = { ...await plansOf(database, window, '30d'), ...await plansOf(database, await reportWindow(database.knex, 7), '7d') };
+  log(`report (${backend}) plans: ${Object.entries(plans).map(([query, scans]) => `${query}: ${scans.join(', ')}`).join('; ')}`);
+  return { backend, seedTokensSeconds, appendSeconds, useEvents, rollups, sizesMB: await tableSizes(database), timings, plans };
 }
 
 /** Generous bounds: seeding statements run for seconds; the report's own queries are what is measured. */

@@ -80,7 +80,7 @@ describe('--json wherever data is printed, with snake_case names', () => {
     expect(without.map(pathOf)).toEqual([]);
     expect(leaves.map(pathOf).sort()).toEqual([
       'clients list', 'clients resume', 'clients show', 'clients suspend', 'dev', 'health', 'keys list', 'keys retire', 'keys rotate', 'ledger prune',
-      'ledger tail', 'migrate', 'pki init', 'probe', 'start', 'tokens list', 'tokens revoke', 'tokens show',
+      'ledger tail', 'migrate', 'pki init', 'probe', 'report', 'start', 'tokens list', 'tokens revoke', 'tokens show',
     ]);
   });
 
@@ -102,6 +102,7 @@ describe('--json wherever data is printed, with snake_case names', () => {
     [['clients', 'suspend', 'worker', '--json']],
     [['clients', 'resume', 'worker', '--json']],
     [['ledger', 'prune', '--before', '1d', '--dry-run', '--json']],
+    [['report', '--json']],
   ])('tether %j prints JSON whose names are all snake_case', async (args) => {
     const run = await tether(args);
     expect({ exitCode: run.exitCode, stderr: run.stderr }).toEqual({ exitCode: 0, stderr: '' });
