@@ -325,12 +325,6 @@ export interface ExposureReport {
 const latest = (...dates: (Date | undefined)[]): Date | undefined =>
   dates.reduce<Date | undefined>((best, date) => (date && (!best || date > best) ? date : best), undefined);
 
-const byKey = <T>(rows: readonly T[], key: (row: T) => string): Map<string, T[]> => {
-  const groups = new Map<string, T[]>();
-  for (const row of rows) groups.set(key(row), [...(groups.get(key(row)) ?? []), row]);
-  return groups;
-};
-
 const pairKey = (clientId: string, resource: string) => JSON.stringify([clientId, resource]);
 
 /** A client's grant for one API: the scopes of client_credentials and of token exchange together. */
