@@ -45,7 +45,7 @@ export function reportJson(report: ExposureReport): Record<string, unknown> {
     filter: { client: report.filter.clientId ?? null, resource: report.filter.resource ?? null },
     records_since: iso(report.recordsSince),
     clients: report.clients.map((client) => ({
-      client_id: client.clientId, configured: client.configured, suspended: client.suspended, live_tokens: client.liveTokens,
+      client_id: client.clientId, configured: client.configured, has_grants: client.hasGrants, suspended: client.suspended, live_tokens: client.liveTokens,
       issued_in_window: client.issuedInWindow, uses: client.uses, last_issued_at: iso(client.lastIssuedAt), last_used_at: iso(client.lastUsedAt), idle: client.idle,
     })),
     resources: report.resources.map((resource) => ({

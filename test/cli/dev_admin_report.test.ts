@@ -64,7 +64,7 @@ test('tether report goes through the running dev\'s admin API, and reads the dat
   expect(remote).toMatchObject({ code: 0, err: '' });
   const report = JSON.parse(remote.out) as { clients: Record<string, unknown>[]; idle_clients: string[]; grants: Record<string, unknown>[] };
   expect(report.clients.find((client) => client.client_id === 'orders-worker')).toEqual({
-    client_id: 'orders-worker', configured: true, suspended: false, live_tokens: 1, issued_in_window: 1, uses: 0,
+    client_id: 'orders-worker', configured: true, has_grants: true, suspended: false, live_tokens: 1, issued_in_window: 1, uses: 0,
     last_issued_at: expect.any(String), last_used_at: expect.any(String), idle: false,
   });
   expect(report.idle_clients).toEqual(['payments-api', 'reporting-cli']);
