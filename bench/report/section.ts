@@ -1,9 +1,10 @@
+import type { Knex } from 'knex';
 import pg from 'pg';
 import { USE_REFUSAL_REASONS } from 'tether-oauth-resource-server';
 import { parseConfig } from '../../src/config/load_config.js';
 import type { TetherConfig } from '../../src/config/schema.js';
 import {
-  exposureReport, recordsSince, reportWindow, REPORT_QUERIES, tokenFactsByTableScan, type ReportFilter, type ReportWindow,
+  exposureReport, recordsSince, reportWindow, REPORT_QUERIES, tokenFacts, type ReportFilter, type ReportWindow,
 } from '../../src/ledger/exposure_report.js';
 import { appendUseEvents, type UseEventInput } from '../../src/ledger/use_events.js';
 import { openDatabase, type Database } from '../../src/storage/database.js';
@@ -18,7 +19,8 @@ import { median, round } from '../lib/stats.js';
  * days, against `tokens` issued tokens over 90 days of history (a token every 26 s at 300,000; the
  * window's 100,000 are presented about ten times each); then every query of the report is timed as
  * the report runs it, and the whole report with and without `--client` / `--resource` (median of
- * the repetitions, min–max). `tokenFacts` is measured beside its plain table-scan form.
+ * the repetitions, min–max). `tokenFacts` is measured with the BRIN index of migration 0010 and,
+ * inside a transaction that drops it and is rolled back, without it (the schema before 0010).
  */
 
 export interface ReportTiming {
@@ -129,6 +131,27 @@ async function appendEvents(database: Database, events: number, tokens: number, 
   }
 }
 
+/** A rollback that carries a result out of the transaction. */
+class Measured<T> extends Error {
+  constructor(readonly value: T) {
+    super('rolled back after measuring');
+  }
+}
+
+/** Runs `run` on the schema before migration 0010: in a transaction that drops its index, rolled back. */
+async function withoutBrin<T>(database: Database, run: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  try {
+    await database.knex.transaction(async (trx) => {
+      await trx.raw('DROP INDEX issued_tokens_expires_at_brin');
+      throw new Measured(await run(trx));
+    });
+  } catch (error) {
+    if (error instanceof Measured) return error.value as T;
+    throw error;
+  }
+  throw new Error('unreachable: the transaction always rolls back');
+}
+
 /** The queries, named as the report runs them; then the whole report, unfiltered and filtered. */
 function reportQueries(database: Database, config: TetherConfig, window: ReportWindow): [string, () => Promise<unknown>][] {
   const all: ReportFilter = {};
@@ -136,12 +159,16 @@ function reportQueries(database: Database, config: TetherConfig, window: ReportW
   return [
     ['reportWindow', () => reportWindow(database.knex, WINDOW_DAYS)],
     ...named,
-    ['tokenFactsByTableScan (baseline)', () => tokenFactsByTableScan(database.knex, window, all)],
+    ['tokenFacts, without the BRIN index (0009)', () => withoutBrin(database, (trx) => tokenFacts(trx, window, all))],
     ['recordsSince', () => recordsSince(database.knex)],
     ['tokenFacts --client', () => REPORT_QUERIES.tokenFacts(database.knex, window, { clientId: 'client-7' })],
-    ['tokenFacts --window 1d', async () => REPORT_QUERIES.tokenFacts(database.knex, await reportWindow(database.knex, 1), all)],
+    ['tokenFacts --window 7d', async () => tokenFacts(database.knex, await reportWindow(database.knex, 7), all)],
+    ['tokenFacts --window 7d, without the BRIN index (0009)', () => withoutBrin(database, async (trx) => tokenFacts(trx, await reportWindow(trx, 7), all))],
+    ['tokenFacts --window 1d', async () => tokenFacts(database.knex, await reportWindow(database.knex, 1), all)],
+    ['tokenFacts --window 1d, without the BRIN index (0009)', () => withoutBrin(database, async (trx) => tokenFacts(trx, await reportWindow(trx, 1), all))],
     ['tether report (30d)', () => exposureReport(database.knex, config, { days: WINDOW_DAYS })],
     ['tether report --window 7d', () => exposureReport(database.knex, config, { days: 7 })],
+    ['tether report --window 7d, without the BRIN index (0009)', () => withoutBrin(database, (trx) => exposureReport(trx, config, { days: 7 }))],
     ['tether report --client', () => exposureReport(database.knex, config, { days: WINDOW_DAYS, clientId: 'client-7' })],
     ['tether report --resource', () => exposureReport(database.knex, config, { days: WINDOW_DAYS, resource: resourceUri(2) })],
   ];
@@ -161,14 +188,14 @@ function scansOf(node: Record<string, unknown>): string[] {
  * The plan of each report query as the report sends it: the query runs against a stand-in whose
  * `raw` records the statement (and answers no rows), which is then explained on the real database.
  */
-async function plansOf(database: Database, window: ReportWindow, label: string): Promise<Record<string, string[]>> {
+async function plansOf(db: Knex | Knex.Transaction, window: ReportWindow, label: string): Promise<Record<string, string[]>> {
   const plans: Record<string, string[]> = {};
-  for (const [name, query] of [...Object.entries(REPORT_QUERIES), ['tokenFactsByTableScan', tokenFactsByTableScan] as const]) {
+  for (const [name, query] of Object.entries(REPORT_QUERIES)) {
     const statements: [string, unknown][] = [];
     const recorder = { raw: (sql: string, bindings: unknown) => { statements.push([sql, bindings]); return Promise.resolve({ rows: [] }); } };
     await query(recorder as unknown as Database['knex'], window, {});
     const [sql, bindings] = statements[0]!;
-    const result = rowsOfExplain(await database.knex.raw(`EXPLAIN (FORMAT JSON) ${sql}`, bindings as never));
+    const result = rowsOfExplain(await db.raw(`EXPLAIN (FORMAT JSON) ${sql}`, bindings as never));
     plans[`${name} (${label})`] = [...new Set(scansOf(result))];
   }
   return plans;
@@ -226,7 +253,9 @@ async function measureBackend(context: BenchContext, backend: 'postgres' | 'pgli
     }
   }
   log(`report (${backend}): ${timings.map((timing) => `${timing.query} ${median(timing.ms)} ms`).join('; ')}`);
-  const plans = { ...await plansOf(database, window, '30d'), ...await plansOf(database, await reportWindow(database.knex, 7), '7d') };
+  const week = await reportWindow(database.knex, 7);
+  const plans = { ...await plansOf(database.knex, window, '30d'), ...await plansOf(database.knex, week, '7d') };
+  plans['tokenFacts (7d, without the BRIN index)'] = await withoutBrin(database, async (trx) => (await plansOf(trx, week, '7d'))['tokenFacts (7d)']!);
   log(`report (${backend}) plans: ${Object.entries(plans).map(([query, scans]) => `${query}: ${scans.join(', ')}`).join('; ')}`);
   return { backend, seedTokensSeconds, appendSeconds, useEvents, rollups, sizesMB: await tableSizes(database), timings, plans };
 }

@@ -71,46 +71,23 @@ export interface TokenFacts {
   lastUsedAt: Date | undefined;
 }
 
-const TOKEN_FACTS_COLUMNS = `
-    count(*) FILTER (WHERE t.revoked_at IS NULL AND t.expires_at > now())::int AS live_tokens,
-    count(*) FILTER (WHERE t.issued_at >= :from)::int AS issued,
-    max(t.issued_at) FILTER (WHERE t.issued_at >= :from) AS last_issued_at,
-    max(t.last_used_at) FILTER (WHERE t.last_used_at >= :from) AS last_used_at`;
-
 /**
  * A token issued in the window, or used in it, expires after the window's start: the rows read are
- * the tokens that were valid at some moment of the window, never the whole history. No index has
- * `expires_at` first (migration 0007 dropped it: issuance pays for every index), so the statement
- * walks `issued_tokens_client_id (client_id, expires_at)`: the distinct clients one index probe each
- * (a recursive "loose index scan"), then each client's range `expires_at > from`, summed inside the
- * lateral subquery (an aggregate the planner cannot flatten into a hash join over the whole table).
- * A plain `WHERE expires_at > from` reads every token ever issued (bench/report/section.ts measures both).
+ * the tokens that were valid at some moment of the window, never the whole history, through the
+ * BRIN index `issued_tokens_expires_at_brin` (migration 0010; the planner reads the table itself
+ * when the window covers most of it).
  */
 export async function tokenFacts(db: Db, window: ReportWindow, filter: ReportFilter): Promise<TokenFacts[]> {
   const rows = rowsOf(await db.raw(`
-    WITH RECURSIVE holders (client_id) AS (
-      (SELECT client_id FROM issued_tokens WHERE (:client::text IS NULL OR client_id = :client) ORDER BY client_id LIMIT 1)
-      UNION ALL
-      SELECT (SELECT next.client_id FROM issued_tokens next WHERE next.client_id > holders.client_id AND :client::text IS NULL ORDER BY next.client_id LIMIT 1)
-      FROM holders WHERE holders.client_id IS NOT NULL
-    )
-    SELECT holders.client_id, t.*
-    FROM holders CROSS JOIN LATERAL (
-      SELECT t.resource, ${TOKEN_FACTS_COLUMNS}
-      FROM issued_tokens t
-      WHERE t.client_id = holders.client_id AND t.expires_at > :from AND (:resource::text IS NULL OR t.resource = :resource)
-      GROUP BY t.resource
-    ) t`, { from: window.from, client: filter.clientId ?? null, resource: filter.resource ?? null }));
-  return rows.map(tokenFactsOf);
-}
-
-/** The same rows by a plain filter on expiry, which reads every token ever issued: the benchmark's baseline for {@link tokenFacts}. */
-export async function tokenFactsByTableScan(db: Db, window: ReportWindow, filter: ReportFilter): Promise<TokenFacts[]> {
-  const rows = rowsOf(await db.raw(`
-    SELECT t.client_id, t.resource, ${TOKEN_FACTS_COLUMNS}
-    FROM issued_tokens t
-    WHERE t.expires_at > :from AND (:client::text IS NULL OR t.client_id = :client) AND (:resource::text IS NULL OR t.resource = :resource)
-    GROUP BY t.client_id, t.resource`, { from: window.from, client: filter.clientId ?? null, resource: filter.resource ?? null }));
+    SELECT client_id, resource,
+           count(*) FILTER (WHERE revoked_at IS NULL AND expires_at > now())::int AS live_tokens,
+           count(*) FILTER (WHERE issued_at >= :from)::int AS issued,
+           max(issued_at) FILTER (WHERE issued_at >= :from) AS last_issued_at,
+           max(last_used_at) FILTER (WHERE last_used_at >= :from) AS last_used_at
+    FROM issued_tokens
+    WHERE expires_at > :from
+      AND (:client::text IS NULL OR client_id = :client) AND (:resource::text IS NULL OR resource = :resource)
+    GROUP BY client_id, resource`, { from: window.from, client: filter.clientId ?? null, resource: filter.resource ?? null }));
   return rows.map(tokenFactsOf);
 }
 

@@ -26,6 +26,8 @@ describe('migrations', () => {
       )) as { rows: { tablename: string; indexname: string }[] };
       expect(rows.map((row) => `${row.tablename}.${row.indexname}`)).toEqual([
         'issued_tokens.issued_tokens_client_id',
+        // tether report: the tokens valid during its window (BRIN: nothing written for the newest page ranges).
+        'issued_tokens.issued_tokens_expires_at_brin',
         // tether tokens list --issuer (federation); partial: only tokens issued for an external identity.
         'issued_tokens.issued_tokens_external_issuer',
         'issued_tokens.issued_tokens_parent_token_id',
