@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
@@ -45,8 +46,10 @@ const CALLERS = 10;
 /** The revision's own modules (tsx loads them): its database opening, migrations, ledger and replay check. */
 async function openRevision(context: BenchContext, revision: string, root: string, database: string): Promise<RevisionLedger> {
   const load = (file: string) => import(pathToFileURL(path.join(root, file)).href);
+  // The replay check moved from storage/ to binding/; a revision has one or the other.
+  const replayModule = existsSync(path.join(root, 'src/binding/dpop_replay.ts')) ? 'src/binding/dpop_replay.ts' : 'src/storage/dpop_replay.ts';
   const [{ openDatabase }, { migrateToLatest }, { createIssuanceLedger }, replay] = await Promise.all([
-    load('src/storage/database.ts'), load('src/storage/migrate.ts'), load('src/ledger/issuance_recorder.ts'), load('src/storage/dpop_replay.ts'),
+    load('src/storage/database.ts'), load('src/storage/migrate.ts'), load('src/ledger/issuance_recorder.ts'), load(replayModule),
   ]);
   const url = new URL(context.postgresAdminUrl);
   url.pathname = `/${database}`;
