@@ -55,7 +55,7 @@ export function fetchOver(dispatcher: Agent): FetchLike {
 
 /** The headers of a report request made with `token` (a fresh DPoP proof for a DPoP-bound one). */
 export function authorizeWith(token: IssuedAccessToken): UseReporterOptions['authorize'] {
-  return async ({ method, url }) => {
+  return async ({ method, url }): Promise<Record<string, string>> => {
     if (token.tokenType !== 'DPoP') return { authorization: `Bearer ${token.accessToken}` };
     const proof = await dpopProof(token.credentials.dpopKey!, { htm: method, htu: htuOf(url), accessToken: token.accessToken });
     return { authorization: `DPoP ${token.accessToken}`, dpop: proof };
