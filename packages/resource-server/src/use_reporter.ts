@@ -214,7 +214,11 @@ export function createUseReporter(options: UseReporterOptions): UseReporter {
       } catch (error) {
         counters.failedBatches += 1;
         inFlight = [];
-        options.onError?.(error instanceof Error ? error : new Error(String(error)));
+        try {
+          options.onError?.(error instanceof Error ? error : new Error(String(error)));
+        } catch {
+          // A logging hook that throws must not lose the batch.
+        }
         if (error instanceof RefusedReport) {
           counters.dropped += events;
           continue;
