@@ -38,6 +38,7 @@ import { timedGrant } from '../observability/issuance_timing.js';
 import type { TetherMetrics } from '../observability/metrics.js';
 import { requestObservers } from '../observability/request_observers.js';
 import type { Database } from '../storage/database.js';
+import { isPgliteKnex } from '../storage/knex_kind.js';
 import {
   discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
   retryAfterOnUnavailable, servedOriginOnly,
@@ -167,9 +168,9 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     await keys.close();
     throw error;
   }
-  const issuanceLedger = createIssuanceLedger(knex, {
-    batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
-  });
+  // PGlite runs its statements on this thread: gather each turn's requests into one statement.
+  const batching = { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout, gather: isPgliteKnex(knex) ? 'turn' : 'now' } as const;
+  const issuanceLedger = createIssuanceLedger(knex, { batching });
   // Access log and Prometheus metrics (observability/request_observers.ts).
   const observers = requestObservers({
     config, logger, provider, knex,
@@ -189,7 +190,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     mint: tokenMint(provider, config.signing.algorithm),
     binder: tokenBinder(dpopProofs({
       validate: (ctx) => validateDpopProof(provider, ctx),
-      replay: proofReplayCheck(knex, { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout }),
+      replay: proofReplayCheck(knex, batching),
     })),
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
     ownTokens,
