@@ -45,7 +45,7 @@ export function reportJson(report: ExposureReport): Record<string, unknown> {
     filter: { client: report.filter.clientId ?? null, resource: report.filter.resource ?? null },
     records_since: iso(report.recordsSince),
     clients: report.clients.map((client) => ({
-      client_id: client.clientId, configured: client.configured, has_grants: client.hasGrants, suspended: client.suspended, live_tokens: client.liveTokens,
+      client_id: client.clientId, configured: client.configured, has_grants: client.hasGrants, serves_api: client.servesApi, suspended: client.suspended, live_tokens: client.liveTokens,
       issued_in_window: client.issuedInWindow, uses: client.uses, last_issued_at: iso(client.lastIssuedAt), last_used_at: iso(client.lastUsedAt), idle: client.idle,
     })),
     resources: report.resources.map((resource) => ({
@@ -87,7 +87,8 @@ function clientState(client: ExposureReport['clients'][number]): string {
   if (!client.configured) return 'not configured';
   if (client.suspended) return 'suspended';
   if (!client.hasGrants) return 'no grants';
-  return client.idle ? 'IDLE' : 'active';
+  if (client.idle) return client.servesApi ? 'idle (an API\'s own client)' : 'IDLE';
+  return 'active';
 }
 
 function writeText(context: CommandContext, report: ExposureReport): void {

@@ -291,12 +291,14 @@ export interface ClientReport {
   suspended: boolean;
   /** Holds a grant in the configuration (for the filter's API): only such a client obtains tokens, so only it can be idle. */
   hasGrants: boolean;
+  /** An API's own client (`servedBy` or `introspectors` of a resource): it introspects and reports for that API. */
+  servesApi: boolean;
   liveTokens: number;
   issuedInWindow: number;
   uses: number;
   lastIssuedAt: Date | undefined;
   lastUsedAt: Date | undefined;
-  /** No issuance and no use in the window: a candidate to suspend (unless it already is). */
+  /** Holds a grant, and no issuance and no use in the window. */
   idle: boolean;
 }
 
@@ -319,7 +321,10 @@ export interface ExposureReport {
   clients: ClientReport[];
   resources: ResourceReport[];
   grants: GrantReport[];
-  /** Configured, not suspended, holding a grant, idle. */
+  /**
+   * Candidates to suspend: idle, configured, not suspended, and not an API's own client (suspending
+   * that would break the API it introspects and reports for, whether it reported or not).
+   */
   idleClients: string[];
   refusals: RefusalCount[];
   lateralMovement: (LateralPresentation & { audienceKnown: boolean })[];
@@ -389,6 +394,7 @@ function clientReport(config: TetherConfig, facts: ReportFacts, clientId: string
     configured: client !== undefined,
     suspended: facts.suspended.has(clientId),
     hasGrants,
+    servesApi: config.resources.some((resource) => resource.servedBy.includes(clientId) || resource.introspectors.includes(clientId)),
     liveTokens: own.reduce((sum, grant) => sum + grant.liveTokens, 0),
     issuedInWindow,
     uses,
@@ -462,7 +468,7 @@ export function assembleReport(config: TetherConfig, facts: ReportFacts, filter:
     clients,
     resources,
     grants,
-    idleClients: clients.filter((client) => client.idle && client.configured && !client.suspended).map((client) => client.clientId),
+    idleClients: clients.filter((client) => client.idle && client.configured && !client.suspended && !client.servesApi).map((client) => client.clientId),
     refusals: [...facts.refusals].sort((a, b) => a.resource.localeCompare(b.resource) || b.count - a.count || a.reason.localeCompare(b.reason)),
     lateralMovement: facts.lateral.map((row) => ({ ...row, audienceKnown: known.has(row.tokenAudience) }))
       .sort(byCountThenName((row) => `${row.resource} ${row.tokenAudience} ${row.clientId}`)),

@@ -64,10 +64,14 @@ test('tether report goes through the running dev\'s admin API, and reads the dat
   expect(remote).toMatchObject({ code: 0, err: '' });
   const report = JSON.parse(remote.out) as { clients: Record<string, unknown>[]; idle_clients: string[]; grants: Record<string, unknown>[] };
   expect(report.clients.find((client) => client.client_id === 'orders-worker')).toEqual({
-    client_id: 'orders-worker', configured: true, has_grants: true, suspended: false, live_tokens: 1, issued_in_window: 1, uses: 0,
+    client_id: 'orders-worker', configured: true, has_grants: true, serves_api: false, suspended: false, live_tokens: 1, issued_in_window: 1, uses: 0,
     last_issued_at: expect.any(String), last_used_at: expect.any(String), idle: false,
   });
-  expect(report.idle_clients).toEqual(['payments-api', 'reporting-cli']);
+  // The APIs' own clients (orders-api, reports-api, payments-api: grants for the use-report endpoint)
+  // are idle too, but not candidates: suspending them would break their APIs.
+  expect(report.idle_clients).toEqual(['reporting-cli']);
+  expect(report.clients.filter((client) => client.idle).map((client) => [client.client_id, client.serves_api]))
+    .toEqual([['payments-api', true], ['orders-api', true], ['reports-api', true], ['reporting-cli', false]]);
   expect(report.grants.find((grant) => grant.client_id === 'orders-worker' && grant.resource === 'https://orders.example.test'))
     .toMatchObject({ live_tokens: 1, use_reported: false, unused_scopes: null, suggestion: null });
 
@@ -95,6 +99,6 @@ test('tether report goes through the running dev\'s admin API, and reads the dat
   // No server: the same report from the database.
   const local = await cli('report', '--json');
   expect(local.code).toBe(0);
-  expect(JSON.parse(local.out)).toMatchObject({ idle_clients: ['payments-api', 'reporting-cli'] });
+  expect(JSON.parse(local.out)).toMatchObject({ idle_clients: ['reporting-cli'] });
   expect((JSON.parse(local.out) as typeof report).clients.find((client) => client.client_id === 'orders-worker')).toMatchObject({ live_tokens: 1, issued_in_window: 1 });
 }, 180_000);

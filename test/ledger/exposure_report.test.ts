@@ -34,7 +34,7 @@ const report = async (options: { days?: number; clientId?: string; resource?: st
   };
 
 const client = (clientId: string, fields: Record<string, unknown> = {}) => ({
-  client_id: clientId, configured: true, has_grants: true, suspended: false, live_tokens: 0, issued_in_window: 0, uses: 0, last_issued_at: null, last_used_at: null, idle: false, ...fields,
+  client_id: clientId, configured: true, has_grants: true, serves_api: false, suspended: false, live_tokens: 0, issued_in_window: 0, uses: 0, last_issued_at: null, last_used_at: null, idle: false, ...fields,
 });
 const grant = (clientId: string, resource: string, granted: string[], fields: Record<string, unknown> = {}) => ({
   client_id: clientId, resource, configured: true, granted_scopes: granted, used_scopes: [], unused_scopes: granted, use_reported: true, uses: 0,
@@ -51,7 +51,7 @@ test('the whole report over 30 days: every client, API and grant, exactly', asyn
     clients: [
       client('shop', { live_tokens: 2, issued_in_window: 3, uses: 5, last_issued_at: iso(times.shopOrders1Issued), last_used_at: seen }),
       client('batch', { idle: true }),
-      client('orders-api', { has_grants: false }),
+      client('orders-api', { has_grants: false, serves_api: true }),
       client('auditor', { live_tokens: 1, issued_in_window: 1, last_issued_at: iso(times.auditorIssued) }),
       client('resting', { suspended: true, idle: true }),
       client('edge-in', { issued_in_window: 1, last_issued_at: iso(times.edgeInIssued) }),
