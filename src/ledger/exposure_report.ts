@@ -337,6 +337,24 @@ const latest = (...dates: (Date | undefined)[]): Date | undefined =>
 
 const pairKey = (clientId: string, resource: string) => JSON.stringify([clientId, resource]);
 
+/** Rows grouped by a key, built once: the report joins thousands of rows to thousands of pairs. */
+function groupedBy<T>(rows: readonly T[], key: (row: T) => string): ReadonlyMap<string, readonly T[]> {
+  const groups = new Map<string, T[]>();
+  for (const row of rows) {
+    const group = groups.get(key(row));
+    if (group) group.push(row);
+    else groups.set(key(row), [row]);
+  }
+  return groups;
+}
+
+/** The facts by (client, API), for {@link grantReport}. */
+interface FactsByPair {
+  tokens: ReadonlyMap<string, readonly TokenFacts[]>;
+  accepted: ReadonlyMap<string, readonly AcceptedUse[]>;
+  reporting: ReadonlySet<string>;
+}
+
 /** A client's grant for one API: the scopes of client_credentials and of token exchange together. */
 function grantedScopes(client: ClientConfig, resource: string): string[] | undefined {
   const direct = client.resources[resource];
@@ -353,13 +371,12 @@ function configuredGrants(config: TetherConfig, filter: ReportFilter): [string, 
       .map((resource): [string, string] => [client.id, resource]));
 }
 
-function grantReport(config: TetherConfig, facts: ReportFacts, clientId: string, resource: string, reporting: ReadonlySet<string>): GrantReport {
-  const client = config.clients.find((candidate) => candidate.id === clientId);
+function grantReport(client: ClientConfig | undefined, facts: FactsByPair, clientId: string, resource: string): GrantReport {
   const granted = client ? grantedScopes(client, resource) : undefined;
-  const tokens = facts.tokens.find((row) => row.clientId === clientId && row.resource === resource);
-  const uses = facts.accepted.filter((row) => row.clientId === clientId && row.resource === resource);
+  const [tokens] = facts.tokens.get(pairKey(clientId, resource)) ?? [];
+  const uses = facts.accepted.get(pairKey(clientId, resource)) ?? [];
   const usedScopes = [...new Set(uses.flatMap((row) => row.scopesRequired))].sort();
-  const useReported = reporting.has(resource);
+  const useReported = facts.reporting.has(resource);
   const unusedScopes = useReported ? (granted ?? []).filter((scope) => !usedScopes.includes(scope)) : undefined;
   const count = uses.reduce((sum, row) => sum + row.count, 0);
   let suggestion: GrantSuggestion | undefined;
@@ -382,9 +399,8 @@ function grantReport(config: TetherConfig, facts: ReportFacts, clientId: string,
   };
 }
 
-function clientReport(config: TetherConfig, facts: ReportFacts, clientId: string, grants: readonly GrantReport[]): ClientReport {
+function clientReport(config: TetherConfig, facts: ReportFacts, clientId: string, own: readonly GrantReport[]): ClientReport {
   const client = config.clients.find((candidate) => candidate.id === clientId);
-  const own = grants.filter((grant) => grant.clientId === clientId);
   const issuedInWindow = own.reduce((sum, grant) => sum + grant.issuedInWindow, 0);
   const uses = own.reduce((sum, grant) => sum + grant.uses, 0);
   const lastUsedAt = latest(...own.map((grant) => grant.lastUsedAt));
@@ -404,8 +420,7 @@ function clientReport(config: TetherConfig, facts: ReportFacts, clientId: string
   };
 }
 
-function resourceReport(config: TetherConfig, resource: string, grants: readonly GrantReport[], use: ResourceUse | undefined): ResourceReport {
-  const own = grants.filter((grant) => grant.resource === resource);
+function resourceReport(config: TetherConfig, resource: string, own: readonly GrantReport[], use: ResourceUse | undefined): ResourceReport {
   return {
     resource,
     configured: config.resources.some((candidate) => candidate.uri === resource),
@@ -437,7 +452,15 @@ export function assembleReport(config: TetherConfig, facts: ReportFacts, filter:
   const configured = configuredGrants(config, filter);
   const seen = [...facts.tokens, ...facts.accepted].map((row): [string, string] => [row.clientId, row.resource]);
   const pairs = [...new Map([...configured, ...seen].map((pair) => [pairKey(...pair), pair])).values()];
-  const grants = pairs.map(([clientId, resource]) => grantReport(config, facts, clientId, resource, reporting));
+  const byPair: FactsByPair = {
+    tokens: groupedBy(facts.tokens, (row) => pairKey(row.clientId, row.resource)),
+    accepted: groupedBy(facts.accepted, (row) => pairKey(row.clientId, row.resource)),
+    reporting,
+  };
+  const clientsById = new Map(config.clients.map((client) => [client.id, client]));
+  const grants = pairs.map(([clientId, resource]) => grantReport(clientsById.get(clientId), byPair, clientId, resource));
+  const grantsOfClient = groupedBy(grants, (grant) => grant.clientId);
+  const grantsOfResource = groupedBy(grants, (grant) => grant.resource);
 
   // With --resource, the clients of that API's rows; with --client, the APIs of that client's rows.
   // Configured ones first, in the configuration's order; then the ones only the tables name.
@@ -446,7 +469,7 @@ export function assembleReport(config: TetherConfig, facts: ReportFacts, filter:
     ...(filter.resource ? [] : configuredClients.filter((id) => !filter.clientId || id === filter.clientId)),
     ...pairs.map(([clientId]) => clientId),
   ]);
-  const clients = clientIds.map((clientId) => clientReport(config, facts, clientId, grants));
+  const clients = clientIds.map((clientId) => clientReport(config, facts, clientId, grantsOfClient.get(clientId) ?? []));
 
   const configuredResources = config.resources.map((resource) => resource.uri);
   const presentedBy = facts.resources.filter((row) => !filter.clientId || row.accepted + row.refused > 0).map((row) => row.resource);
@@ -456,7 +479,7 @@ export function assembleReport(config: TetherConfig, facts: ReportFacts, filter:
     ...presentedBy,
   ]);
   const useOf = new Map(facts.resources.map((row) => [row.resource, row]));
-  const resources = resourceUris.map((resource) => resourceReport(config, resource, grants, useOf.get(resource)));
+  const resources = resourceUris.map((resource) => resourceReport(config, resource, grantsOfResource.get(resource) ?? [], useOf.get(resource)));
 
   const order = new Map(clientIds.map((id, index) => [id, index]));
   grants.sort((a, b) => (order.get(a.clientId)! - order.get(b.clientId)!) || a.resource.localeCompare(b.resource));
