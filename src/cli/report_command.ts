@@ -95,7 +95,7 @@ function writeText(context: CommandContext, report: ExposureReport): void {
   const { window } = report;
   const scope = [report.filter.clientId && `client ${report.filter.clientId}`, report.filter.resource && `API ${report.filter.resource}`].filter(Boolean).join(', ');
   writeLine(context, `exposure report: ${window.days} day${window.days === 1 ? '' : 's'}, ${formatTime(window.from)} to ${formatTime(window.to)} (whole UTC days; use is summed per day)${scope ? `, ${scope}` : ''}`);
-  if (report.recordsSince === undefined) writeLine(context, 'the ledger is empty: nothing was issued or recorded yet');
+  if (report.recordsSince === undefined) writeLine(context, 'the ledger has no events yet: idleness has no history to go by');
   else if (report.recordsSince > window.from) writeLine(context, `the ledger begins ${formatTime(report.recordsSince)}, after the window's start: idleness covers less than the window`);
 
   writeLine(context);

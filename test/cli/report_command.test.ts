@@ -82,7 +82,7 @@ test('the text report: sections, suggestions, idle clients, the alarms', async (
   const { stdout, exitCode } = await tether('report');
   expect(exitCode).toBe(0);
   expect(stdout).toMatch(/^exposure report: 30 days, \d{4}-\d\d-\d\d 00:00:00Z to .+ \(whole UTC days; use is summed per day\)$/m);
-  expect(stdout).toContain('the ledger is empty: nothing was issued or recorded yet');
+  expect(stdout).toContain('the ledger has no events yet: idleness has no history to go by');
   expect(stdout).toMatch(/^shop +2 +3 +5 .+ active$/m);
   expect(stdout).toMatch(/^batch +0 +0 +0 +- +- +IDLE$/m);
   expect(stdout).toMatch(/^orders-api +0 +0 +0 +- +- +no grants$/m);
