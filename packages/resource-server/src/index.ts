@@ -77,3 +77,18 @@ export { nodeVerifier, verifyNodeRequest } from './middleware_node.js';
 export type { NodeTokenHandler } from './middleware_node.js';
 export { isUseRefusalReason, USE_REFUSAL_REASONS, useRefusalReason } from './use_reasons.js';
 export type { UseRefusalReason } from './use_reasons.js';
+export { createForwardAuthHandler, headerSafe, IDENTITY_HEADERS, REFUSED_BY_HEADER, startForwardAuthServer } from './forward_auth.js';
+export type {
+  ForwardAuthDecision,
+  ForwardAuthHandler,
+  ForwardAuthHttpOptions,
+  ForwardAuthOptions,
+  ForwardAuthServerOptions,
+  RunningForwardAuthServer,
+} from './forward_auth.js';
+export { compileRoutes } from './forward_auth_routes.js';
+export type { ForwardAuthRoute, RouteMatcher } from './forward_auth_routes.js';
+export { createOriginalRequestReader, FORWARD_AUTH_STYLES } from './forward_auth_request.js';
+export type { ForwardAuthStyle, OriginalRequest, OriginalRequestReader } from './forward_auth_request.js';
+export { MAX_ORIGINAL_URI_LENGTH, parseOriginalTarget } from './forward_auth_path.js';
+export type { OriginalTarget } from './forward_auth_path.js';
