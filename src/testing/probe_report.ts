@@ -3,6 +3,7 @@
  */
 import { renderTable } from '../text/table.js';
 import type { ProbeReport } from './probe.js';
+import type { ThroughReport } from './probe_through.js';
 
 const COLUMNS = ['CHECK', 'SENT', 'EXPECTED', 'ANSWERED', 'RESULT'] as const;
 /** Notes longer than this are printed once below the table and referred to by number. */
@@ -37,4 +38,42 @@ export function formatProbeTable(report: ProbeReport): string {
 /** The report as JSON (stable field names: `url`, `method`, `ok`, counts, `results[]`). */
 export function formatProbeJson(report: ProbeReport): string {
   return JSON.stringify(report, null, 2);
+}
+
+const THROUGH_COLUMNS = ['CHECK', 'EXPECTED', 'GATEWAY', 'DIRECT', 'ENFORCED BY', 'RESULT'] as const;
+
+/**
+ * The gateway probe (probe_through.ts) as a table: per check the answer through the gateway and at
+ * the upstream, who enforces it, and the verdict through the gateway; then who enforces what.
+ */
+export function formatThroughTable(report: ThroughReport): string {
+  const rows = report.results.map((result) => [
+    result.id,
+    result.expected,
+    result.gateway.answered + (result.gateway.refusedByGateway ? ' (gateway)' : ''),
+    result.direct.answered,
+    result.enforcedBy,
+    result.gateway.verdict.toUpperCase() + (result.gateway.note && result.gateway.note.length <= INLINE_NOTE_LENGTH ? ` (${result.gateway.note})` : ''),
+  ]);
+  const { gatewayReport: through } = report;
+  const failed = through.results.filter((result) => result.verdict === 'fail' || result.verdict === 'error').map((result) => result.id);
+  const who = (label: string, ids: readonly string[]) => (ids.length > 0 ? [`${label}: ${ids.join(', ')}`] : []);
+  return [
+    `${report.method} ${report.url} (gateway) and ${report.upstreamUrl} (direct)`,
+    '',
+    renderTable(THROUGH_COLUMNS, rows),
+    '',
+    `through the gateway: ${through.passed} passed, ${through.failed} failed, ${through.skipped} skipped${failed.length > 0 ? ` — failed: ${failed.join(', ')}` : ''}`,
+    ...who('enforced by the gateway only (the API accepts them directly)', report.enforcement.gateway),
+    ...who('enforced by the API itself', report.enforcement.api),
+    ...who('enforced by both', report.enforcement.both),
+    ...who('enforced by neither', report.enforcement.neither),
+    ...who('not judged', report.enforcement.unknown),
+  ].join('\n');
+}
+
+/** The gateway probe's report as JSON (`ok`, `enforcement`, `results[]` with `gateway` and `direct`). */
+export function formatThroughJson(report: ThroughReport): string {
+  const { gatewayReport: _gateway, directReport: _direct, ...rest } = report;
+  return JSON.stringify(rest, null, 2);
 }
