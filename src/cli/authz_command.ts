@@ -106,12 +106,14 @@ export async function startAuthz(config: AuthzConfig, extras: AuthzExtras = {}):
     await Promise.all(agents.map((made) => made.close()));
     throw error;
   }
+  let closing: Promise<void> | undefined;
   return {
     url: server.url,
-    async close() {
+    // Once: a second call waits for the first.
+    close: () => (closing ??= (async () => {
       await server.close();
       await Promise.all(agents.map((made) => made.close()));
-    },
+    })()),
   };
 }
 
