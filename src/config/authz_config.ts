@@ -10,7 +10,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { compileRoutes, FORWARD_AUTH_STYLES, trustedProxyList } from 'tether-oauth-resource-server';
-import { ConfigError, configErrorOfIssues } from './load_config.js';
+import { ConfigError } from './load_config.js';
 import { describeValue, formatPath, type ConfigPath } from './redact.js';
 
 const isAddressOrCidr = (value: string) => {
@@ -96,31 +96,31 @@ export function parseAuthzConfig(raw: unknown, source = 'configuration'): AuthzC
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${source}: expected a mapping at the top level`);
   const result = authzConfigSchema.safeParse(raw);
   if (!result.success) {
-    throw configErrorOfIssues(source, result.error.issues.map((issue) => ({
-      path: issue.path as (string | number)[],
-      message: issue.message + shownValue(raw, issue),
-    })));
+    throw configErrorOf(source, result.error.issues.map((issue) => ({ path: issue.path as (string | number)[], message: issue.message + shownValue(raw, issue) })));
   }
   const config = result.data;
-  const issues: { path: (string | number)[]; message: string }[] = [];
+  const issues: Issue[] = [];
   try {
     compileRoutes(config.routes);
   } catch (error) {
-    // The package names the route (`routes[2].path: …`); keep its words, under the file's name.
-    issues.push({ path: [], message: (error as Error).message });
+    // The package names the route (`routes[2].path: …`): split its words into path and message.
+    const [where, ...rest] = (error as Error).message.split(': ');
+    issues.push(rest.length > 0 ? { path: [where!], message: rest.join(': ') } : { path: [], message: where! });
   }
   if (config.gateway === 'envoy' && config.envoyPathPrefix !== undefined && !/^\/.*[^/]$/.test(config.envoyPathPrefix)) {
     issues.push({ path: ['envoyPathPrefix'], message: 'must start with "/" and not end with "/"' });
   }
   if (config.gateway !== 'envoy' && config.envoyPathPrefix !== undefined) issues.push({ path: ['envoyPathPrefix'], message: 'only for gateway: envoy' });
-  if (issues.length > 0) {
-    throw new ConfigError(issues.length === 1 ? `${source}: ${describe(issues[0]!)}` : `${source}: ${issues.length} problems\n${issues.map((issue) => `  ${describe(issue)}`).join('\n')}`);
-  }
+  if (issues.length > 0) throw configErrorOf(source, issues);
   return config;
 }
 
-function describe(issue: { path: (string | number)[]; message: string }): string {
-  return issue.path.length === 0 ? issue.message : `${formatPath(issue.path)}: ${issue.message}`;
+type Issue = { path: (string | number)[]; message: string };
+
+/** One error for every problem, one per line, as the server's configuration errors are worded. */
+function configErrorOf(source: string, issues: readonly Issue[]): ConfigError {
+  const lines = issues.map((issue) => `${formatPath(issue.path) || '(top level)'}: ${issue.message}`);
+  return new ConfigError(lines.length === 1 ? `${source}: ${lines[0]}` : `${source}: ${lines.length} problems\n${lines.map((line) => `  ${line}`).join('\n')}`, lines.map((line) => `${source}: ${line}`));
 }
 
 function shownValue(raw: unknown, issue: z.core.$ZodIssue): string {

@@ -8,12 +8,14 @@
  * around nginx reaches the forward-auth server from 127.0.0.3 too (an untrusted peer).
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadAuthzConfig } from '../../src/config/authz_config.js';
 import { startAuthz, type RunningAuthz } from '../../src/cli/authz_command.js';
+import { createVerifier, nodeVerifier } from '../../src/resource_server/index.js';
+import { fetchTrusting } from '../../examples/orders_api/issuer_fetch.js';
 import { createDpopKey, dpopProof } from '../../src/testing/dpop.js';
 import type { ProbeReport, RunningTether } from '../../src/testing/index.js';
 import { freePort, startNginx, type RunningNginx } from '../support/nginx.js';
@@ -36,6 +38,10 @@ let publicUrl: string;
 let files: string;
 let docBlock: string;
 const seen: { method: string; url: string; headers: IncomingHttpHeaders }[] = [];
+/** The upstream's handler: a plain one by default; a test may make the API verify tokens itself. */
+let answer: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
+  res.writeHead(200, { 'content-type': 'application/json' }).end('{"orders":[]}');
+};
 
 /** The ```nginx block under "## nginx" in docs/gateways.md. */
 async function nginxBlockOfDoc(): Promise<string> {
@@ -65,7 +71,7 @@ beforeAll(async () => {
   upstream = createServer((req, res) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     req.resume();
-    res.writeHead(200, { 'content-type': 'application/json' }).end('{"orders":[]}');
+    answer(req, res);
   });
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
@@ -150,6 +156,28 @@ describe('tether probe through nginx', () => {
     expect(report.ok).toBe(true);
     expect(report.enforcement).toEqual({ gateway: DPOP_CHECKS.slice(1), api: [], both: [], neither: [], unknown: [] });
     expect(report.results[0]).toMatchObject({ id: 'valid', enforcedBy: 'control' });
+  });
+});
+
+describe('an API that verifies tokens itself, behind the same nginx', () => {
+  test('--upstream: every check is enforced by both (refused by the gateway, and by the API when reached directly)', async () => {
+    const plain = answer;
+    const trusting = fetchTrusting(tether.pki.ca.certificatePem);
+    const verifier = createVerifier({
+      issuer: tether.issuer, audience: ORDERS, fetch: trusting.fetch,
+      revocation: { introspect: { clientAuth: { method: 'tls_client_auth', clientId: 'orders-api' }, fetchOptions: { dispatcher: tether.dispatcherFor('orders-api') } } },
+    });
+    answer = nodeVerifier({ verifier, publicBaseUrl: publicUrl, requiredScopes: ['orders:read'], resourceMetadata: false }, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"orders":[]}');
+    });
+    try {
+      const report = await tether.probeThrough({ url: `${publicUrl}/orders`, upstreamUrl: `${upstreamUrl}/orders`, client: 'dpop-worker', resource: ORDERS, scope: 'orders:read', otherResource: INVOICES });
+      expect(report.enforcement).toEqual({ gateway: [], api: [], both: DPOP_CHECKS.slice(1), neither: [], unknown: [] });
+      expect(report.directReport.ok).toBe(true);
+    } finally {
+      answer = plain;
+      await trusting.agent.close();
+    }
   });
 });
 
