@@ -35,9 +35,16 @@ export function formatProbeTable(report: ProbeReport): string {
   ].join('\n');
 }
 
-/** The report as JSON (stable field names: `url`, `method`, `ok`, counts, `results[]`). */
+/** The report as JSON (stable snake_case field names: `url`, `method`, `ok`, counts, `results[]`). */
 export function formatProbeJson(report: ProbeReport): string {
-  return JSON.stringify(report, null, 2);
+  return JSON.stringify(snakeCaseKeys(report), null, 2);
+}
+
+/** Field names as the CLI's JSON spells them (docs/cli.md#conventions): `refusedByGateway` → `refused_by_gateway`. */
+function snakeCaseKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(snakeCaseKeys);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(Object.entries(value).map(([key, child]) => [key.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`), snakeCaseKeys(child)]));
 }
 
 const THROUGH_COLUMNS = ['CHECK', 'EXPECTED', 'GATEWAY', 'DIRECT', 'ENFORCED BY', 'RESULT'] as const;
@@ -72,8 +79,8 @@ export function formatThroughTable(report: ThroughReport): string {
   ].join('\n');
 }
 
-/** The gateway probe's report as JSON (`ok`, `enforcement`, `results[]` with `gateway` and `direct`). */
+/** The gateway probe's report as JSON (`ok`, `upstream_url`, `enforcement`, `results[]` with `gateway`, `direct`, `enforced_by`). */
 export function formatThroughJson(report: ThroughReport): string {
   const { gatewayReport: _gateway, directReport: _direct, ...rest } = report;
-  return JSON.stringify(rest, null, 2);
+  return JSON.stringify(snakeCaseKeys(rest), null, 2);
 }
