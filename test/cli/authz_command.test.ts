@@ -1,10 +1,11 @@
 // `tether authz`: the configuration validated with every mistake named by file and path (exit 2),
 // a real process listening and answering as the forward-auth server, its port taken (exit 1), SIGTERM.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { runCli } from '../../src/cli/program.js';
+import { parseAuthzConfig } from '../../src/config/authz_config.js';
 import { freePort } from '../support/nginx.js';
 import { runTetherProcess, waitFor } from '../support/tether_process.js';
 import { rawRequest } from '../support/raw_request.js';
@@ -104,5 +105,16 @@ describe('tether authz, running', () => {
     } finally {
       expect(await authz.stop()).toBe(0);
     }
+  });
+});
+
+describe('docs/gateways.md', () => {
+  test('its authz.yaml and route examples are valid configurations', async () => {
+    const doc = await readFile(new URL('../../docs/gateways.md', import.meta.url), 'utf8');
+    const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => parse(match[1]!) as Record<string, unknown>);
+    const full = blocks.find((block) => 'issuer' in block)!;
+    expect(parseAuthzConfig(full, 'docs/gateways.md').routes).toHaveLength(2);
+    const routesOnly = blocks.find((block) => Object.keys(block).join() === 'routes')!;
+    expect(parseAuthzConfig({ ...full, routes: routesOnly.routes }, 'docs/gateways.md').routes).toHaveLength(4);
   });
 });
