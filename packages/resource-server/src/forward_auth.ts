@@ -107,7 +107,13 @@ export function createForwardAuthHandler(options: ForwardAuthOptions): ForwardAu
     resourceMetadataUrl: options.resourceMetadataUrl,
     dpopAlgorithms: verifier.settings.dpopAlgorithms,
   };
-  const tell = options.onDecision ?? (() => undefined);
+  const tell = (decision: ForwardAuthDecision) => {
+    try {
+      options.onDecision?.(decision);
+    } catch {
+      // A logger's failure must not change the answer, which may already be on its way.
+    }
+  };
 
   async function decide(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const peer = req.socket.remoteAddress;
