@@ -107,6 +107,16 @@ describe('a certificate-bound token, nginx convention', () => {
   });
 });
 
+describe('identity headers', () => {
+  test('a claim that could end a header line is percent-encoded, never passed raw', async () => {
+    const response = await nginxCheck(await certificateBound('/orders', 'GET', { client_id: 'a\r\nx-evil: 1', sub: 'ü%' }));
+    expect(response.status).toBe(200);
+    expect(response.headers['x-tether-client-id']).toBe('a%0D%0Ax-evil: 1');
+    expect(response.headers['x-tether-subject']).toBe('%C3%BC%25');
+    expect(response.headers['x-evil']).toBeUndefined();
+  });
+});
+
 describe('default deny and the route table', () => {
   test.each([
     ['DELETE', '/orders'],
@@ -250,6 +260,21 @@ describe('the other conventions', () => {
     // nginx's headers mean nothing to a server configured for the X-Forwarded-* convention.
     const nginxStyle = await rawRequest({ connectTo: servers.forwarded!.url, target: '/', headers: { host: 'authz', authorization: `DPoP ${token}`, 'x-original-method': 'GET', 'x-original-uri': '/orders' }, localAddress: GATEWAY });
     expect(nginxStyle.status).toBe(400);
+  });
+
+  test('Traefik/Caddy: X-Forwarded-Uri or X-Forwarded-Method twice, or missing → 400', async () => {
+    const token = await dpopToken();
+    const base = { host: 'authz', authorization: `DPoP ${token}`, 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/orders' };
+    for (const [change, description] of [
+      [{ 'x-forwarded-uri': ['/orders', '/admin'] }, 'x-forwarded-uri was sent more than once'],
+      [{ 'x-forwarded-method': ['GET', 'DELETE'] }, 'x-forwarded-method was sent more than once'],
+      [{ 'x-forwarded-uri': [] }, 'the gateway did not send x-forwarded-uri'],
+    ] as const) {
+      const headers = Object.fromEntries(Object.entries({ ...base, ...change }).filter(([, value]) => !(Array.isArray(value) && value.length === 0))) as Record<string, string | string[]>;
+      const response = await rawRequest({ connectTo: servers.forwarded!.url, target: '/', headers, localAddress: GATEWAY });
+      expect(response.status).toBe(400);
+      expect(response.headers['www-authenticate']).toContain(`error_description="${description}"`);
+    }
   });
 
   test('Envoy: the original method and path behind path_prefix', async () => {
