@@ -15,12 +15,14 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
+import { createTokenClient } from '../../packages/client/src/index.js';
 import { loadConfigFile } from '../../src/config/load_config.js';
 import { ensureDevPki } from '../../src/keys/dev_pki.js';
 import { ORDERS_RESOURCE } from './example_config.js';
 import { fetchTrusting } from './issuer_fetch.js';
 import { createOrdersApi } from './orders_api.js';
 import { listenOrdersApi } from './server.js';
+import { createOrdersUseReporter } from './use_reporting.js';
 import { weakenedAuthentication, type Weakness } from './weakened_copies.js';
 
 const configFile = join(dirname(fileURLToPath(import.meta.url)), 'tether.config.yaml');
@@ -43,18 +45,29 @@ const introspectionAgent = new Agent({
   connect: { ca: pki.ca.certificatePem, cert: ownCertificate.certificatePem, key: ownCertificate.privateKeyPem },
 });
 
+// The API's own client reports its use to Tether (use_reporting.ts).
+const ownClient = createTokenClient({
+  issuer: config.issuer, clientId: 'orders-api', auth: { method: 'tls_client_auth' }, binding: { method: 'mtls' },
+  tls: { cert: ownCertificate.certificatePem, key: ownCertificate.privateKeyPem, ca: pki.ca.certificatePem },
+});
+const useReporter = createOrdersUseReporter({ issuer: config.issuer, client: ownClient });
+
 const app = createOrdersApi({
   issuer: config.issuer,
   resource: ORDERS_RESOURCE,
   fetch: issuerFetch.fetch,
   introspection: { clientId: 'orders-api', fetchOptions: { dispatcher: introspectionAgent } },
+  useReporter,
   ...(weakness ? { authenticate: weakenedAuthentication(weakness, { issuer: config.issuer, resource: ORDERS_RESOURCE, fetch: issuerFetch.fetch }) } : {}),
 });
 const api = await listenOrdersApi(app, pki.server, { port });
 process.stdout.write(`orders API${weakness ? ` (weakened: ${weakness})` : ''} on ${api.origin}/orders — resource ${ORDERS_RESOURCE}, issuer ${config.issuer}\n`);
 
 const stop = () => {
-  void Promise.all([api.close(), issuerFetch.agent.close(), introspectionAgent.close()]).then(() => process.exit(0));
+  // The reporter's last batch goes out before its client's connections close.
+  void Promise.all([api.close(), useReporter.close()])
+    .then(() => Promise.all([issuerFetch.agent.close(), introspectionAgent.close(), ownClient.close()]))
+    .then(() => process.exit(0));
 };
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);

@@ -2,12 +2,14 @@
 // finds every check enforced — and names the weakness of each deliberately weakened copy.
 import { Agent } from 'undici';
 import { createTokenClient, type TokenClient, type TokenClientOptions } from '../../packages/client/src/index.js';
+import type { UseReporter } from '../../src/resource_server/index.js';
 import { startTether, type ProbeReport, type RunningTether } from '../../src/testing/index.js';
 import { ORDERS_RESOURCE as ORDERS, exampleTetherConfig } from './example_config.js';
 import { fetchTrusting } from './issuer_fetch.js';
 import { createOrdersApi, type Authenticate } from './orders_api.js';
 import { createOrdersCaller } from './orders_caller.js';
 import { listenOrdersApi } from './server.js';
+import { createOrdersUseReporter } from './use_reporting.js';
 import { weakenedAuthentication, type Weakness } from './weakened_copies.js';
 
 let tether: RunningTether;
@@ -23,7 +25,7 @@ afterAll(async () => {
 });
 
 /** Serves an orders API trusting the harness Tether; returns the URL of `/orders`. */
-async function startOrdersApi(authenticate?: Authenticate): Promise<string> {
+async function startOrdersApi(authenticate?: Authenticate, useReporter?: UseReporter): Promise<string> {
   const issuerFetch = fetchTrusting(tether.pki.ca.certificatePem);
   const own = tether.pki.clients['orders-api']!;
   const introspectionAgent = new Agent({ connect: { ca: tether.pki.ca.certificatePem, cert: own.certificatePem, key: own.privateKeyPem } });
@@ -33,6 +35,7 @@ async function startOrdersApi(authenticate?: Authenticate): Promise<string> {
     fetch: issuerFetch.fetch,
     introspection: { clientId: 'orders-api', fetchOptions: { dispatcher: introspectionAgent } },
     authenticate,
+    useReporter,
   });
   const api = await listenOrdersApi(app, tether.pki.server);
   closers.push(() => api.close(), () => issuerFetch.agent.close(), () => introspectionAgent.close());
@@ -90,6 +93,36 @@ describe('the orders API with good tokens', () => {
     await (await tether.clientFor('orders-worker')).revoke(cached.value);
     expect((await orders.listOrders()).status).toBe(200);
     expect((await client.getToken({ resource: ORDERS, scopes: ['orders:read'] })).value).not.toBe(cached.value);
+  });
+});
+
+describe('the orders API reports its use to Tether', () => {
+  test('a worker\'s calls and a refused token reach use_events through the reporter (orders-api\'s own bound token, the endpoint discovered)', async () => {
+    const own = tether.pki.clients['orders-api']!;
+    const ownClient = createTokenClient({
+      issuer: tether.issuer, clientId: 'orders-api', auth: { method: 'tls_client_auth' }, binding: { method: 'mtls' },
+      tls: { cert: own.certificatePem, key: own.privateKeyPem, ca: tether.pki.ca.certificatePem },
+    });
+    closers.push(() => ownClient.close());
+    const reporter = createOrdersUseReporter({ issuer: tether.issuer, client: ownClient, flushIntervalMs: 3_600_000 });
+    const url = await startOrdersApi(undefined, reporter);
+    const client = callerClient('orders-worker');
+    const orders = createOrdersCaller(client, new URL(url).origin);
+    expect((await orders.listOrders()).status).toBe(200);
+    expect((await orders.listOrders()).status).toBe(200);
+    const expired = await tether.token({ client: 'orders-worker', resource: ORDERS, scope: 'orders:read' });
+    await tether.revoke(expired);
+    expect((await tether.fetchWith(expired)(url)).status).toBe(401);
+    await reporter.close();
+    expect(reporter.stats()).toMatchObject({ sent: 3, dropped: 0, failedBatches: 0 });
+
+    const worker = await client.getToken({ resource: ORDERS, scopes: ['orders:read'] });
+    const rows = await tether.database.knex('use_events').select('outcome', 'reason', 'token_id', 'client_id', 'count', 'reporter_client_id', 'token_state');
+    expect(rows.map(({ outcome, reason, client_id: clientId, count, reporter_client_id: reporter, token_state: state }) => [outcome, reason, clientId, count, reporter, state]).sort()).toEqual([
+      ['accepted', null, 'orders-worker', 2, 'orders-api', 'active'],
+      ['refused', 'revoked', 'orders-worker', 1, 'orders-api', 'revoked'],
+    ]);
+    expect(rows.find((row) => row.outcome === 'accepted')!.token_id).toBe(JSON.parse(Buffer.from(worker.value.split('.')[1]!, 'base64url').toString()).jti);
   });
 });
 

@@ -2,13 +2,14 @@
  * An orders API protected by Tether: every request needs an access token for this API (`aud`), bound
  * to the caller's TLS client certificate (RFC 8705) or DPoP key (RFC 9449), not expired, not revoked,
  * with the scope the operation needs. The checks are `koaVerifier` from `tether-oauth/resource-server`; the
- * API's own code only routes and serves orders.
+ * API's own code only routes and serves orders. With `useReporter` the verifier tells Tether what it saw
+ * (use_reporting.ts).
  *
  *   GET  /orders   orders:read   the orders
  *   POST /orders   orders:write  adds one ({ "item": "…" })
  */
 import Koa from 'koa';
-import { createVerifier, koaVerifier, type AccessTokenClaims, type FetchLike, type KoaLikeMiddleware } from '../../src/resource_server/index.js';
+import { createVerifier, koaVerifier, type AccessTokenClaims, type FetchLike, type KoaLikeMiddleware, type UseRecorder } from '../../src/resource_server/index.js';
 
 /** Builds the middleware that checks the token for an operation needing `requiredScopes`. */
 export type Authenticate = (requiredScopes: readonly string[]) => KoaLikeMiddleware;
@@ -27,6 +28,8 @@ export interface OrdersApiOptions {
    * revoked token is accepted until it expires.
    */
   readonly introspection?: { readonly clientId: string; readonly fetchOptions: { readonly dispatcher: unknown } };
+  /** Where the verifier reports every accepted and refused presentation (use_reporting.ts); none by default. */
+  readonly useReporter?: UseRecorder;
   /** The URL clients use, when the API sits behind a proxy (DPoP `htu` is compared with it). */
   readonly publicBaseUrl?: string;
   /** Replaces the token check (default: {@link verifierAuthentication}). */
@@ -48,6 +51,7 @@ export function verifierAuthentication(options: OrdersApiOptions): Authenticate 
     ...(options.introspection
       ? { revocation: { introspect: { clientAuth: { method: 'tls_client_auth' as const, clientId: options.introspection.clientId }, fetchOptions: options.introspection.fetchOptions } } }
       : {}),
+    ...(options.useReporter ? { useReporter: options.useReporter } : {}),
   });
   return (requiredScopes) => koaVerifier({ verifier, requiredScopes, publicBaseUrl: options.publicBaseUrl });
 }

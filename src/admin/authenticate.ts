@@ -3,10 +3,8 @@ import type { Context } from 'koa';
 import type { AdminConfig } from '../config/schema.js';
 import type { LiveSigningKeys } from '../keys/live_signing_keys.js';
 import { findTokenStanding } from '../ledger/lineage.js';
-import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
-import {
-  createMemoryReplayStore, createVerifier, SUPPORTED_ALGORITHMS, toHttpError, VerifierError, type JsonWebKeySet, type SupportedAlgorithm, type Verifier,
-} from '../resource_server/index.js';
+import { boundTokenVerifier, OWN_API_ALGORITHMS } from '../keys/bound_token_verifier.js';
+import { toHttpError, VerifierError, type Verifier } from '../resource_server/index.js';
 import { certificateOf } from '../binding/request_certificate.js';
 import { isDevSecret } from './dev_credential.js';
 
@@ -44,38 +42,11 @@ export interface AdminAuthenticatorOptions {
 
 const REALM = 'tether-admin';
 
-/** The signing algorithms Tether may use that the verifier accepts. */
-const isSupportedAlgorithm = (alg: string): alg is SupportedAlgorithm => (SUPPORTED_ALGORITHMS as readonly string[]).includes(alg);
-
-/** Builds the verifier for the keys published now, and again whenever they change. */
-function verifierForCurrentKeys(options: AdminAuthenticatorOptions, audience: string): () => Verifier {
-  let built: { jwks: unknown; verifier: Verifier } | undefined;
-  // One replay store for every verifier of this app: a proof seen before a key change stays seen.
-  const replayStore = createMemoryReplayStore();
-  return () => {
-    const { publicJwks } = options.keys.current();
-    if (built?.jwks !== publicJwks) {
-      built = {
-        jwks: publicJwks,
-        verifier: createVerifier({
-          issuer: options.issuer,
-          audience,
-          jwks: publicJwks as JsonWebKeySet,
-          algorithms: ALLOWED_JWS_ALGORITHMS.filter(isSupportedAlgorithm),
-          allowBearer: false,
-          dpop: { replayStore },
-        }),
-      };
-    }
-    return built.verifier;
-  };
-}
-
 export function createAdminAuthenticator(options: AdminAuthenticatorOptions): (ctx: Context) => Promise<AdminAuthentication> {
   const { admin } = options;
   const adminClients = new Set(admin.clients);
-  const verifier = admin.resource ? verifierForCurrentKeys(options, admin.resource) : undefined;
-  const challenge = { realm: REALM, dpopAlgorithms: ALLOWED_JWS_ALGORITHMS.filter(isSupportedAlgorithm) };
+  const verifier = admin.resource ? boundTokenVerifier(options, admin.resource) : undefined;
+  const challenge = { realm: REALM, dpopAlgorithms: OWN_API_ALGORITHMS };
 
   // Every refusal looks alike from outside: 401 (RFC 6750 §3.1), whatever the verifier's status.
   const refuse = (error: VerifierError, reason: string): AdminAuthentication => {

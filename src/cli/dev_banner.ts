@@ -40,12 +40,15 @@ export function devBanner(config: TetherConfig, listeners: readonly RunningListe
   const width = Math.max(...config.clients.map((client) => client.id.length));
   for (const client of config.clients) {
     lines.push(`  ${client.id.padEnd(width)}  ${authenticationOf(client, pki, relative)}; ${bindingOf(client)}`);
+    // The use-report resource is not an API the client calls: it is said as what it lets the client do.
+    const reportsUse = config.useReports.resource !== undefined && config.useReports.resource in client.resources;
     const grants = [
-      ...Object.entries(client.resources).map(([uri, scopes]) => `${uri} [${scopes.join(' ')}]`),
+      ...Object.entries(client.resources).filter(([uri]) => uri !== config.useReports.resource).map(([uri, scopes]) => `${uri} [${scopes.join(' ')}]`),
       ...Object.entries(client.exchange.targets).map(([uri, scopes]) => `by exchange ${uri} [${scopes.join(' ')}]${client.exchange.actFor.length ? ` for ${client.exchange.actFor.join(', ')}` : ''}`),
     ];
     const introspects = config.resources.filter((resource) => resource.introspectors.includes(client.id)).map((resource) => resource.uri);
     if (introspects.length) grants.push(`introspects ${introspects.join(', ')}`);
+    if (reportsUse) grants.push(`reports use (${config.useReports.resource})`);
     if (grants.length) lines.push(`  ${''.padEnd(width)}  ${grants.join('; ')}`);
   }
 

@@ -2,6 +2,7 @@ import { tokenStateOf, type TokenRecord, type TokenState } from '../ledger/event
 import { eventsOfToken, findTokenRecord, listTokens, tokenLineage } from '../ledger/inventory_queries.js';
 import { opaqueTokenId } from '../keys/own_tokens.js';
 import { revokeTokens, type RevocationSelection, type RevokedToken } from '../ledger/revoke_tokens.js';
+import { usesOfToken, type TokenUse } from '../ledger/token_uses.js';
 import { notFoundHint } from './command_conventions.js';
 import {
   CommandError, UsageError, abbreviate, causeOf, eventJson, eventLine, formatBinding, formatTime, tokenJson, writeFields, writeJson, writeLine, writeTable, type CommandContext,
@@ -65,16 +66,26 @@ async function resolveToken(context: CommandContext, id: string): Promise<TokenR
   return token;
 }
 
-/** `tether tokens show <id>`: fields, binding, lineage (parent and children), last use, and every event. */
+const useJson = (use: TokenUse) => ({
+  resource: use.resource, outcome: use.outcome, reason: use.reason ?? null, count: use.count, first_at: use.firstAt.toISOString(), last_at: use.lastAt.toISOString(),
+});
+
+/**
+ * `tether tokens show <id>`: fields, binding, lineage (parent and children), last use, the uses APIs
+ * reported (docs/use-reports.md) by API, outcome and reason, and every event.
+ */
 export async function tokensShow(context: CommandContext, id: string, options: { json?: boolean } = {}): Promise<void> {
   const token = await resolveToken(context, id);
-  const [lineage, events] = await Promise.all([tokenLineage(context.knex, token.tokenId), eventsOfToken(context.knex, token.tokenId)]);
+  const [lineage, events, uses] = await Promise.all([
+    tokenLineage(context.knex, token.tokenId), eventsOfToken(context.knex, token.tokenId), usesOfToken(context.knex, token.tokenId),
+  ]);
   const now = new Date();
   if (options.json) {
     writeJson(context, {
       ...tokenJson(token, now),
       ancestors: lineage.ancestors.map((ancestor) => tokenJson(ancestor, now)),
       descendants: lineage.descendants.map((descendant) => ({ ...tokenJson(descendant, now), depth: descendant.depth })),
+      uses: uses.map(useJson),
       events: events.map(eventJson),
     });
     return;
@@ -102,6 +113,11 @@ export async function tokensShow(context: CommandContext, id: string, options: {
     ...lineage.ancestors.map((ancestor, index) => lineageRow(index === 0 ? 'parent' : `ancestor ${index + 1}`, ancestor)),
     ...lineage.descendants.map((descendant) => lineageRow(descendant.depth === 1 ? 'child' : `descendant ${descendant.depth}`, descendant)),
   ], '(issued directly; nothing exchanged from it)');
+  writeLine(context);
+  writeLine(context, 'uses (reported by APIs)');
+  writeTable(context, ['RESOURCE', 'OUTCOME', 'REASON', 'COUNT', 'FIRST', 'LAST'], uses.map((use) => [
+    use.resource, use.outcome, use.reason ?? '-', String(use.count), formatTime(use.firstAt), formatTime(use.lastAt),
+  ]), '(no API reported a use of this token)');
   writeLine(context);
   writeLine(context, 'events');
   for (const event of events) writeLine(context, eventLine(event));

@@ -24,7 +24,11 @@ export const DEV_CONFIG = {
     },
     // Opaque tokens: introspection is the only way the reports API learns what one means.
     { uri: 'https://reports.example.test', scopes: ['reports:read'], lifetime: '10m', format: 'opaque', introspectors: ['reports-api'] },
+    // Tether's use-report endpoint (docs/use-reports.md): the APIs' own clients report what their
+    // verifiers saw with a bound token for this resource, each for the API it serves or introspects.
+    { uri: 'https://use-reports.example.test', lifetime: '5m' },
   ],
+  useReports: { resource: 'https://use-reports.example.test' },
   clients: [
     {
       id: 'orders-worker',
@@ -44,7 +48,7 @@ export const DEV_CONFIG = {
       purpose: 'the payments API; exchanges tokens it receives to read orders on the caller\'s behalf',
       auth: { method: 'tls_client_auth', subjectDn: 'CN=payments-api' },
       binding: 'mtls',
-      resources: { 'https://payments.example.test': ['payments:read'] },
+      resources: { 'https://payments.example.test': ['payments:read'], 'https://use-reports.example.test': [] },
       exchange: {
         targets: { 'https://orders.example.test': ['orders:read'] },
         actFor: ['orders-worker'],
@@ -54,16 +58,18 @@ export const DEV_CONFIG = {
     {
       id: 'orders-api',
       owner: 'team-orders',
-      purpose: 'the orders API (examples/orders_api); introspects the tokens it receives',
+      purpose: 'the orders API (examples/orders_api); introspects the tokens it receives and reports their use',
       auth: { method: 'tls_client_auth', subjectDn: 'CN=orders-api' },
       binding: 'mtls',
+      resources: { 'https://use-reports.example.test': [] },
     },
     {
       id: 'reports-api',
       owner: 'team-data',
-      purpose: 'the reports API; introspects the opaque tokens it receives',
+      purpose: 'the reports API; introspects the opaque tokens it receives and reports their use',
       auth: { method: 'tls_client_auth', subjectDn: 'CN=reports-api' },
       binding: 'mtls',
+      resources: { 'https://use-reports.example.test': [] },
     },
     {
       id: 'reporting-cli',

@@ -17,7 +17,7 @@ type LiveSection = (typeof LIVE_SECTIONS)[number];
 
 /** Every other top-level section, which only a restart changes. */
 export const RESTART_SECTIONS = [
-  'issuer', 'databaseUrl', 'dataDir', 'database', 'listeners', 'trustedProxies', 'clientCertHeader', 'signing', 'http', 'ledger', 'admin',
+  'issuer', 'databaseUrl', 'dataDir', 'database', 'listeners', 'trustedProxies', 'clientCertHeader', 'signing', 'http', 'ledger', 'admin', 'useReports',
   // Trusted issuers' key sources are read and cached at start (federation/issuer_keys.ts); a client's
   // federatedIdentities (in `clients`) are live, so removing one takes effect at a reload.
   'federation',

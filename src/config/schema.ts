@@ -331,6 +331,23 @@ export const adminSchema = z.strictObject({
   clients: z.array(z.string()).default([]),
 });
 
+/**
+ * Use reports (src/use_reports/, docs/use-reports.md): served when `resource` is set. Each API's own
+ * client posts what its verifier saw, with a certificate- or DPoP-bound token whose audience is
+ * `resource`, and only for a resource it serves (`servedBy` or `introspectors`).
+ */
+export const useReportsSchema = z.strictObject({
+  /** Where the endpoint is served on Tether's listeners. */
+  path: z.string()
+    .refine((value) => /^(\/[A-Za-z0-9._~-]+)+$/.test(value) && !value.split('/').some((segment) => segment === '.' || segment === '..'), 'expected an absolute path such as /use-reports')
+    .refine((value) => !['token', 'jwks', 'healthz', 'readyz', 'metrics', '.well-known'].includes(value.split('/')[1] ?? ''), 'collides with one of Tether\'s endpoints (/token, /jwks, /healthz, /readyz, /metrics, /.well-known)')
+    .default('/use-reports'),
+  /** The use-report resource URI (a declared resource): the audience of reporters' tokens. */
+  resource: resourceUri.optional(),
+  /** How old a reported presentation may be; older ones make the report invalid (400). */
+  maxEventAge: durationSeconds.default(86_400),
+});
+
 const listenerSchema = z.strictObject({
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535),
@@ -409,6 +426,7 @@ const configFields = z.strictObject({
     }).prefault({}),
   }).prefault({}),
   admin: adminSchema.prefault({}),
+  useReports: useReportsSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
   resources: z.array(resourceSchema).min(1),
   clients: z.array(clientSchema).min(1),
@@ -446,6 +464,7 @@ export type ClientConfig = z.output<typeof clientSchema>;
 export type ClientAuthConfig = ClientConfig['auth'];
 export type DatabaseSettings = TetherConfig['database'];
 export type AdminConfig = TetherConfig['admin'];
+export type UseReportsConfig = TetherConfig['useReports'];
 
 /** The database waits in milliseconds, as the storage layer takes them. */
 export function databaseTimeoutsMs(settings: DatabaseSettings = DATABASE_DEFAULTS): { statementTimeout: number; acquireTimeout: number; connectTimeout: number; readinessTimeout: number } {
@@ -533,6 +552,7 @@ export function crossReferenceIssues(config: TetherConfig): Issue[] {
   });
   issues.push(...federationIssues(config, resources, clientIds));
   issues.push(...adminIssues(config, resources, clientIds));
+  issues.push(...useReportsIssues(config, resources));
   issues.push(...metricsIssues(config));
   // A delegate exchanges only tokens for an API it serves: actFor without one could never be used.
   config.clients.forEach((client, index) => {
@@ -619,6 +639,20 @@ function adminIssues(config: TetherConfig, resources: ReadonlyMap<string, Resour
       issues.push({ path: ['admin', 'clients', position], message: `client ${JSON.stringify(id)} may not obtain tokens for ${admin.resource}: add it to its resources` });
     }
   });
+  return issues;
+}
+
+/** The use-report resource is declared, and the endpoint does not take the admin API's path. */
+function useReportsIssues(config: TetherConfig, resources: ReadonlyMap<string, ResourceConfig>): Issue[] {
+  const { useReports, admin } = config;
+  const issues: Issue[] = [];
+  if (useReports.resource !== undefined && !resources.has(useReports.resource)) {
+    issues.push({ path: ['useReports', 'resource'], message: `unknown resource ${JSON.stringify(useReports.resource)}: declare it under resources` });
+  }
+  const within = (path: string, prefix: string) => path === prefix || path.startsWith(`${prefix}/`);
+  if (useReports.resource !== undefined && (within(useReports.path, admin.path) || within(admin.path, useReports.path))) {
+    issues.push({ path: ['useReports', 'path'], message: `overlaps the admin API's path ${admin.path}` });
+  }
   return issues;
 }
 

@@ -184,7 +184,7 @@ export async function retryAfterOnUnavailable(ctx: Context, next: Next): Promise
  * are moved under the issuer's origin. The aliases point at the listener that requests client
  * certificates.
  */
-export function discoveryAdditions(issuerOrigin: string, mtlsOrigin: string | undefined) {
+export function discoveryAdditions(issuerOrigin: string, mtlsOrigin: string | undefined, useReportEndpoint?: string) {
   return async function discoveryAdditionsMiddleware(ctx: KoaContextWithOIDC, next: Next): Promise<void> {
     await next();
     if (ctx.oidc?.route !== 'discovery' || ctx.status !== 200 || typeof ctx.body !== 'object' || ctx.body === null) return;
@@ -197,6 +197,8 @@ export function discoveryAdditions(issuerOrigin: string, mtlsOrigin: string | un
     }
     // RFC 8707 has no discovery flag of its own; this is the name several servers use.
     body.resource_indicators_supported = true;
+    // Where APIs send what their verifiers saw (docs/use-reports.md); a name of Tether's own.
+    if (useReportEndpoint) body.tether_use_report_endpoint = useReportEndpoint;
     if (mtlsOrigin) {
       const aliases: Record<string, string> = {};
       for (const name of ['token_endpoint', 'introspection_endpoint', 'revocation_endpoint'] as const) {

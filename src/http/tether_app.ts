@@ -15,6 +15,8 @@ import { adminApi } from '../admin/admin_api.js';
 import { createAdminAuthenticator } from '../admin/authenticate.js';
 import { adminConsole, loadConsoleFiles } from '../admin/console_files.js';
 import { tokenMint } from '../grants/issuance_steps.js';
+import { createReporterAuthenticator } from '../use_reports/reporter_authentication.js';
+import { useReportEndpoint } from '../use_reports/use_report_endpoint.js';
 import { GRANT_TYPES, registerGrants, type GrantDependencies } from '../grants/registry.js';
 import { ensureClientStates } from '../ledger/client_states.js';
 import { createIssuanceLedger } from '../ledger/issuance_recorder.js';
@@ -36,6 +38,7 @@ import { timedGrant } from '../observability/issuance_timing.js';
 import type { TetherMetrics } from '../observability/metrics.js';
 import { requestObservers } from '../observability/request_observers.js';
 import type { Database } from '../storage/database.js';
+import { isPgliteKnex } from '../storage/knex_kind.js';
 import {
   discoveryAdditions, healthEndpoints, pinnedSnapshotOf, requestContext, requestFactsOf, resolveCallerCertificate,
   retryAfterOnUnavailable, servedOriginOnly,
@@ -165,9 +168,9 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     await keys.close();
     throw error;
   }
-  const issuanceLedger = createIssuanceLedger(knex, {
-    batching: { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout },
-  });
+  // PGlite runs its statements on this thread: gather each turn's requests into one statement.
+  const batching = { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout, gather: isPgliteKnex(knex) ? 'turn' : 'now' } as const;
+  const issuanceLedger = createIssuanceLedger(knex, { batching });
   // Access log and Prometheus metrics (observability/request_observers.ts).
   const observers = requestObservers({
     config, logger, provider, knex,
@@ -187,7 +190,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     mint: tokenMint(provider, config.signing.algorithm),
     binder: tokenBinder(dpopProofs({
       validate: (ctx) => validateDpopProof(provider, ctx),
-      replay: proofReplayCheck(knex, { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout }),
+      replay: proofReplayCheck(knex, batching),
     })),
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
     ownTokens,
@@ -234,6 +237,24 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     adminConsole(config.admin.path, await loadConsoleFiles()),
   ] : [];
   const issuerOrigin = new URL(config.issuer).origin;
+  // Use reports (docs/use-reports.md): served when the use-report resource is configured.
+  const { useReports } = config;
+  const useReportsServed = useReports.resource !== undefined ? [
+    useReportEndpoint({
+      path: useReports.path,
+      authenticate: createReporterAuthenticator({ issuer: config.issuer, keys, knex, resource: useReports.resource }),
+      // Who serves an API follows a reload, as every other policy does.
+      servingClientsOf: (resource, ctx) => {
+        const declared = snapshotOf(ctx).resources.get(resource);
+        return declared && [...declared.servedBy, ...declared.introspectors];
+      },
+      knex, logger,
+      maxEventAgeSeconds: useReports.maxEventAge,
+      requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
+      unauthenticated: unauthenticatedRejections,
+      metrics,
+    }),
+  ] : [];
 
   /**
    * Everything that runs around oidc-provider's routes, outermost first: each one sees the answer
@@ -269,7 +290,8 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     resolveCallerCertificate({ proxy }, logger),
     // After the caller's certificate is resolved (mTLS-bound admin tokens), before the route filter.
     ...admin,
-    discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined),
+    ...useReportsServed,
+    discoveryAdditions(issuerOrigin, config.listeners.https ? issuerOrigin : undefined, useReports.resource !== undefined ? `${issuerOrigin}${useReports.path}` : undefined),
     // Last, so that it runs just before oidc-provider's router: only Tether's endpoints reach it.
     servedRoutesOnly(provider, config.http),
   ];

@@ -27,7 +27,14 @@ export interface TetherMetrics {
   issuancePhase: Histogram<'grant' | 'phase'>;
   dpopReplays: Counter;
   requestDuration: Histogram<'route' | 'status'>;
+  /** Use reports received (use_reports/use_report_endpoint.ts), by result. */
+  useReports: Counter<'result'>;
+  /** Presentations in accepted use reports, by outcome. */
+  useEvents: Counter<'outcome'>;
 }
+
+/** What the use-report endpoint counts. */
+export type UseReportMetrics = Pick<TetherMetrics, 'useReports' | 'useEvents'>;
 
 /** Seconds; from a fraction of a millisecond (a policy decision) to the database's timeouts. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -69,6 +76,18 @@ export function createTetherMetrics(sources: MetricSources): TetherMetrics {
       help: 'HTTP requests answered, by route and status code.',
       labelNames: ['route', 'status'],
       buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    useReports: new Counter({
+      name: 'tether_use_reports_total',
+      help: 'Use reports received, by result: accepted, unauthenticated, forbidden (a resource the reporter does not serve), invalid, unavailable (database).',
+      labelNames: ['result'],
+      registers,
+    }),
+    useEvents: new Counter({
+      name: 'tether_use_events_total',
+      help: 'Presentations reported by APIs in accepted use reports, by outcome (accepted, refused).',
+      labelNames: ['outcome'],
       registers,
     }),
   };

@@ -23,6 +23,14 @@ export interface StatementBatcherOptions {
   queueLimit?: number;
   /** Longest wait for a statement, in milliseconds (default 3000). */
   queueTimeoutMs?: number;
+  /**
+   * When a request finds no statement running: `now` sends it at once (default); `turn` waits for
+   * the rest of this turn of the event loop (setImmediate, no timer), so every request that reaches
+   * the batcher from the I/O callbacks of the same turn shares its statement. For a database that
+   * runs on this thread (PGlite): while its statement runs nothing else does, so "at once" meant a
+   * statement of one row each time the event loop had been idle (docs/benchmarks.md, "PGlite").
+   */
+  gather?: 'now' | 'turn';
 }
 
 /** Why a request was refused without being sent. */
@@ -54,8 +62,10 @@ export function statementBatcher<T, R>(
   const maxBatch = options.maxBatch ?? 64;
   const queueLimit = options.queueLimit ?? 1000;
   const queueTimeoutMs = options.queueTimeoutMs ?? 3000;
+  const gatherTurn = options.gather === 'turn';
   const queue: Pending<T, R>[] = [];
   let inFlight = 0;
+  let gathering = false;
 
   function settle(batch: Pending<T, R>[], answers: BatchAnswer<R>[]): void {
     batch.forEach((pending, index) => {
@@ -80,6 +90,17 @@ export function statementBatcher<T, R>(
     }
   }
 
+  /** Sends now, or (gather: 'turn') once this turn's other requests have joined the queue. */
+  function schedule(): void {
+    if (!gatherTurn) return flush();
+    if (gathering) return;
+    gathering = true;
+    setImmediate(() => {
+      gathering = false;
+      flush();
+    });
+  }
+
   function expire(pending: Pending<T, R>): void {
     const index = queue.indexOf(pending);
     if (index === -1) return;
@@ -95,7 +116,7 @@ export function statementBatcher<T, R>(
         const pending: Pending<T, R> = { item, resolve, reject, timer: undefined as unknown as NodeJS.Timeout };
         pending.timer = setTimeout(() => expire(pending), queueTimeoutMs).unref();
         queue.push(pending);
-        flush();
+        schedule();
       });
     },
   };

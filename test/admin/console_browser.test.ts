@@ -24,7 +24,7 @@ let profile: string;
 
 beforeAll(async () => {
   // The development configuration, with an introspector for the orders API (so that `active` means something).
-  const config = structuredClone(DEV_CONFIG) as typeof DEV_CONFIG & { resources: Record<string, unknown>[] };
+  const config = structuredClone(DEV_CONFIG) as Omit<typeof DEV_CONFIG, 'resources'> & { resources: Record<string, unknown>[] };
   config.resources = config.resources.map((resource) => (resource.uri === ORDERS ? { ...resource, introspectors: ['reporting-cli'] } : resource));
   tether = await startTestTether({ config, adminDevSecret: DEV_SECRET, http: true });
   profile = await mkdtemp(path.join(os.tmpdir(), 'tether-chromium-'));

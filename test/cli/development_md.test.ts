@@ -49,7 +49,7 @@ describe('the tether dev banner', () => {
       expect(banner).toMatch(new RegExp(`^  ${client.id} +${auth.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}; `, 'm'));
     }
     expect(banner).toContain('reporting-cli  client_secret_basic: -u reporting-cli:dev-only-secret-reporting-cli-0001; DPoP-bound tokens');
-    expect(banner).toMatch(/^ +https:\/\/payments\.example\.test \[payments:read\]; by exchange https:\/\/orders\.example\.test \[orders:read\] for orders-worker; introspects https:\/\/payments\.example\.test$/m);
+    expect(banner).toMatch(/^ +https:\/\/payments\.example\.test \[payments:read\]; by exchange https:\/\/orders\.example\.test \[orders:read\] for orders-worker; introspects https:\/\/payments\.example\.test; reports use \(https:\/\/use-reports\.example\.test\)$/m);
   });
 });
 

@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash, X509Certificate } from 'node:crypto';
@@ -9,47 +8,14 @@ import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { Agent, fetch } from 'undici';
 import { createEphemeralPki } from '../../src/keys/dev_pki.js';
 import { openTestDatabase } from '../support/database.js';
+import { freePort } from '../support/nginx.js';
 import { postForm } from '../support/tether.js';
+import { runTetherProcess, waitFor } from '../support/tether_process.js';
 
 // `tether dev`, `tether start` and `tether migrate` as a user runs them: a real process, real ports.
 
-const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
-const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-interface RunningCommand {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-function runTether(args: string[], env: Record<string, string | undefined>, cwd: string): RunningCommand {
-  const childEnv: Record<string, string | undefined> = { ...process.env, TETHER_LOG_LEVEL: 'warn', ...env };
-  for (const [name, value] of Object.entries(env)) if (value === undefined) delete childEnv[name];
-  const child = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src', 'main.ts'), ...args], { cwd, env: childEnv });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => { stdout += chunk.toString(); });
-  child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+/** Quieter than the shared default: these tests read stdout and the exit code, not the log. */
+const runTether = (args: string[], env: Record<string, string | undefined>, cwd: string) => runTetherProcess(args, { TETHER_LOG_LEVEL: 'warn', ...env }, cwd);
 
 let workdir: string;
 

@@ -2,7 +2,6 @@
 // configured client CA, never Node's default roots, NODE_EXTRA_CA_CERTS or the system store.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { decodeJwt } from 'jose';
@@ -12,6 +11,8 @@ import { createEphemeralPki, issueClientCertificate, type Pki } from '../../src/
 import { openDatabase, type Database } from '../../src/storage/database.js';
 import { openTestDatabase } from '../support/database.js';
 import { postForm } from '../support/tether.js';
+import { freePort } from '../support/nginx.js';
+import { waitFor } from '../support/tether_process.js';
 
 const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
 const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
@@ -37,22 +38,6 @@ function runNode(script: string, args: string[], env: Record<string, string | un
 }
 
 const runTether = (args: string[], env: Record<string, string | undefined>, cwd: string) => runNode(path.join(ROOT, 'src', 'main.ts'), args, env, cwd);
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 let workdir: string;
 // The CA an attacker can get a certificate from: in NODE_EXTRA_CA_CERTS of the Tether process, as a

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { loadSigningKeys, listSigningKeys } from '../../src/keys/signing_keys.js';
 import { openDatabase, type Database } from '../../src/storage/database.js';
 import { migrateToLatest } from '../../src/storage/migrate.js';
 import { openTestDatabase } from '../support/database.js';
+import { freePort } from '../support/nginx.js';
 
 // Key encryption at rest, as an operator meets it (issue 12 item 7): real `tether` processes.
 
@@ -34,14 +34,6 @@ function runTether(args: string[], env: Record<string, string | undefined>, cwd:
     if (until && stderr.includes(until)) child.kill('SIGTERM');
   });
   return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** stderr without Node's own warnings (experimental features and the like). */

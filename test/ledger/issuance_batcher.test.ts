@@ -69,6 +69,42 @@ describe('issuance batcher', () => {
     await Promise.all(later);
   });
 
+  test("gather: 'turn' (PGlite) sends the first issuance after this turn, together with the others of the turn", async () => {
+    const database = scriptedDatabase();
+    const batcher = issuanceBatcher(database.write, { maxInFlight: 1, gather: 'turn' });
+    const sameTurn = ['a', 'b', 'c'].map((id) => batcher.record(row(id)));
+    expect(database.statements).toHaveLength(0);
+    expect(batcher.depth()).toEqual({ waiting: 3, inFlight: 0 });
+    await tick();
+    expect(database.statements.map((statement) => statement.rows.map((item) => item.token_id))).toEqual([['a', 'b', 'c']]);
+    // While it runs, the next turn's issuances wait for it, as with gather: 'now'.
+    const nextTurn = ['d', 'e'].map((id) => batcher.record(row(id)));
+    await tick();
+    expect(database.statements).toHaveLength(1);
+    database.statements[0]!.finish();
+    await Promise.all(sameTurn);
+    await tick();
+    expect(database.statements[1]!.rows.map((item) => item.token_id)).toEqual(['d', 'e']);
+    database.statements[1]!.finish();
+    await Promise.all(nextTurn);
+    expect(batcher.depth()).toEqual({ waiting: 0, inFlight: 0 });
+  });
+
+  test("gather: 'turn' keeps the bounds: a full queue refuses at once, maxBatch splits the turn", async () => {
+    const database = scriptedDatabase();
+    const batcher = issuanceBatcher(database.write, { maxInFlight: 1, gather: 'turn', maxBatch: 2, queueLimit: 3 });
+    const accepted = ['a', 'b', 'c'].map((id) => batcher.record(row(id)));
+    await expect(batcher.record(row('d'))).rejects.toBeInstanceOf(IssuanceQueueError);
+    await tick();
+    expect(database.statements.map((statement) => statement.rows.map((item) => item.token_id))).toEqual([['a', 'b']]);
+    database.statements[0]!.finish();
+    await tick();
+    await tick();
+    expect(database.statements[1]!.rows.map((item) => item.token_id)).toEqual(['c']);
+    database.statements[1]!.finish();
+    await Promise.all(accepted);
+  });
+
   test('nothing resolves before its statement has committed', async () => {
     const database = scriptedDatabase();
     const batcher = issuanceBatcher(database.write);

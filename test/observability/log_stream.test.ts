@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Agent, fetch } from 'undici';
 import { basicAuth, postForm } from '../support/tether.js';
 import { parseExposition, valueOf } from './scrape.js';
+import { freePort } from '../support/nginx.js';
+import { waitFor } from '../support/tether_process.js';
 
 /**
  * `tether dev` as a process: its log stream (stderr, as docs/configuration.md says) carries only JSON
@@ -14,22 +16,6 @@ import { parseExposition, valueOf } from './scrape.js';
 
 const ROOT = path.resolve(new URL('../..', import.meta.url).pathname);
 const TSX = path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 90_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 let workdir: string;
 

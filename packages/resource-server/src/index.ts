@@ -77,6 +77,10 @@ export { nodeVerifier, verifyNodeRequest } from './middleware_node.js';
 export type { NodeTokenHandler } from './middleware_node.js';
 export { isUseRefusalReason, USE_REFUSAL_REASONS, useRefusalReason } from './use_reasons.js';
 export type { UseRefusalReason } from './use_reasons.js';
+export { createUseReporter, MAX_EVENTS_PER_REPORT } from './use_reporter.js';
+export type { UseReporter, UseReporterOptions, UseReporterStats, UseReportRequest } from './use_reporter.js';
+export { MAX_CLAIMED_LENGTH } from './use_event.js';
+export type { UseBinding, UseEvent, UseRecorder } from './use_event.js';
 export { createForwardAuthHandler, headerSafe, IDENTITY_HEADERS, REFUSED_BY_HEADER, startForwardAuthServer } from './forward_auth.js';
 export type {
   ForwardAuthDecision,

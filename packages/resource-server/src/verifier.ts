@@ -15,6 +15,7 @@ import { createIssuerMetadataSource, isHttpUrl } from './issuer_metadata.js';
 import { createJwksCache, type JsonWebKeySet } from './jwks_cache.js';
 import { createMemoryReplayStore, type ReplayStore } from './replay_store.js';
 import { createRevocationChecker, type RevocationChecker, type RevocationOptions } from './revocation.js';
+import { acceptedUse, refusedUse, type UseEvent, type UseRecorder } from './use_event.js';
 import {
   checkAccessTokenClaims,
   checkScopes,
@@ -65,6 +66,12 @@ export interface VerifierOptions {
   readonly revocation?: RevocationOptions;
   /** The `fetch` used for metadata, JWKS and introspection (default: the global `fetch`). */
   readonly fetch?: FetchLike;
+  /**
+   * Where every outcome is reported (docs/use-reports.md): accepted (token id, client, the route's
+   * required scopes, binding) and refused (reason, code, and what the token claimed). Usually
+   * {@link createUseReporter}; it is called on the request path and must neither block nor throw.
+   */
+  readonly useReporter?: UseRecorder;
   /** Clock in epoch milliseconds (for tests). */
   readonly now?: () => number;
 }
@@ -156,6 +163,15 @@ export function createVerifier(options: VerifierOptions): Verifier {
           discoverEndpoint: async () => (await issuerMetadata()).introspection_endpoint,
         });
 
+  const report = (event: () => UseEvent) => {
+    if (options.useReporter === undefined) return;
+    try {
+      options.useReporter.record(event());
+    } catch {
+      // A reporter's failure is its own (it counts what it drops); the request's answer stands.
+    }
+  };
+
   async function verifyWithBinding(request: VerifyRequest): Promise<{ claims: AccessTokenClaims; binding: BindingKind }> {
     let credentials: Credentials | undefined;
     let claims: AccessTokenClaims | undefined;
@@ -177,9 +193,13 @@ export function createVerifier(options: VerifierOptions): Verifier {
       );
       if (revocation !== undefined) await revocation.check(credentials.token, claims);
       checkScopes(claims, request.requiredScopes);
+      report(() => acceptedUse(claims!, binding, request.requiredScopes, now()));
       return { claims, binding };
     } catch (err) {
-      throw asVerifierError(err, challengeScheme(credentials, claims));
+      const error = asVerifierError(err, challengeScheme(credentials, claims));
+      const requiredScopes = Array.isArray(request?.requiredScopes) ? request.requiredScopes : undefined;
+      report(() => refusedUse(error, { token: credentials?.token, audience: settings.audience, requiredScopes, occurredAt: now() }));
+      throw error;
     }
   }
 
