@@ -20,17 +20,14 @@ import {
   type VerifierOptions,
 } from 'tether-oauth-resource-server';
 import { loadAuthzConfig, type AuthzConfig } from '../config/authz_config.js';
+import { createAuthzUseReporter } from './authz_use_reporter.js';
 import { OperationalError } from './cli_errors.js';
 import { configOption, jsonOption, writeJsonTo, type CliIo } from './command_conventions.js';
 import { createLogger } from './logger.js';
 
-/**
- * What a running forward-auth server may be given besides its configuration. `useReporter` is the
- * verifier's use-report recorder (issue 19 part 1), passed through unchanged when given.
- */
+/** What a running forward-auth server may be given besides its configuration. */
 export interface AuthzExtras {
   readonly logger?: Logger;
-  readonly useReporter?: unknown;
 }
 
 /** A running `tether authz`. */
@@ -78,6 +75,7 @@ export async function startAuthz(config: AuthzConfig, extras: AuthzExtras = {}):
   const issuerAgent = agent({ connect: { ca } });
   // A dispatcher given per call (introspection presenting the API's certificate) wins over this one.
   const fetch = ((input: string, init?: object) => undiciFetch(input, { dispatcher: issuerAgent, ...init })) as unknown as FetchLike;
+  const reports = await createAuthzUseReporter(config, ca, (error) => extras.logger?.warn({ err: error }, 'use report failed'));
   const verifier: VerifierOptions = {
     issuer: config.issuer,
     audience: config.audience,
@@ -85,7 +83,7 @@ export async function startAuthz(config: AuthzConfig, extras: AuthzExtras = {}):
     allowBearer: config.allowBearer,
     fetch,
     revocation: await revocationOf(config, ca, agent),
-    ...(extras.useReporter === undefined ? {} : { useReporter: extras.useReporter }),
+    ...(reports === undefined ? {} : { useReporter: reports.reporter }),
   };
   const options: ForwardAuthServerOptions = {
     ...verifier,
@@ -103,6 +101,7 @@ export async function startAuthz(config: AuthzConfig, extras: AuthzExtras = {}):
   try {
     server = await startForwardAuthServer(options);
   } catch (error) {
+    await reports?.close();
     await Promise.all(agents.map((made) => made.close()));
     throw error;
   }
@@ -112,6 +111,8 @@ export async function startAuthz(config: AuthzConfig, extras: AuthzExtras = {}):
     // Once: a second call waits for the first.
     close: () => (closing ??= (async () => {
       await server.close();
+      // After the last check: what it judged is in the queue for the reporter's last attempt.
+      await reports?.close();
       await Promise.all(agents.map((made) => made.close()));
     })()),
   };

@@ -44,6 +44,20 @@ const introspectSchema = z.strictObject({
   error: 'give clientSecret, or certFile and keyFile (not both)',
 });
 
+const reportSchema = z.strictObject({
+  /** Tether's use-report resource (`useReports.resource` there): the audience of the reporting tokens. */
+  resource: z.string().min(1),
+  /** The API's own client at Tether, which serves `audience` (servedBy or introspectors) and may get tokens for `resource`. */
+  clientId: z.string().min(1),
+  /** Its certificate and key: tls_client_auth, certificate-bound reporting tokens. */
+  certFile: z.string(),
+  keyFile: z.string(),
+  /** The use-report endpoint (default: discovered, tether_use_report_endpoint). */
+  endpoint: httpUrl.optional(),
+  /** How often queued presentations are sent (default 5 000 ms). */
+  flushIntervalMs: z.number().int().min(100).optional(),
+});
+
 export const authzConfigSchema = z.strictObject({
   /** Tether's issuer identifier (`iss`). */
   issuer: httpUrl,
@@ -69,6 +83,8 @@ export const authzConfigSchema = z.strictObject({
   /** Revocation by introspection (RFC 7662): a revoked token is refused at once. */
   revocation: z.strictObject({ introspect: introspectSchema }).optional(),
   routes: z.array(routeSchema).min(1),
+  /** Use reports (docs/use-reports.md): what the forward-auth server judged, sent to Tether. */
+  report: reportSchema.optional(),
 });
 
 /** A validated `tether authz` configuration; file paths are absolute. */
@@ -132,9 +148,11 @@ function shownValue(raw: unknown, issue: z.core.$ZodIssue): string {
 function resolvePaths(config: AuthzConfig, base: string): AuthzConfig {
   const resolve = (file: string | undefined) => (file === undefined ? undefined : path.resolve(base, file));
   const introspect = config.revocation?.introspect;
+  const report = config.report;
   return {
     ...config,
     issuerCaFile: resolve(config.issuerCaFile),
     ...(introspect ? { revocation: { introspect: { ...introspect, certFile: resolve(introspect.certFile), keyFile: resolve(introspect.keyFile) } } } : {}),
+    ...(report ? { report: { ...report, certFile: resolve(report.certFile)!, keyFile: resolve(report.keyFile)! } } : {}),
   };
 }

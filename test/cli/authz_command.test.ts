@@ -45,14 +45,21 @@ describe('tether authz --check', () => {
 
   test('every mistake named by the file and its path → 2', async () => {
     const result = await check({
-      ...valid(9191), issuer: 'tether.example', gateway: 'apache', trustedGateways: ['gateway.local'], report: { endpoint: 'x' },
+      ...valid(9191), issuer: 'tether.example', gateway: 'apache', trustedGateways: ['gateway.local'], reports: { endpoint: 'x' },
       routes: [{ method: 'GET', path: '/orders', scopes: 'orders:read' }],
     });
     expect(result.code).toBe(2);
     const lines = result.err.trimEnd().split('\n');
     expect(lines[0]).toBe(`tether: ${result.file}: 5 problems`);
     expect(lines.slice(1).map((line) => line.trim().replace(/:.*$/, ''))).toEqual(expect.arrayContaining(['issuer', 'gateway', 'trustedGateways[0]', 'routes[0].scopes', '(top level)']));
-    expect(result.err).toContain('report');
+    expect(result.err).toContain('Unrecognized key: "reports"');
+  });
+
+  test('report needs the use-report resource, the client and its certificate', async () => {
+    const result = await check({ ...valid(9191), report: { clientId: 'orders-api', certFile: 'a.pem' } });
+    expect(result.code).toBe(2);
+    expect(result.err).toContain('report.resource:');
+    expect(result.err).toContain('report.keyFile:');
   });
 
   test('a route the package cannot match as written → 2, naming the route', async () => {
@@ -113,7 +120,7 @@ describe('docs/gateways.md', () => {
     const doc = await readFile(new URL('../../docs/gateways.md', import.meta.url), 'utf8');
     const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((match) => parse(match[1]!) as Record<string, unknown>);
     const full = blocks.find((block) => 'issuer' in block)!;
-    expect(parseAuthzConfig(full, 'docs/gateways.md').routes).toHaveLength(2);
+    expect(parseAuthzConfig(full, 'docs/gateways.md')).toMatchObject({ routes: [{}, {}], report: { clientId: 'orders-api' } });
     const routesOnly = blocks.find((block) => Object.keys(block).join() === 'routes')!;
     expect(parseAuthzConfig({ ...full, routes: routesOnly.routes }, 'docs/gateways.md').routes).toHaveLength(4);
   });

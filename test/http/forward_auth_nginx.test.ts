@@ -24,6 +24,18 @@ import { startTestTether } from '../support/tether.js';
 import { harnessConfig, INVOICES, ORDERS } from '../testing/harness_config.js';
 
 const CLIENT_ADDRESS = '127.0.0.3';
+const USE_REPORTS = 'https://use-reports.harness.test';
+
+/** The harness world, with Tether's use-report endpoint, which orders-api (the API's own client) reports to. */
+function configWithUseReports(): Record<string, unknown> {
+  const config = harnessConfig() as { resources: Record<string, unknown>[]; clients: Record<string, unknown>[] };
+  return {
+    ...config,
+    resources: [...config.resources, { uri: USE_REPORTS, scopes: [] }],
+    clients: config.clients.map((client) => (client.id === 'orders-api' ? { ...client, resources: { [USE_REPORTS]: [] } } : client)),
+    useReports: { resource: USE_REPORTS },
+  };
+}
 const DOC = path.resolve(new URL('../../docs/gateways.md', import.meta.url).pathname);
 
 let tether: RunningTether;
@@ -67,7 +79,7 @@ function withTestAddresses(block: string, directory: string): string {
 
 beforeAll(async () => {
   docBlock = await nginxBlockOfDoc();
-  tether = await startTestTether({ config: harnessConfig() });
+  tether = await startTestTether({ config: configWithUseReports() });
   upstream = createServer((req, res) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers });
     req.resume();
@@ -89,6 +101,7 @@ beforeAll(async () => {
     listen: { host: '127.0.0.1', port: authzPort }, trustedGateways: ['127.0.0.1'], clientCertHeader: 'x-ssl-client-cert',
     issuerCaFile: './tether-ca.pem',
     revocation: { introspect: { clientId: 'orders-api', certFile: './orders-api.pem', keyFile: './orders-api.key.pem' } },
+    report: { resource: USE_REPORTS, clientId: 'orders-api', certFile: './orders-api.pem', keyFile: './orders-api.key.pem' },
     routes: [
       { method: ['GET', 'HEAD'], path: '/orders', scopes: ['orders:read'] },
       { method: 'POST', path: '/orders', scopes: ['orders:write'] },
@@ -300,8 +313,22 @@ describe('without the auth_request line', () => {
 });
 
 describe('the forward-auth server down', () => {
-  test('nginx fails closed: 500, the API sees nothing', async () => {
+  test('at its stop it reports what it judged to Tether, as orders-api: accepted and refused presentations by reason', async () => {
     await authz.close();
+    const rows = await tether.database.knex('use_events').where({ resource: ORDERS }).select('reporter_client_id', 'outcome', 'reason', 'client_id', 'binding_method', 'token_state');
+    expect(new Set(rows.map((row) => row.reporter_client_id))).toEqual(new Set(['orders-api']));
+    expect(rows).toEqual(expect.arrayContaining([
+      expect.objectContaining({ outcome: 'accepted', client_id: 'worker', binding_method: 'mtls', token_state: 'active' }),
+      expect.objectContaining({ outcome: 'accepted', client_id: 'dpop-worker', binding_method: 'dpop' }),
+      expect.objectContaining({ outcome: 'refused', reason: 'revoked', token_state: 'revoked' }),
+    ]));
+    const reasons = new Set(rows.filter((row) => row.outcome === 'refused').map((row) => row.reason));
+    for (const reason of ['wrong_audience', 'expired', 'not_yet_valid', 'unknown_issuer', 'bad_signature', 'binding_mismatch', 'bad_proof', 'replayed_proof', 'insufficient_scope', 'revoked', 'malformed', 'no_credentials']) {
+      expect([reason, reasons.has(reason)]).toEqual([reason, true]);
+    }
+  });
+
+  test('nginx fails closed: 500, the API sees nothing', async () => {
     const token = await tether.token({ client: 'worker', resource: ORDERS, scope: 'orders:read' });
     const response = await throughNginx({ certificate: tether.pki.clients.worker!, headers: { authorization: `Bearer ${token.accessToken}` } });
     expect(response.status).toBe(500);
