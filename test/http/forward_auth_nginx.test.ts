@@ -12,6 +12,9 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { Command } from 'commander';
+import { PROBE_EXIT, registerProbeCommand } from '../../src/cli/probe_command.js';
 import { loadAuthzConfig } from '../../src/config/authz_config.js';
 import { startAuthz, type RunningAuthz } from '../../src/cli/authz_command.js';
 import { createVerifier, nodeVerifier } from '../../src/resource_server/index.js';
@@ -169,6 +172,48 @@ describe('tether probe through nginx', () => {
     expect(report.ok).toBe(true);
     expect(report.enforcement).toEqual({ gateway: DPOP_CHECKS.slice(1), api: [], both: [], neither: [], unknown: [] });
     expect(report.results[0]).toMatchObject({ id: 'valid', enforcedBy: 'control' });
+  });
+});
+
+describe('tether probe --upstream from the command line (a running Tether, the client\'s certificate)', () => {
+  class Captured extends Writable {
+    text = '';
+
+    override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: () => void): void {
+      this.text += chunk.toString();
+      callback();
+    }
+  }
+
+  test('the checks it can run are enforced by the gateway; without Tether\'s signing key the rest are unrun (exit 2)', async () => {
+    const worker = tether.pki.clients.worker!;
+    await writeFile(path.join(files, 'worker.pem'), worker.certificatePem);
+    await writeFile(path.join(files, 'worker.key.pem'), worker.privateKeyPem, { mode: 0o600 });
+    const program = new Command().exitOverride();
+    const out = new Captured();
+    const err = new Captured();
+    registerProbeCommand(program, out, err);
+    // No database named: the checks that need Tether's signature are reported as not run.
+    const savedDatabaseUrl = process.env.DATABASE_URL;
+    delete process.env.DATABASE_URL;
+    process.exitCode = undefined;
+    try {
+      await program.parseAsync([
+        'node', 'tether', 'probe', `${publicUrl}/orders`, '--upstream', `${upstreamUrl}/orders`, '--json',
+        '--issuer', tether.issuer, '--ca', path.join(files, 'tether-ca.pem'), '--api-ca', path.join(files, 'tether-ca.pem'),
+        '--cert', path.join(files, 'worker.pem'), '--key', path.join(files, 'worker.key.pem'),
+        '--client', 'worker', '--resource', ORDERS, '--scope', 'orders:read',
+      ]);
+      expect(process.exitCode).toBe(PROBE_EXIT.unusable);
+    } finally {
+      if (savedDatabaseUrl !== undefined) process.env.DATABASE_URL = savedDatabaseUrl;
+      process.exitCode = undefined;
+    }
+    const report = JSON.parse(out.text) as { ok: boolean; upstream_url: string; enforcement: Record<string, string[]> };
+    expect(report.upstream_url).toBe(`${upstreamUrl}/orders`);
+    expect(report.enforcement).toMatchObject({ gateway: ['alg-none', 'foreign-key', 'no-certificate', 'revoked'], api: [], both: [], neither: [] });
+    expect(report.enforcement.unknown).toHaveLength(MTLS_CHECKS.length - 5);
+    expect(err.text).toMatch(/could not be run/);
   });
 });
 
