@@ -131,8 +131,8 @@ describe('default deny and the route table', () => {
     expect(decisions[0]).toMatchObject({ allowed: false, code: 'ERR_NO_ROUTE' });
   });
 
-  test('* is one segment, ** the rest; an encoded unreserved character is the character (/%6Frders = /orders)', async () => {
-    for (const target of ['/orders/42', '/public/a/b/c.txt', '/%6Frders']) {
+  test('* is one segment, ** the rest; an encoded unreserved character is the character (/%6Frders = /orders); a query as clients send it', async () => {
+    for (const target of ['/orders/42', '/public/a/b/c.txt', '/%6Frders', '/orders?ids[]=1&f={"a":1}&q=%zz']) {
       expect((await nginxCheck(await certificateBound(target))).status).toBe(200);
     }
   });

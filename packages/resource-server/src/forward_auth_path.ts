@@ -36,8 +36,9 @@ export interface OriginalTarget {
 
 // RFC 3986 §3.3 pchar = unreserved / pct-encoded / sub-delims / ":" / "@", plus "/" between segments.
 const PATH_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/;
-// RFC 3986 §3.4 query = *( pchar / "/" / "?" )
-const QUERY_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*$/;
+// The query takes no part in route matching nor in DPoP `htu` (RFC 9449 §4.3), so it is held only to
+// visible ASCII: clients send `a[]=1` and `{…}` unencoded, which RFC 3986 §3.4 would not allow.
+const QUERY_CHARS = /^[\x21-\x22\x24-\x7e]*$/;
 const PERCENT_TRIPLET = /%(?![0-9A-Fa-f]{2})/;
 const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
 
@@ -54,7 +55,7 @@ export function parseOriginalTarget(target: string): OriginalTarget {
   const rawPath = queryAt === -1 ? target : target.slice(0, queryAt);
   const query = queryAt === -1 ? '' : target.slice(queryAt);
   if (!PATH_CHARS.test(rawPath) || !QUERY_CHARS.test(query.slice(1))) throw refused('the original request URI has characters a URI cannot hold');
-  if (PERCENT_TRIPLET.test(target)) throw refused('the original request URI has malformed percent-encoding');
+  if (PERCENT_TRIPLET.test(rawPath)) throw refused('the original request URI has malformed percent-encoding');
   const segments = rawPath.slice(1).split('/').map(decodeUnreserved);
   for (const [index, segment] of segments.entries()) {
     if (segment === '.' || segment === '..') throw refused('the original request path has dot segments');
