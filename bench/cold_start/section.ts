@@ -1,5 +1,5 @@
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { BenchContext } from '../lib/context.js';
 import { form, FORM_HEADERS, requestOnce, type Endpoint, type OneRequest } from '../lib/https_client.js';
@@ -42,6 +42,8 @@ function buildCompiledCli(workDir: string): string {
   const tsc = spawnSync(process.execPath, [path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', path.join(buildDir, 'dist')], { cwd: REPO_ROOT, encoding: 'utf8' });
   const main = path.join(buildDir, 'dist', 'src', 'main.js');
   if (!existsSync(main)) throw new Error(`could not compile the CLI: ${tsc.stdout}${tsc.stderr}`);
+  // The console's static files, as `npm run build` copies them (package.json "build").
+  cpSync(path.join(REPO_ROOT, 'src', 'admin', 'console'), path.join(buildDir, 'dist', 'src', 'admin', 'console'), { recursive: true });
   // What an installed package has next to dist/: its package.json ("type": "module"), migrations, dependencies.
   copyFileSync(path.join(REPO_ROOT, 'package.json'), path.join(buildDir, 'package.json'));
   symlinkSync(path.join(REPO_ROOT, 'migrations'), path.join(buildDir, 'migrations'));

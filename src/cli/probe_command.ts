@@ -12,7 +12,8 @@ import { createAgentPool } from '../testing/agents.js';
 import { createDpopKey } from '../testing/dpop.js';
 import { otherJwtResource } from '../testing/harness_tokens.js';
 import { runProbe, type ProbeReport, type ProbeTarget } from '../testing/probe.js';
-import { formatProbeJson, formatProbeTable } from '../testing/probe_report.js';
+import { formatProbeJson, formatProbeTable, formatThroughJson, formatThroughTable } from '../testing/probe_report.js';
+import { runProbeThrough, type ThroughReport } from '../testing/probe_through.js';
 import { connectToTether, remoteBadTokens } from '../testing/remote_tether.js';
 import { importTetherSigningKey, loadTetherSigningKey, type TetherSigningKey } from '../testing/signing_key.js';
 import { startTether } from '../testing/start_tether.js';
@@ -42,6 +43,8 @@ export interface ProbeCommandOptions {
   secretMethod?: 'basic' | 'post';
   dpop?: boolean;
   timeout?: string;
+  upstream?: string;
+  upstreamCa?: string;
 }
 
 /** Exit codes: every check passed / a check failed / the probe, or one of its checks, could not run. */
@@ -76,8 +79,10 @@ export function registerProbeCommand(program: Command, out: NodeJS.WritableStrea
     .option('--client-secret <secret>', 'with --issuer: the client\'s secret (or TETHER_CLIENT_SECRET)')
     .option('--secret-method <method>', 'with --issuer: basic or post', 'basic')
     .option('--dpop', 'with --issuer: the client\'s tokens are DPoP-bound (a key is generated)')
+    .option('--upstream <url>', 'behind a gateway: the API\'s own URL for the same operation; the checks run through the gateway (<api-url>) and directly, and the report says who enforces each')
+    .option('--upstream-ca <file>', 'with --upstream: CA bundle of the upstream\'s TLS certificate (default: --api-ca)')
     .action(async (apiUrl: string, options: ProbeCommandOptions) => {
-      let report: ProbeReport;
+      let report: ProbeReport | ThroughReport;
       try {
         report = options.issuer ? await probeWithRunningTether(apiUrl, options) : await probeWithInProcessTether(apiUrl, options);
       } catch (error) {
@@ -85,7 +90,7 @@ export function registerProbeCommand(program: Command, out: NodeJS.WritableStrea
         process.exitCode = PROBE_EXIT.unusable;
         return;
       }
-      out.write(`${options.json ? formatProbeJson(report) : formatProbeTable(report)}\n`);
+      out.write(`${formatReport(report, options.json === true)}\n`);
       if (!report.ok) {
         process.exitCode = PROBE_EXIT.failed;
       } else if (report.unrun > 0) {
@@ -96,6 +101,26 @@ export function registerProbeCommand(program: Command, out: NodeJS.WritableStrea
         process.exitCode = PROBE_EXIT.passed;
       }
     });
+}
+
+function formatReport(report: ProbeReport | ThroughReport, json: boolean): string {
+  if ('upstreamUrl' in report) return json ? formatThroughJson(report) : formatThroughTable(report);
+  return json ? formatProbeJson(report) : formatProbeTable(report);
+}
+
+/** With --upstream: the upstream URL and its CA (the proofs sent there name the gateway URL). */
+async function upstreamOf(options: ProbeCommandOptions): Promise<{ upstreamUrl: string; upstreamCa?: string } | undefined> {
+  if (options.upstream === undefined) {
+    if (options.upstreamCa !== undefined) throw new Error('--upstream-ca goes with --upstream');
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(options.upstream);
+  } catch {
+    throw new Error(`--upstream ${JSON.stringify(options.upstream)}: expected an absolute URL`);
+  }
+  return { upstreamUrl: url.toString(), upstreamCa: options.upstreamCa ? await readFile(options.upstreamCa, 'utf8') : undefined };
 }
 
 /** The request and selection, common to both modes. */
@@ -119,8 +144,9 @@ async function probeTarget(apiUrl: string, options: ProbeCommandOptions): Promis
  * database and development PKI as `tether dev` with that configuration, so the API sees the issuer
  * and keys it trusts. (`tether dev` must not be running on the same data at the same time.)
  */
-async function probeWithInProcessTether(apiUrl: string, options: ProbeCommandOptions): Promise<ProbeReport> {
+async function probeWithInProcessTether(apiUrl: string, options: ProbeCommandOptions): Promise<ProbeReport | ThroughReport> {
   const target = await probeTarget(apiUrl, options);
+  const upstream = await upstreamOf(options);
   const config = await loadDevConfig(options.config);
   const https = config.listeners.https;
   if (!https) throw new Error('the configuration has no listeners.https: run it yourself and pass --issuer');
@@ -135,9 +161,8 @@ async function probeWithInProcessTether(apiUrl: string, options: ProbeCommandOpt
       if (trimSlash(tether.issuer) !== trimSlash(config.issuer)) {
         throw new Error(`the in-process Tether serves ${tether.issuer}, but the configuration's issuer is ${config.issuer}: run that Tether and pass --issuer`);
       }
-      return await tether.probe({
-        ...target, client: options.client, resource: options.resource, scope: options.scope, otherResource: options.otherResource,
-      });
+      const request = { ...target, client: options.client, resource: options.resource, scope: options.scope, otherResource: options.otherResource };
+      return upstream ? await tether.probeThrough({ ...request, ...upstream }) : await tether.probe(request);
     } finally {
       await tether.close();
     }
@@ -147,8 +172,9 @@ async function probeWithInProcessTether(apiUrl: string, options: ProbeCommandOpt
 }
 
 /** Tokens from a running Tether, with credentials from the command line. */
-async function probeWithRunningTether(apiUrl: string, options: ProbeCommandOptions): Promise<ProbeReport> {
+async function probeWithRunningTether(apiUrl: string, options: ProbeCommandOptions): Promise<ProbeReport | ThroughReport> {
   const target = await probeTarget(apiUrl, options);
+  const upstream = await upstreamOf(options);
   const tetherCa = options.ca ? await readFile(options.ca, 'utf8') : undefined;
   const agents = createAgentPool(tetherCa);
   try {
@@ -164,7 +190,7 @@ async function probeWithRunningTether(apiUrl: string, options: ProbeCommandOptio
       otherResource: options.otherResource ?? (options.config ? otherJwtResource(await configOnce(), options.resource) : undefined),
       ...('reason' in signing ? { signingKeyUnavailable: signing.reason } : { signingKey: signing }),
     });
-    return await runProbe({ ...target, cases, agents });
+    return upstream ? await runProbeThrough({ ...target, ...upstream, cases, agents }) : await runProbe({ ...target, cases, agents });
   } finally {
     await agents.close();
   }

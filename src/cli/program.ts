@@ -12,6 +12,7 @@ import { registerKeysCommands, type KeysRunner, type WithDatabase } from './keys
 import { registerInventoryCommands, sendToRunningServer } from './inventory_commands.js';
 import { registerProbeCommand } from './probe_command.js';
 import { registerHealthCommand } from './health_command.js';
+import { registerAuthzCommand } from './authz_command.js';
 import { registerPkiCommands } from './pki_command.js';
 import { packageVersion } from './package_version.js';
 
@@ -147,6 +148,7 @@ export function buildProgram(io: CliIo = PROCESS_IO): Command {
   registerProbeCommand(program, io.out, io.err);
   registerPkiCommands(program, io.out, io.err);
   registerHealthCommand(program, io.out);
+  registerAuthzCommand(program, io);
 
   // Commands added with addCommand inherit nothing: every one reports usage errors the same way.
   for (const command of everyCommand(program)) {

@@ -8,6 +8,8 @@ export interface ApiAnswer {
   readonly status: number;
   /** The OAuth `error` the API gave, if any. */
   readonly error?: string;
+  /** The answer carried the forward-auth refusal marker: a gateway, not the API, refused the request. */
+  readonly refusedByGateway?: true;
 }
 
 /** Reads the error code from the challenge carrying one, else from a JSON body's `error` member. */

@@ -9,6 +9,7 @@ import { issueClientCertificate, type Pki } from '../keys/dev_pki.js';
 import type { AgentPool } from './agents.js';
 import { configuredClients, type CredentialOverrides } from './configured_clients.js';
 import { runProbe, type ProbeReport, type ProbeTarget } from './probe.js';
+import { runProbeThrough, type ThroughReport } from './probe_through.js';
 import { loadTetherSigningKey, type TetherSigningKey } from './signing_key.js';
 import { createTokenClient, scopeList, type IssuedAccessToken, type TokenClient, type TokenEndpoints } from './token_client.js';
 import { badTokenCatalogue, type BadTokenCase } from './token_factory.js';
@@ -68,6 +69,11 @@ export interface HarnessTokens {
    * certificate is trusted if it chains to `request.ca`, else to the harness CA.
    */
   probe(request: HarnessProbeRequest): Promise<ProbeReport>;
+  /**
+   * For an API behind a gateway: the catalogue through the gateway (`request.url`) and straight at
+   * the upstream (`request.upstreamUrl`), and who enforces each check (probe_through.ts).
+   */
+  probeThrough(request: HarnessProbeRequest & { readonly upstreamUrl: string; readonly upstreamCa?: string }): Promise<ThroughReport>;
 }
 
 /** What the helpers need from the running instance. */
@@ -132,6 +138,9 @@ export function harnessTokens(context: HarnessTokenContext): HarnessTokens {
     badTokens,
     async probe(request) {
       return runProbe({ ...request, cases: await badTokens(request), agents });
+    },
+    async probeThrough(request) {
+      return runProbeThrough({ ...request, cases: await badTokens(request), agents });
     },
   };
 }

@@ -6,6 +6,7 @@
  * followed, and the only other party involved is the Tether that issued the tokens.
  */
 import { fetch } from 'undici';
+import { REFUSED_BY_HEADER } from 'tether-oauth-resource-server';
 import { createAgentPool, type AgentPool } from './agents.js';
 import { describeAnswer, errorCodeOf, type ApiAnswer } from './api_answer.js';
 import type { BadTokenCase, ExpectedAnswer, Presentation, TargetRequest } from './token_factory.js';
@@ -25,6 +26,12 @@ export interface ProbeTarget {
   readonly ca?: string;
   /** Per-request timeout (default 10 000 ms). */
   readonly timeoutMs?: number;
+  /**
+   * The URL clients address the operation by, which DPoP proofs name (`htu`); default `url`. Set
+   * when `url` reaches the API another way than its clients do: an upstream probed directly, behind
+   * a gateway (probe_through.ts).
+   */
+  readonly publicUrl?: string;
 }
 
 /** Options of {@link runProbe}. */
@@ -53,6 +60,8 @@ export interface CheckResult {
   readonly answered: string;
   readonly verdict: Verdict;
   readonly note?: string;
+  /** The judged answer carried the forward-auth refusal marker (`X-Tether-Authz: refused`): a gateway refused it. */
+  readonly refusedByGateway?: true;
 }
 
 /** The probe's findings. */
@@ -78,7 +87,7 @@ export async function runProbe(options: ProbeOptions): Promise<ProbeReport> {
   const send = apiSender(options, method, agents);
   const results: CheckResult[] = [];
   try {
-    const request = { method, url: new URL(options.url).toString() };
+    const request = { method, url: new URL(options.publicUrl ?? options.url).toString() };
     for (const check of options.cases) results.push(await runCheck(check, options, request, send));
   } finally {
     if (!options.agents) await agents.close();
@@ -114,7 +123,8 @@ function apiSender(target: ProbeTarget, method: string, agents: AgentPool): Send
       signal: AbortSignal.timeout(target.timeoutMs ?? DEFAULT_TIMEOUT_MS),
     });
     const body = await response.text();
-    return { status: response.status, error: errorCodeOf(response.headers.get('www-authenticate'), body) };
+    const refusedByGateway = response.headers.get(REFUSED_BY_HEADER) === 'refused';
+    return { status: response.status, error: errorCodeOf(response.headers.get('www-authenticate'), body), ...(refusedByGateway ? { refusedByGateway: true as const } : {}) };
   };
 }
 
@@ -135,7 +145,7 @@ async function runCheck(check: BadTokenCase, selection: Pick<ProbeOptions, 'only
   }
   const last = answers.at(-1);
   if (!last) return { ...line, answered: '-', verdict: 'error', note: 'the check sent nothing' };
-  return { ...line, answered: describeAnswer(last), ...judge(check.expect, last, answers.slice(0, -1)) };
+  return { ...line, answered: describeAnswer(last), ...judge(check.expect, last, answers.slice(0, -1)), ...(last.refusedByGateway ? { refusedByGateway: true as const } : {}) };
 }
 
 /** The verdict on the last answer; earlier answers (a replay's first use) are noted. */

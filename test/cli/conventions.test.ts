@@ -79,7 +79,7 @@ describe('--json wherever data is printed, with snake_case names', () => {
     const without = leaves.filter((command) => !SERVERS.includes(pathOf(command)) && !command.options.some((option) => option.long === '--json'));
     expect(without.map(pathOf)).toEqual([]);
     expect(leaves.map(pathOf).sort()).toEqual([
-      'clients list', 'clients resume', 'clients show', 'clients suspend', 'dev', 'health', 'keys list', 'keys retire', 'keys rotate', 'ledger prune',
+      'authz', 'clients list', 'clients resume', 'clients show', 'clients suspend', 'dev', 'health', 'keys list', 'keys retire', 'keys rotate', 'ledger prune',
       'ledger tail', 'migrate', 'pki init', 'probe', 'report', 'start', 'tokens list', 'tokens revoke', 'tokens show',
     ]);
   });

@@ -81,3 +81,18 @@ export { createUseReporter, MAX_EVENTS_PER_REPORT } from './use_reporter.js';
 export type { UseReporter, UseReporterOptions, UseReporterStats, UseReportRequest } from './use_reporter.js';
 export { MAX_CLAIMED_LENGTH } from './use_event.js';
 export type { UseBinding, UseEvent, UseRecorder } from './use_event.js';
+export { createForwardAuthHandler, headerSafe, IDENTITY_HEADERS, REFUSED_BY_HEADER, startForwardAuthServer } from './forward_auth.js';
+export type {
+  ForwardAuthDecision,
+  ForwardAuthHandler,
+  ForwardAuthHttpOptions,
+  ForwardAuthOptions,
+  ForwardAuthServerOptions,
+  RunningForwardAuthServer,
+} from './forward_auth.js';
+export { compileRoutes } from './forward_auth_routes.js';
+export type { ForwardAuthRoute, RouteMatcher } from './forward_auth_routes.js';
+export { createOriginalRequestReader, FORWARD_AUTH_STYLES } from './forward_auth_request.js';
+export type { ForwardAuthStyle, OriginalRequest, OriginalRequestReader } from './forward_auth_request.js';
+export { MAX_ORIGINAL_URI_LENGTH, parseOriginalTarget } from './forward_auth_path.js';
+export type { OriginalTarget } from './forward_auth_path.js';
