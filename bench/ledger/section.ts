@@ -119,12 +119,15 @@ export async function ledgerSection(context: BenchContext): Promise<LedgerResult
     return undefined;
   }
   const ledgers: RevisionLedger[] = [];
+  // Every database created, dropped at the end even when its revision failed to open.
+  const created: string[] = [];
   // This process is the server here: on the server CPU while it measures, on every CPU afterwards.
   context.pinning.pin(process.pid, 'server');
   try {
     for (const [index, revision] of revisions.entries()) {
       const database = `${context.benchDatabase}_ledger_${index}`;
       await admin.query(`CREATE DATABASE ${database}`);
+      created.push(database);
       const root = revision === 'working tree' ? REPO_ROOT : checkoutRevision(context, revision);
       ledgers.push(await openRevision(context, revision, root, database));
     }
@@ -151,8 +154,8 @@ export async function ledgerSection(context: BenchContext): Promise<LedgerResult
   } finally {
     context.pinning.release(process.pid);
     await Promise.all(ledgers.map((ledger) => ledger.close().catch(() => undefined)));
-    for (const ledger of ledgers) {
-      await admin.query(`DROP DATABASE IF EXISTS ${ledger.database} WITH (FORCE)`).catch((error: Error) => log(`could not drop ${ledger.database}: ${error.message}`));
+    for (const database of created) {
+      await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch((error: Error) => log(`could not drop ${database}: ${error.message}`));
     }
     await admin.end();
   }
