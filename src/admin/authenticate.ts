@@ -2,10 +2,8 @@ import type { Knex } from 'knex';
 import type { Context } from 'koa';
 import type { AdminConfig } from '../config/schema.js';
 import type { LiveSigningKeys } from '../keys/live_signing_keys.js';
-import { findTokenStanding } from '../ledger/lineage.js';
-import { boundTokenVerifier, OWN_API_ALGORITHMS } from '../keys/bound_token_verifier.js';
-import { toHttpError, VerifierError, type Verifier } from '../resource_server/index.js';
-import { certificateOf } from '../binding/request_certificate.js';
+import { boundTokenVerifier, OWN_API_ALGORITHMS, verifyOwnApiToken } from '../keys/bound_token_verifier.js';
+import { toHttpError, VerifierError } from '../resource_server/index.js';
 import { isDevSecret } from './dev_credential.js';
 
 /**
@@ -63,26 +61,11 @@ export function createAdminAuthenticator(options: AdminAuthenticatorOptions): (c
       return { ok: true, caller: { actor: 'admin:dev-credential', clientId: undefined, via: 'dev-credential' } };
     }
     if (!verifier) return refuse(new VerifierError('ERR_TOKEN_MALFORMED', 'not an admin credential'), 'no admin resource configured; not the dev credential');
-    let verified: Awaited<ReturnType<Verifier['verifyWithBinding']>>;
-    try {
-      verified = await verifier().verifyWithBinding({
-        method: ctx.method,
-        url: ctx.href,
-        headers: ctx.req.headers,
-        clientCertificate: certificateOf(ctx)?.der,
-      });
-    } catch (error) {
-      if (error instanceof VerifierError) return refuse(error, error.code);
-      throw error;
-    }
-    const { claims, binding } = verified;
-    if (!adminClients.has(claims.client_id)) {
-      return refuse(new VerifierError('ERR_TOKEN_CLAIM_INVALID', 'not an admin client'), `client ${claims.client_id} is not an admin client`);
-    }
-    const standing = await findTokenStanding(options.knex, claims.jti);
-    if (!standing.record || standing.record.revokedAt || standing.revokedAncestorId) {
-      return refuse(new VerifierError('ERR_TOKEN_REVOKED', 'revoked'), standing.record ? 'token revoked' : 'token not in the ledger');
-    }
+    const presented = await verifyOwnApiToken(ctx, verifier(), options.knex, (claims) => (adminClients.has(claims.client_id)
+      ? undefined
+      : { error: new VerifierError('ERR_TOKEN_CLAIM_INVALID', 'not an admin client'), reason: `client ${claims.client_id} is not an admin client` }));
+    if (!presented.ok) return refuse(presented.error, presented.reason);
+    const { claims, binding } = presented;
     return { ok: true, caller: { actor: `admin:${claims.client_id}`, clientId: claims.client_id, via: binding === 'dpop' ? 'dpop' : 'mtls' } };
   };
 }

@@ -1,7 +1,12 @@
+import type { Knex } from 'knex';
+import type { Context } from 'koa';
+import { certificateOf } from '../binding/request_certificate.js';
+import { findTokenStanding } from '../ledger/lineage.js';
 import type { LiveSigningKeys } from './live_signing_keys.js';
 import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
 import {
-  createMemoryReplayStore, createVerifier, SUPPORTED_ALGORITHMS, type JsonWebKeySet, type SupportedAlgorithm, type Verifier,
+  createMemoryReplayStore, createVerifier, SUPPORTED_ALGORITHMS, VerifierError,
+  type AccessTokenClaims, type BindingKind, type JsonWebKeySet, type SupportedAlgorithm, type Verifier,
 } from '../resource_server/index.js';
 
 /**
@@ -44,4 +49,37 @@ export function boundTokenVerifier(options: BoundTokenVerifierOptions, audience:
     }
     return built.verifier;
   };
+}
+
+/** A request's token for one of Tether's own APIs: verified and in good standing, or why not. */
+export type OwnApiToken =
+  | { ok: true; claims: AccessTokenClaims; binding: BindingKind }
+  | { ok: false; error: VerifierError; reason: string };
+
+/**
+ * Checks the request's token as `verifier` does (the certificate from the connection or a trusted
+ * hop), then `admit` (which client may call this API, when that is the API's rule), then the ledger:
+ * a token Tether has no record of, a revoked one, or one below a revoked ancestor is refused, as it
+ * would be at introspection. Rejects only when the ledger cannot be read (the caller answers 503).
+ */
+export async function verifyOwnApiToken(
+  ctx: Context,
+  verifier: Verifier,
+  knex: Knex,
+  admit: (claims: AccessTokenClaims) => { error: VerifierError; reason: string } | undefined = () => undefined,
+): Promise<OwnApiToken> {
+  let verified: { claims: AccessTokenClaims; binding: BindingKind };
+  try {
+    verified = await verifier.verifyWithBinding({ method: ctx.method, url: ctx.href, headers: ctx.req.headers, clientCertificate: certificateOf(ctx)?.der });
+  } catch (error) {
+    if (error instanceof VerifierError) return { ok: false, error, reason: error.code };
+    throw error;
+  }
+  const refused = admit(verified.claims);
+  if (refused) return { ok: false, ...refused };
+  const standing = await findTokenStanding(knex, verified.claims.jti);
+  if (!standing.record || standing.record.revokedAt || standing.revokedAncestorId) {
+    return { ok: false, error: new VerifierError('ERR_TOKEN_REVOKED', 'revoked'), reason: standing.record ? 'token revoked' : 'token not in the ledger' };
+  }
+  return { ok: true, ...verified };
 }

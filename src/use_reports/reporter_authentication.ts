@@ -1,9 +1,7 @@
 import type { Knex } from 'knex';
 import type { Context } from 'koa';
-import { certificateOf } from '../binding/request_certificate.js';
-import { boundTokenVerifier, OWN_API_ALGORITHMS, type BoundTokenVerifierOptions } from '../keys/bound_token_verifier.js';
-import { findTokenStanding } from '../ledger/lineage.js';
-import { toHttpError, VerifierError, type Verifier } from '../resource_server/index.js';
+import { boundTokenVerifier, OWN_API_ALGORITHMS, verifyOwnApiToken, type BoundTokenVerifierOptions } from '../keys/bound_token_verifier.js';
+import { toHttpError, type VerifierError } from '../resource_server/index.js';
 
 /**
  * Who may post a use report (docs/use-reports.md#authentication): an API's own client presenting a
@@ -38,23 +36,9 @@ export function createReporterAuthenticator(options: ReporterAuthenticatorOption
   };
 
   return async (ctx) => {
-    let verified: Awaited<ReturnType<Verifier['verifyWithBinding']>>;
-    try {
-      verified = await verifier().verifyWithBinding({
-        method: ctx.method,
-        url: ctx.href,
-        headers: ctx.req.headers,
-        clientCertificate: certificateOf(ctx)?.der,
-      });
-    } catch (error) {
-      if (error instanceof VerifierError) return refuse(error, error.code);
-      throw error;
-    }
-    const { claims, binding } = verified;
-    const standing = await findTokenStanding(options.knex, claims.jti);
-    if (!standing.record || standing.record.revokedAt || standing.revokedAncestorId) {
-      return refuse(new VerifierError('ERR_TOKEN_REVOKED', 'revoked'), standing.record ? 'token revoked' : 'token not in the ledger');
-    }
+    const presented = await verifyOwnApiToken(ctx, verifier(), options.knex);
+    if (!presented.ok) return refuse(presented.error, presented.reason);
+    const { claims, binding } = presented;
     return { ok: true, clientId: claims.client_id, via: binding === 'mtls' ? 'mtls' : 'dpop' };
   };
 }
