@@ -75,6 +75,19 @@ test('a 400 (Tether refuses the report as invalid) is dropped and counted, not r
   await reporter.close();
 });
 
+test('a 403 (this client does not serve the resource) is dropped and counted, not retried; a 401 is retried', async () => {
+  const reporter = reporterWith();
+  status = 403;
+  reporter.record(event());
+  await reporter.flush();
+  expect(reporter.stats()).toMatchObject({ queued: 0, sent: 0, dropped: 1, failedBatches: 1 });
+  status = 401;
+  reporter.record(event());
+  await reporter.flush();
+  expect(reporter.stats()).toMatchObject({ queued: 1, sent: 0, dropped: 1, failedBatches: 2 });
+  await reporter.close();
+});
+
 test('a 503 is kept for a retry; the retry is sent when Tether answers again', async () => {
   const reporter = reporterWith();
   status = 503;

@@ -7,7 +7,9 @@
  * - Identical events (same outcome, reason, code, token, client, claimed audience, scopes, binding)
  *   are folded into one with a `count`; a flood of one refusal costs one entry.
  * - Memory is bounded: at most `maxQueuedEvents` distinct entries wait (those being sent included).
- *   An event that finds no room is dropped and counted; so is a batch Tether refuses as invalid (400).
+ *   An event that finds no room is dropped and counted; so is a batch Tether refuses as invalid (400)
+ *   or refuses to take from this client for this resource (403: the client does not serve it, which
+ *   only a configuration change fixes; sending it again would be refused again).
  * - When Tether cannot be reached or answers an error, the batch goes back into the queue and is
  *   sent again after a backoff (doubling from `retryDelayMs` to `maxRetryDelayMs`), as long as the
  *   bound leaves room for it.
@@ -197,6 +199,7 @@ export function createUseReporter(options: UseReporterOptions): UseReporter {
     });
     await response.body?.cancel().catch(() => undefined);
     if (response.status === 400) throw new RefusedReport('Tether refused the report as invalid (400)');
+    if (response.status === 403) throw new RefusedReport('Tether refused reports for this resource from this client (403): is it in the resource\'s servedBy or introspectors?');
     if (response.status < 200 || response.status > 299) throw new Error(`the use-report endpoint answered HTTP ${response.status}`);
   }
 
