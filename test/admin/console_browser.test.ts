@@ -74,6 +74,8 @@ test('log in, find a token, open its lineage, revoke it: revoked in the inventor
   await page.getByLabel('Client').press('Enter');
   await page.waitForURL(/#\/tokens\?client=orders-worker$/);
   const link = page.getByRole('link', { name: parentId });
+  // The unfiltered list already shows the parent: wait for the filtered answer to replace it.
+  await page.waitForFunction("document.querySelectorAll('tbody tr').length === 1");
   await link.waitFor();
   expect(await page.locator('tbody tr').count()).toBe(1);
   await link.focus();
