@@ -373,10 +373,11 @@ describe('the forward-auth server down', () => {
     }
   });
 
-  test('nginx fails closed: 500, the API sees nothing', async () => {
+  test('nginx fails closed: 503 with Retry-After (unavailable, not refused), the API sees nothing', async () => {
     const token = await tether.token({ client: 'worker', resource: ORDERS, scope: 'orders:read' });
     const response = await throughNginx({ certificate: tether.pki.clients.worker!, headers: { authorization: `Bearer ${token.accessToken}` } });
-    expect(response.status).toBe(500);
+    expect(response.status).toBe(503);
+    expect(response.headers['retry-after']).toBe('5');
     expect(seen).toEqual([]);
   });
 });
