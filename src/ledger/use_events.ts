@@ -43,6 +43,15 @@ export interface UseAppendResult {
   events: number;
   /** How many of the batch's tokens had their `last_used_at` moved forward. */
   tokensTouched: number;
+  /** The report's id had been taken before: nothing was written. */
+  duplicate: boolean;
+}
+
+/** A report's id, taken once (migration 0011), and how long ids are remembered. */
+export interface ReportIdentity {
+  reportId: string;
+  /** Ids received longer ago than this are forgotten (their reports' events are too old to take again). */
+  rememberSeconds: number;
 }
 
 /**
@@ -74,11 +83,22 @@ function asJsonRecords(events: readonly UseEventInput[]): string {
  * - `last_used_at` only moves forward.
  */
 const APPEND_USE_EVENTS = `
-  WITH input AS (
+  WITH forgotten AS (
+    DELETE FROM use_reports_received WHERE ?::text IS NOT NULL AND received_at < now() - make_interval(secs => ?::double precision)
+    RETURNING 1
+  ), claimed AS (
+    -- Under concurrency a second statement with the same id waits for the first to commit, then
+    -- does nothing: the report is written by exactly one of them.
+    INSERT INTO use_reports_received (reporter_client_id, report_id)
+    SELECT ?, ?::text WHERE ?::text IS NOT NULL
+    ON CONFLICT ON CONSTRAINT use_reports_received_key DO NOTHING
+    RETURNING 1
+  ), input AS (
     SELECT least(x.occurred_at, now()) AS occurred_at, x.outcome, x.reason, x.code, x.token_id, x.client_id,
            x.token_audience, x.scopes_required, x.binding_method, x.count
     FROM jsonb_to_recordset(?::jsonb) AS x(occurred_at timestamptz, outcome text, reason text, code text, token_id text,
          client_id text, token_audience text, scopes_required text, binding_method text, count integer)
+    WHERE ?::text IS NULL OR EXISTS (SELECT FROM claimed)
   ), standing AS (
     SELECT input.*,
       CASE WHEN t.token_id IS NULL THEN 'unknown'
@@ -110,12 +130,28 @@ const APPEND_USE_EVENTS = `
     WHERE t.token_id = u.token_id AND (t.last_used_at IS NULL OR t.last_used_at < u.last_used_at)
     RETURNING 1
   )
-  SELECT (SELECT count(*) FROM appended) AS events, (SELECT count(*) FROM rolled) AS rollups, (SELECT count(*) FROM touched) AS touched`;
+  SELECT (SELECT count(*) FROM appended) AS events, (SELECT count(*) FROM rolled) AS rollups, (SELECT count(*) FROM touched) AS touched,
+         (?::text IS NOT NULL AND NOT EXISTS (SELECT FROM claimed)) AS duplicate, (SELECT count(*) FROM forgotten) AS forgotten`;
 
-/** Appends one report's events, their rollups and the tokens' last use, in one statement. */
-export async function appendUseEvents(db: Knex | Knex.Transaction, origin: UseReportOrigin, events: readonly UseEventInput[]): Promise<UseAppendResult> {
-  if (events.length === 0) return { events: 0, tokensTouched: 0 };
-  const result = await db.raw(APPEND_USE_EVENTS, [asJsonRecords(events), origin.reporterClientId, origin.resource, origin.instanceId, origin.resource]);
+/**
+ * Appends one report's events, their rollups and the tokens' last use, in one statement; with an
+ * `identity`, only if no report with its id was taken from this reporter before.
+ */
+export async function appendUseEvents(
+  db: Knex | Knex.Transaction,
+  origin: UseReportOrigin,
+  events: readonly UseEventInput[],
+  identity?: ReportIdentity,
+): Promise<UseAppendResult> {
+  if (events.length === 0) return { events: 0, tokensTouched: 0, duplicate: false };
+  const id = identity?.reportId ?? null;
+  const result = await db.raw(APPEND_USE_EVENTS, [
+    id, identity?.rememberSeconds ?? 0,
+    origin.reporterClientId, id, id,
+    asJsonRecords(events), id,
+    origin.reporterClientId, origin.resource, origin.instanceId, origin.resource,
+    id,
+  ]);
   const [row] = rowsOf(result);
-  return { events: Number(row?.events ?? 0), tokensTouched: Number(row?.touched ?? 0) };
+  return { events: Number(row?.events ?? 0), tokensTouched: Number(row?.touched ?? 0), duplicate: row?.duplicate === true };
 }

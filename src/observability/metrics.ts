@@ -80,7 +80,7 @@ export function createTetherMetrics(sources: MetricSources): TetherMetrics {
     }),
     useReports: new Counter({
       name: 'tether_use_reports_total',
-      help: 'Use reports received, by result: accepted, unauthenticated, forbidden (a resource the reporter does not serve), invalid, unavailable (database).',
+      help: 'Use reports received, by result: accepted, duplicate (a report id taken before: nothing written), unauthenticated, forbidden (a resource the reporter does not serve), invalid, unavailable (database).',
       labelNames: ['result'],
       registers,
     }),

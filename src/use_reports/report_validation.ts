@@ -21,7 +21,12 @@ const MAX_COUNT = 1_000_000;
 export interface UseReport {
   resource: string;
   events: UseEventInput[];
+  /** The reporter's id for this report, kept when it sends the same report again (taken once). */
+  reportId?: string;
 }
+
+/** A report id: what `crypto.randomUUID()` makes, or any 16 to 64 URL-safe characters. */
+const REPORT_ID = /^[A-Za-z0-9_-]{16,64}$/;
 
 /** Why a report is invalid; `message` is for the log. */
 export class InvalidReport extends Error {}
@@ -97,12 +102,17 @@ export function parseUseReport(text: string, limits: { now: number; maxEventAgeS
     throw new InvalidReport(`the body is not JSON with unique members: ${(error as Error).message}`);
   }
   if (!isObject(body)) throw new InvalidReport('the body is not a JSON object');
-  const unknown = Object.keys(body).find((name) => name !== 'resource' && name !== 'events');
+  const unknown = Object.keys(body).find((name) => name !== 'resource' && name !== 'events' && name !== 'report_id');
   if (unknown !== undefined) throw new InvalidReport(`unknown member ${JSON.stringify(unknown)}`);
-  const { resource, events } = body;
+  const { resource, events, report_id: reportId } = body;
+  if (reportId !== undefined && !(typeof reportId === 'string' && REPORT_ID.test(reportId))) throw new InvalidReport('report_id must be 16 to 64 URL-safe characters');
   if (typeof resource !== 'string' || !RESOURCE.test(resource)) throw new InvalidReport('resource must be a resource URI');
   if (!Array.isArray(events) || events.length === 0) throw new InvalidReport('events must be a non-empty array');
   if (events.length > MAX_REPORT_EVENTS) throw new InvalidReport(`more than ${MAX_REPORT_EVENTS} events`);
   const eventLimits = { now: limits.now, maxAgeMs: limits.maxEventAgeSeconds * 1000 };
-  return { resource, events: events.map((event, index) => eventOf(event, index, eventLimits)) };
+  return {
+    resource,
+    events: events.map((event, index) => eventOf(event, index, eventLimits)),
+    ...(reportId === undefined ? {} : { reportId: reportId as string }),
+  };
 }

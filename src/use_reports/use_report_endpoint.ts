@@ -8,6 +8,9 @@ import type { UseReportMetrics } from '../observability/metrics.js';
 import type { ReporterAuthentication } from './reporter_authentication.js';
 import { InvalidReport, MAX_REPORT_BYTES, parseUseReport } from './report_validation.js';
 
+/** Seconds a report id is remembered beyond useReports.maxEventAge: the reporter's clock may run ahead (report_validation.ts MAX_CLOCK_AHEAD_MS) and a resend takes time. */
+const REPORT_ID_MARGIN_SECONDS = 3600;
+
 /**
  * The use-report endpoint (docs/use-reports.md), `POST useReports.path` on Tether's listeners.
  * Order: authenticate the reporter (nothing is read from an unauthenticated caller), read the body
@@ -80,7 +83,16 @@ export function useReportEndpoint(options: UseReportEndpointOptions) {
     }
 
     try {
-      const appended = await appendUseEvents(options.knex, { reporterClientId: authentication.clientId, resource: report.resource, instanceId: facts.instanceId }, report.events);
+      const origin = { reporterClientId: authentication.clientId, resource: report.resource, instanceId: facts.instanceId };
+      // An id is remembered as long as its events could be taken again (plus the clocks' margin).
+      const identity = report.reportId === undefined ? undefined : { reportId: report.reportId, rememberSeconds: options.maxEventAgeSeconds + REPORT_ID_MARGIN_SECONDS };
+      const appended = await appendUseEvents(options.knex, origin, report.events, identity);
+      if (appended.duplicate) {
+        // Sent again after Tether had committed it (the answer was lost): recorded already, once.
+        answer(ctx, 200, { events: 0, duplicate: true });
+        count('duplicate');
+        return;
+      }
       answer(ctx, 200, { events: appended.events });
       count('accepted');
       for (const event of report.events) options.metrics?.useEvents.inc({ outcome: event.outcome }, event.count);

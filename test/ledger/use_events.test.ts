@@ -41,7 +41,7 @@ test('a batch lands as events, rollups and last use, each token state as Tether 
     accepted('never-issued', seen),
     { occurredAt: seen, outcome: 'refused', reason: 'wrong_audience', code: 'ERR_TOKEN_AUDIENCE', tokenId: 'live', clientId: 'shop', tokenAudience: 'https://payments.example.test', scopesRequired: '', count: 1 },
   ]);
-  expect(result).toEqual({ events: 5, tokensTouched: 3 });
+  expect(result).toEqual({ events: 5, tokensTouched: 3, duplicate: false });
   const states = await database.knex('use_events').select('token_id', 'outcome', 'token_state', 'count', 'reporter_client_id', 'resource').orderBy('id');
   expect(states).toEqual([
     { token_id: 'live', outcome: 'accepted', token_state: 'active', count: 3, reporter_client_id: 'orders-api', resource: origin.resource },
@@ -86,4 +86,33 @@ test.each([
   ['TRUNCATE', 'TRUNCATE use_events'],
 ])('use_events is append-only: %s is refused by the database', async (operation, sql) => {
   await expect(database.knex.raw(sql)).rejects.toThrow(`use_events is append-only (${operation} refused)`);
+});
+
+describe('a report id is taken once', () => {
+  const identity = (reportId: string) => ({ reportId, rememberSeconds: 86_400 });
+
+  test('the same id again writes nothing and says so; another id, or another reporter with the same id, is written', async () => {
+    const before = Number((await database.knex('use_events').count({ n: '*' }))[0]!.n);
+    expect(await appendUseEvents(database.knex, origin, [accepted('live')], identity('report-0000000001'))).toMatchObject({ events: 1, duplicate: false });
+    expect(await appendUseEvents(database.knex, origin, [accepted('live'), accepted('live')], identity('report-0000000001'))).toEqual({ events: 0, tokensTouched: 0, duplicate: true });
+    expect((await appendUseEvents(database.knex, origin, [accepted('live')], identity('report-0000000002'))).events).toBe(1);
+    expect((await appendUseEvents(database.knex, { ...origin, reporterClientId: 'reports-api' }, [accepted('live')], identity('report-0000000001'))).events).toBe(1);
+    expect(Number((await database.knex('use_events').count({ n: '*' }))[0]!.n)).toBe(before + 3);
+  });
+
+  test('16 concurrent sends of one report: exactly one is written, the rollup counts it once', async () => {
+    const rollupCount = async () => Number((await database.knex('use_rollups').where({ client_id: 'concurrent' }).sum({ n: 'count' }))[0]!.n ?? 0);
+    const event: UseEventInput = { ...accepted('live'), clientId: 'concurrent', count: 7 };
+    const results = await Promise.all(Array.from({ length: 16 }, () => appendUseEvents(database.knex, origin, [event], identity('report-concurrent-1'))));
+    expect(results.filter((result) => !result.duplicate)).toHaveLength(1);
+    expect(results.filter((result) => result.duplicate)).toHaveLength(15);
+    expect(await rollupCount()).toBe(7);
+  });
+
+  test('ids received longer ago than rememberSeconds are forgotten by the next append', async () => {
+    await database.knex('use_reports_received').insert({ reporter_client_id: 'orders-api', report_id: 'report-old-000001', received_at: new Date(Date.now() - 3 * 86_400_000) });
+    await appendUseEvents(database.knex, origin, [accepted('live')], identity('report-0000000003'));
+    expect(await database.knex('use_reports_received').where({ report_id: 'report-old-000001' })).toHaveLength(0);
+    expect(await database.knex('use_reports_received').where({ report_id: 'report-0000000003' })).toHaveLength(1);
+  });
 });

@@ -15,12 +15,15 @@ let server: Server;
 let endpoint: string;
 let status = 200;
 const received: Received[] = [];
+/** Every report that reached the endpoint, whatever it answered. */
+const attempts: Received['body'][] = [];
 
 beforeAll(async () => {
   server = createServer((req, res) => {
     let text = '';
     req.on('data', (chunk: Buffer) => (text += chunk.toString()));
     req.on('end', () => {
+      attempts.push(JSON.parse(text) as Received['body']);
       if (status === 200) received.push({ headers: req.headers, body: JSON.parse(text) as Received['body'] });
       res.writeHead(status, { 'content-type': 'application/json' }).end('{}');
     });
@@ -36,6 +39,7 @@ afterAll(async () => {
 beforeEach(() => {
   status = 200;
   received.length = 0;
+  attempts.length = 0;
 });
 
 const event = (overrides: Partial<UseEvent> = {}): UseEvent => ({
@@ -57,6 +61,7 @@ test('identical events fold into one entry with a count and the latest time; the
   expect(received[0]!.headers.authorization).toBe('Bearer reporter-token');
   expect(received[0]!.body).toEqual({
     resource: AUDIENCE,
+    report_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
     events: [
       { at: '2026-12-02T11:00:00.000Z', outcome: 'refused', reason: 'expired', code: 'ERR_TOKEN_EXPIRED', token_id: 'jti-1', client_id: 'client-a', scopes: 'orders:read', binding: 'mtls', count: 2 },
       { at: '2026-12-02T10:00:00.000Z', outcome: 'refused', reason: 'expired', code: 'ERR_TOKEN_EXPIRED', token_id: 'jti-2', client_id: 'client-a', scopes: 'orders:read', binding: 'mtls', count: 1 },
@@ -85,6 +90,25 @@ test('a 403 (this client does not serve the resource) is dropped and counted, no
   reporter.record(event());
   await reporter.flush();
   expect(reporter.stats()).toMatchObject({ queued: 1, sent: 0, dropped: 1, failedBatches: 2 });
+  await reporter.close();
+});
+
+test('a failed report is sent again as it was, with the same report_id, before anything recorded since', async () => {
+  const reporter = reporterWith();
+  status = 503;
+  reporter.record(event({ tokenId: 'first' }));
+  reporter.record(event({ tokenId: 'second' }));
+  await reporter.flush();
+  reporter.record(event({ tokenId: 'third' }));
+  status = 200;
+  await reporter.flush();
+  expect(attempts).toHaveLength(3);
+  const [failed, resent, next] = attempts as [Received['body'] & { report_id: string }, Received['body'] & { report_id: string }, Received['body'] & { report_id: string }];
+  expect(resent).toEqual(failed);
+  expect(resent.events.map((sent) => sent.token_id)).toEqual(['first', 'second']);
+  expect(next.report_id).not.toBe(failed.report_id);
+  expect(next.events.map((sent) => sent.token_id)).toEqual(['third']);
+  expect(reporter.stats()).toMatchObject({ queued: 0, sent: 3, dropped: 0, failedBatches: 1 });
   await reporter.close();
 });
 

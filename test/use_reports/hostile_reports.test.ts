@@ -117,6 +117,31 @@ describe('who may not report', () => {
   });
 });
 
+describe('a report sent again with its report_id (docs/use-reports.md#exactly-once)', () => {
+  test('the second answer is 200 duplicate and writes nothing; 16 concurrent resends write it once', async () => {
+    const before = await rowCount();
+    const report = { resource: ORDERS, report_id: randomUUID(), events: [event(), event({ count: 3 })] };
+    const first = await post(report);
+    expect([first.status, await first.json()]).toEqual([200, { events: 2 }]);
+    const again = await post(report);
+    expect([again.status, await again.json()]).toEqual([200, { events: 0, duplicate: true }]);
+    expect(await rowCount()).toBe(before + 2);
+
+    const burst = { ...report, report_id: randomUUID() };
+    const answers = await Promise.all(Array.from({ length: 16 }, async () => (await post(burst)).json() as Promise<{ events: number; duplicate?: boolean }>));
+    expect(answers.filter((answer) => answer.duplicate === true)).toHaveLength(15);
+    expect(answers.filter((answer) => answer.events === 2)).toHaveLength(1);
+    expect(await rowCount()).toBe(before + 4);
+  });
+
+  test('the same id from another reporter is its own report', async () => {
+    const token = await tether.token({ client: 'orders-api-dpop', resource: USE_REPORTS });
+    const report = { resource: ORDERS, report_id: randomUUID(), events: [event()] };
+    expect(await (await post(report)).json()).toEqual({ events: 1 });
+    expect(await (await post(report, token)).json()).toEqual({ events: 1 });
+  });
+});
+
 describe('reports that are not what the package writes: 400 invalid_request, nothing written', () => {
   const hourAgo = (hours: number) => new Date(Date.now() - hours * 3_600_000).toISOString();
   const cases: [string, unknown][] = [
@@ -148,6 +173,9 @@ describe('reports that are not what the package writes: 400 invalid_request, not
     ['a duplicated member in the report', `{"resource":"${PAYMENTS}","resource":"${ORDERS}","events":[${JSON.stringify(event())}]}`],
     ['a duplicated member in an event', `{"resource":"${ORDERS}","events":[${JSON.stringify(event()).replace('"count":1', '"count":1,"count":2')}]}`],
     ['a body over 1 MiB', { resource: ORDERS, events: [event({ client_id: 'c' })], padding: 'x'.repeat(1_100_000) }],
+    ['a report_id too short', { resource: ORDERS, report_id: 'short', events: [event()] }],
+    ['a report_id with a character outside the URL-safe alphabet', { resource: ORDERS, report_id: 'report id with spaces!', events: [event()] }],
+    ['a report_id that is not a string', { resource: ORDERS, report_id: 1234567890123456, events: [event()] }],
   ];
 
   test.each(cases)('%s', async (_name, body) => {

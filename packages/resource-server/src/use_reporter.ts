@@ -10,9 +10,10 @@
  *   An event that finds no room is dropped and counted; so is a batch Tether refuses as invalid (400)
  *   or refuses to take from this client for this resource (403: the client does not serve it, which
  *   only a configuration change fixes; sending it again would be refused again).
- * - When Tether cannot be reached or answers an error, the batch goes back into the queue and is
- *   sent again after a backoff (doubling from `retryDelayMs` to `maxRetryDelayMs`), as long as the
- *   bound leaves room for it.
+ * - When Tether cannot be reached or answers an error, the same report (the same entries and the same
+ *   `report_id`) is sent again after a backoff (doubling from `retryDelayMs` to `maxRetryDelayMs`)
+ *   before anything else. Tether takes a report id once, so a report it committed but whose answer
+ *   was lost (a timeout) is not counted twice when it comes again.
  *
  * The reporter authenticates as the API's own client: `authorize` returns the headers of one report
  * request (`Authorization`, and `DPoP` for a DPoP-bound token, made for that request's method and
@@ -97,6 +98,12 @@ interface Entry {
   lastAt: number;
 }
 
+/** One report: its id (kept for every resend) and its entries. */
+interface Batch {
+  readonly id: string;
+  readonly entries: readonly Entry[];
+}
+
 const DEFAULTS = { batchSize: 500, flushIntervalMs: 5000, maxQueuedEvents: 10_000, timeoutMs: 5000, retryDelayMs: 1000, maxRetryDelayMs: 60_000 };
 
 /** Tether's limit on one report (src/use_reports/report_validation.ts). */
@@ -134,14 +141,17 @@ export function createUseReporter(options: UseReporterOptions): UseReporter {
   const endpoint = endpointSource(options, fetchImpl, settings.timeoutMs, now);
 
   const queue = new Map<string, Entry>();
-  let inFlight: Entry[] = [];
+  let inFlight: readonly Entry[] = [];
+  /** A report that failed, to be sent again as it was before anything new. */
+  let retry: Batch | undefined;
   const counters = { sent: 0, dropped: 0, failedBatches: 0 };
   let failures = 0;
   let nextAttemptAt = 0;
   let draining: Promise<void> | undefined;
   let closed = false;
 
-  const room = () => settings.maxQueuedEvents - queue.size - inFlight.length;
+  const room = () => settings.maxQueuedEvents - queue.size - inFlight.length - (retry?.entries.length ?? 0);
+  const pending = () => queue.size > 0 || retry !== undefined;
 
   /** Adds an entry (or folds it into an identical one); drops it, counted, when there is no room. */
   function enqueue(key: string, event: UseEvent, count: number, at: number): void {
@@ -183,7 +193,7 @@ export function createUseReporter(options: UseReporterOptions): UseReporter {
     return batch;
   }
 
-  async function send(batch: readonly Entry[]): Promise<void> {
+  async function send(batch: Batch): Promise<void> {
     const url = await endpoint();
     const signal = AbortSignal.timeout(settings.timeoutMs);
     const headers = await Promise.race([
@@ -195,7 +205,7 @@ export function createUseReporter(options: UseReporterOptions): UseReporter {
       redirect: 'manual',
       signal,
       headers: { ...headers, 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ resource: options.resource, events: batch.map(wireEvent) }),
+      body: JSON.stringify({ resource: options.resource, report_id: batch.id, events: batch.entries.map(wireEvent) }),
     });
     await response.body?.cancel().catch(() => undefined);
     if (response.status === 400) throw new RefusedReport('Tether refused the report as invalid (400)');
@@ -203,12 +213,13 @@ export function createUseReporter(options: UseReporterOptions): UseReporter {
     if (response.status < 200 || response.status > 299) throw new Error(`the use-report endpoint answered HTTP ${response.status}`);
   }
 
-  /** Sends batch after batch until the queue is empty or a report fails. */
+  /** Sends the report to retry, then batch after batch, until the queue is empty or a report fails. */
   async function drainQueue(): Promise<void> {
-    while (queue.size > 0) {
-      inFlight = takeBatch();
-      const batch = inFlight;
-      const events = batch.reduce((sum, entry) => sum + entry.count, 0);
+    while (pending()) {
+      const batch: Batch = retry ?? { id: crypto.randomUUID(), entries: takeBatch() };
+      retry = undefined;
+      inFlight = batch.entries;
+      const events = batch.entries.reduce((sum, entry) => sum + entry.count, 0);
       try {
         await send(batch);
         counters.sent += events;
@@ -216,7 +227,6 @@ export function createUseReporter(options: UseReporterOptions): UseReporter {
         nextAttemptAt = 0;
       } catch (error) {
         counters.failedBatches += 1;
-        inFlight = [];
         try {
           options.onError?.(error instanceof Error ? error : new Error(String(error)));
         } catch {
@@ -228,11 +238,8 @@ export function createUseReporter(options: UseReporterOptions): UseReporter {
         }
         failures += 1;
         nextAttemptAt = now() + Math.min(settings.maxRetryDelayMs, settings.retryDelayMs * 2 ** (failures - 1));
-        // Back into the queue, oldest first, as far as the bound allows; what does not fit is dropped.
-        const waiting = [...queue.entries()];
-        queue.clear();
-        for (const entry of batch) enqueue(foldKey(entry.event), entry.event, entry.count, entry.lastAt);
-        for (const [key, entry] of waiting) enqueue(key, entry.event, entry.count, entry.lastAt);
+        // Kept whole, with its id: Tether may have committed it and only the answer was lost.
+        retry = batch;
         return;
       } finally {
         inFlight = [];
@@ -249,7 +256,7 @@ export function createUseReporter(options: UseReporterOptions): UseReporter {
   }
 
   const timer = setInterval(() => {
-    if (queue.size > 0 && now() >= nextAttemptAt) void drain();
+    if (pending() && now() >= nextAttemptAt) void drain();
   }, settings.flushIntervalMs);
   timer.unref?.();
 
@@ -258,23 +265,23 @@ export function createUseReporter(options: UseReporterOptions): UseReporter {
     async flush() {
       // What was queued before this call: behind a drain that is running, then sent by one of our own.
       while (draining) await draining;
-      if (queue.size > 0) await drain();
+      if (pending()) await drain();
     },
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(timer);
       while (draining) await draining;
-      if (queue.size > 0) await drain();
-      for (const entry of queue.values()) counters.dropped += entry.count;
+      if (pending()) await drain();
+      for (const entry of [...queue.values(), ...(retry?.entries ?? [])]) counters.dropped += entry.count;
       queue.clear();
+      retry = undefined;
     },
     stats() {
-      let queued = 0;
-      for (const entry of queue.values()) queued += entry.count;
+      const waiting = [...queue.values(), ...(retry?.entries ?? [])];
       return {
-        queued,
-        queuedEntries: queue.size,
+        queued: waiting.reduce((sum, entry) => sum + entry.count, 0),
+        queuedEntries: waiting.length,
         inFlight: inFlight.reduce((sum, entry) => sum + entry.count, 0),
         ...counters,
       };
