@@ -24,6 +24,7 @@ import { createAuthzUseReporter } from './authz_use_reporter.js';
 import { OperationalError } from './cli_errors.js';
 import { configOption, jsonOption, writeJsonTo, type CliIo } from './command_conventions.js';
 import { createLogger } from './logger.js';
+import { stopOnSignals } from './graceful_stop.js';
 
 /** What a running forward-auth server may be given besides its configuration. */
 export interface AuthzExtras {
@@ -59,7 +60,7 @@ export function registerAuthzCommand(program: Command, io: CliIo): void {
       if (options.json) writeJsonTo(io.out, { listening: running.url, audience: config.audience, gateway: config.gateway });
       else io.out.write(`forward-auth for ${config.audience} (gateway: ${config.gateway}) listening on ${running.url}\n`);
       logger.info({ url: running.url, audience: config.audience, gateway: config.gateway }, 'forward-auth listening');
-      stopOnSignals(running, logger);
+      stopOnSignals(logger, 'checks', () => running.close());
     });
 }
 
@@ -142,22 +143,3 @@ function logDecision(logger: Logger): (decision: ForwardAuthDecision) => void {
   };
 }
 
-function stopOnSignals(running: RunningAuthz, logger: Logger): void {
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, `${signal}: finishing in-flight checks`);
-    running.close().then(() => {
-      logger.info({ signal }, 'stopped');
-      logger.flush();
-      process.exit(0);
-    }, (error: unknown) => {
-      logger.error({ err: error, signal }, 'error while stopping');
-      logger.flush();
-      process.exit(1);
-    });
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-}

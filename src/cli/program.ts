@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { commanderExitCode, describeFailure, EXIT, type ExitCode } from './cli_errors.js';
 import { everyCommand, jsonOption, PROCESS_IO, writeJsonTo, type CliIo } from './command_conventions.js';
 import { createLogger } from './logger.js';
+import { stopOnSignals } from './graceful_stop.js';
 import { explainingDatabaseErrors } from './server_errors.js';
 import { routeProcessWarnings } from '../observability/library_logs.js';
 import { loadDevConfig, loadProductionConfig, openConfiguredDatabase, runServer, type RunningServer } from './run_server.js';
@@ -55,11 +56,12 @@ function keysRunner(out: NodeJS.WritableStream): KeysRunner {
  */
 async function serveWithSignals(logger: Logger, start: () => Promise<RunningServer>): Promise<void> {
   let server: RunningServer | undefined;
-  let stopping = false;
+  // Set once the server runs; a SIGHUP during start-up reads it before then.
+  const stopSignals: { current?: { stopping(): boolean } } = {};
   let reloading: Promise<unknown> | undefined;
   let again = false;
   const onReload = () => {
-    if (stopping) return;
+    if (stopSignals.current?.stopping()) return;
     if (reloading || !server) {
       again = true;
       return;
@@ -69,7 +71,7 @@ async function serveWithSignals(logger: Logger, start: () => Promise<RunningServ
       do {
         again = false;
         await reload();
-      } while (again && !stopping);
+      } while (again && !stopSignals.current?.stopping());
       reloading = undefined;
     })();
   };
@@ -82,23 +84,8 @@ async function serveWithSignals(logger: Logger, start: () => Promise<RunningServ
   }
   const { stop } = server;
   if (again) onReload();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, `${signal}: finishing in-flight requests`);
-    // A reload under way finishes first: the database it may be writing to closes after it.
-    Promise.resolve(reloading).then(stop).then(() => {
-      logger.info({ signal }, 'stopped');
-      logger.flush();
-      process.exit(0);
-    }, (error: unknown) => {
-      logger.error({ err: error, signal }, 'error while stopping');
-      logger.flush();
-      process.exit(1);
-    });
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // A reload under way finishes first: the database it may be writing to closes after it.
+  stopSignals.current = stopOnSignals(logger, 'requests', () => Promise.resolve(reloading).then(stop));
 }
 
 /** The `tether` command line; `io` is where every command prints (tests pass their own). */
