@@ -27,6 +27,7 @@ import { parseOriginalTarget } from './forward_auth_path.js';
 import { createOriginalRequestReader, type DistinctHeaders, type ForwardAuthStyle } from './forward_auth_request.js';
 import { compileRoutes, type ForwardAuthRoute } from './forward_auth_routes.js';
 import { toHttpError, type ChallengeOptions } from './http_error.js';
+import { publicBaseUrlOf } from './request_uri.js';
 import type { BindingKind } from './binding.js';
 import type { AccessTokenClaims } from './verify_access_token.js';
 import { createVerifier, type Verifier, type VerifierOptions, type VerifyRequest } from './verifier.js';
@@ -92,7 +93,7 @@ export type ForwardAuthHandler = (req: IncomingMessage, res: ServerResponse) => 
 /** Creates the handler; throws `TypeError` naming the bad option. */
 export function createForwardAuthHandler(options: ForwardAuthOptions): ForwardAuthHandler {
   const verifier = 'verifier' in options ? options.verifier : createVerifier(options);
-  const publicBase = publicBaseOf(options.publicBaseUrl);
+  const publicBase = publicBaseUrlOf(options.publicBaseUrl, { strict: true });
   const matchRoute = compileRoutes(options.routes);
   if (!Array.isArray(options.trustedGateways) || options.trustedGateways.length === 0) {
     throw new TypeError('trustedGateways must list the gateways\' addresses (a forward-auth server answers its gateways only)');
@@ -208,17 +209,6 @@ export function headerSafe(value: string): string {
   return [...Buffer.from(value, 'utf8')].map((byte) => (byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
 }
 
-function publicBaseOf(base: string): string {
-  let url: URL;
-  try {
-    url = new URL(base);
-  } catch {
-    throw new TypeError('publicBaseUrl must be an absolute URL');
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError('publicBaseUrl must be an http(s) URL');
-  if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') throw new TypeError('publicBaseUrl must be an origin with an optional path, nothing else');
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // A standalone server

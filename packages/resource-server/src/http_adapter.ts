@@ -18,6 +18,7 @@ import {
 } from './protected_resource_metadata.js';
 import type { AccessTokenClaims } from './verify_access_token.js';
 import { createVerifier, type Verifier, type VerifierOptions, type VerifyRequest } from './verifier.js';
+import { publicBaseUrlOf } from './request_uri.js';
 
 /** HTTP-level options shared by all middleware. */
 export interface HttpOptions {
@@ -86,7 +87,7 @@ export function socketCertificateThumbprint(socket: IncomingMessage['socket']): 
 export function createHttpAdapter(options: MiddlewareOptions): HttpAdapter {
   const verifier = 'verifier' in options ? options.verifier : createVerifier(options);
   const { settings } = verifier;
-  const publicBase = normalizeBaseUrl(options.publicBaseUrl);
+  const publicBase = options.publicBaseUrl === undefined ? undefined : publicBaseUrlOf(options.publicBaseUrl);
   const proxyReader: ClientCertificateHeaderReader | undefined =
     options.trustedProxies === undefined || options.trustedProxies.length === 0
       ? undefined
@@ -154,17 +155,6 @@ function headersOf(req: IncomingMessage): VerifyRequest['headers'] {
   return { ...req.headers, authorization };
 }
 
-function normalizeBaseUrl(base: string | undefined): string | undefined {
-  if (base === undefined) return undefined;
-  let url: URL;
-  try {
-    url = new URL(base);
-  } catch {
-    throw new TypeError('publicBaseUrl must be an absolute URL');
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError('publicBaseUrl must be an http(s) URL');
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
-}
 
 /**
  * The absolute URL of the request as the client addressed it. An absolute-form request target

@@ -37,3 +37,22 @@ function normalizePercentEncoding(path: string): string {
     return UNRESERVED.test(char) ? char : escape.toUpperCase();
   });
 }
+
+/**
+ * A configured public base URL (what clients address, behind a proxy or gateway), without a
+ * trailing slash; `strict` also refuses a query, fragment or userinfo (the forward-auth server joins
+ * the original path to it). Throws `TypeError` naming `publicBaseUrl`.
+ */
+export function publicBaseUrlOf(base: string, options: { strict?: boolean } = {}): string {
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    throw new TypeError('publicBaseUrl must be an absolute URL');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TypeError('publicBaseUrl must be an http(s) URL');
+  if (options.strict && (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '')) {
+    throw new TypeError('publicBaseUrl must be an origin with an optional path, nothing else');
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
