@@ -1,9 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { stopProcess, waitUntilAccepting } from './child_server.js';
 
 /**
  * A real Caddy for tests, like test/support/nginx.ts: a private directory (Caddyfile, storage,
@@ -53,7 +53,7 @@ ${options.sites(directory)}
     child.stderr!.on('data', (chunk: Buffer) => { output += chunk.toString(); });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      await waitUntilAccepting(options.waitForPorts, child, 30_000);
+      await waitUntilAccepting('caddy', options.waitForPorts, exited, 30_000);
     } catch (error) {
       await stopProcess(child, exited);
       throw new Error(`caddy did not start: ${(error as Error).message}\n${output}`);
@@ -70,33 +70,4 @@ ${options.sites(directory)}
     await rm(directory, { recursive: true, force: true });
     throw error;
   }
-}
-
-async function waitUntilAccepting(ports: readonly number[], child: ChildProcess, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (const port of ports) {
-    // Bounded by count and by the deadline.
-    for (let attempt = 0; ; attempt += 1) {
-      if (child.exitCode !== null) throw new Error(`caddy exited with code ${child.exitCode}`);
-      if (await accepts(port)) break;
-      if (attempt >= 600 || Date.now() > deadline) throw new Error(`port ${port} did not accept connections`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => { socket.destroy(); resolve(true); });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-async function stopProcess(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  process.kill(child.pid!, 'SIGTERM');
-  const timer = setTimeout(() => { if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL'); }, 10_000);
-  await exited;
-  clearTimeout(timer);
 }

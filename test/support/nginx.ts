@@ -1,9 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { stopProcess, waitUntilAccepting } from './child_server.js';
 
 /**
  * A real nginx for tests: a private prefix directory (configuration, pid, logs, temp paths), the
@@ -75,7 +76,7 @@ export async function startNginx(options: NginxOptions): Promise<RunningNginx> {
     child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      await waitUntilAccepting(options.waitForPorts, exited, options.startTimeoutMs ?? 30_000);
+      await waitUntilAccepting('nginx', options.waitForPorts, exited, options.startTimeoutMs ?? 30_000);
     } catch (error) {
       await stopProcess(child, exited);
       const log = await readFile(path.join(directory, 'error.log'), 'utf8').catch(() => '');
@@ -128,36 +129,4 @@ http {
 ${http}
 }
 `;
-}
-
-async function waitUntilAccepting(ports: readonly number[], exited: Promise<number | null>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let gone: number | null | undefined;
-  void exited.then((code) => { gone = code; });
-  for (const port of ports) {
-    // Bounded by count and by the deadline; each attempt is a short TCP connect.
-    for (let attempt = 0; ; attempt += 1) {
-      if (gone !== undefined) throw new Error(`nginx exited with code ${gone}`);
-      if (await accepts(port)) break;
-      if (attempt >= 600 || Date.now() > deadline) throw new Error(`port ${port} did not accept connections`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => { socket.destroy(); resolve(true); });
-    socket.once('error', () => resolve(false));
-  });
-}
-
-async function stopProcess(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  // SIGTERM: nginx's fast shutdown (the master stops its workers, then exits).
-  process.kill(child.pid!, 'SIGTERM');
-  const timer = setTimeout(() => { if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL'); }, 10_000);
-  await exited;
-  clearTimeout(timer);
 }
