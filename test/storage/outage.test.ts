@@ -1,7 +1,7 @@
 import { jest } from '@jest/globals';
 import { openDatabase, type Database } from '../../src/storage/database.js';
 import { startTether, type RunningTether } from '../../src/testing/start_tether.js';
-import { openTestDatabase } from '../support/database.js';
+import { holdOnlyConnection, openTestDatabase } from '../support/database.js';
 import { LedgerClient, ORDERS, ledgerConfig } from '../ledger/ledger_config.js';
 import { startFreezableProxy, type FreezableProxy } from './freezable_proxy.js';
 import { delivered, startLoad, summary, unexpectedAnswers, unrecordedTokens, until, type Outcome } from './outage_load.js';
@@ -158,26 +158,12 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
   test('held for 10 s: 503 + Retry-After within the bound, /readyz 503, then service resumes; no token without its record', async () => {
     const load = startLoad(tether, client, subject, INTERVAL_MS);
     await until(() => delivered(load.outcomes) >= 20);
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let holding!: () => void;
-    const isHolding = new Promise<void>((resolve) => {
-      holding = resolve;
-    });
-    const stuck = database.knex.transaction(async (trx) => {
-      await trx.raw('select 1');
-      holding();
-      await held;
-    });
-    await isHolding;
+    const stuck = await holdOnlyConnection(database.knex);
     const goneAt = performance.now();
     await new Promise((resolve) => setTimeout(resolve, FREEZE_MS));
     const pendingAtBack = load.outcomes.filter((outcome) => outcome.endedAt === undefined);
     const backAt = performance.now();
-    release();
-    await stuck;
+    await stuck.release();
     await until(() => delivered(load.outcomes, backAt + 500) >= 20 && load.outcomes.some((outcome) => outcome.kind === 'readyz' && outcome.startedAt > backAt + 2500 && outcome.endedAt !== undefined));
     const outcomes = await load.stop();
     await expectBoundedOutage(outcomes, { goneAt, backAt, pendingAtBack }, database.knex, 'PGlite held');

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import knexFactory from 'knex';
+import knexFactory, { type Knex } from 'knex';
 
 import { openDatabase, type Database } from '../../src/storage/database.js';
 import { migrateToLatest } from '../../src/storage/migrate.js';
@@ -73,4 +73,31 @@ function withDatabaseName(serverUrl: string, name: string): string {
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return url.toString();
+}
+
+/**
+ * Holds PGlite's only connection in an open transaction (a stuck caller), as a frozen database
+ * looks to Tether; resolves once it is held. `release()` ends the transaction.
+ */
+export async function holdOnlyConnection(knex: Knex): Promise<{ release(): Promise<void> }> {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let holding!: () => void;
+  const isHolding = new Promise<void>((resolve) => {
+    holding = resolve;
+  });
+  const stuck = knex.transaction(async (trx) => {
+    await trx.raw('select 1');
+    holding();
+    await held;
+  });
+  await isHolding;
+  return {
+    async release() {
+      release();
+      await stuck;
+    },
+  };
 }

@@ -3,7 +3,7 @@ import { fetch } from 'undici';
 import { openDatabase, type Database } from '../../src/storage/database.js';
 import { startTether, type RunningTether } from '../../src/testing/start_tether.js';
 import type { IssuedAccessToken } from '../../src/testing/token_client.js';
-import { openTestDatabase } from '../support/database.js';
+import { holdOnlyConnection, openTestDatabase } from '../support/database.js';
 import { startFreezableProxy, type FreezableProxy } from '../storage/freezable_proxy.js';
 import { ORDERS, USE_REPORTS, authorizeWith, useReportEndpointOf, useReportsConfig } from './support.js';
 
@@ -91,25 +91,11 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
   test('503 + Retry-After, no rows; once released the report is written', async () => {
     const token = await tether.token({ client: 'orders-api', resource: USE_REPORTS });
     const body = report();
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let holding!: () => void;
-    const isHolding = new Promise<void>((resolve) => {
-      holding = resolve;
-    });
-    const stuck = database.knex.transaction(async (trx) => {
-      await trx.raw('select 1');
-      holding();
-      await held;
-    });
-    await isHolding;
+    const stuck = await holdOnlyConnection(database.knex);
     try {
       await expectUnavailable(await post(tether, token, body));
     } finally {
-      release();
-      await stuck;
+      await stuck.release();
     }
     expect(Number((await database.knex('use_events').count({ n: '*' }))[0]!.n)).toBe(0);
     expect((await post(tether, token, body)).status).toBe(200);
