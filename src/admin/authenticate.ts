@@ -56,6 +56,10 @@ export function createAdminAuthenticator(options: AdminAuthenticatorOptions): (c
   return async (ctx) => {
     const authorization = ctx.get('authorization');
     if (!authorization) return refuse(new VerifierError('ERR_NO_CREDENTIALS', 'no credentials'), 'no credentials');
+    // node:http keeps the first of several Authorization fields; a request with two credentials is refused (RFC 6750 §3.1).
+    if ((ctx.req.headersDistinct.authorization?.length ?? 0) > 1) {
+      return refuse(new VerifierError('ERR_AUTHORIZATION_HEADER', 'more than one Authorization header'), 'more than one Authorization header');
+    }
     const bearer = /^Bearer ([\x21-\x7E]+)$/i.exec(authorization)?.[1];
     if (options.devSecret !== undefined && bearer !== undefined && isDevSecret(bearer, options.devSecret)) {
       return { ok: true, caller: { actor: 'admin:dev-credential', clientId: undefined, via: 'dev-credential' } };

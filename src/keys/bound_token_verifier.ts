@@ -5,7 +5,7 @@ import { findTokenStanding } from '../ledger/lineage.js';
 import type { LiveSigningKeys } from './live_signing_keys.js';
 import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
 import {
-  createMemoryReplayStore, createVerifier, SUPPORTED_ALGORITHMS, VerifierError,
+  createMemoryReplayStore, createVerifier, SUPPORTED_ALGORITHMS, verifyRequestHeadersOf, VerifierError,
   type AccessTokenClaims, type BindingKind, type JsonWebKeySet, type SupportedAlgorithm, type Verifier,
 } from '../resource_server/index.js';
 
@@ -70,7 +70,8 @@ export async function verifyOwnApiToken(
 ): Promise<OwnApiToken> {
   let verified: { claims: AccessTokenClaims; binding: BindingKind };
   try {
-    verified = await verifier.verifyWithBinding({ method: ctx.method, url: ctx.href, headers: ctx.req.headers, clientCertificate: certificateOf(ctx)?.der });
+    // Every Authorization field: node:http keeps only the first, and two credentials must be refused (RFC 6750 §3.1).
+    verified = await verifier.verifyWithBinding({ method: ctx.method, url: ctx.href, headers: verifyRequestHeadersOf(ctx.req), clientCertificate: certificateOf(ctx)?.der });
   } catch (error) {
     if (error instanceof VerifierError) return { ok: false, error, reason: error.code };
     throw error;

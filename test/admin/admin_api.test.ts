@@ -1,3 +1,4 @@
+import { rawRequest } from '../support/raw_request.js';
 import { fetch, type Response } from 'undici';
 import type { RunningTether } from '../../src/testing/start_tether.js';
 import { ORDERS, testConfig } from '../support/config.js';
@@ -122,6 +123,14 @@ describe('who may call the admin API', () => {
     for (const path of ['/tokens', '/no-such-route', '/tokens/../clients']) {
       const response = await fetch(`${api}${path}`, { dispatcher: tether.dispatcherFor() });
       await refusedWith(response, undefined);
+    }
+  });
+
+  test('two Authorization headers, the dev credential first: 401 invalid_request (node:http would have kept the first)', async () => {
+    const url = new URL(`${api}/tokens`);
+    for (const authorization of [[`Bearer ${DEV_SECRET}`, 'Bearer not-the-credential'], [`Bearer ${DEV_SECRET}`, `Bearer ${DEV_SECRET}`]]) {
+      const answer = await rawRequest({ connectTo: url.origin.replace('localhost', '127.0.0.1'), target: url.pathname, method: 'GET', ca: tether.pki.ca.certificatePem, headers: { host: url.host, authorization } });
+      expect([answer.status, answer.body.error]).toEqual([401, 'invalid_request']);
     }
   });
 

@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
+import { dpopProof } from '../../src/testing/dpop.js';
 import { fetch, type Response } from 'undici';
 import type { RunningTether } from '../../src/testing/start_tether.js';
 import type { IssuedAccessToken } from '../../src/testing/token_client.js';
@@ -114,6 +116,61 @@ describe('who may not report', () => {
     const response = await fetch(endpoint, { dispatcher: tether.dispatcherFor() });
     expect(response.status).toBe(405);
     expect(response.headers.get('allow')).toBe('POST');
+  });
+});
+
+/** A report sent as given: headers repeated as arrays, any Host. Resolves the status and JSON body. */
+function rawPost(headers: Record<string, string | string[]>, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const url = new URL(endpoint);
+  const text = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({
+      host: '127.0.0.1', port: url.port, path: url.pathname, method: 'POST', ca: tether.pki.ca.certificatePem, servername: 'localhost',
+      headers: { host: url.host, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...headers },
+    }, (res) => {
+      let answer = '';
+      res.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer ? JSON.parse(answer) as Record<string, unknown> : {} }));
+    });
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
+describe('hostile headers on a DPoP-bound report', () => {
+  let token: IssuedAccessToken;
+  const proofFor = (htu: string) => dpopProof(token.credentials.dpopKey!, { htm: 'POST', htu, accessToken: token.accessToken });
+
+  beforeAll(async () => {
+    token = await tether.token({ client: 'orders-api-dpop', resource: USE_REPORTS });
+  });
+
+  test('a proof for another host, sent with that Host: 421, nothing written (htu is compared with the configured issuer, not the Host)', async () => {
+    const before = await rowCount();
+    const answer = await rawPost({ host: 'evil.example', authorization: `DPoP ${token.accessToken}`, dpop: await proofFor('https://evil.example/use-reports') }, { resource: ORDERS, events: [event()] });
+    expect(answer.status).toBe(421);
+    expect(await rowCount()).toBe(before);
+  });
+
+  test('two DPoP proofs: 401 invalid_dpop_proof; two Authorization headers, even the same one twice: 401 invalid_request (node:http kept only the first, and the report was written)', async () => {
+    const before = await rowCount();
+    const twoProofs = await rawPost({ authorization: `DPoP ${token.accessToken}`, dpop: [await proofFor(endpoint), await proofFor(endpoint)] }, { resource: ORDERS, events: [event()] });
+    expect([twoProofs.status, twoProofs.body.error]).toEqual([401, 'invalid_dpop_proof']);
+    const twoTokens = await rawPost({ authorization: [`DPoP ${token.accessToken}`, `DPoP ${token.accessToken}`], dpop: await proofFor(endpoint) }, { resource: ORDERS, events: [event()] });
+    expect([twoTokens.status, twoTokens.body.error]).toEqual([401, 'invalid_request']);
+    expect(await rowCount()).toBe(before);
+  });
+
+  test('the same proof 16 times at once: exactly one report is written', async () => {
+    const before = await rowCount();
+    const proof = await proofFor(endpoint);
+    const answers = await Promise.all(Array.from({ length: 16 }, (_, index) => rawPost(
+      { authorization: `DPoP ${token.accessToken}`, dpop: proof },
+      { resource: ORDERS, report_id: `replayed-proof-${index.toString().padStart(4, '0')}`, events: [event()] },
+    )));
+    expect(answers.filter((answer) => answer.status === 200)).toHaveLength(1);
+    expect(answers.filter((answer) => answer.status === 401 && answer.body.error === 'invalid_dpop_proof')).toHaveLength(15);
+    expect(await rowCount()).toBe(before + 1);
   });
 });
 

@@ -118,7 +118,7 @@ export function createHttpAdapter(options: MiddlewareOptions): HttpAdapter {
     return {
       method: req.method ?? 'GET',
       url: absoluteUrl(req, originalUrl ?? req.url ?? '/', publicBase),
-      headers: headersOf(req),
+      headers: verifyRequestHeadersOf(req),
       clientCertificate: clientCertificate(req),
       requiredScopes,
     };
@@ -149,12 +149,11 @@ export function createHttpAdapter(options: MiddlewareOptions): HttpAdapter {
  * The request headers, with every `Authorization` field kept: `node:http` silently discards
  * duplicates of that header, and RFC 6750 §3.1 wants a request with several credentials refused.
  */
-function headersOf(req: IncomingMessage): VerifyRequest['headers'] {
+export function verifyRequestHeadersOf(req: IncomingMessage): VerifyRequest['headers'] {
   const authorization = req.headersDistinct?.authorization;
   if (authorization === undefined || authorization.length < 2) return req.headers;
   return { ...req.headers, authorization };
 }
-
 
 /**
  * The absolute URL of the request as the client addressed it. An absolute-form request target

@@ -67,7 +67,7 @@ export type {
 export { discoveryUrls } from './issuer_metadata.js';
 export { buildProtectedResourceMetadata, protectedResourceMetadataUrl } from './protected_resource_metadata.js';
 export type { ProtectedResourceMetadata, ProtectedResourceMetadataOptions } from './protected_resource_metadata.js';
-export { createHttpAdapter, socketCertificateThumbprint } from './http_adapter.js';
+export { createHttpAdapter, socketCertificateThumbprint, verifyRequestHeadersOf } from './http_adapter.js';
 export type { HttpAdapter, HttpOptions, MiddlewareOptions } from './http_adapter.js';
 export { koaVerifier } from './middleware_koa.js';
 export type { KoaLikeContext, KoaLikeMiddleware } from './middleware_koa.js';
