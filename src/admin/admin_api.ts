@@ -8,7 +8,8 @@ import { appendEvent } from '../ledger/append_event.js';
 import type { RequestFacts } from '../ledger/events.js';
 import type { RejectionAggregator } from '../ledger/rejection_aggregator.js';
 import type { AdminAuthentication, AdminCaller } from './authenticate.js';
-import { matchOperation, operationErrorOf, OperationError, type AdminOperation, type OperationInput } from './operations.js';
+import { operationErrorOf, OperationError } from './operation_error.js';
+import type { AdminOperation, OperationInput } from './operations.js';
 
 /**
  * The admin API, served under `admin.path` + `/api` on Tether's listeners (docs/admin.md). Order:
@@ -82,6 +83,8 @@ async function answer(ctx: Context, options: AdminApiOptions, caller: AdminCalle
   let operation: AdminOperation;
   let params: string[];
   try {
+    // The operations and the command code they run load at the first authenticated call, not at start.
+    const { matchOperation } = await import('./operations.js');
     const matched = matchOperation(ctx.method, subpath);
     if (matched === undefined) throw new OperationError(404, 'no such admin operation');
     if (matched === 'method') {

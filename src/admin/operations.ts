@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clientsList, clientsResume, clientsShow, clientsSuspend } from '../cli/clients_commands.js';
-import { CommandError, eventJson, eventLine, type CommandContext } from '../cli/inventory_output.js';
-import { keysList, keysRetire, keysRotate } from '../cli/keys_commands.js';
+import { eventJson, eventLine, type CommandContext } from '../cli/inventory_output.js';
+import { keysList, keysRetire, keysRotate } from '../cli/keys_actions.js';
 import { ledgerTail } from '../cli/ledger_commands.js';
 import { reportCommand, windowOfInput } from '../cli/report_command.js';
 import { tokensList, tokensRevoke, tokensShow } from '../cli/tokens_commands.js';
@@ -9,6 +9,7 @@ import { LEDGER_EVENT_TYPES } from '../ledger/events.js';
 import { eventsAfter, latestEvents, type EventFilter } from '../ledger/inventory_queries.js';
 import { loadTetherSigningJwks } from '../testing/signing_key.js';
 import type { AdminCaller } from './authenticate.js';
+import { OperationError } from './operation_error.js';
 
 /**
  * What the admin API does: one table of operations (docs/admin.md#endpoints). The inventory
@@ -47,14 +48,6 @@ export interface AdminOperation {
   /** Checks the input before a stream opens (its status line cannot say 400 once sent). */
   check?: (input: OperationInput) => void;
   run(run: OperationRun): Promise<void>;
-}
-
-/** A bad request: 400 (or 404 for a thing that does not exist), with the message as the description. */
-export class OperationError extends Error {
-  constructor(readonly status: 400 | 404, message: string) {
-    super(message);
-    this.name = 'OperationError';
-  }
 }
 
 function integerOf(input: OperationInput, name: string, fallback: number, max: number): number {
@@ -210,11 +203,4 @@ export function matchOperation(method: string, subpath: string): { operation: Ad
     }
   }
   return pathMatched ? 'method' : undefined;
-}
-
-/** A refusal of the command functions: a thing that does not exist is 404, anything else 400. */
-export function operationErrorOf(error: unknown): OperationError | undefined {
-  if (error instanceof OperationError) return error;
-  if (error instanceof CommandError) return new OperationError(/^no (token|client|signing key) /.test(error.message) ? 404 : 400, error.message);
-  return undefined;
 }

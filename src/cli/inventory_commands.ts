@@ -1,81 +1,23 @@
-import { randomUUID } from 'node:crypto';
-import { hostname, userInfo } from 'node:os';
-import { Command, Option } from 'commander';
-import type { TetherConfig } from '../config/schema.js';
-import { clientsList, clientsResume, clientsShow, clientsSuspend } from './clients_commands.js';
-import { CommandError } from './cli_errors.js';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { TOKEN_STATES } from '../ledger/events.js';
+import { DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS, windowDaysOf } from '../ledger/report_window.js';
 import { configOption, jsonOption, takesIds } from './command_conventions.js';
-import type { CommandContext } from './inventory_output.js';
-import { ledgerPrune, ledgerTail } from './ledger_commands.js';
-import { openConfiguredDatabase } from './run_server.js';
-import { explainDatabaseError } from './server_errors.js';
-import type { DevCredential } from '../admin/dev_credential.js';
-import { callRunningServer, runningDevServer, type RemoteRequest } from './admin_remote.js';
-import { reportCommand, reportCommandDefinition } from './report_command.js';
-import { TOKEN_STATES, tokensList, tokensRevoke, tokensShow } from './tokens_commands.js';
+import type { ConfigResolver, withContext as contextOf } from './command_context.js';
+import type { ReportOptions } from './report_command.js';
 
 /**
  * Registers `tether tokens …`, `tether clients …`, `tether ledger …` and `tether report`. Each command resolves the
  * configuration and database the way `tether migrate` does, runs, and closes the database.
+ *
+ * Only the commands' names, arguments, options and help are defined here: what a command does is
+ * loaded when it runs (command_context.ts and the `*_commands.ts` module it names), so that building
+ * the program, `--help` and `tether dev` load none of it.
  */
 
-/** `cli:<user>@<host>`, the ledger's actor for changes made from the command line. */
-export function commandLineActor(): string {
-  let user = process.env.USER ?? 'unknown';
-  try {
-    user = userInfo().username;
-  } catch {
-    // No passwd entry (containers): keep $USER.
-  }
-  return `cli:${user}@${hostname()}`;
-}
-
-type ConfigResolver = (configFile: string | undefined) => Promise<TetherConfig>;
-type Run = (context: CommandContext) => Promise<unknown>;
-
-/** PostgreSQL's "undefined_table": the schema was never migrated. */
-const UNDEFINED_TABLE = '42P01';
-
-/**
- * Runs a command on the configured database — or, when a running `tether dev` holds its embedded
- * database, sends `remote` to that server's admin API (cli/admin_remote.ts).
- */
-async function withContext(configFor: ConfigResolver, configFile: string | undefined, out: NodeJS.WritableStream, run: Run, remote?: RemoteRequest): Promise<void> {
-  const config = await configFor(configFile);
-  const server = remote ? await runningDevServer(config) : undefined;
-  if (server && remote) {
-    await sendToRunningServer(server, remote, out);
-    return;
-  }
-  const database = await openConfiguredDatabase(config).catch((error: unknown) => { throw explainDatabaseError(error, config, configFile); });
-  const context: CommandContext = {
-    knex: database.knex,
-    config,
-    out,
-    actor: commandLineActor(),
-    facts: { requestId: `cli-${randomUUID()}`, sourceAddress: undefined, instanceId: `cli@${hostname()}` },
-  };
-  try {
-    await run(context);
-  } catch (error) {
-    if ((error as { code?: string }).code === UNDEFINED_TABLE) throw new CommandError('the database has no ledger yet; run `tether migrate` first');
-    throw explainDatabaseError(error, config, configFile);
-  } finally {
-    await database.close();
-  }
-}
-
-/** Sends a command to a running `tether dev`; Ctrl-C ends a followed stream. */
-export async function sendToRunningServer(server: DevCredential, remote: RemoteRequest, out: NodeJS.WritableStream): Promise<void> {
-  const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  process.once('SIGINT', onSignal);
-  try {
-    await callRunningServer(server, remote, commandLineActor(), { out, err: process.stderr, signal: stop.signal });
-  } finally {
-    process.off('SIGINT', onSignal);
-  }
-}
+const withContext: typeof contextOf = async (...args) => (await import('./command_context.js')).withContext(...args);
+const tokensCommands = () => import('./tokens_commands.js');
+const clientsCommands = () => import('./clients_commands.js');
+const ledgerCommands = () => import('./ledger_commands.js');
 
 function tokensCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): Command {
   const tokens = new Command('tokens').description('issued tokens: find them by client, API and state; show one; revoke');
@@ -88,14 +30,14 @@ function tokensCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): C
     .option('--limit <n>', 'at most this many', (value) => Number.parseInt(value, 10), 100)
     .addOption(jsonOption()).addOption(configOption())
     .action((options: { client?: string; resource?: string; issuer?: string; state?: string; limit: number; json?: boolean; config?: string }) =>
-      withContext(configFor, options.config, out, (context) => tokensList(context, options), {
+      withContext(configFor, options.config, out, async (context) => (await tokensCommands()).tokensList(context, options), {
         method: 'GET', path: '/tokens', input: { client: options.client, resource: options.resource, issuer: options.issuer, state: options.state, limit: options.limit }, json: options.json,
       }));
   takesIds(tokens.command('show'))
     .description('one token: claims, binding, lineage (parent and children), last use, events')
     .argument('<token-id>', 'a JWT\'s jti, or the ledger id of an opaque token')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, out, (context) => tokensShow(context, id, options), {
+    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, out, async (context) => (await tokensCommands()).tokensShow(context, id, options), {
       method: 'GET', path: `/tokens/${encodeURIComponent(id)}`, input: {}, json: options.json,
     }));
   takesIds(tokens.command('revoke'))
@@ -106,7 +48,7 @@ function tokensCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): C
     .option('--reason <text>', 'why (recorded in the ledger)')
     .addOption(jsonOption()).addOption(configOption())
     .action((id: string | undefined, options: { client?: string; resource?: string; reason?: string; json?: boolean; config?: string }) =>
-      withContext(configFor, options.config, out, (context) => tokensRevoke(context, id, options), {
+      withContext(configFor, options.config, out, async (context) => (await tokensCommands()).tokensRevoke(context, id, options), {
         method: 'POST', path: '/tokens/revoke', input: { token_id: id, client_id: options.client, resource: options.resource, reason: options.reason }, json: options.json,
       }));
   return tokens;
@@ -116,24 +58,24 @@ function clientsCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): 
   const clients = new Command('clients').description('clients: owner, purpose, permitted APIs, live tokens; suspend and resume');
   clients.command('list').description('every client with its owner, purpose, resources and active token count')
     .addOption(jsonOption()).addOption(configOption())
-    .action((options: { json?: boolean; config?: string }) => withContext(configFor, options.config, out, (context) => clientsList(context, options), {
+    .action((options: { json?: boolean; config?: string }) => withContext(configFor, options.config, out, async (context) => (await clientsCommands()).clientsList(context, options), {
       method: 'GET', path: '/clients', input: {}, json: options.json,
     }));
   takesIds(clients.command('show')).description('one client, its permitted resources and recent events').argument('<client-id>')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, out, (context) => clientsShow(context, id, options), {
+    .action((id: string, options: { json?: boolean; config?: string }) => withContext(configFor, options.config, out, async (context) => (await clientsCommands()).clientsShow(context, id, options), {
       method: 'GET', path: `/clients/${encodeURIComponent(id)}`, input: {}, json: options.json,
     }));
   takesIds(clients.command('suspend')).description('no new tokens for this client, and revoke its live tokens').argument('<client-id>')
     .option('--reason <text>', 'why (recorded in the ledger)')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, out, (context) => clientsSuspend(context, id, options), {
+    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, out, async (context) => (await clientsCommands()).clientsSuspend(context, id, options), {
       method: 'POST', path: `/clients/${encodeURIComponent(id)}/suspend`, input: { reason: options.reason }, json: options.json,
     }));
   takesIds(clients.command('resume')).description('let a suspended client obtain tokens again').argument('<client-id>')
     .option('--reason <text>', 'why (recorded in the ledger)')
     .addOption(jsonOption()).addOption(configOption())
-    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, out, (context) => clientsResume(context, id, options), {
+    .action((id: string, options: { reason?: string; json?: boolean; config?: string }) => withContext(configFor, options.config, out, async (context) => (await clientsCommands()).clientsResume(context, id, options), {
       method: 'POST', path: `/clients/${encodeURIComponent(id)}/resume`, input: { reason: options.reason }, json: options.json,
     }));
   return clients;
@@ -154,7 +96,7 @@ function ledgerCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): C
         const onSignal = () => stop.abort();
         process.once('SIGINT', onSignal);
         try {
-          await ledgerTail(context, { ...options, signal: stop.signal });
+          await (await ledgerCommands()).ledgerTail(context, { ...options, signal: stop.signal });
         } finally {
           process.off('SIGINT', onSignal);
         }
@@ -168,15 +110,28 @@ function ledgerCommand(configFor: ConfigResolver, out: NodeJS.WritableStream): C
     .option('--dry-run', 'count what would be deleted; delete nothing')
     .addOption(jsonOption()).addOption(configOption())
     .action((options: { before: string; type?: string; dryRun?: boolean; json?: boolean; config?: string }) =>
-      withContext(configFor, options.config, out, (context) => ledgerPrune(context, options)));
+      withContext(configFor, options.config, out, async (context) => (await ledgerCommands()).ledgerPrune(context, options)));
   return ledger;
 }
 
 /** `tether report`: the exposure report (docs/report.md), from the database or a running `tether dev`. */
 function reportCommandOf(configFor: ConfigResolver, out: NodeJS.WritableStream): Command {
-  return reportCommandDefinition((options) => withContext(configFor, options.config, out, (context) => reportCommand(context, options), {
-    method: 'GET', path: '/report', input: { window: `${options.window}d`, client: options.client, resource: options.resource }, json: options.json,
-  }));
+  return new Command('report')
+    .description('exposure report: live tokens, last issuance and use, unused scopes, idle clients, refused presentations, per client and API')
+    .option('--window <days>', 'whole UTC days, today included, e.g. 30d', parseWindowOption, DEFAULT_WINDOW_DAYS)
+    .option('--client <id>', 'only this client')
+    .option('--resource <uri>', 'only this API (and, for lateral movement, its tokens presented elsewhere)')
+    .addOption(jsonOption()).addOption(configOption())
+    .action((options: ReportOptions & { config?: string }) => withContext(configFor, options.config, out, async (context) => (await import('./report_command.js')).reportCommand(context, options), {
+      method: 'GET', path: '/report', input: { window: `${options.window}d`, client: options.client, resource: options.resource }, json: options.json,
+    }));
+}
+
+/** The `--window` parser: `30d` or `30`; anything else is a usage error (exit code 2) before any database is opened. */
+export function parseWindowOption(value: string): number {
+  const days = windowDaysOf(value);
+  if (days === undefined) throw new InvalidArgumentError(`a number of days from 1 to ${MAX_WINDOW_DAYS}, e.g. 30d (use is summed per UTC day)`);
+  return days;
 }
 
 /** Adds the inventory commands to the `tether` program; `configFor` is how `tether migrate` finds its configuration. */

@@ -1,8 +1,5 @@
-import { Command, InvalidArgumentError } from 'commander';
-import {
-  exposureReport, MAX_WINDOW_DAYS, windowDaysOf, type ExposureReport, type GrantReport, type PresentationCount,
-} from '../ledger/exposure_report.js';
-import { configOption, jsonOption } from './command_conventions.js';
+import { exposureReport, type ExposureReport, type GrantReport, type PresentationCount } from '../ledger/exposure_report.js';
+import { DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS, windowDaysOf } from '../ledger/report_window.js';
 import { CommandError, formatTime, UsageError, writeJson, writeLine, writeTable, type CommandContext } from './inventory_output.js';
 
 /**
@@ -10,21 +7,12 @@ import { CommandError, formatTime, UsageError, writeJson, writeLine, writeTable,
  * which grants are wider than their use, which clients are idle, and what the APIs refused.
  */
 
-export const DEFAULT_WINDOW_DAYS = 30;
-
 export interface ReportOptions {
   /** Whole UTC days, today included. */
   window?: number;
   client?: string;
   resource?: string;
   json?: boolean;
-}
-
-/** The `--window` parser: `30d` or `30`; anything else is a usage error (exit code 2) before any database is opened. */
-export function parseWindowOption(value: string): number {
-  const days = windowDaysOf(value);
-  if (days === undefined) throw new InvalidArgumentError(`a number of days from 1 to ${MAX_WINDOW_DAYS}, e.g. 30d (use is summed per UTC day)`);
-  return days;
 }
 
 /** The admin API's `window` parameter, checked as the CLI checks the option. */
@@ -171,15 +159,4 @@ export async function reportCommand(context: CommandContext, options: ReportOpti
   if (options.json) writeJson(context, reportJson(report));
   else writeText(context, report);
   return report;
-}
-
-/** The command's options; `run` is how inventory commands run (on the database, or through a running `tether dev`). */
-export function reportCommandDefinition(run: (options: ReportOptions & { config?: string }) => Promise<void>): Command {
-  return new Command('report')
-    .description('exposure report: live tokens, last issuance and use, unused scopes, idle clients, refused presentations, per client and API')
-    .option('--window <days>', 'whole UTC days, today included, e.g. 30d', parseWindowOption, DEFAULT_WINDOW_DAYS)
-    .option('--client <id>', 'only this client')
-    .option('--resource <uri>', 'only this API (and, for lateral movement, its tokens presented elsewhere)')
-    .addOption(jsonOption()).addOption(configOption())
-    .action((options: ReportOptions & { config?: string }) => run(options));
 }

@@ -1,4 +1,4 @@
-import { tokenStateOf, type TokenRecord, type TokenState } from '../ledger/events.js';
+import { TOKEN_STATES, tokenStateOf, type TokenRecord, type TokenState } from '../ledger/events.js';
 import { eventsOfToken, findTokenRecord, listTokens, tokenLineage } from '../ledger/inventory_queries.js';
 import { opaqueTokenId } from '../keys/own_tokens.js';
 import { revokeTokens, type RevocationSelection, type RevokedToken } from '../ledger/revoke_tokens.js';
@@ -9,8 +9,6 @@ import {
 } from './inventory_output.js';
 
 /** `tether tokens list|show|revoke`: which tokens exist, whose, for which API, and how to kill them. */
-
-export const TOKEN_STATES: readonly TokenState[] = ['active', 'expired', 'revoked'];
 
 export interface TokensListOptions {
   client?: string;

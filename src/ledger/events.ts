@@ -71,6 +71,9 @@ export type PrunableEventType = (typeof PRUNABLE_EVENT_TYPES)[number];
 /** A token's state as the inventory reports it: revoked wins over expired. */
 export type TokenState = 'active' | 'expired' | 'revoked';
 
+/** Every state, in the order the inventory lists them (`tether tokens list --state`). */
+export const TOKEN_STATES: readonly TokenState[] = ['active', 'expired', 'revoked'];
+
 /** One row of `issued_tokens`: what the ledger knows about a token now. */
 export interface TokenRecord {
   tokenId: string;

@@ -19,9 +19,6 @@ import { rowsOf } from './rows.js';
 
 type Db = Knex | Knex.Transaction;
 
-/** The longest window: rollups are kept per day, a longer one would only be a slower query. */
-export const MAX_WINDOW_DAYS = 3660;
-
 /** The report's window: `days` whole UTC days, today included; `from` is 00:00 UTC of the first. */
 export interface ReportWindow {
   days: number;
@@ -35,13 +32,6 @@ export interface ReportWindow {
 export interface ReportFilter {
   clientId?: string;
   resource?: string;
-}
-
-/** `30d` (or `30`): a whole number of days from 1 to {@link MAX_WINDOW_DAYS}; undefined if it is not one. */
-export function windowDaysOf(text: string): number | undefined {
-  const match = /^(\d{1,4})d?$/.exec(text.trim());
-  const days = match ? Number(match[1]) : Number.NaN;
-  return Number.isInteger(days) && days >= 1 && days <= MAX_WINDOW_DAYS ? days : undefined;
 }
 
 const dateOf = (value: unknown): Date => (value instanceof Date ? value : new Date(value as string));

@@ -9,7 +9,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { parseAuthzConfig } from '../../src/config/authz_config.js';
-import { startAuthz, type RunningAuthz } from '../../src/cli/authz_command.js';
+import { startAuthz, type RunningAuthz } from '../../src/cli/authz_server.js';
 import { createDpopKey, dpopProof } from '../../src/testing/dpop.js';
 import type { RunningTether } from '../../src/testing/index.js';
 import { startCaddy, type RunningCaddy } from '../support/caddy.js';

@@ -16,7 +16,7 @@ import { Writable } from 'node:stream';
 import { Command } from 'commander';
 import { PROBE_EXIT, registerProbeCommand } from '../../src/cli/probe_command.js';
 import { loadAuthzConfig } from '../../src/config/authz_config.js';
-import { startAuthz, type RunningAuthz } from '../../src/cli/authz_command.js';
+import { startAuthz, type RunningAuthz } from '../../src/cli/authz_server.js';
 import { createVerifier, nodeVerifier } from '../../src/resource_server/index.js';
 import { fetchTrusting } from '../../examples/orders_api/issuer_fetch.js';
 import { createDpopKey, dpopProof } from '../../src/testing/dpop.js';

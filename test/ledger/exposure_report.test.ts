@@ -1,7 +1,8 @@
 import { USE_REFUSAL_REASONS } from 'tether-oauth-resource-server';
 import { parseConfig } from '../../src/config/load_config.js';
 import type { TetherConfig } from '../../src/config/schema.js';
-import { exposureReport, windowDaysOf } from '../../src/ledger/exposure_report.js';
+import { exposureReport } from '../../src/ledger/exposure_report.js';
+import { windowDaysOf } from '../../src/ledger/report_window.js';
 import { reportJson } from '../../src/cli/report_command.js';
 import type { Database } from '../../src/storage/database.js';
 import { openTestDatabase } from '../support/database.js';
