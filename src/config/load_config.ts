@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { describeValue, formatPath, scrubSecrets, secretValuesOf, type ConfigPath } from './redact.js';
 import { configSchema, crossReferenceIssues, type ConfigIssue, type TetherConfig } from './schema.js';
@@ -71,7 +70,7 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
   } catch (error) {
     throw new ConfigError(`${file}: cannot read the configuration file (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
   }
-  const config = parseConfig(parseYamlText(text, file, env), { source: file, env });
+  const config = parseConfig(await parseYamlText(text, file, env), { source: file, env });
   return resolveRelativePaths(config, path.dirname(path.resolve(file)));
 }
 
@@ -80,7 +79,9 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
  * it). The parser's own message quotes the offending line, which may be the one holding a secret,
  * so only its error code is shown.
  */
-function parseYamlText(text: string, file: string, env: NodeJS.ProcessEnv): unknown {
+async function parseYamlText(text: string, file: string, env: NodeJS.ProcessEnv): Promise<unknown> {
+  // The YAML parser loads with the first file read: the built-in development configuration needs none.
+  const { parseDocument } = await import('yaml');
   const document = parseDocument(text);
   const [error] = document.errors;
   if (error) {

@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises';
 import {
   createLocalJWKSet, createRemoteJWKSet, customFetch, errors as joseErrors, type FetchImplementation, type JSONWebKeySet, type JWTVerifyGetKey,
 } from 'jose';
-import { Agent, fetch as undiciFetch } from 'undici';
 import type { TrustedIssuerConfig } from '../config/schema.js';
 import { fetchJsonDocument, type FetchLike } from './fetch_document.js';
 
@@ -62,9 +61,13 @@ export function signatureKeysOf(jwks: JSONWebKeySet): JSONWebKeySet {
   return { keys };
 }
 
-/** undici, trusting the issuer's CA bundle when one is configured (a cluster CA, a corporate CA). */
+/**
+ * undici, trusting the issuer's CA bundle when one is configured (a cluster CA, a corporate CA).
+ * Loaded here, when an issuer's keys are to be fetched, not by every start of the server.
+ */
 async function issuerFetch(issuer: TrustedIssuerConfig): Promise<FetchLike> {
   const ca = issuer.caFile === undefined ? undefined : await readFile(issuer.caFile, 'utf8');
+  const { Agent, fetch: undiciFetch } = await import('undici');
   const dispatcher = ca === undefined ? undefined : new Agent({ connect: { ca } });
   return ((url: string, init?: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher })) as unknown as FetchLike;
 }

@@ -172,7 +172,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
   const batching = { queueLimit: config.database.queueLimit, queueTimeoutMs: waits.acquireTimeout, gather: isPgliteKnex(knex) ? 'turn' : 'now' } as const;
   const issuanceLedger = createIssuanceLedger(knex, { batching });
   // Access log and Prometheus metrics (observability/request_observers.ts).
-  const observers = requestObservers({
+  const observers = await requestObservers({
     config, logger, provider, knex,
     knownNamesOf: (ctx) => snapshotOf(ctx),
     issuanceQueue: () => issuanceLedger.queueDepth(),

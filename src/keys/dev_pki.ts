@@ -6,13 +6,16 @@
  * All keys are ECDSA P-256: generating them takes about a millisecond each, so a fresh PKI costs a few
  * tens of milliseconds and reusing one on disk costs only file reads.
  */
-import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import type { JsonWebKey as NodeJsonWebKey } from 'node:crypto';
 import { chmod, chown, mkdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { thumbprintOf } from '../binding/certificate_thumbprint.js';
-import { buildCertificate, keyIdentifierOf, nameOf, subjectNameOf, type AlternativeName, type CertificateRequest } from './certificate_builder.js';
+import type { Generated, Signer } from './pki_issuance.js';
+
+/** The certificate generation (ASN.1 encoding), loaded only when something must be issued: a restart reads files. */
+const issuance = () => import('./pki_issuance.js');
 
 /** A certificate together with its private key, both PEM, and its RFC 8705 `x5t#S256` thumbprint. */
 export interface CertificateAndKey {
@@ -105,7 +108,7 @@ export interface IssueClientCertificateOptions {
   selfSigned?: boolean;
   /** Defaults to an hour ago (tolerates clock skew between machines). */
   notBefore?: Date;
-  /** Defaults to {@link LEAF_VALIDITY_DAYS} days from now; a past date gives an expired certificate. */
+  /** Defaults to 397 days from now (pki_issuance.ts); a past date gives an expired certificate. */
   notAfter?: Date;
 }
 
@@ -115,19 +118,14 @@ export const DEV_PKI_NAMES: PkiNames = Object.freeze({ ca: 'Tether development C
 /** Server certificates cover these unless told otherwise. */
 export const DEFAULT_SERVER_HOSTNAMES: readonly string[] = Object.freeze(['localhost', '127.0.0.1', '::1']);
 
-const CA_VALIDITY_DAYS = 3650;
-// 397 days is the longest validity browsers accept for a server certificate.
-const LEAF_VALIDITY_DAYS = 397;
 // A stored certificate this close to expiry is reissued, so a running dev server never crosses it.
 const RENEW_BEFORE_DAYS = 30;
 const DAY_MS = 86_400_000;
-const CLOCK_SKEW_MS = 3_600_000;
 // Client ids as the configuration allows them (letters, digits, . _ ~ -), limited to what is safe as
 // a file name (no leading dot) and fits a CN (RFC 5280 ub-common-name: 64).
 const CLIENT_NAME = /^(?!\.)[A-Za-z0-9._~-]{1,64}$/;
 // A CN that needs no escaping in a distinguished name (RFC 4514 §2.4).
 const PLAIN_COMMON_NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
-const DNS_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
 
 
@@ -166,6 +164,7 @@ export async function ensureDevPki(options: EnsureDevPkiOptions): Promise<DevPki
  */
 export async function createEphemeralPki(options: EphemeralPkiOptions = {}): Promise<Pki> {
   const request = normalizeRequest(options.clientNames ?? [], options.serverHostnames);
+  const { generateCa, generateClient, generateServer } = await issuance();
   const ca = generateCa(request.names.ca);
   const server = generateServer(ca, request.serverHostnames, request.names.server);
   const clients = request.clientNames.map((name) => generateClient(ca, name, {}));
@@ -191,6 +190,7 @@ export async function issueClientCertificate(
 ): Promise<IssuedClientCertificate> {
   assertClientName(name);
   const selfSigned = options.selfSigned === true;
+  const { generateClient, generateSelfSignedClient, signerFromPem } = await issuance();
   const issued = selfSigned ? generateSelfSignedClient(name, options) : generateClient(signerFromPem(pki.ca), name, options);
   return { ...publicPart(issued), name, selfSigned, jwk: publicJwkOf(issued.der) };
 }
@@ -353,6 +353,7 @@ function isComplete(stored: StoredPki, request: NormalizedRequest): boolean {
 
 async function repairStoredPki(layout: PkiLayout, request: NormalizedRequest, stored: StoredPki): Promise<string[]> {
   if (isComplete(stored, request)) return [];
+  const { generateCa, generateClient, generateServer, signerFromPem } = await issuance();
   await mkdir(join(layout.directory, 'clients'), { recursive: true, mode: 0o700 });
   const written: string[] = [];
   const save = async (paths: PemFilePaths, generated: Generated): Promise<StoredPair> => {
@@ -469,132 +470,6 @@ function recordOf<T extends { name: string }>(items: readonly T[]): Record<strin
   const record = Object.create(null) as Record<string, T>;
   for (const item of items) record[item.name] = item;
   return record;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Generating certificates
-
-/** A key that can sign certificates, with the name and identifier it signs as. */
-interface Signer {
-  readonly subject: CertificateRequest['issuer'];
-  /** End of the issuer's validity; issued certificates end no later (undefined when self-signing). */
-  readonly notAfter: Date | undefined;
-  readonly privateKey: KeyObject;
-  /** RFC 5280 §4.2.1.1: the key identifier its certificates name as their authority's. */
-  readonly keyIdentifier: Buffer;
-}
-
-interface Generated extends Signer {
-  readonly der: Buffer;
-  readonly certificatePem: string;
-  readonly privateKeyPem: string;
-}
-
-function generateCa(name: string): Generated {
-  const keys = generateKeyPair();
-  const subject = nameOf([['CN', `${name} ${randomBytes(4).toString('hex')}`], ['O', 'Tether']]);
-  const now = Date.now();
-  // pathLen 0 (role ca): the development CA signs end-entity certificates only.
-  return generated(buildCertificate({
-    serialNumber: serialNumber(),
-    subject,
-    issuer: subject,
-    notBefore: new Date(now - CLOCK_SKEW_MS),
-    notAfter: new Date(now + CA_VALIDITY_DAYS * DAY_MS),
-    publicKey: keys.publicKey,
-    signingKey: keys.privateKey,
-    role: 'ca',
-  }), keys);
-}
-
-function generateServer(ca: Signer, hostnames: readonly string[], name: string): Generated {
-  const names = hostnames.map((hostname) => ({ type: isIP(hostname) ? ('ip' as const) : ('dns' as const), value: hostname }));
-  return generateLeaf(ca, name, names, 'serverAuth', {});
-}
-
-function generateClient(ca: Signer, name: string, validity: IssueClientCertificateOptions): Generated {
-  return generateLeaf(ca, name, clientAlternativeNames(name), 'clientAuth', validity);
-}
-
-/** SAN dNSName = the client name when it is a host name, for `tls_client_auth_san_dns` (RFC 8705 §2.1.2). */
-function clientAlternativeNames(name: string): AlternativeName[] {
-  return DNS_NAME.test(name) ? [{ type: 'dns', value: name }] : [];
-}
-
-function generateSelfSignedClient(name: string, validity: IssueClientCertificateOptions): Generated {
-  const keys = generateKeyPair();
-  const self: Signer = { subject: nameOf([['CN', name]]), notAfter: undefined, privateKey: keys.privateKey, keyIdentifier: keyIdentifierOf(keys.publicKey) };
-  return generateLeaf(self, name, clientAlternativeNames(name), 'clientAuth', validity, keys);
-}
-
-function generateLeaf(
-  issuer: Signer,
-  commonName: string,
-  alternativeNames: readonly AlternativeName[],
-  role: 'serverAuth' | 'clientAuth',
-  validity: IssueClientCertificateOptions,
-  keys: KeyPair = generateKeyPair(),
-): Generated {
-  const now = Date.now();
-  return generated(buildCertificate({
-    serialNumber: serialNumber(),
-    subject: nameOf([['CN', commonName]]),
-    issuer: issuer.subject,
-    notBefore: validity.notBefore ?? new Date(now - CLOCK_SKEW_MS),
-    notAfter: validity.notAfter ?? earliest(new Date(now + LEAF_VALIDITY_DAYS * DAY_MS), issuer.notAfter),
-    publicKey: keys.publicKey,
-    signingKey: issuer.privateKey,
-    authorityKeyIdentifier: issuer.keyIdentifier,
-    role,
-    alternativeNames,
-  }), keys);
-}
-
-function generated(der: Buffer, keys: KeyPair): Generated {
-  return {
-    der,
-    certificatePem: pemOf('CERTIFICATE', der),
-    privateKeyPem: pemOf('PRIVATE KEY', keys.privateKey.export({ type: 'pkcs8', format: 'der' })),
-    subject: subjectNameOf(der),
-    notAfter: new X509Certificate(der).validToDate,
-    privateKey: keys.privateKey,
-    keyIdentifier: keyIdentifierOf(keys.publicKey),
-  };
-}
-
-/** Rebuilds a signer from a stored CA (only needed when something must be issued). */
-function signerFromPem(ca: Pick<CertificateAndKey, 'certificatePem' | 'privateKeyPem'>): Signer {
-  const certificate = new X509Certificate(ca.certificatePem);
-  return {
-    subject: subjectNameOf(certificate.raw),
-    notAfter: certificate.validToDate,
-    privateKey: createPrivateKey(ca.privateKeyPem),
-    keyIdentifier: keyIdentifierOf(certificate.publicKey),
-  };
-}
-
-interface KeyPair {
-  readonly publicKey: KeyObject;
-  readonly privateKey: KeyObject;
-}
-
-function generateKeyPair(): KeyPair {
-  return generateKeyPairSync('ec', { namedCurve: 'P-256' });
-}
-
-function serialNumber(): string {
-  const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
-  return bytes.toString('hex');
-}
-
-function earliest(date: Date, limit: Date | undefined): Date {
-  return limit && limit < date ? limit : date;
-}
-
-function pemOf(label: string, der: Buffer): string {
-  const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
 }
 
 function publicPart(generated: Generated): CertificateAndKey {

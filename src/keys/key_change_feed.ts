@@ -1,6 +1,6 @@
 import type { PGlite } from '@electric-sql/pglite';
 import type { Knex } from 'knex';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { isPgliteKnex } from '../storage/knex_kind.js';
 
@@ -64,6 +64,8 @@ function connectionSettingsOf(knex: Knex): pg.ClientConfig {
 }
 
 async function watchOnDedicatedConnection(settings: pg.ClientConfig, options: KeyChangeFeedOptions): Promise<KeyChangeFeed> {
+  // The PostgreSQL driver loads here: on PGlite (`tether dev`) nothing else needs it.
+  const { Client } = (await import('pg')).default;
   const initialBackoffMs = options.initialBackoffMs ?? 250;
   const maxBackoffMs = options.maxBackoffMs ?? 30_000;
   let listening: pg.Client | undefined;
@@ -97,7 +99,7 @@ async function watchOnDedicatedConnection(settings: pg.ClientConfig, options: Ke
 
   function connect(): Promise<void> {
     connecting ??= (async () => {
-      const client = new pg.Client(settings);
+      const client = new Client(settings);
       client.on('error', (error) => abandon(client, error));
       client.on('end', () => abandon(client));
       client.on('notification', (message) => {

@@ -6,7 +6,7 @@ import type { TetherConfig } from '../config/schema.js';
 import type { LoadedSigningKeys } from '../keys/signing_keys.js';
 import { accessLog } from './access_log.js';
 import { labelVocabulary, type KnownNames } from './metric_labels.js';
-import { createTetherMetrics, type TetherMetrics } from './metrics.js';
+import type { TetherMetrics } from './metrics.js';
 import { metricsEndpoint } from './metrics_endpoint.js';
 import { tokenMetrics } from './token_metrics.js';
 
@@ -34,9 +34,10 @@ export interface ObservedApp {
  *   like the health endpoints, before the served-origin check;
  * - `metrics`: the registry and the issuance histogram (`timedGrant`), undefined when metrics are off.
  */
-export function requestObservers(app: ObservedApp): { metrics: TetherMetrics | undefined; outermost: Middleware[]; besideHealth: Middleware[] } {
+export async function requestObservers(app: ObservedApp): Promise<{ metrics: TetherMetrics | undefined; outermost: Middleware[]; besideHealth: Middleware[] }> {
   const { listener, path } = app.config.metrics;
-  const metrics = listener === 'off' ? undefined : createTetherMetrics(app);
+  // prom-client (and the OpenTelemetry API it loads) only when metrics are on: the default is off.
+  const metrics = listener === 'off' ? undefined : (await import('./metrics.js')).createTetherMetrics(app);
   const labelsOf = (ctx: Context) => labelVocabulary(app.knownNamesOf(ctx));
   return {
     metrics,
