@@ -9,6 +9,7 @@ import { databaseTimeoutsMs } from '../config/schema.js';
 import type { KnexLog } from '../observability/library_logs.js';
 import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
 import { createInMemoryPglite } from './pglite_memory.js';
+import { compiledPgliteModule } from './pglite_wasm.js';
 import { createPgliteKnex } from './pglite_knex.js';
 import { migratedSnapshotOrUndefined } from './pglite_snapshot.js';
 import { extractDataDirTarball } from './tar_extract.js';
@@ -158,13 +159,25 @@ async function openPgliteMemory(timeouts: DatabaseTimeouts, log: KnexLog): Promi
 /** Starts reading the snapshot and compiling PGlite ahead of `openDatabase({ memory: true })`. */
 export { prepareInMemoryPglite as prepareInMemoryDatabase } from './pglite_memory.js';
 
+/**
+ * PostgreSQL zeroes its shared buffers at every start: PostgreSQL's default 128 MB cost ~150 ms of
+ * a `tether dev` start here, 64 MB about half that (docs/benchmarks.md, cold start). A development
+ * database's working set is a few MB, and what does not fit is re-read from the OS's page cache.
+ */
+const DIRECTORY_SHARED_BUFFERS = '64MB';
+
 async function openPgliteDirectory(directory: string, timeouts: DatabaseTimeouts, log: KnexLog): Promise<Database> {
   const absolute = resolve(directory);
   mkdirSync(dirname(absolute), { recursive: true });
   const lock = lockDatabaseDirectory(absolute);
   try {
     if (!existsSync(join(absolute, 'PG_VERSION'))) await seedDirectory(absolute, log);
-    const pglite = await PGlite.create({ dataDir: absolute });
+    const pgliteWasmModule = await compiledPgliteModule();
+    const pglite = await PGlite.create({
+      dataDir: absolute,
+      startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${DIRECTORY_SHARED_BUFFERS}`],
+      ...(pgliteWasmModule ? { pgliteWasmModule } : {}),
+    });
     return wrapPglite(pglite, timeouts, log, lock);
   } catch (error) {
     lock.release();
