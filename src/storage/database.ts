@@ -160,12 +160,10 @@ async function openPgliteMemory(timeouts: DatabaseTimeouts, log: KnexLog): Promi
 export { prepareInMemoryPglite as prepareInMemoryDatabase } from './pglite_memory.js';
 
 /**
- * PostgreSQL zeroes its shared buffers at every start: PostgreSQL's default 128 MB cost ~150 ms of
- * a `tether dev` start here, 64 MB about half that (docs/benchmarks.md, cold start). A development
- * database's working set is a few MB, and what does not fit is re-read from the OS's page cache.
+ * PGlite on a data folder, with the precompiled module (storage/pglite_wasm.ts). PostgreSQL's default
+ * 128 MB of shared buffers stay: 64 MB took ~150 ms off a start but cost 15 % of the embedded server's
+ * tokens per second under load (blocks re-read through PGlite's file system; docs/benchmarks.md).
  */
-const DIRECTORY_SHARED_BUFFERS = '64MB';
-
 async function openPgliteDirectory(directory: string, timeouts: DatabaseTimeouts, log: KnexLog): Promise<Database> {
   const absolute = resolve(directory);
   mkdirSync(dirname(absolute), { recursive: true });
@@ -175,7 +173,6 @@ async function openPgliteDirectory(directory: string, timeouts: DatabaseTimeouts
     const pgliteWasmModule = await compiledPgliteModule();
     const pglite = await PGlite.create({
       dataDir: absolute,
-      startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${DIRECTORY_SHARED_BUFFERS}`],
       ...(pgliteWasmModule ? { pgliteWasmModule } : {}),
     });
     return wrapPglite(pglite, timeouts, log, lock);
