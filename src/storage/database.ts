@@ -9,6 +9,7 @@ import { databaseTimeoutsMs } from '../config/schema.js';
 import type { KnexLog } from '../observability/library_logs.js';
 import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
 import { createInMemoryPglite } from './pglite_memory.js';
+import { compiledPgliteModule } from './pglite_wasm.js';
 import { createPgliteKnex } from './pglite_knex.js';
 import { migratedSnapshotOrUndefined } from './pglite_snapshot.js';
 import { extractDataDirTarball } from './tar_extract.js';
@@ -158,13 +159,22 @@ async function openPgliteMemory(timeouts: DatabaseTimeouts, log: KnexLog): Promi
 /** Starts reading the snapshot and compiling PGlite ahead of `openDatabase({ memory: true })`. */
 export { prepareInMemoryPglite as prepareInMemoryDatabase } from './pglite_memory.js';
 
+/**
+ * PGlite on a data folder, with the precompiled module (storage/pglite_wasm.ts). PostgreSQL's default
+ * 128 MB of shared buffers stay: 64 MB took ~150 ms off a start but cost 15 % of the embedded server's
+ * tokens per second under load (blocks re-read through PGlite's file system; docs/benchmarks.md).
+ */
 async function openPgliteDirectory(directory: string, timeouts: DatabaseTimeouts, log: KnexLog): Promise<Database> {
   const absolute = resolve(directory);
   mkdirSync(dirname(absolute), { recursive: true });
   const lock = lockDatabaseDirectory(absolute);
   try {
     if (!existsSync(join(absolute, 'PG_VERSION'))) await seedDirectory(absolute, log);
-    const pglite = await PGlite.create({ dataDir: absolute });
+    const pgliteWasmModule = await compiledPgliteModule();
+    const pglite = await PGlite.create({
+      dataDir: absolute,
+      ...(pgliteWasmModule ? { pgliteWasmModule } : {}),
+    });
     return wrapPglite(pglite, timeouts, log, lock);
   } catch (error) {
     lock.release();

@@ -11,21 +11,14 @@
  * PostgreSQL's default 128 MB of shared buffers are zeroed at every start (~70 ms here); a test
  * database of a few hundred rows needs a fraction of that.
  */
-import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
+import { PGlite } from '@electric-sql/pglite';
 import { migratedSnapshotOrUndefined } from './pglite_snapshot.js';
-
-type WasmModule = NonNullable<PGliteOptions['pgliteWasmModule']>;
-// The project compiles without the DOM library, which is where TypeScript declares WebAssembly.
-const { WebAssembly: wasm } = globalThis as unknown as { WebAssembly: { compile(bytes: Uint8Array): Promise<WasmModule> } };
+import { compiledPgliteModule } from './pglite_wasm.js';
 
 /** Enough for a test's tables; PostgreSQL's minimum is 128 kB. */
 const SHARED_BUFFERS = '16MB';
 
 let snapshotBlob: Promise<Blob | undefined> | undefined;
-let compiledPglite: Promise<WasmModule | undefined> | undefined;
 
 /**
  * Starts reading the snapshot and compiling PGlite without waiting, so that a caller can overlap
@@ -33,7 +26,7 @@ let compiledPglite: Promise<WasmModule | undefined> | undefined;
  */
 export function prepareInMemoryPglite(): void {
   snapshotBlob ??= loadSnapshotBlob();
-  compiledPglite ??= compilePgliteModule();
+  void compiledPgliteModule();
 }
 
 /**
@@ -43,7 +36,7 @@ export function prepareInMemoryPglite(): void {
 export async function createInMemoryPglite(): Promise<PGlite> {
   prepareInMemoryPglite();
   const pending = snapshotBlob!;
-  const [snapshot, pgliteWasmModule] = await Promise.all([pending, compiledPglite!]);
+  const [snapshot, pgliteWasmModule] = await Promise.all([pending, compiledPgliteModule()]);
   if (snapshot === undefined) {
     // A failed build must not poison later opens in this process: the next one tries again.
     if (snapshotBlob === pending) snapshotBlob = undefined;
@@ -58,16 +51,25 @@ export async function createInMemoryPglite(): Promise<PGlite> {
 
 async function loadSnapshotBlob(): Promise<Blob | undefined> {
   const snapshot = await migratedSnapshotOrUndefined();
-  return snapshot && new Blob([snapshot as Uint8Array<ArrayBuffer>]);
+  return snapshot && new SnapshotBlob(snapshot as Uint8Array<ArrayBuffer>);
 }
 
-/** PGlite compiles its module itself when none is given, so a failure here only costs the head start. */
-async function compilePgliteModule(): Promise<WasmModule | undefined> {
-  try {
-    const entry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
-    return await wasm.compile(await readFile(join(dirname(entry), 'pglite.wasm')));
-  } catch {
-    compiledPglite = undefined;
-    return undefined;
+/**
+ * The snapshot as the `Blob` PGlite takes, whose `arrayBuffer()` is one copy of the bytes it already
+ * holds. PGlite reads the tarball with `arrayBuffer()`; a plain Blob's reads it back in chunks and
+ * joins them, ~50 ms of CPU per open of the 25 MB tarball here (docs/benchmarks.md). Each call gets
+ * its own copy, so no PGlite shares a buffer with another; every other Blob method is the base one,
+ * over the same bytes.
+ */
+class SnapshotBlob extends Blob {
+  readonly #bytes: Uint8Array<ArrayBuffer>;
+
+  constructor(bytes: Uint8Array<ArrayBuffer>) {
+    super([bytes]);
+    this.#bytes = bytes;
+  }
+
+  override arrayBuffer(): Promise<ArrayBuffer> {
+    return Promise.resolve(this.#bytes.slice().buffer);
   }
 }
