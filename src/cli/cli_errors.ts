@@ -1,5 +1,5 @@
 import { CommanderError } from 'commander';
-import { ConfigError } from '../config/load_config.js';
+import { ConfigError } from '../config/config_error.js';
 import { DatabaseInUseError } from '../storage/directory_lock.js';
 
 /**

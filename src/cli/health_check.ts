@@ -1,11 +1,17 @@
 import http from 'node:http';
 import https from 'node:https';
+import { loadConfigFile } from '../config/load_config.js';
 import type { TetherConfig } from '../config/schema.js';
 import type { ListenerHealth } from './health_command.js';
 
 /** What `tether health` does (health_command.ts registers it): `GET /readyz` on each listener. */
 
 const MAX_BODY_BYTES = 4_096;
+
+/** Reads the configuration file as the server does, then checks each listener it names. */
+export async function checkConfiguredListeners(configFile: string, timeoutMs: number): Promise<ListenerHealth[]> {
+  return checkListeners(await loadConfigFile(configFile), timeoutMs);
+}
 
 /** Checks each configured listener, from the same host (the listener's own address, or loopback for a wildcard). */
 export function checkListeners(config: TetherConfig, timeoutMs: number): Promise<ListenerHealth[]> {

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { loadConfigFile } from '../config/load_config.js';
 import { UsageError } from './cli_errors.js';
 import { jsonOption, writeJsonTo } from './command_conventions.js';
 
@@ -31,9 +30,8 @@ export function registerHealthCommand(program: Command, out: NodeJS.WritableStre
     .action(async (options: { config: string; timeout: string; json?: boolean }) => {
       const timeoutMs = Number(options.timeout);
       if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout: expected a positive number of milliseconds (got ${JSON.stringify(options.timeout)})`);
-      const config = await loadConfigFile(options.config);
-      const { checkListeners } = await import('./health_check.js');
-      const results = await checkListeners(config, timeoutMs);
+      const { checkConfiguredListeners } = await import('./health_check.js');
+      const results = await checkConfiguredListeners(options.config, timeoutMs);
       const ready = results.length > 0 && results.every((result) => result.ready);
       process.exitCode = ready ? HEALTH_EXIT.ready : HEALTH_EXIT.notReady;
       if (options.json) {

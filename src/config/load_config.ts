@@ -1,20 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { z } from 'zod';
+import { ConfigError } from './config_error.js';
 import { describeValue, formatPath, scrubSecrets, secretValuesOf, type ConfigPath } from './redact.js';
 import { configSchema, crossReferenceIssues, type ConfigIssue, type TetherConfig } from './schema.js';
 
-/**
- * A configuration that cannot be used. `problems` are every mistake found, one per line, each
- * naming the bad path; `message` holds them all. Nothing secret is in either (config/redact.ts).
- */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-
-  constructor(message: string, readonly problems: readonly string[] = [message]) {
-    super(message);
-  }
-}
+export { ConfigError };
 
 /** One error for all the problems of one source: a single line for one, a list for several. */
 function configErrorOf(source: string, problems: string[], secrets: readonly string[]): ConfigError {
