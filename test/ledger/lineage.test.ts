@@ -53,7 +53,7 @@ describe('a revoked ancestor revokes its descendants', () => {
     const refused = await exchangeRequest('invoices-api', child, ARCHIVE);
     expect({ status: refused.status, body: refused.body }).toEqual({ status: 400, body: INVALID_SUBJECT });
     expect((await rejectionOf(refused)).details).toMatchObject({
-      error: 'invalid_grant', reason: `token ${jtiOf(child)} descends from revoked token ${jtiOf(root)}`,
+      error: 'invalid_grant', reason: `subject token ${jtiOf(child)} descends from revoked token ${jtiOf(root)}`,
     });
   });
 });
@@ -85,7 +85,7 @@ describe(`a lineage is at most ${MAX_LINEAGE_DEPTH} deep`, () => {
     expect({ status: refused.status, body: refused.body }).toEqual({
       status: 400, body: { error: 'invalid_request', error_description: 'the exchange lineage of the subject token is too long to exchange it again' },
     });
-    expect((await rejectionOf(refused)).details).toMatchObject({ error: 'invalid_request', reason: `token ${jtiOf(subject)} already has ${MAX_LINEAGE_DEPTH} ancestors` });
+    expect((await rejectionOf(refused)).details).toMatchObject({ error: 'invalid_request', reason: `subject token ${jtiOf(subject)} already has ${MAX_LINEAGE_DEPTH} ancestors` });
     expect(await tether.database.knex('issued_tokens').where({ parent_token_id: jtiOf(subject) })).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 import type { JWTPayload } from 'jose';
 import type { Provider } from 'oidc-provider';
 import { opaqueTokenId, type OwnTokenVerifier, type PresentedToken as OwnToken } from '../../keys/own_tokens.js';
-import { MAX_LINEAGE_DEPTH, type TokenStanding } from '../../ledger/lineage.js';
+import type { TokenStanding } from '../../ledger/lineage.js';
 import { Refusal } from '../../oauth/refusal.js';
 import { scopesOf } from '../../oauth/scope.js';
 import { extraClaimsOf } from '../../provider/token_extra.js';
@@ -18,7 +18,8 @@ import type { PresentedToken } from './parse_request.js';
  *            publishes with; nothing is fetched), `typ` at+jwt (RFC 9068 §2.1), `iss` = our issuer, not expired;
  *   opaque — found by oidc-provider's ClientCredentials model, not expired;
  *   both   — present in the ledger's `issued_tokens`, and neither it nor any token it was exchanged
- *            from revoked (the row exists for every token: issuance commits it before the response).
+ *            from revoked (the row exists for every token: issuance commits it before the response);
+ *            for the subject token the issuance statement checks this, for an actor token this module.
  */
 
 type Parameter = 'subject_token' | 'actor_token';
@@ -53,7 +54,13 @@ export async function resolvePresentedToken(
   const token = identified.kind === 'opaque'
     ? await readOpaqueAccessToken(deps.opaqueTokens, presented, parameter)
     : jwtAccessToken(identified, parameter);
-  await requireActiveInLedger(deps.standingOf, token, parameter);
+  // The subject token becomes the new token's parent, and the issuance statement checks a parent's
+  // standing itself, under lock, in the same round trip that records the child (ledger/record_issuance.ts):
+  // no record, revoked, descended from a revoked token, lineage full — refusals that
+  // token_exchange/handler.ts maps to the same errors this check gives. Reading it here as well would
+  // be a second statement per exchange deciding nothing the first does not decide again, and could not
+  // replace it (a revocation may commit in between). An actor token is nobody's parent: read here.
+  if (parameter === 'actor_token') await requireActiveInLedger(deps.standingOf, token, parameter);
   return token;
 }
 
@@ -154,15 +161,11 @@ function mayActOf(value: unknown): { sub?: string } | undefined {
 /**
  * The token must have its ledger row ("no token without a record"), and neither it nor any ancestor
  * it was exchanged from may be revoked: revoking a token revokes what was derived from it, even if
- * a derived row has not been marked yet. A lineage already as deep as lineages may be cannot grow
- * (the issuance statement would refuse the child, after minting it; refusing here is cheaper).
+ * a derived row has not been marked yet.
  */
 async function requireActiveInLedger(standingOf: PresentedTokenDependencies['standingOf'], token: ExchangeableToken, parameter: Parameter): Promise<void> {
-  const { record, revokedAncestorId, ancestors } = await databaseStep(() => standingOf(token.tokenId));
+  const { record, revokedAncestorId } = await databaseStep(() => standingOf(token.tokenId));
   if (!record) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} has no ledger record`);
   if (record.revokedAt) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} is revoked`);
   if (revokedAncestorId) throw new InvalidPresentedToken(parameter, `token ${token.tokenId} descends from revoked token ${revokedAncestorId}`);
-  if (parameter === 'subject_token' && ancestors >= MAX_LINEAGE_DEPTH) {
-    throw new Refusal('invalid_request', LINEAGE_TOO_DEEP, `token ${token.tokenId} already has ${ancestors} ancestors`);
-  }
 }

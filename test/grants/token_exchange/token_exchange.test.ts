@@ -285,8 +285,8 @@ describe('subject tokens Tether will not exchange → 400 invalid_grant', () => 
     expect(revocation.status).toBe(200);
     expect((await issuedRow(decodeJwt(child.body.access_token as string).jti!)).revoked_at).not.toBeNull();
 
-    expectRefusal(await exchange('service-b', subjectForm(revoked, { resource: API_C })), 400, 'invalid_grant', / is revoked$/);
-    expectRefusal(await exchange('service-c', subjectForm(child.body.access_token as string, { resource: API_D })), 400, 'invalid_grant', / is revoked$/);
+    expectRefusal(await exchange('service-b', subjectForm(revoked, { resource: API_C })), 400, 'invalid_grant', / was revoked$/);
+    expectRefusal(await exchange('service-c', subjectForm(child.body.access_token as string, { resource: API_D })), 400, 'invalid_grant', / was revoked$/);
   });
 
   test('a token whose ancestor is revoked, even before the cascade reached it', async () => {
