@@ -1,5 +1,5 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { closeSync, createWriteStream, openSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -28,6 +28,13 @@ export interface ForkOptions {
   /** stdout and stderr of the child are appended here. */
   logFile?: string;
   /**
+   * The child's stdout and stderr are `logFile` itself (as `server >> log 2>&1`) instead of pipes this
+   * process copies: a server under load then writes its access log without waking the bench process on
+   * every line (through a pipe, a write woke this process, which could run on the server's core in the
+   * middle of the server's write). Not for a child whose output this process reads.
+   */
+  logDirect?: boolean;
+  /**
    * How the child loads TypeScript: through tsx (default), or with plain node and its built-in type
    * stripping, for a module with no relative imports (the baselines: started as their users start them).
    */
@@ -38,25 +45,41 @@ export interface ForkOptions {
 
 /** Forks a TypeScript module with an IPC channel; its output goes to `logFile` (or is dropped). */
 export function forkTs(modulePath: string, args: string[], options: ForkOptions = {}): ChildProcess {
+  const output = outputOf(options);
   const child = fork(modulePath, args, {
     cwd: REPO_ROOT,
     execArgv: [...(options.loader === 'node' ? [] : TSX), ...(options.nodeFlags ?? [])],
     env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    stdio: [...output, 'ipc'],
   });
-  pipeToLog(child, options.logFile);
+  closeOwnCopy(output);
+  if (!options.logDirect) pipeToLog(child, options.logFile);
   return child;
 }
 
 /** Spawns node (no IPC) with the given arguments in the repository root. */
 export function spawnNode(args: string[], options: ForkOptions = {}): ChildProcess {
+  const output = outputOf(options);
   const child = spawn(process.execPath, [...(options.nodeFlags ?? []), ...args], {
     cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: output,
   });
-  pipeToLog(child, options.logFile);
+  closeOwnCopy(output);
+  if (!options.logDirect) pipeToLog(child, options.logFile);
   return child;
+}
+
+/** stdin, stdout, stderr of a child: pipes, or the log file opened for appending (the child keeps its own descriptor). */
+function outputOf(options: ForkOptions): ['ignore', 'pipe' | number, 'pipe' | number] {
+  if (!options.logDirect || !options.logFile) return ['ignore', 'pipe', 'pipe'];
+  const fd = openSync(options.logFile, 'a');
+  return ['ignore', fd, fd];
+}
+
+/** spawn() has duplicated the log file's descriptor into the child: this process's copy can go. */
+function closeOwnCopy(stdio: ['ignore', 'pipe' | number, 'pipe' | number]): void {
+  if (typeof stdio[1] === 'number') closeSync(stdio[1]);
 }
 
 function pipeToLog(child: ChildProcess, logFile: string | undefined): void {

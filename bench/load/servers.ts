@@ -67,6 +67,7 @@ export async function startTetherDev(context: BenchContext, name: string, postgr
       DATABASE_URL: postgres?.url ?? '',
     },
     logFile: path.join(context.logDir, `${name}.log`),
+    logDirect: true,
   });
   context.pinning.pin(child.pid, 'server');
   const httpOrigin = `http://127.0.0.1:${httpPort}`;
@@ -87,11 +88,21 @@ export async function startBaseline(context: BenchContext, name: string, module:
     loader: 'node',
     nodeFlags: context.nodeFlagsFor(name),
     logFile: path.join(context.logDir, `${name}.log`),
+    logDirect: true,
   });
   context.pinning.pin(child.pid, 'server');
   await nextMessage(child, 'ready', 60_000);
   context.pinning.pin(child.pid, 'server');
   return { name, endpoint: { origin: `https://127.0.0.1:${port}`, host: `localhost:${port}`, caFile: pki.caFile }, host: `localhost:${port}`, pki, child };
+}
+
+function revisionHas(ref: string, file: string): boolean {
+  try {
+    execFileSync('git', ['cat-file', '-e', `${ref}:${file}`], { cwd: REPO_ROOT, stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -103,7 +114,11 @@ export function checkoutRevision(context: BenchContext, ref: string): string {
   // Extracted once per run: the load and ledger sections may both ask for the same revision.
   if (existsSync(path.join(root, 'node_modules'))) return root;
   mkdirSync(root, { recursive: true });
-  const archive = execFileSync('git', ['archive', '--format=tar', ref, 'src', 'migrations', 'bin', 'package.json', 'tsconfig.json'], { cwd: REPO_ROOT, maxBuffer: 256 * 2 ** 20 });
+  // tsconfig.json maps the verifier package to its sources (packages/resource-server/src), which tsx
+  // follows: they come from the same revision (without them the import falls through to a dist/ that a
+  // fresh clone has not built).
+  const paths = ['src', 'migrations', 'bin', 'package.json', 'tsconfig.json', ...(revisionHas(ref, 'packages/resource-server/src') ? ['packages/resource-server/src'] : [])];
+  const archive = execFileSync('git', ['archive', '--format=tar', ref, ...paths], { cwd: REPO_ROOT, maxBuffer: 256 * 2 ** 20 });
   execFileSync('tar', ['-x', '-C', root], { input: archive });
   symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(root, 'node_modules'));
   return root;
