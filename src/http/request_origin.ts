@@ -82,12 +82,17 @@ export function servedTargetOf(
   const target = targetOriginOf(request, scheme);
   if ('ok' in target) return target;
 
-  const listener = connection.encrypted ? 'https' : 'http';
-  const own = connection.localPort === undefined ? [] : served.listenerHostnames[listener].map((name) => originOf(listener, `${name}:${connection.localPort}`));
-  if (target.origin !== served.issuerOrigin && !own.includes(target.origin)) {
+  if (target.origin !== served.issuerOrigin && !isThisListener(target.origin, connection, served)) {
     return refused(421, 'this server does not serve the requested host', `request for ${bounded(target.origin)}, which is neither the issuer nor this listener`);
   }
   return { ok: true, origin: target.origin, secure: scheme === 'https', originForm: target.originForm };
+}
+
+/** The origin names this listener itself (one of its hostnames and its port): asked only when it is not the issuer's. */
+function isThisListener(origin: string, connection: ConnectionFacts, served: ServedOrigins): boolean {
+  if (connection.localPort === undefined) return false;
+  const listener = connection.encrypted ? 'https' : 'http';
+  return served.listenerHostnames[listener].some((name) => originOf(listener, `${name}:${connection.localPort}`) === origin);
 }
 
 /** The scheme the client used: the connection's, or what a trusted proxy hop says it was. */
