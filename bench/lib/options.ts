@@ -34,7 +34,7 @@ export interface Options {
   revisions?: string[];
 }
 
-const FLAGS_WITH_VALUE = new Set(['--only', '--subjects', '--profile', '--duration', '--rounds', '--inventory-rows', '--report-events', '--compare', '--revisions']);
+const FLAGS_WITH_VALUE = new Set(['--only', '--subjects', '--profile', '--duration', '--rounds', '--inventory-rows', '--report-events', '--compare', '--revisions', '--warmup']);
 
 /**
  * Sections are chosen by name, as positional arguments (`npm run bench -- load inventory`) or with
@@ -63,7 +63,9 @@ export function parseOptions(argv: readonly string[]): Options {
   return {
     quick,
     durationSeconds: number('--duration', quick ? 2 : 10),
-    warmupSeconds: quick ? 1 : 3,
+    // V8 goes on optimising Tether's code for ~10 s after the first request (docs/benchmarks.md, "How it
+    // measures"): a shorter warm-up measures its compiler in the first rounds, more for Tether than for bare.
+    warmupSeconds: number('--warmup', quick ? 1 : 12),
     rounds: number('--rounds', quick ? 1 : 5),
     connections: 10,
     sections: new Set((named.length ? named : SECTIONS) as Section[]),
