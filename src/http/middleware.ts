@@ -138,17 +138,15 @@ export function servedOriginOnly(options: { served: ServedOrigins; isTrustedProx
  * target; from here on they are the served origin the request was checked against.
  */
 function pinRequestOrigin(ctx: Context, target: ServedTarget): void {
-  // target.origin is a serialised origin (`scheme://host[:port]`, request_origin.ts) of the scheme `secure` says.
-  const protocol = target.secure ? 'https' : 'http';
-  const host = target.origin.slice(protocol.length + '://'.length);
+  const origin = new URL(target.origin);
   if (target.originForm !== undefined) {
     ctx.url = target.originForm;
     ctx.originalUrl = target.originForm;
     ctx.request.originalUrl = target.originForm;
   }
   Object.defineProperties(ctx.request, {
-    protocol: { value: protocol },
-    host: { value: host },
+    protocol: { value: origin.protocol.slice(0, -1) },
+    host: { value: origin.host },
   });
 }
 
