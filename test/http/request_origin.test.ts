@@ -70,6 +70,23 @@ describe('servedTargetOf', () => {
     expect(servedTargetOf(request(host), tls, served)).toMatchObject({ ok: false, status: 400 });
   });
 
+  test('a connection whose local port is unknown serves the issuer only, never a listener origin', () => {
+    const unknownPort: ConnectionFacts = { encrypted: true, localPort: undefined, fromTrustedProxy: false };
+    expect(servedTargetOf(request('auth.example.com'), unknownPort, served)).toMatchObject({ ok: true, origin: 'https://auth.example.com' });
+    expect(servedTargetOf(request('10.0.0.5:8443'), unknownPort, served)).toMatchObject({ ok: false, status: 421 });
+    expect(servedTargetOf(request('auth.example.com:8443'), unknownPort, served)).toMatchObject({ ok: false, status: 421 });
+  });
+
+  test('a listener on its scheme\'s default port: its address with or without the port is its own origin; another port is not', () => {
+    const onDefault = servedOriginsOf({ issuer: 'https://auth.example.com:9443', listeners: { https: { host: '10.0.0.5', port: 443 } } });
+    const atDefault: ConnectionFacts = { encrypted: true, localPort: 443, fromTrustedProxy: false };
+    expect(servedTargetOf(request('10.0.0.5'), atDefault, onDefault)).toMatchObject({ ok: true, origin: 'https://10.0.0.5' });
+    expect(servedTargetOf(request('10.0.0.5:443'), atDefault, onDefault)).toMatchObject({ ok: true, origin: 'https://10.0.0.5' });
+    expect(servedTargetOf(request('10.0.0.5:444'), atDefault, onDefault)).toMatchObject({ ok: false, status: 421 });
+    // The listener's address in an absolute-form target over the other scheme is not its origin.
+    expect(servedTargetOf(request('10.0.0.5', {}, 'http://10.0.0.5/token'), atDefault, onDefault)).toMatchObject({ ok: false, status: 421 });
+  });
+
   test('IPv6 listener addresses are bracketed', () => {
     const v6 = servedOriginsOf({ issuer: 'https://auth.example.com', listeners: { https: { host: '::1', port: 8443 } } });
     expect(servedTargetOf(request('[::1]:8443'), tls, v6)).toMatchObject({ ok: true, origin: 'https://[::1]:8443' });
