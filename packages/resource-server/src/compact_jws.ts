@@ -1,13 +1,12 @@
 /**
- * What is checked of a JWS Compact Serialization (RFC 7515 §7.1) before jose sees it: its size, its
- * shape, and that every segment is canonical base64url. jose then parses and verifies it.
+ * What is checked of a JWS Compact Serialization (RFC 7515 §7.1) before its signature is: its size,
+ * its shape, that every segment is canonical base64url and that the header is a JSON object.
  *
  * Used for both access tokens and DPoP proofs; the caller supplies the error codes so that a bad
  * proof reports `invalid_dpop_proof` and a bad token `invalid_token`.
  *
  * @module
  */
-import { decodeProtectedHeader } from 'jose';
 import { isCanonicalBase64url } from './base64url.js';
 import { VerifierError, type VerifierErrorCode } from './errors.js';
 
@@ -21,29 +20,46 @@ export interface JwsErrorCodes {
   readonly encrypted: VerifierErrorCode;
 }
 
+/** A compact JWS split into what its verification needs; nothing in it is verified yet. */
+export interface CompactJws {
+  /** The protected header, parsed (a JSON object). */
+  readonly header: JsonObject;
+  /** The ASCII bytes of `BASE64URL(header) '.' BASE64URL(payload)` (RFC 7515 §5.2 step 8). */
+  readonly signingInput: Buffer;
+  /** The payload segment, still encoded. */
+  readonly payload: string;
+  /** The signature bytes (possibly empty). */
+  readonly signature: Buffer;
+}
+
 /**
  * Refuses oversize input first, then anything that is not exactly three canonical base64url
- * segments; returns the (unverified) protected header, decoded by jose.
+ * segments with a JSON object for a header; returns the parts, unverified.
  */
-export function protectedHeaderOf(compact: string, maxBytes: number, codes: JwsErrorCodes, what: string): JsonObject {
+export function parseCompactJws(compact: string, maxBytes: number, codes: JwsErrorCodes, what: string): CompactJws {
   // The size check comes before any decoding or parsing, so that a huge value costs nothing.
   if (compact.length > maxBytes) throw new VerifierError(codes.tooLarge, `${what} is too large`);
   const segments = compact.split('.');
   // RFC 7516 §7.1: five segments is a JWE. Encrypted tokens are not accepted: Tether signs only.
   if (segments.length === 5) throw new VerifierError(codes.encrypted, `${what} is encrypted (JWE); only signed tokens are accepted`);
   const [header = '', payload = '', signature = ''] = segments;
-  // jose's decoder, like Node's, ignores non-zero trailing bits, so one signature would have several
+  // Node's base64 decoder ignores non-zero trailing bits, so one signature would have several
   // spellings; only the canonical one is accepted, or anything keyed on the token string (replay
   // records, caches, ledgers) could be given the same token under another name.
   // An empty signature is left for the algorithm check to refuse (`alg: none` gets ERR_*_ALGORITHM).
   if (segments.length !== 3 || header === '' || payload === '' || ![header, payload, signature].every(isCanonicalBase64url)) {
     throw new VerifierError(codes.malformed, `${what} is not a compact JWS`);
   }
-  try {
-    return decodeProtectedHeader(compact) as JsonObject;
-  } catch {
-    throw new VerifierError(codes.malformed, `${what} header is not a JSON object`);
-  }
+  const parsed = parseJsonObject(Buffer.from(header, 'base64url'));
+  if (parsed === undefined) throw new VerifierError(codes.malformed, `${what} header is not a JSON object`);
+  // Every character is in the base64url alphabet (checked above): latin1 is the exact ASCII bytes.
+  const signingInput = Buffer.from(compact.slice(0, header.length + 1 + payload.length), 'latin1');
+  return { header: parsed, signingInput, payload, signature: Buffer.from(signature, 'base64url') };
+}
+
+/** The (unverified) protected header of a compact JWS, after the checks of {@link parseCompactJws}. */
+export function protectedHeaderOf(compact: string, maxBytes: number, codes: JwsErrorCodes, what: string): JsonObject {
+  return parseCompactJws(compact, maxBytes, codes, what).header;
 }
 
 /** Parses UTF-8 JSON and returns it only when it is a plain object (not an array, null or scalar). */

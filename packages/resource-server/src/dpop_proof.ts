@@ -1,16 +1,17 @@
 /**
  * Verification of a DPoP proof presented with a DPoP-bound access token (RFC 9449 §4.3 and §7).
- * jose computes the key's thumbprint, imports the key and verifies the signature; the checks of
- * §4.3 around them, in its order, are here.
+ * jose computes the key's thumbprint and imports the key; node:crypto verifies the signature
+ * (jws_signature.ts); the checks of §4.3 around them, in its order, are here.
  *
  * @module
  */
-import { calculateJwkThumbprint, compactVerify, errors, importJWK, type CryptoKey } from 'jose';
+import { calculateJwkThumbprint, importJWK } from 'jose';
 import { isSupportedAlgorithm, jwkFitsAlgorithm, publicMembers, type PublicJwk, type SupportedAlgorithm } from './algorithms.js';
 import { isCanonicalBase64url } from './base64url.js';
-import { parseJsonObject, protectedHeaderOf, typIs, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
+import { parseCompactJws, parseJsonObject, typIs, type CompactJws, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
 import type { DpopNonceSource } from './dpop_nonce.js';
 import { VerifierError } from './errors.js';
+import { isValidSignature, verificationKeyOf, type VerificationKey } from './jws_signature.js';
 import type { ReplayStore } from './replay_store.js';
 import { normalizeHttpUri } from './request_uri.js';
 import { sha256Base64url } from './sha256.js';
@@ -59,7 +60,8 @@ const MAX_JTI_LENGTH = 256;
  */
 export async function verifyDpopProof(request: DpopRequest, rules: DpopRules, now: number): Promise<void> {
   const proof = singleProof(request.proof);
-  const header = protectedHeaderOf(proof, rules.maxProofBytes, PROOF_CODES, 'DPoP proof');
+  const jws = parseCompactJws(proof, rules.maxProofBytes, PROOF_CODES, 'DPoP proof');
+  const { header } = jws;
   // RFC 9449 §4.3 checks 4–7: type, algorithm, key.
   if (!typIs(header.typ, 'dpop+jwt')) throw new VerifierError('ERR_DPOP_PROOF_TYPE', 'DPoP proof typ must be dpop+jwt');
   const alg = header.alg;
@@ -74,7 +76,7 @@ export async function verifyDpopProof(request: DpopRequest, rules: DpopRules, no
   if (thumbprint !== request.jkt) throw new VerifierError('ERR_DPOP_KEY_MISMATCH', 'DPoP proof key is not the key the token is bound to');
   const key = await rules.keyCache.get(jwk, alg, thumbprint);
   if (key === undefined) throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk is not a usable public key');
-  const claims = await verifiedClaims(proof, key, alg);
+  const claims = verifiedClaims(jws, key, alg);
   const { jti, iat } = checkProofClaims(claims, request, rules, now);
   await checkNonce(claims.nonce, rules.nonce);
   // RFC 9449 §11.1: a proof is accepted once. Recorded last, so that only proofs that passed every
@@ -86,18 +88,13 @@ export async function verifyDpopProof(request: DpopRequest, rules: DpopRules, no
   }
 }
 
-/** jose's signature check (RFC 9449 §4.3 check 6); the payload is parsed only once it is authentic. */
-async function verifiedClaims(proof: string, key: CryptoKey, alg: SupportedAlgorithm): Promise<JsonObject> {
-  let payload: Uint8Array;
-  try {
-    ({ payload } = await compactVerify(proof, key, { algorithms: [alg] }));
-  } catch (err) {
-    if (err instanceof errors.JWSSignatureVerificationFailed) throw new VerifierError('ERR_DPOP_PROOF_SIGNATURE', 'DPoP proof signature is invalid');
-    // jose refuses an RSA key shorter than 2048 bits (RFC 7518 §3.3, §3.5) at this step.
-    if (err instanceof TypeError) throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk is not a usable public key', { cause: err });
-    throw new VerifierError('ERR_DPOP_PROOF_MALFORMED', 'DPoP proof is not a compact JWS', { cause: err });
-  }
-  const claims = parseJsonObject(payload);
+/**
+ * The signature check (RFC 9449 §4.3 check 6, node:crypto as for the access token:
+ * jws_signature.ts); the payload is parsed only once it is authentic.
+ */
+function verifiedClaims(jws: CompactJws, key: VerificationKey, alg: SupportedAlgorithm): JsonObject {
+  if (!isValidSignature(alg, key, jws.signingInput, jws.signature)) throw new VerifierError('ERR_DPOP_PROOF_SIGNATURE', 'DPoP proof signature is invalid');
+  const claims = parseJsonObject(Buffer.from(jws.payload, 'base64url'));
   if (claims === undefined) throw new VerifierError('ERR_DPOP_PROOF_MALFORMED', 'DPoP proof payload is not a JSON object');
   return claims;
 }
@@ -198,7 +195,7 @@ async function checkNonce(nonce: unknown, source: DpopNonceSource | undefined): 
 
 /** Imported DPoP public keys, so that a client reusing its key costs one import, not one per request. */
 export interface DpopKeyCache {
-  get(jwk: PublicJwk, alg: SupportedAlgorithm, thumbprint: string): Promise<CryptoKey | undefined>;
+  get(jwk: PublicJwk, alg: SupportedAlgorithm, thumbprint: string): Promise<VerificationKey | undefined>;
 }
 
 /**
@@ -206,7 +203,7 @@ export interface DpopKeyCache {
  * thumbprints mean equal key members, so the cached key is the key in the proof.
  */
 export function createDpopKeyCache(maxEntries = 1000): DpopKeyCache {
-  const keys = new Map<string, Promise<CryptoKey | undefined>>();
+  const keys = new Map<string, Promise<VerificationKey | undefined>>();
   return {
     get(jwk, alg, thumbprint) {
       const cacheKey = `${alg}:${thumbprint}`;
@@ -221,11 +218,14 @@ export function createDpopKeyCache(maxEntries = 1000): DpopKeyCache {
   };
 }
 
-/** jose's import of a public JWK; `undefined` when it is not a usable key (a point off the curve). */
-async function importPublicKey(jwk: PublicJwk, alg: SupportedAlgorithm): Promise<CryptoKey | undefined> {
+/**
+ * jose's import of a public JWK; `undefined` when it is not a usable key (a point off the curve, an
+ * RSA key under 2048 bits: RFC 7518 §3.3, §3.5).
+ */
+async function importPublicKey(jwk: PublicJwk, alg: SupportedAlgorithm): Promise<VerificationKey | undefined> {
   try {
-    const key = await importJWK({ ...jwk }, alg);
-    return key instanceof Uint8Array || key.type !== 'public' ? undefined : key;
+    const key = await importJWK({ ...jwk }, alg, { extractable: true });
+    return key instanceof Uint8Array ? undefined : verificationKeyOf(alg, key);
   } catch {
     return undefined;
   }

@@ -12,8 +12,8 @@
  * names a `kid` the cached set lacks (the issuer rotated its keys), at most once per `cooldownMs`,
  * so that tokens with made-up `kid`s cannot turn the verifier into a load generator against the
  * issuer. Each fetched set becomes one `jose.createLocalJWKSet`, which applies RFC 7517's `use`,
- * `key_ops`, `alg` and curve rules and keeps the imported keys; resolved keys are cached with the
- * set, so the hot path does no key selection or import.
+ * `key_ops`, `alg` and curve rules and imports the key; resolved keys are cached with the set in
+ * node:crypto's form (jws_signature.ts), so the hot path does no key selection or import.
  *
  * @module
  */
@@ -21,8 +21,8 @@ import { createLocalJWKSet, errors, type CryptoKey, type JSONWebKeySet, type JWK
 import { publicMembers, type SupportedAlgorithm } from './algorithms.js';
 import { VerifierError } from './errors.js';
 import { fetchJson, type FetchJsonOptions } from './fetch_json.js';
+import { verificationKeyOf, type VerificationKey } from './jws_signature.js';
 import { singleFlight } from './single_flight.js';
-
 
 /** A JSON Web Key Set (RFC 7517 §5) as configured or published. */
 export interface JsonWebKeySet {
@@ -32,7 +32,7 @@ export interface JsonWebKeySet {
 /** Resolves the verification key for a token header. */
 export interface KeyResolver {
   /** Resolves the key for `alg` and `kid`, or rejects with a {@link VerifierError}. */
-  getKey(alg: SupportedAlgorithm, kid: string | undefined): Promise<CryptoKey>;
+  getKey(alg: SupportedAlgorithm, kid: string | undefined): Promise<VerificationKey>;
 }
 
 /** Options of {@link createJwksCache}: exactly one of `jwks` and `jwksUri`. */
@@ -51,7 +51,7 @@ interface Snapshot {
   readonly select: ReturnType<typeof createLocalJWKSet>;
   readonly fetchedAt: number;
   /** `alg + ' ' + kid` → key, filled as tokens are verified; only keys that exist are cached. */
-  readonly resolved: Map<string, CryptoKey>;
+  readonly resolved: Map<string, VerificationKey>;
 }
 
 /** Creates the key resolver for a local or remote JWKS. */
@@ -128,7 +128,7 @@ export function createJwksCache(options: JwksCacheOptions): KeyResolver {
  * jose's choice and import of the key for `alg` and `kid` (RFC 7517 §4.2–§4.5, RFC 7515 §4.1.4);
  * `undefined` when the set has none (a refetch may help).
  */
-async function selectKey(set: Snapshot, alg: SupportedAlgorithm, kid: string | undefined): Promise<CryptoKey | undefined> {
+async function selectKey(set: Snapshot, alg: SupportedAlgorithm, kid: string | undefined): Promise<VerificationKey | undefined> {
   let key: CryptoKey;
   try {
     key = await set.select({ alg, kid });
@@ -140,18 +140,10 @@ async function selectKey(set: Snapshot, alg: SupportedAlgorithm, kid: string | u
     // A point off the curve, a truncated modulus: the key exists but cannot verify anything.
     throw new VerifierError('ERR_JWKS_NO_MATCHING_KEY', 'the key of the issuer that matches the token is not usable', { cause: err });
   }
-  return checkUsable(key);
-}
-
-/** RFC 7518 §3.3 and §3.5: RSA keys shorter than 2048 bits must not be used. */
-const MIN_RSA_MODULUS_BITS = 2048;
-
-function checkUsable(key: CryptoKey): CryptoKey {
-  const { modulusLength } = key.algorithm as { modulusLength?: number };
-  if (modulusLength !== undefined && modulusLength < MIN_RSA_MODULUS_BITS) {
-    throw new VerifierError('ERR_JWKS_NO_MATCHING_KEY', 'the key of the issuer that matches the token is not usable');
-  }
-  return key;
+  // A key of the wrong kind, or an RSA key under 2048 bits, is not usable (jws_signature.ts).
+  const usable = verificationKeyOf(alg, key);
+  if (usable === undefined) throw new VerifierError('ERR_JWKS_NO_MATCHING_KEY', 'the key of the issuer that matches the token is not usable');
+  return usable;
 }
 
 function unavailable(cause: unknown): VerifierError {

@@ -1,16 +1,19 @@
 /**
- * The JWT access token itself (RFC 9068 on top of RFC 7515/7519): jose verifies the JWS and the
- * registered claims; on top of it stay the rules jose does not have (the size and canonical-encoding
- * pre-check, `crit` and `kid` refusal, a single-string `aud`, RFC 9068's required claims), and the
- * translation of every failure into a stable {@link VerifierError} code. Binding, revocation and
- * scopes are checked by the verifier afterwards.
+ * The JWT access token itself (RFC 9068 on top of RFC 7515/7519): its shape, header, signature and
+ * claims, and the translation of every failure into a stable {@link VerifierError} code. Binding,
+ * revocation and scopes are checked by the verifier afterwards.
+ *
+ * The key is selected and imported by jose (jwks_cache.ts); the signature is checked with
+ * node:crypto's synchronous verify (jws_signature.ts), and the registered claims here, in the order
+ * and with the rules `jose.jwtVerify` applies (its `typ`, `issuer`, `audience`, `requiredClaims`,
+ * `clockTolerance` options), plus the rules jose does not have.
  *
  * @module
  */
-import { errors, jwtVerify } from 'jose';
 import type { SupportedAlgorithm } from './algorithms.js';
-import { protectedHeaderOf, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
+import { parseCompactJws, parseJsonObject, typIs, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
 import { VerifierError, type VerifierErrorCode } from './errors.js';
+import { isValidSignature } from './jws_signature.js';
 import type { KeyResolver } from './jwks_cache.js';
 
 /** The confirmation claim (RFC 7800 §3.1) with the members Tether issues. */
@@ -51,33 +54,28 @@ export interface AccessTokenRules {
 const TOKEN_CODES: JwsErrorCodes = { tooLarge: 'ERR_TOKEN_TOO_LARGE', malformed: 'ERR_TOKEN_MALFORMED', encrypted: 'ERR_TOKEN_ENCRYPTED' };
 
 /**
- * Checks the token's shape and header, then has jose resolve the issuer key, verify the signature
- * and check `typ`, `iss`, `aud`, `exp` and `nbf`; returns the claims for {@link checkAccessTokenClaims}.
- * `now` is in milliseconds.
+ * Checks the token's shape and header, resolves the issuer key, verifies the signature (RFC 7515
+ * §5.2), then `typ`, `iss`, `aud`, `exp` and `nbf`; returns the claims for
+ * {@link checkAccessTokenClaims}. `now` is in milliseconds.
  */
 export async function verifyAccessTokenJwt(token: string, rules: AccessTokenRules, keys: KeyResolver, now: number): Promise<JsonObject> {
-  const { alg, kid } = checkAccessTokenHeader(protectedHeaderOf(token, rules.maxTokenBytes, TOKEN_CODES, 'access token'), rules.algorithms);
-  try {
-    const { payload } = await jwtVerify(token, () => keys.getKey(alg, kid), {
-      algorithms: [alg],
-      // RFC 9068 §4: `typ` must be `at+jwt` (jose compares media types as RFC 7515 §4.1.9 says),
-      // which is what tells an access token from an ID token.
-      typ: 'at+jwt',
-      issuer: rules.issuer,
-      audience: rules.audience,
-      requiredClaims: ['exp', 'iat'],
-      clockTolerance: rules.clockToleranceSeconds,
-      currentDate: new Date(now),
-    });
-    return payload as JsonObject;
-  } catch (err) {
-    throw err instanceof VerifierError ? err : fromJoseError(err);
-  }
+  const jws = parseCompactJws(token, rules.maxTokenBytes, TOKEN_CODES, 'access token');
+  const { alg, kid } = checkAccessTokenHeader(jws.header, rules.algorithms);
+  const key = await keys.getKey(alg, kid);
+  if (!isValidSignature(alg, key, jws.signingInput, jws.signature)) throw failure('ERR_TOKEN_SIGNATURE');
+  // Nothing of the payload is looked at before its signature is known to be the issuer's.
+  const payload = parseJsonObject(Buffer.from(jws.payload, 'base64url'));
+  if (payload === undefined) throw new VerifierError('ERR_TOKEN_MALFORMED', 'access token claims are not a JSON object');
+  // RFC 9068 §4: `typ` must be `at+jwt` (media types compare as RFC 7515 §4.1.9 says), which is
+  // what tells an access token from an ID token.
+  if (!typIs(jws.header.typ, 'at+jwt')) throw failure('ERR_TOKEN_TYPE');
+  checkRegisteredClaims(payload, rules, Math.floor(now / 1000));
+  return payload;
 }
 
 /**
- * The header rules jose leaves to the caller. `jku`, `x5u`, `jwk` and `x5c` are deliberately not
- * looked at: the key comes from the issuer's JWKS alone.
+ * The header rules: the allowed algorithm, no `crit`, a string `kid`. `jku`, `x5u`, `jwk` and `x5c`
+ * are deliberately not looked at: the key comes from the issuer's JWKS alone.
  */
 function checkAccessTokenHeader(header: JsonObject, algorithms: ReadonlySet<string>): { alg: SupportedAlgorithm; kid: string | undefined } {
   const { alg, kid } = header;
@@ -86,52 +84,53 @@ function checkAccessTokenHeader(header: JsonObject, algorithms: ReadonlySet<stri
   if (typeof alg !== 'string' || !algorithms.has(alg)) {
     throw new VerifierError('ERR_TOKEN_ALGORITHM', 'access token algorithm is not allowed');
   }
-  // RFC 7515 §4.1.11: we understand no extension, so any `crit` must be refused (jose would accept
-  // `b64`, RFC 7797).
+  // RFC 7515 §4.1.11: we understand no extension, so any `crit` must be refused (`b64`, RFC 7797,
+  // included: the payload is always base64url-encoded).
   if (header.crit !== undefined) throw new VerifierError('ERR_TOKEN_CRIT', 'access token has critical header parameters');
   if (kid !== undefined && typeof kid !== 'string') throw new VerifierError('ERR_TOKEN_MALFORMED', 'access token kid is not a string');
   return { alg: alg as SupportedAlgorithm, kid };
 }
 
-/** The stable code of each jose failure; an error jose does not name is the verifier's bug (500). */
-function fromJoseError(err: unknown): VerifierError {
-  const code = joseErrorCode(err);
-  if (code === undefined) return new VerifierError('ERR_INTERNAL', 'the request could not be verified', { cause: err });
-  const message = code === 'ERR_TOKEN_CLAIM_INVALID' ? `access token has no valid ${(err as errors.JWTClaimValidationFailed).claim}` : CLAIM_MESSAGES[code];
-  return new VerifierError(code, message ?? 'access token is invalid', { cause: err });
+/**
+ * RFC 7519 §4.1 and RFC 9068 §2.2 as `jose.jwtVerify` applies them: `iss`, `aud`, `iat` and `exp`
+ * present, `iss` equal to the issuer, `aud` naming this API, `iat` a number, `nbf` (when present)
+ * not after `now` and `exp` after it, both within the leeway. `now` is in whole seconds.
+ */
+function checkRegisteredClaims(payload: JsonObject, rules: AccessTokenRules, now: number): void {
+  if (!('iss' in payload) || payload.iss !== rules.issuer) throw failure('ERR_TOKEN_ISSUER');
+  // A single string or an array holding it, as jose accepts; checkAccessTokenClaims then refuses arrays.
+  const { aud } = payload;
+  if (!(aud === rules.audience || (Array.isArray(aud) && aud.includes(rules.audience)))) throw failure('ERR_TOKEN_AUDIENCE');
+  if (!('iat' in payload) || typeof payload.iat !== 'number') throw claimInvalid('iat');
+  if (!('exp' in payload)) throw claimInvalid('exp');
+  const tolerance = rules.clockToleranceSeconds;
+  if (payload.nbf !== undefined) {
+    if (typeof payload.nbf !== 'number') throw claimInvalid('nbf');
+    if (payload.nbf > now + tolerance) throw failure('ERR_TOKEN_NOT_YET_VALID');
+  }
+  if (typeof payload.exp !== 'number') throw claimInvalid('exp');
+  if (payload.exp <= now - tolerance) throw failure('ERR_TOKEN_EXPIRED');
 }
 
-function joseErrorCode(err: unknown): VerifierErrorCode | undefined {
-  if (err instanceof errors.JWSSignatureVerificationFailed) return 'ERR_TOKEN_SIGNATURE';
-  if (err instanceof errors.JWTExpired) return 'ERR_TOKEN_EXPIRED';
-  if (err instanceof errors.JWTClaimValidationFailed) return claimCode(err.claim, err.reason);
-  if (err instanceof errors.JOSEAlgNotAllowed) return 'ERR_TOKEN_ALGORITHM';
-  if (err instanceof errors.JWTInvalid || err instanceof errors.JWSInvalid) return 'ERR_TOKEN_MALFORMED';
-  return undefined;
+function failure(code: keyof typeof MESSAGES): VerifierError {
+  return new VerifierError(code, MESSAGES[code]);
 }
 
-/** jose's `claim` and `reason` (`missing`, `invalid`, `check_failed`) of a failed claim rule. */
-function claimCode(claim: string, reason: string): VerifierErrorCode {
-  if (claim === 'typ') return 'ERR_TOKEN_TYPE';
-  if (claim === 'iss') return 'ERR_TOKEN_ISSUER';
-  if (claim === 'aud') return 'ERR_TOKEN_AUDIENCE';
-  if (claim === 'nbf' && reason === 'check_failed') return 'ERR_TOKEN_NOT_YET_VALID';
-  return 'ERR_TOKEN_CLAIM_INVALID';
+function claimInvalid(claim: string): VerifierError {
+  return new VerifierError('ERR_TOKEN_CLAIM_INVALID', `access token has no valid ${claim}`);
 }
 
-const CLAIM_MESSAGES: Partial<Record<VerifierErrorCode, string>> = {
+const MESSAGES = {
   ERR_TOKEN_SIGNATURE: 'access token signature is invalid',
   ERR_TOKEN_EXPIRED: 'access token has expired',
   ERR_TOKEN_TYPE: 'token is not an access token (typ must be at+jwt)',
   ERR_TOKEN_ISSUER: 'access token issuer is not trusted',
   ERR_TOKEN_AUDIENCE: 'access token is not meant for this resource',
   ERR_TOKEN_NOT_YET_VALID: 'access token is not yet valid',
-  ERR_TOKEN_ALGORITHM: 'access token algorithm is not allowed',
-  ERR_TOKEN_MALFORMED: 'access token is not a JWT',
-};
+} as const satisfies Partial<Record<VerifierErrorCode, string>>;
 
 /**
- * The claim rules of RFC 9068 §4 and RFC 7519 §4.1 that jose does not apply; `now` is in seconds.
+ * The claim rules of RFC 9068 §4 and RFC 7519 §4.1 beyond `jose.jwtVerify`'s; `now` is in seconds.
  *
  * `aud` must be one string equal to this API's audience (jose also accepts an array containing it).
  * An array is refused even when it contains only the audience: Tether mints every token for exactly
@@ -142,7 +141,7 @@ export function checkAccessTokenClaims(payload: JsonObject, rules: AccessTokenRu
   if (typeof payload.aud !== 'string' || payload.aud !== rules.audience) {
     throw new VerifierError('ERR_TOKEN_AUDIENCE', 'access token is not meant for this resource');
   }
-  // jose checks that these are numbers; `1e400` is one (Infinity), and would never expire.
+  // Checked above to be numbers; `1e400` is one (Infinity), and would never expire.
   for (const claim of ['exp', 'nbf', 'iat'] as const) {
     if (payload[claim] !== undefined && !isNumericDate(payload[claim])) {
       throw new VerifierError('ERR_TOKEN_CLAIM_INVALID', `access token has no valid ${claim}`);
