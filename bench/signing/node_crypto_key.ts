@@ -1,45 +1,35 @@
-import { createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
 import { ExternalSigningKey } from 'oidc-provider';
+import { signingKeyOf } from '../../src/provider/node_crypto_signing_key.js';
 
 /**
- * The alternative the signing section measures (not used by Tether: it did not measure faster,
- * docs/benchmarks.md "Signing through ExternalSigningKey"): an ES256 key that oidc-provider signs with
- * through its public ExternalSigningKey interface (features.externalSigningSupport), with
- * node:crypto's synchronous ECDSA P-256 / SHA-256, signature in JOSE's r‖s form (RFC 7518 §3.4).
- * oidc-provider assembles the same JWS; only the signature call differs.
+ * The form the signing section measures beside what Tether ships (src/provider/node_crypto_signing_key.ts):
+ * the same key, except that node:crypto's `sign` is given `{ key, dsaEncoding: 'ieee-p1363' }`
+ * instead of the KeyObject alone. It was the first attempt (docs/benchmarks.md, "Signing through
+ * oidc-provider's ExternalSigningKey"): that call form costs about twice as much, and saved nothing.
  */
-class NodeCryptoEs256Key extends ExternalSigningKey {
+class P1363OptionEs256Key extends ExternalSigningKey {
+  readonly #shipped: ExternalSigningKey;
   readonly #privateKey: KeyObject;
-  readonly #publicKey: KeyObject;
-  #kid: string | undefined;
 
   constructor(jwk: JWK) {
     super();
+    this.#shipped = signingKeyOf(jwk) as ExternalSigningKey;
     this.#privateKey = createPrivateKey({ key: jwk as never, format: 'jwk' });
-    this.#publicKey = createPublicKey(this.#privateKey);
-    this.#kid = jwk.kid;
   }
 
+  // The bench's key has its kid and alg: oidc-provider never assigns them here.
   override get kid(): string | undefined {
-    return this.#kid;
+    return this.#shipped.kid;
   }
 
-  // oidc-provider assigns a kid to a key that has none (initialize_keystore.js); Tether's keys all have one.
-  override set kid(value: string | undefined) {
-    this.#kid = value;
+  override get alg(): string | undefined {
+    return this.#shipped.alg;
   }
 
-  override get alg(): string {
-    return 'ES256';
-  }
-
-  override set alg(value: string | undefined) {
-    if (value !== 'ES256') throw new Error(`an ES256 key cannot sign ${String(value)}`);
-  }
-
-  override keyObject(): KeyObject {
-    return this.#publicKey;
+  override keyObject(): ReturnType<ExternalSigningKey['keyObject']> {
+    return this.#shipped.keyObject();
   }
 
   override sign(data: Uint8Array): Uint8Array {
@@ -47,8 +37,7 @@ class NodeCryptoEs256Key extends ExternalSigningKey {
   }
 }
 
-/** node:crypto's key for an ES256 private JWK; any other JWK as it is. */
-export function signingKeyOf(jwk: JWK): JWK | ExternalSigningKey {
-  if (jwk.kty === 'EC' && jwk.crv === 'P-256' && jwk.alg === 'ES256' && typeof jwk.d === 'string') return new NodeCryptoEs256Key(jwk);
-  return jwk;
+/** The `dsaEncoding` form's key for an ES256 private JWK. */
+export function p1363OptionKeyOf(jwk: JWK): ExternalSigningKey {
+  return new P1363OptionEs256Key(jwk);
 }

@@ -4,20 +4,27 @@ import type { JWK } from 'jose';
 import { sign as oidcProviderSign } from 'oidc-provider/lib/helpers/jwt.js';
 import type { BenchContext } from '../lib/context.js';
 import { median, round } from '../lib/stats.js';
-import { signingKeyOf } from './node_crypto_key.js';
+import { signingKeyOf } from '../../src/provider/node_crypto_signing_key.js';
+import { p1363OptionKeyOf } from './node_crypto_key.js';
 
 /**
  * Access-token signing as oidc-provider does it (its lib/helpers/jwt.js `sign`, which every JWT
- * access token goes through), with the key as a private JWK (jose, over WebCrypto: what Tether
- * ships) and as an ExternalSigningKey over node:crypto's synchronous sign (node_crypto_key.ts), in this process, interleaved round by round: CPU per
- * signature (process.cpuUsage, every thread) and signatures per second, one at a time and 10 in flight.
+ * access token goes through), with the key as a private JWK (jose, over WebCrypto: what oidc-provider
+ * does by default, and bare oidc-provider in the load pairs), as the ExternalSigningKey Tether ships
+ * (node:crypto's synchronous sign given the KeyObject alone, src/provider/node_crypto_signing_key.ts),
+ * and as the same key calling node:crypto with `{ key, dsaEncoding }` (node_crypto_key.ts), in this
+ * process, interleaved round by round: CPU per signature (process.cpuUsage, every thread) and
+ * signatures per second, one at a time and 10 in flight.
  */
 export interface SigningRun {
-  key: 'jose (private JWK)' | 'node:crypto (ExternalSigningKey)';
+  key: SigningKeyName;
   inFlight: number;
   perSecond: number;
   cpuMicros: number;
 }
+
+const KEY_NAMES = ['jose (private JWK)', 'node:crypto, KeyObject alone (shipped)', "node:crypto, { key, dsaEncoding: 'ieee-p1363' }"] as const;
+type SigningKeyName = (typeof KEY_NAMES)[number];
 
 type Sign = (payload: Record<string, unknown>, key: unknown, alg: string, options: Record<string, unknown>) => Promise<string>;
 
@@ -43,7 +50,7 @@ async function measure(key: unknown, inFlight: number, seconds: number): Promise
 
 export async function signingSection(context: BenchContext): Promise<SigningRun[]> {
   const jwk = { ...(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' }) as JWK), alg: 'ES256', kid: 'bench', use: 'sig' };
-  const keys = [['jose (private JWK)', jwk], ['node:crypto (ExternalSigningKey)', signingKeyOf(jwk)]] as const;
+  const keys = [[KEY_NAMES[0], jwk], [KEY_NAMES[1], signingKeyOf(jwk)], [KEY_NAMES[2], p1363OptionKeyOf(jwk)]] as const;
   const seconds = context.options.quick ? 0.5 : 2;
   const runs: SigningRun[] = [];
   context.pinning.pin(process.pid, 'server');

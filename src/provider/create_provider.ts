@@ -1,3 +1,4 @@
+import type { JWK } from 'jose';
 import Provider, { errors, type AdapterFactory, type JWKS, type KoaContextWithOIDC } from 'oidc-provider';
 import { certificateOf } from '../binding/request_certificate.js';
 import type { TetherConfig } from '../config/schema.js';
@@ -7,6 +8,7 @@ import { extraClaimsOf } from './token_extra.js';
 import { requireTlsForClientSecrets } from './client_secret_transport.js';
 import type { ConfigSnapshot } from './config_snapshot.js';
 import { beforeClientCredentialsCheck, lookUpClientsWith } from './internals.js';
+import { signingKeyOf } from './node_crypto_signing_key.js';
 import { oauthErrorOf } from '../oauth/error_boundary.js';
 import { Refusal } from '../oauth/refusal.js';
 import { svidProblem, type SpiffeBundles } from '../federation/x509_svid.js';
@@ -61,7 +63,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const provider = new Provider(config.issuer, {
     adapter: deps.adapter,
     // No static clients: every lookup answers from the request's configuration snapshot (below).
-    jwks: deps.jwks,
+    // ES256 keys sign through node:crypto (provider/node_crypto_signing_key.ts), any other through jose.
+    jwks: { keys: deps.jwks.keys.map((key) => signingKeyOf(key as JWK)) } as JWKS,
     // `none` is what federated clients are registered as (provider/client_metadata.ts): enabled always,
     // so that a reload may add one; federation/client_authentication.ts refuses it without a verified assertion.
     clientAuthMethods: [...CLIENT_AUTH_METHODS, FEDERATED_REGISTERED_AUTH_METHOD] as never,
@@ -80,6 +83,9 @@ export function createProvider(deps: ProviderDependencies): Provider {
     scopes: [],
     claims: {},
     features: {
+      // What lets ES256 tokens be signed through node:crypto (provider/node_crypto_signing_key.ts).
+      // Experimental in oidc-provider 9; its version is pinned exactly (package.json).
+      externalSigningSupport: { enabled: true, ack: 'experimental-01' },
       // Tether serves discovery, jwks, token, introspection and revocation only. End-user and
       // registration endpoints are off (their routes would answer anonymous callers and write
       // sessions); the routes oidc-provider mounts regardless (/auth, /session/end/confirm) are

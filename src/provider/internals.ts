@@ -23,6 +23,7 @@ import providerInternals from 'oidc-provider/lib/helpers/weak_cache.js';
 import type { JWK } from 'jose';
 import type { Client, ClientMetadata, KoaContextWithOIDC, Provider } from 'oidc-provider';
 import type { ValidatedDpopProof } from '../binding/dpop.js';
+import { signingKeyOf } from './node_crypto_signing_key.js';
 
 /** Validates the request's DPoP header; undefined when there is none. Throws InvalidDpopProof / UseDpopNonce. */
 export async function validateDpopProof(provider: Provider, ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined> {
@@ -84,12 +85,13 @@ export function aroundClientLookup<C>(
 }
 
 /**
- * Makes `provider` sign with `signing` (private JWKs; the first key of an algorithm signs) and
- * publish `published` (public JWKs) at jwks_uri from now on. Synchronous: no request sees half a change.
+ * Makes `provider` sign with `signing` (private JWKs; the first key of an algorithm signs; ES256 ones
+ * through node:crypto, node_crypto_signing_key.ts) and publish `published` (public JWKs) at jwks_uri
+ * from now on. Synchronous: no request sees half a change.
  */
 export function installSigningKeys(provider: Provider, keys: { signing: JWK[]; published: JWK[] }): void {
   if (keys.signing.length === 0) throw new Error('refusing to install an empty signing key set');
-  (initializeKeystore as (this: Provider, jwks: { keys: JWK[] }) => void).call(provider, { keys: keys.signing });
+  (initializeKeystore as (this: Provider, jwks: { keys: unknown[] }) => void).call(provider, { keys: keys.signing.map(signingKeyOf) });
   const internals = (providerInternals as (p: Provider) => { jwks: { keys: JWK[] } })(provider);
   internals.jwks = { keys: keys.published.map(publicMembersOf) };
 }

@@ -22,8 +22,9 @@
  * - The TLS client certificate thumbprint is cached per socket; with the HTTP/2 compatibility API
  *   `req.socket` is a per-stream proxy, so the cache does not help there (results stay correct).
  *
- * The package imports nothing from the Tether server and depends on one package: jose, which parses
- * and verifies the JWS, selects and imports the issuer's keys, and computes JWK thumbprints.
+ * The package imports nothing from the Tether server and depends on one package: jose, which selects
+ * and imports the issuer's keys and the DPoP proof's, and computes JWK thumbprints; signatures are
+ * checked with node:crypto (jws_signature.ts).
  *
  * @packageDocumentation
  */
