@@ -37,6 +37,11 @@ export type { AuthScheme, OAuthResourceErrorCode, VerifierErrorCode, VerifierErr
 export { toHttpError } from './http_error.js';
 export type { ChallengeOptions, HttpErrorResponse } from './http_error.js';
 export { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './algorithms.js';
+// The JWS and signature steps of verify(), for a caller with its own claim rules (the Tether server's own tokens).
+export { verifySignedJws } from './signed_jws.js';
+export type { SignedJwsKey, SignedJwsRules } from './signed_jws.js';
+export { verificationKeyOf } from './jws_signature.js';
+export type { VerificationKey } from './jws_signature.js';
 export type { SupportedAlgorithm } from './algorithms.js';
 export type { JsonWebKeySet } from './jwks_cache.js';
 export type { FetchLike } from './fetch_json.js';

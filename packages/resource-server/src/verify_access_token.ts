@@ -4,17 +4,16 @@
  * revocation and scopes are checked by the verifier afterwards.
  *
  * The key is selected and imported by jose (jwks_cache.ts); the signature is checked with
- * node:crypto's synchronous verify (jws_signature.ts), and the registered claims here, in the order
+ * node:crypto's synchronous verify (signed_jws.ts, jws_signature.ts), and the registered claims here, in the order
  * and with the rules `jose.jwtVerify` applies (its `typ`, `issuer`, `audience`, `requiredClaims`,
  * `clockTolerance` options), plus the rules jose does not have.
  *
  * @module
  */
-import type { SupportedAlgorithm } from './algorithms.js';
-import { parseCompactJws, parseJsonObject, typIs, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
+import { typIs, type JsonObject } from './compact_jws.js';
 import { VerifierError, type VerifierErrorCode } from './errors.js';
-import { isValidSignature } from './jws_signature.js';
 import type { KeyResolver } from './jwks_cache.js';
+import { verifySignedJws } from './signed_jws.js';
 
 /** The confirmation claim (RFC 7800 §3.1) with the members Tether issues. */
 export interface Confirmation {
@@ -51,44 +50,18 @@ export interface AccessTokenRules {
   readonly maxTokenBytes: number;
 }
 
-const TOKEN_CODES: JwsErrorCodes = { tooLarge: 'ERR_TOKEN_TOO_LARGE', malformed: 'ERR_TOKEN_MALFORMED', encrypted: 'ERR_TOKEN_ENCRYPTED' };
-
 /**
- * Checks the token's shape and header, resolves the issuer key, verifies the signature (RFC 7515
- * §5.2), then `typ`, `iss`, `aud`, `exp` and `nbf`; returns the claims for
- * {@link checkAccessTokenClaims}. `now` is in milliseconds.
+ * Checks the token's shape, header and signature with the issuer key (signed_jws.ts), then `typ`,
+ * `iss`, `aud`, `exp` and `nbf`; returns the claims for {@link checkAccessTokenClaims}. `now` is in
+ * milliseconds.
  */
 export async function verifyAccessTokenJwt(token: string, rules: AccessTokenRules, keys: KeyResolver, now: number): Promise<JsonObject> {
-  const jws = parseCompactJws(token, rules.maxTokenBytes, TOKEN_CODES, 'access token');
-  const { alg, kid } = checkAccessTokenHeader(jws.header, rules.algorithms);
-  const key = await keys.getKey(alg, kid);
-  if (!isValidSignature(alg, key, jws.signingInput, jws.signature)) throw failure('ERR_TOKEN_SIGNATURE');
-  // Nothing of the payload is looked at before its signature is known to be the issuer's.
-  const payload = parseJsonObject(Buffer.from(jws.payload, 'base64url'));
-  if (payload === undefined) throw new VerifierError('ERR_TOKEN_MALFORMED', 'access token claims are not a JSON object');
+  const { header, payload } = await verifySignedJws(token, { maxBytes: rules.maxTokenBytes, algorithms: rules.algorithms }, (alg, kid) => keys.getKey(alg, kid));
   // RFC 9068 §4: `typ` must be `at+jwt` (media types compare as RFC 7515 §4.1.9 says), which is
   // what tells an access token from an ID token.
-  if (!typIs(jws.header.typ, 'at+jwt')) throw failure('ERR_TOKEN_TYPE');
+  if (!typIs(header.typ, 'at+jwt')) throw failure('ERR_TOKEN_TYPE');
   checkRegisteredClaims(payload, rules, Math.floor(now / 1000));
   return payload;
-}
-
-/**
- * The header rules: the allowed algorithm, no `crit`, a string `kid`. `jku`, `x5u`, `jwk` and `x5c`
- * are deliberately not looked at: the key comes from the issuer's JWKS alone.
- */
-function checkAccessTokenHeader(header: JsonObject, algorithms: ReadonlySet<string>): { alg: SupportedAlgorithm; kid: string | undefined } {
-  const { alg, kid } = header;
-  // RFC 8725 §3.1: only the algorithms configured for this issuer, before any key is looked up; the
-  // comparison is exact, so `none`, `None` and `nOnE` all fail here (and `none` can never be configured).
-  if (typeof alg !== 'string' || !algorithms.has(alg)) {
-    throw new VerifierError('ERR_TOKEN_ALGORITHM', 'access token algorithm is not allowed');
-  }
-  // RFC 7515 §4.1.11: we understand no extension, so any `crit` must be refused (`b64`, RFC 7797,
-  // included: the payload is always base64url-encoded).
-  if (header.crit !== undefined) throw new VerifierError('ERR_TOKEN_CRIT', 'access token has critical header parameters');
-  if (kid !== undefined && typeof kid !== 'string') throw new VerifierError('ERR_TOKEN_MALFORMED', 'access token kid is not a string');
-  return { alg: alg as SupportedAlgorithm, kid };
 }
 
 /**
@@ -121,7 +94,6 @@ function claimInvalid(claim: string): VerifierError {
 }
 
 const MESSAGES = {
-  ERR_TOKEN_SIGNATURE: 'access token signature is invalid',
   ERR_TOKEN_EXPIRED: 'access token has expired',
   ERR_TOKEN_TYPE: 'token is not an access token (typ must be at+jwt)',
   ERR_TOKEN_ISSUER: 'access token issuer is not trusted',
