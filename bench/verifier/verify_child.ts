@@ -3,6 +3,11 @@
  * in-process, against plain `jose.jwtVerify` with a local key, and node:crypto's synchronous ES256
  * verify of the same signature as the ceiling. Rounds alternate the order of the variants.
  *
+ * `tether` is a verifier that checks every signature (`signatureCacheSize: 0`): the same work as
+ * jose and the ceiling, token after token. `tetherSeen` is the default verifier, which remembers the
+ * tokens whose signature verified (signature_memo.ts), given the same token again: what an API does
+ * with a token its client sends on every request.
+ *
  * The ceiling is node:crypto's cheapest call: the cached KeyObject passed alone with the signature
  * already in DER (converted once, before any timing), so that it is the signature check and nothing
  * else. The signature step is also measured as jose does it (WebCrypto `subtle.verify` with the
@@ -58,6 +63,7 @@ export interface VerifierBenchResult {
 export interface Rates {
   jose: number[];
   tether: number[];
+  tetherSeen: number[];
   nodeCryptoSync: number[];
   nodeCryptoP1363: number[];
   webCrypto: number[];
@@ -107,7 +113,8 @@ async function run(input: VerifierBenchInput): Promise<VerifierBenchResult | All
   const jwk = input.jwks.keys.find((key) => key.kty === 'EC')!;
   const joseKey = await jose.importJWK(jwk, 'ES256');
   const joseOptions = { issuer: input.issuer, audience: input.audience, typ: 'at+jwt', algorithms: ['ES256'], clockTolerance: 5 };
-  const verifier = createVerifier({ issuer: input.issuer, audience: input.audience, jwks: input.jwks as never });
+  const verifier = createVerifier({ issuer: input.issuer, audience: input.audience, jwks: input.jwks as never, signatureCacheSize: 0 });
+  const remembering = createVerifier({ issuer: input.issuer, audience: input.audience, jwks: input.jwks as never });
   // What the middleware passes for an mTLS-bound token: the client certificate's thumbprint, cached per socket.
   const request = {
     method: 'GET',
@@ -126,6 +133,7 @@ async function run(input: VerifierBenchInput): Promise<VerifierBenchResult | All
   const variants = {
     jose: () => jose.jwtVerify(input.token, joseKey, joseOptions),
     tether: () => verifier.verify(request),
+    tetherSeen: () => remembering.verify(request),
     nodeCryptoSync: () => {
       if (!verifySignature('sha256', signingInput, nodeKey, derSignature)) throw new Error('bad signature');
     },
@@ -140,15 +148,16 @@ async function run(input: VerifierBenchInput): Promise<VerifierBenchResult | All
   await variants.jose();
   if (input.allCores) return allCores({ jose: variants.jose, tether: variants.tether }, input);
   await variants.tether();
+  await variants.tetherSeen();
   variants.nodeCryptoSync();
   variants.nodeCryptoP1363();
   await variants.webCrypto();
 
   const result: VerifierBenchResult = {
-    sequential: { jose: [], tether: [], nodeCryptoSync: [], nodeCryptoP1363: [], webCrypto: [] },
-    concurrent10: { jose: [], tether: [], nodeCryptoSync: [], nodeCryptoP1363: [], webCrypto: [] },
+    sequential: { jose: [], tether: [], tetherSeen: [], nodeCryptoSync: [], nodeCryptoP1363: [], webCrypto: [] },
+    concurrent10: { jose: [], tether: [], tetherSeen: [], nodeCryptoSync: [], nodeCryptoP1363: [], webCrypto: [] },
   };
-  const names = ['jose', 'tether', 'nodeCryptoSync', 'nodeCryptoP1363', 'webCrypto'] as const;
+  const names = ['jose', 'tether', 'tetherSeen', 'nodeCryptoSync', 'nodeCryptoP1363', 'webCrypto'] as const;
   for (let round = 0; round < input.rounds; round++) {
     const sequential = await interleavedRates(variants, input.seconds);
     const concurrent = await interleavedRates(variants, input.seconds, 10);

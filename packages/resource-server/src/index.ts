@@ -40,6 +40,8 @@ export { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './algorithms.js';
 // The JWS and signature steps of verify(), for a caller with its own claim rules (the Tether server's own tokens).
 export { verifySignedJws } from './signed_jws.js';
 export type { SignedJwsKey, SignedJwsRules } from './signed_jws.js';
+export { createSignatureMemo } from './signature_memo.js';
+export type { SignatureMemo } from './signature_memo.js';
 export { verificationKeyOf } from './jws_signature.js';
 export type { VerificationKey } from './jws_signature.js';
 export type { SupportedAlgorithm } from './algorithms.js';

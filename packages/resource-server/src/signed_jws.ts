@@ -10,6 +10,7 @@ import type { SupportedAlgorithm } from './algorithms.js';
 import { parseCompactJws, parseJsonObject, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
 import { VerifierError } from './errors.js';
 import { isValidSignature, type VerificationKey } from './jws_signature.js';
+import type { SignatureMemo } from './signature_memo.js';
 
 /** What the JWS checks need from the configuration. */
 export interface SignedJwsRules {
@@ -17,6 +18,8 @@ export interface SignedJwsRules {
   readonly maxBytes: number;
   /** The algorithms accepted, exactly as spelled in `alg`. */
   readonly algorithms: ReadonlySet<string>;
+  /** Signatures already verified (signature_memo.ts); absent, every signature is checked. */
+  readonly memo?: SignatureMemo;
 }
 
 /** The key for a header's algorithm and key id; rejects (with any error, passed on) when there is none. */
@@ -31,8 +34,13 @@ const TOKEN_CODES: JwsErrorCodes = { tooLarge: 'ERR_TOKEN_TOO_LARGE', malformed:
 export async function verifySignedJws(compact: string, rules: SignedJwsRules, key: SignedJwsKey): Promise<{ header: JsonObject; payload: JsonObject }> {
   const jws = parseCompactJws(compact, rules.maxBytes, TOKEN_CODES, 'access token');
   const { alg, kid } = checkHeader(jws.header, rules.algorithms);
-  if (!isValidSignature(alg, await key(alg, kid), jws.signingInput, jws.signature)) {
-    throw new VerifierError('ERR_TOKEN_SIGNATURE', 'access token signature is invalid');
+  const verificationKey = await key(alg, kid);
+  // The same string verified by the same key object before: the check is a pure function of both.
+  if (rules.memo?.verifiedWith(compact, verificationKey) !== true) {
+    if (!isValidSignature(alg, verificationKey, jws.signingInput, jws.signature)) {
+      throw new VerifierError('ERR_TOKEN_SIGNATURE', 'access token signature is invalid');
+    }
+    rules.memo?.record(compact, verificationKey);
   }
   // Nothing of the payload is looked at before its signature is known to be the issuer's.
   const payload = parseJsonObject(Buffer.from(jws.payload, 'base64url'));

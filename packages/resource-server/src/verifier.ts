@@ -14,6 +14,7 @@ import type { FetchJsonOptions, FetchLike } from './fetch_json.js';
 import { createIssuerMetadataSource, isHttpUrl } from './issuer_metadata.js';
 import { createJwksCache, type JsonWebKeySet } from './jwks_cache.js';
 import { createMemoryReplayStore, type ReplayStore } from './replay_store.js';
+import { createSignatureMemo } from './signature_memo.js';
 import { createRevocationChecker, type RevocationChecker, type RevocationOptions } from './revocation.js';
 import { acceptedUse, refusedUse, type UseEvent, type UseRecorder } from './use_event.js';
 import {
@@ -52,6 +53,13 @@ export interface VerifierOptions {
   readonly clockToleranceSeconds?: number;
   /** Largest accepted access token and DPoP proof, checked before any decoding (default 8192). */
   readonly maxTokenBytes?: number;
+  /**
+   * How many distinct tokens whose signature verified are remembered, so that a token presented
+   * again skips the signature check (default 1000; 0 checks every signature on every request). Each
+   * presentation still has its claims, expiry, binding, revocation and scopes checked, and a key
+   * the issuer no longer publishes verifies nothing (signature_memo.ts).
+   */
+  readonly signatureCacheSize?: number;
   /** Accept tokens without `cnf` (legacy resources only; default false). */
   readonly allowBearer?: boolean;
   /** Least time between two JWKS fetches caused by unknown `kid`s (default 30 000 ms). */
@@ -123,6 +131,8 @@ export interface Verifier {
 }
 
 const MAX_METADATA_BYTES = 512 * 1024;
+/** Tokens remembered by default: a busy API's live tokens, at most ~8 MB at the largest token size. */
+const DEFAULT_SIGNATURE_CACHE_SIZE = 1000;
 
 /**
  * Creates a verifier for one API (`audience`) and one issuer. Throws `TypeError` for an invalid
@@ -152,6 +162,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
     algorithms: new Set(settings.algorithms),
     clockToleranceSeconds: options.clockToleranceSeconds ?? 5,
     maxTokenBytes: settings.maxTokenBytes,
+    signatures: createSignatureMemo(options.signatureCacheSize ?? DEFAULT_SIGNATURE_CACHE_SIZE),
   };
   const dpop = dpopRules(options.dpop, settings, rules, now);
   const revocation: RevocationChecker | undefined =
@@ -276,6 +287,10 @@ function validateOptions(options: VerifierOptions): VerifierSettings {
     if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value >= 0)) {
       throw new TypeError(`${name} must be a non-negative number`);
     }
+  }
+  const { signatureCacheSize } = options;
+  if (signatureCacheSize !== undefined && !(Number.isSafeInteger(signatureCacheSize) && signatureCacheSize >= 0)) {
+    throw new TypeError('signatureCacheSize must be a non-negative integer');
   }
   return Object.freeze({
     issuer: options.issuer,
