@@ -1,5 +1,5 @@
 import { importJWK, type JWK, type JWTPayload } from 'jose';
-import { verificationKeyOf, verifySignedJws, type SupportedAlgorithm, type VerificationKey } from 'tether-oauth-resource-server';
+import { createSignatureMemo, verificationKeyOf, verifySignedJws, type SupportedAlgorithm, type VerificationKey } from 'tether-oauth-resource-server';
 import { hashIdentifier } from '../storage/hash_id.js';
 
 /**
@@ -10,7 +10,10 @@ import { hashIdentifier } from '../storage/hash_id.js';
  * or nothing Tether could have issued.
  *
  * The JWS and its signature are checked as the verifier package checks an access token
- * (`verifySignedJws`: node:crypto's synchronous verify, docs/benchmarks.md); the claims here.
+ * (`verifySignedJws`: node:crypto's synchronous verify, docs/benchmarks.md); the claims here. A
+ * token handed back again (the same subject token exchanged on each request it came with, the same
+ * token introspected) skips the signature check, as the verifier's does: the memo of signatures
+ * that verified, each with its key (signature_memo.ts in the verifier package).
  *
  * Any instance verifies a token signed by any other: a `kid` this instance does not know yet is
  * looked up in the database (live_signing_keys.ts, bounded per kid and overall). A database that
@@ -59,6 +62,9 @@ const MAX_TOKEN_BYTES = 16 * 1024;
  */
 const MAX_KID_LENGTH = 128;
 
+/** Tokens whose signature is remembered: at most this × MAX_TOKEN_BYTES of memory (16 MiB). */
+const REMEMBERED_SIGNATURES = 1000;
+
 /** The token names no key Tether publishes (or one of another algorithm): it is not Tether's. */
 class NotOwnKey extends Error {}
 
@@ -75,7 +81,9 @@ class NotAccepted extends Error {}
  * @param algorithms the JWS algorithms Tether signs with.
  */
 export function ownTokenVerifier(options: { issuer: string; keys: VerificationKeys; algorithms: string[] }): OwnTokenVerifier {
-  const rules = { maxBytes: MAX_TOKEN_BYTES, algorithms: new Set(options.algorithms) };
+  // Keys are imported once per kid and key (below), so a remembered signature names the same key object
+  // for as long as the key is published; a kid no longer published is refused before the memo is asked.
+  const rules = { maxBytes: MAX_TOKEN_BYTES, algorithms: new Set(options.algorithms), memo: createSignatureMemo(REMEMBERED_SIGNATURES) };
   // Only keys that were published are ever imported, so this stays as small as the key history.
   const imported = new Map<string, Promise<VerificationKey | undefined>>();
 

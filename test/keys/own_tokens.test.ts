@@ -132,3 +132,47 @@ test('16 identifications at once import the key once and agree', async () => {
   expect(new Set(results.map((result) => result.kind))).toEqual(new Set(['jwt']));
   expect(results.every((result) => result.kind === 'jwt' && !result.expired)).toBe(true);
 });
+
+describe('a token handed back again (its signature remembered)', () => {
+  test('it is Tether\'s again, with its claims parsed afresh; a forgery of it after it, refused each time', async () => {
+    const v = verifier();
+    const value = await token();
+    const first = await v.identify(value);
+    expect(first.kind).toBe('jwt');
+    (first as { claims: Record<string, unknown> }).claims.sub = 'admin';
+    expect(await v.identify(value)).toMatchObject({ kind: 'jwt', claims: { sub: 'client-a' }, expired: false });
+    const [header, payload, signature] = value.split('.') as [string, string, string];
+    const forged = `${header}.${payload}.${signature[0] === 'A' ? 'B' : 'A'}${signature.slice(1)}`;
+    for (let i = 0; i < 2; i++) unrecognized(await v.identify(forged), 'signature verification failed');
+    const widened = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), scope: 'admin' })).toString('base64url');
+    unrecognized(await v.identify(`${header}.${widened}.${signature}`), 'signature verification failed');
+  });
+
+  test('its key withdrawn from the published keys: no longer Tether\'s', async () => {
+    const published: Record<string, JWK> = { 'kid-1': publicJwk };
+    const v = verifier(published);
+    const value = await token();
+    expect((await v.identify(value)).kind).toBe('jwt');
+    delete published['kid-1'];
+    unrecognized(await v.identify(value), 'is not a published Tether key');
+  });
+
+  test('another key published under its kid: the remembered token is checked against it, and is not Tether\'s', async () => {
+    const published: Record<string, JWK> = { 'kid-1': publicJwk };
+    const v = verifier(published);
+    const value = await token();
+    expect((await v.identify(value)).kind).toBe('jwt');
+    const other = await generateKeyPair('ES256', { extractable: true });
+    published['kid-1'] = { ...(await exportJWK(other.publicKey)), kid: 'kid-1', alg: 'ES256', use: 'sig' };
+    unrecognized(await v.identify(value), 'signature verification failed');
+  });
+
+  test('the database failing on the second look is still an error, not a remembered answer', async () => {
+    let fail = false;
+    const v = ownTokenVerifier({ issuer: ISSUER, algorithms: ['ES256'], keys: { async verificationKey() { if (fail) throw new Error('database unavailable'); return publicJwk; } } });
+    const value = await token();
+    expect((await v.identify(value)).kind).toBe('jwt');
+    fail = true;
+    await expect(v.identify(value)).rejects.toBeInstanceOf(KeyLookupFailed);
+  });
+});
