@@ -1,5 +1,5 @@
 import { importJWK, type JWK, type JWTPayload } from 'jose';
-import { createSignatureMemo, verificationKeyOf, verifySignedJws, type SupportedAlgorithm, type VerificationKey } from 'tether-oauth-resource-server';
+import { createSignatureMemo, typIs, verificationKeyOf, verifySignedJws, type SupportedAlgorithm, type VerificationKey } from 'tether-oauth-resource-server';
 import { hashIdentifier } from '../storage/hash_id.js';
 
 /**
@@ -132,8 +132,7 @@ export function ownTokenVerifier(options: { issuer: string; keys: VerificationKe
  * the caller's to judge. `now` is in seconds.
  */
 function checkOwnClaims(header: { readonly [member: string]: unknown }, claims: JWTPayload, issuer: string, now: number): JWTPayload {
-  const { typ } = header;
-  if (typeof typ !== 'string' || !['at+jwt', 'application/at+jwt'].includes(typ.toLowerCase())) throw new NotAccepted('unexpected "typ" JWT header value');
+  if (!typIs(header.typ, 'at+jwt')) throw new NotAccepted('unexpected "typ" JWT header value');
   for (const claim of REQUIRED_CLAIMS) {
     if (!(claim in claims)) throw new NotAccepted(`missing required "${claim}" claim`);
   }

@@ -4,6 +4,7 @@
 // binding that no longer matches, claims mutated by one caller, 16 presentations at once, and the
 // bound on memory. How much it saves is measured by `npm run bench -- verifier`, never here.
 import { randomUUID, type webcrypto } from 'node:crypto';
+import { createJwksCache } from '../../packages/resource-server/src/jwks_cache.js';
 import { verificationKeyOf, type VerificationKey } from '../../packages/resource-server/src/jws_signature.js';
 import { createSignatureMemo, type SignatureMemo } from '../../packages/resource-server/src/signature_memo.js';
 import { verifySignedJws } from '../../packages/resource-server/src/signed_jws.js';
@@ -159,11 +160,27 @@ describe('through the verifier', () => {
     const verifier = localVerifier();
     const token = await mintAccessToken(key, { issuer: ISSUER });
     const forged = mutateSegment(token, 2);
-    // Remembered first: a first burst resolves the key once per presentation, and would not reach the memo.
     await verifier.verify(bearerRequest(token));
     const results = await Promise.allSettled(Array.from({ length: 16 }, (_, i) => verifier.verify(bearerRequest(i % 2 === 0 ? token : forged))));
     expect(results.map((r) => r.status)).toEqual(Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? 'fulfilled' : 'rejected')));
     for (const r of results.filter((r) => r.status === 'rejected')) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_TOKEN_SIGNATURE' });
+  });
+
+  test('16 first presentations at once of a new token and its forgery: the key is imported once per set, so the forgeries meet a remembered genuine token, and are refused', async () => {
+    const verifier = localVerifier();
+    const token = await mintAccessToken(key, { issuer: ISSUER });
+    const forged = mutateSegment(token, 2);
+    for (let burst = 0; burst < 2; burst++) {
+      const results = await Promise.allSettled(Array.from({ length: 16 }, (_, i) => verifier.verify(bearerRequest(i % 2 === 0 ? token : forged))));
+      expect(results.map((r) => r.status)).toEqual(Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? 'fulfilled' : 'rejected')));
+    }
+  });
+
+  test('concurrent first lookups of a key resolve to one key object', async () => {
+    const keys = createJwksCache({ jwks: jwksOf(key), http: { fetch: () => Promise.reject(new Error('no network')), timeoutMs: 1000, maxBytes: 1024 }, cooldownMs: 1000, maxAgeMs: 1000, now: Date.now });
+    const resolved = await Promise.all(Array.from({ length: 16 }, () => keys.getKey('ES256', key.kid)));
+    expect(new Set(resolved).size).toBe(1);
+    expect(await keys.getKey('ES256', key.kid)).toBe(resolved[0]);
   });
 
   test('signatureCacheSize 0 verifies every presentation the same way; a negative, fractional or non-number size is a TypeError', async () => {

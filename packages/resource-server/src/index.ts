@@ -39,6 +39,7 @@ export type { ChallengeOptions, HttpErrorResponse } from './http_error.js';
 export { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './algorithms.js';
 // The JWS and signature steps of verify(), for a caller with its own claim rules (the Tether server's own tokens).
 export { verifySignedJws } from './signed_jws.js';
+export { typIs } from './compact_jws.js';
 export type { SignedJwsKey, SignedJwsRules } from './signed_jws.js';
 export { createSignatureMemo } from './signature_memo.js';
 export type { SignatureMemo } from './signature_memo.js';

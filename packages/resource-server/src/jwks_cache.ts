@@ -31,8 +31,12 @@ export interface JsonWebKeySet {
 
 /** Resolves the verification key for a token header. */
 export interface KeyResolver {
-  /** Resolves the key for `alg` and `kid`, or rejects with a {@link VerifierError}. */
-  getKey(alg: SupportedAlgorithm, kid: string | undefined): Promise<VerificationKey>;
+  /**
+   * Resolves the key for `alg` and `kid`, or rejects with a {@link VerifierError}; the same object
+   * for as long as the set it came from is used (the memo of verified signatures relies on it).
+   * A plain function: it may be passed on detached.
+   */
+  readonly getKey: (alg: SupportedAlgorithm, kid: string | undefined) => Promise<VerificationKey>;
 }
 
 /** Options of {@link createJwksCache}: exactly one of `jwks` and `jwksUri`. */
@@ -117,6 +121,10 @@ export function createJwksCache(options: JwksCacheOptions): KeyResolver {
         }
       }
       if (found === undefined) throw new VerifierError('ERR_JWKS_NO_MATCHING_KEY', 'no key of the issuer matches the token');
+      // Concurrent first lookups each import the key: the first one kept is the one every caller
+      // gets, so that a set has one key object per alg and kid (signature_memo.ts compares them).
+      const kept = set.resolved.get(cacheKey);
+      if (kept !== undefined) return kept;
       // Only keys that exist and imported are cached: the next fetch may bring a good one.
       set.resolved.set(cacheKey, found);
       return found;

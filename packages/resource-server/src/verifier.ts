@@ -159,10 +159,12 @@ export function createVerifier(options: VerifierOptions): Verifier {
   const rules: AccessTokenRules = {
     issuer: settings.issuer,
     audience: settings.audience,
-    algorithms: new Set(settings.algorithms),
     clockToleranceSeconds: options.clockToleranceSeconds ?? 5,
-    maxTokenBytes: settings.maxTokenBytes,
-    signatures: createSignatureMemo(options.signatureCacheSize ?? DEFAULT_SIGNATURE_CACHE_SIZE),
+    jws: {
+      maxBytes: settings.maxTokenBytes,
+      algorithms: new Set(settings.algorithms),
+      memo: createSignatureMemo(options.signatureCacheSize ?? DEFAULT_SIGNATURE_CACHE_SIZE),
+    },
   };
   const dpop = dpopRules(options.dpop, settings, rules, now);
   const revocation: RevocationChecker | undefined =
@@ -231,7 +233,7 @@ function dpopRules(options: DpopOptions | false | undefined, settings: VerifierS
     algorithms: new Set(settings.dpopAlgorithms),
     maxAgeSeconds,
     clockToleranceSeconds: rules.clockToleranceSeconds,
-    maxProofBytes: rules.maxTokenBytes,
+    maxProofBytes: rules.jws.maxBytes,
     replayStore: options?.replayStore ?? createMemoryReplayStore({ now }),
     nonce: options?.nonce,
     keyCache: createDpopKeyCache(),

@@ -13,8 +13,7 @@
 import { typIs, type JsonObject } from './compact_jws.js';
 import { VerifierError, type VerifierErrorCode } from './errors.js';
 import type { KeyResolver } from './jwks_cache.js';
-import type { SignatureMemo } from './signature_memo.js';
-import { verifySignedJws } from './signed_jws.js';
+import { verifySignedJws, type SignedJwsRules } from './signed_jws.js';
 
 /** The confirmation claim (RFC 7800 §3.1) with the members Tether issues. */
 export interface Confirmation {
@@ -46,11 +45,9 @@ export interface AccessTokenClaims {
 export interface AccessTokenRules {
   readonly issuer: string;
   readonly audience: string;
-  readonly algorithms: ReadonlySet<string>;
   readonly clockToleranceSeconds: number;
-  readonly maxTokenBytes: number;
-  /** Tokens whose signature already verified (signature_memo.ts), or `undefined` to check each time. */
-  readonly signatures: SignatureMemo | undefined;
+  /** The size limit, the algorithms and the memo of verified signatures (signed_jws.ts). */
+  readonly jws: SignedJwsRules;
 }
 
 /**
@@ -59,7 +56,7 @@ export interface AccessTokenRules {
  * milliseconds.
  */
 export async function verifyAccessTokenJwt(token: string, rules: AccessTokenRules, keys: KeyResolver, now: number): Promise<JsonObject> {
-  const { header, payload } = await verifySignedJws(token, { maxBytes: rules.maxTokenBytes, algorithms: rules.algorithms, memo: rules.signatures }, (alg, kid) => keys.getKey(alg, kid));
+  const { header, payload } = await verifySignedJws(token, rules.jws, keys.getKey);
   // RFC 9068 §4: `typ` must be `at+jwt` (media types compare as RFC 7515 §4.1.9 says), which is
   // what tells an access token from an ID token.
   if (!typIs(header.typ, 'at+jwt')) throw failure('ERR_TOKEN_TYPE');
