@@ -19,7 +19,8 @@ import { checkoutRevision } from '../load/servers.js';
  */
 export interface LedgerRun {
   revision: string;
-  operation: 'issuance' | 'dpop-replay';
+  /** `dpop-issuance`: a DPoP-bound token, its proof's single use and its record (one statement since the proof moved into the issuance statement, two before). */
+  operation: 'issuance' | 'dpop-issuance';
   operations: number;
   seconds: number;
   perSecond: number;
@@ -38,7 +39,7 @@ interface RevisionLedger {
   database: string;
   close(): Promise<void>;
   issue(): Promise<void>;
-  checkProof(): Promise<void>;
+  issueDpopBound(): Promise<void>;
 }
 
 const CALLERS = 10;
@@ -56,33 +57,40 @@ async function openRevision(context: BenchContext, revision: string, root: strin
   const opened = await openDatabase({ url: url.href });
   await migrateToLatest(opened.knex);
   const ledger = createIssuanceLedger(opened.knex);
-  // Before the batched check the token path called recordProofOnce once per proof.
+  // A revision whose token path checked the proof in a statement of its own (before it moved into
+  // the issuance statement): batched (proofReplayCheck), or before that one statement per proof.
   const check = replay.proofReplayCheck ? replay.proofReplayCheck(opened.knex) : undefined;
+  const separateCheck = replay.proofRecordOf === undefined;
   const facts = { requestId: 'bench', sourceAddress: '127.0.0.1', instanceId: 'bench' };
+  const issue = (binding: Record<string, unknown>) => {
+    const now = new Date();
+    return ledger.recordIssuance({
+      type: 'token.issued',
+      issued: {
+        value: '', format: 'jwt', tokenId: randomUUID(), clientId: 'orders-worker', resource: 'https://orders.example.test', scope: ['orders:read'],
+        binding, issuedAt: now, expiresAt: new Date(now.getTime() + 300_000),
+      },
+    }, facts);
+  };
   return {
     revision,
     database,
     close: () => opened.close(),
-    issue: () => {
-      const now = new Date();
-      return ledger.recordIssuance({
-        type: 'token.issued',
-        issued: {
-          value: '', format: 'jwt', tokenId: randomUUID(), clientId: 'orders-worker', resource: 'https://orders.example.test', scope: ['orders:read'],
-          binding: { method: 'mtls', thumbprint: 'x5t-bench' }, issuedAt: now, expiresAt: new Date(now.getTime() + 300_000),
-        },
-      }, facts);
-    },
-    checkProof: async () => {
+    issue: () => issue({ method: 'mtls', thumbprint: 'x5t-bench' }),
+    issueDpopBound: async () => {
       const proof = { key: `jkt-bench\0${randomUUID()}`, expiresAt: new Date(Date.now() + 300_000) };
-      const first = check ? await check.recordOnce(proof) : await replay.recordProofOnce(opened.knex, proof);
-      if (!first) throw new Error('a fresh proof was taken for a replay');
+      if (separateCheck) {
+        const first = check ? await check.recordOnce(proof) : await replay.recordProofOnce(opened.knex, proof);
+        if (!first) throw new Error('a fresh proof was taken for a replay');
+        return issue({ method: 'dpop', thumbprint: 'jkt-bench' });
+      }
+      return issue({ method: 'dpop', thumbprint: 'jkt-bench', singleUseProof: proof });
     },
   };
 }
 
 async function measure(admin: pg.Client, ledger: RevisionLedger, operation: LedgerRun['operation'], seconds: number): Promise<LedgerRun> {
-  const run = operation === 'issuance' ? ledger.issue : ledger.checkProof;
+  const run = operation === 'issuance' ? ledger.issue : ledger.issueDpopBound;
   const databaseBefore = snapshotCpu(await postgresBackendPids(admin, ledger.database));
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
@@ -133,10 +141,10 @@ export async function ledgerSection(context: BenchContext): Promise<LedgerResult
     }
     const runs: LedgerRun[] = [];
     const seconds = options.quick ? 1 : Math.min(options.durationSeconds, 5);
-    for (const ledger of ledgers) for (const operation of ['issuance', 'dpop-replay'] as const) await measure(admin, ledger, operation, 1); // warm-up
+    for (const ledger of ledgers) for (const operation of ['issuance', 'dpop-issuance'] as const) await measure(admin, ledger, operation, 1); // warm-up
     for (let round = 0; round < options.rounds; round++) {
       const order = round % 2 === 0 ? ledgers : [...ledgers].reverse();
-      for (const operation of ['issuance', 'dpop-replay'] as const) {
+      for (const operation of ['issuance', 'dpop-issuance'] as const) {
         for (const ledger of order) {
           const result = await measure(admin, ledger, operation, seconds);
           runs.push(result);
@@ -144,7 +152,7 @@ export async function ledgerSection(context: BenchContext): Promise<LedgerResult
         }
       }
     }
-    for (const operation of ['issuance', 'dpop-replay'] as const) {
+    for (const operation of ['issuance', 'dpop-issuance'] as const) {
       for (const ledger of ledgers) {
         const mine = runs.filter((run) => run.operation === operation && run.revision === ledger.revision);
         log(`ledger ${operation} at ${ledger.revision} (medians): ${median(mine.map((run) => run.perSecond))}/s, process ${median(mine.map((run) => run.processMicros))} µs, PostgreSQL ${median(mine.map((run) => run.databaseMicros))} µs`);

@@ -1,14 +1,13 @@
 import { decodeProtectedHeader } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { isJwsAlgorithm, JWS_ALGORITHMS } from '../config/jws_algorithms.js';
-import { databaseStep } from '../oauth/error_boundary.js';
 import { Refusal } from '../oauth/refusal.js';
-import type { ProofReplayCheck } from './dpop_replay.js';
 
 /**
  * DPoP (RFC 9449) on the token path, in one place: the proof oidc-provider validated (its validator,
  * reached through provider/internals.ts, is passed in), the algorithm check that names what is
- * supported, and single use across every instance (dpop_replay.ts).
+ * supported, and the refusal of a proof used before (its single use is recorded with the token:
+ * dpop_replay.ts).
  */
 
 /** A DPoP proof that passed RFC 9449 §4.3 checks (signature, typ, alg, htm, htu, iat/nonce). */
@@ -22,21 +21,16 @@ export interface ValidatedDpopProof {
 export interface DpopProofs {
   /** The request's proof after RFC 9449 §4.3's checks, or undefined when there is none. */
   validated(ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined>;
-  /** RFC 9449 §11.1: refuses a proof already used to obtain a token (on any instance). */
-  useOnce(proof: ValidatedDpopProof): Promise<void>;
 }
 
 export interface DpopDependencies {
   /** oidc-provider's own validation of the request's DPoP header (provider/internals.ts). */
   validate(ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined>;
-  /** Where used proofs are remembered: the database every instance shares (batched statements). */
-  replay: ProofReplayCheck;
 }
 
 export function dpopProofs(deps: DpopDependencies): DpopProofs {
   return {
     validated: (ctx) => validatedDpopProof(deps, ctx),
-    useOnce: (proof) => rejectReplayedProof(deps.replay, proof),
   };
 }
 
@@ -68,19 +62,11 @@ function requireSupportedProofAlgorithm(proof: string): void {
   );
 }
 
-/** oidc-provider accepts a proof whose iat is within this many seconds of now (its CHALLENGE_OK_WINDOW). */
-const DPOP_PROOF_WINDOW_SECONDS = 300;
-
 /**
- * RFC 9449 §11.1: a proof is single-use. The check is one atomic insert in the shared database, so two
- * instances (or two concurrent requests) presenting one proof give exactly one token.
+ * RFC 9449 §11.1: the answer to a token request whose proof was already used to obtain a token (the
+ * issuance statement found it recorded: ledger/record_issuance.ts). The key's thumbprint goes only to
+ * the ledger and the logs.
  */
-async function rejectReplayedProof(replay: ProofReplayCheck, proof: ValidatedDpopProof): Promise<void> {
-  // RFC 9449 §11.1: jti is unique per key; the replay check stores only the hash of this key.
-  const key = `${proof.thumbprint}\0${proof.jti}`;
-  const expiresAt = new Date((Math.max(proof.iat, Date.now() / 1000) + DPOP_PROOF_WINDOW_SECONDS) * 1000);
-  const first = await databaseStep(() => replay.recordOnce({ key, expiresAt }));
-  if (!first) {
-    throw new Refusal('invalid_dpop_proof', 'DPoP proof JWT replay detected', `replayed DPoP proof jti for jkt ${proof.thumbprint}`);
-  }
+export function replayedProofRefusal(thumbprint: string): Refusal {
+  return new Refusal('invalid_dpop_proof', 'DPoP proof JWT replay detected', `replayed DPoP proof jti for jkt ${thumbprint}`);
 }

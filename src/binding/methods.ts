@@ -1,6 +1,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { Refusal } from '../oauth/refusal.js';
 import type { DpopProofs } from './dpop.js';
+import { proofRecordOf, type ProofRecord } from './dpop_replay.js';
 import type { PresentedCertificate } from './presented_certificate.js';
 
 /**
@@ -27,8 +28,15 @@ export interface BindingMethod {
   readonly clientMetadata: string;
   /** The thumbprint of the key of this method the caller demonstrated on this request, if any. */
   presentedKey(request: BindingRequest): Promise<string | undefined>;
-  /** The thumbprint a new token is bound to, or the Refusal that says what the request lacks. */
-  bindNewToken(request: BindingRequest): Promise<string>;
+  /** The key a new token is bound to, or the Refusal that says what the request lacks. */
+  bindNewToken(request: BindingRequest): Promise<NewTokenKey>;
+}
+
+/** The key a new token is bound to: its thumbprint, and for DPoP the proof the token may be the only one for. */
+export interface NewTokenKey {
+  thumbprint: string;
+  /** RFC 9449 §11.1: recorded with the token, which is refused if the proof was used before (ledger/record_issuance.ts). */
+  singleUseProof?: ProofRecord;
 }
 
 export const BINDING_METHODS = {
@@ -45,7 +53,7 @@ export const BINDING_METHODS = {
       if (!certificate) {
         throw new Refusal('invalid_request', 'a TLS client certificate is required: this client\'s tokens are certificate-bound', 'no client certificate on the connection');
       }
-      return certificate.thumbprint;
+      return { thumbprint: certificate.thumbprint };
     },
   },
   /** RFC 9449 §5/§6: the JWK thumbprint of the DPoP proof's key, `cnf.jkt`; each proof used once. */
@@ -57,8 +65,7 @@ export const BINDING_METHODS = {
     async bindNewToken({ ctx, dpop }) {
       const proof = await dpop.validated(ctx);
       if (!proof) throw new Refusal('invalid_request', 'a DPoP proof is required: this client\'s tokens are DPoP-bound', 'no DPoP header');
-      await dpop.useOnce(proof);
-      return proof.thumbprint;
+      return { thumbprint: proof.thumbprint, singleUseProof: proofRecordOf(proof) };
     },
   },
 } as const satisfies Record<string, BindingMethod>;
@@ -70,7 +77,7 @@ export const SENDER_CONSTRAINTS = Object.keys(BINDING_METHODS) as SenderConstrai
 
 /** How a token is bound: one of the methods with the key's thumbprint, or not at all (legacy resources). */
 export type TokenBinding =
-  | { method: SenderConstraint; thumbprint: string }
+  | ({ method: SenderConstraint } & NewTokenKey)
   | { method: 'bearer' };
 
 /** The `cnf` claim (RFC 7800 §3.1) of a token bound as `binding`; undefined for a bearer token. */

@@ -19,7 +19,7 @@ export function tokenBinder(dpop: DpopProofs): TokenBinder {
   return {
     async bindNewToken(ctx, method) {
       if (method === 'bearer') return { method };
-      return { method, thumbprint: await BINDING_METHODS[method].bindNewToken(requestOf(ctx)) };
+      return { method, ...(await BINDING_METHODS[method].bindNewToken(requestOf(ctx))) };
     },
     presentedKey: (ctx, method) => BINDING_METHODS[method].presentedKey(requestOf(ctx)),
   };

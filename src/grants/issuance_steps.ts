@@ -1,12 +1,13 @@
 import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
 import { BINDING_METHODS, tokenTypeOf, type TokenBinding } from '../binding/methods.js';
+import { replayedProofRefusal } from '../binding/dpop.js';
 import type { TokenBinder } from '../binding/token_binder.js';
 import type { ClientConfig, ResourceConfig, TetherConfig } from '../config/schema.js';
 import { opaqueTokenId } from '../keys/own_tokens.js';
 import type { ExternalIdentity, IssuanceEventType, IssuedToken, RequestFacts } from '../ledger/events.js';
 import type { IssuanceLedger } from '../ledger/issuance_recorder.js';
-import { ClientSuspendedError, ParentRefusedError } from '../ledger/record_issuance.js';
+import { ClientSuspendedError, ParentRefusedError, ProofReplayedError } from '../ledger/record_issuance.js';
 import { databaseStep } from '../oauth/error_boundary.js';
 import { DatabaseFailure, Refusal } from '../oauth/refusal.js';
 import { timedStep } from '../observability/issuance_timing.js';
@@ -161,6 +162,8 @@ export async function recordIssuance(
     await deps.mint.discard(event.issued);
     // The record itself refuses a client suspended since requireActiveClient looked (ledger/record_issuance.ts).
     if (error instanceof ClientSuspendedError) throw clientSuspended(error.clientId);
+    // RFC 9449 §11.1: the DPoP proof was used before; the record of its first use committed instead.
+    if (error instanceof ProofReplayedError) throw replayedProofRefusal(error.thumbprint);
     // …and an exchanged token whose subject token was revoked since the grant checked it: the grant answers that.
     if (error instanceof ParentRefusedError) throw error;
     throw new DatabaseFailure(error);

@@ -3,7 +3,6 @@ import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import { dpopProofs } from '../binding/dpop.js';
-import { proofReplayCheck } from '../binding/dpop_replay.js';
 import { isTrustedProxy } from '../binding/proxy_certificate.js';
 import { tokenBinder } from '../binding/token_binder.js';
 import { configErrorOfIssues } from '../config/load_config.js';
@@ -188,10 +187,7 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     snapshotOf,
     ledger: issuanceLedger,
     mint: tokenMint(provider, config.signing.algorithm),
-    binder: tokenBinder(dpopProofs({
-      validate: (ctx) => validateDpopProof(provider, ctx),
-      replay: proofReplayCheck(knex, batching),
-    })),
+    binder: tokenBinder(dpopProofs({ validate: (ctx) => validateDpopProof(provider, ctx) })),
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
     ownTokens,
     opaqueTokens: { find: (value, options) => provider.ClientCredentials.find(value, options) },

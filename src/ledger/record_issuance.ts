@@ -1,13 +1,16 @@
 import type { Knex } from 'knex';
 import type { IssuanceEventType, IssuedToken, RequestFacts } from './events.js';
 import { MAX_LINEAGE_DEPTH } from './lineage.js';
+import { hashIdentifier } from '../storage/hash_id.js';
 import { runPrepared, type PreparedStatement } from '../storage/prepared_statement.js';
 
 /**
  * DESIGN "no token without a record": a token's `token.issued` / `token.exchanged` event and its
  * `issued_tokens` row are committed by one statement before the token is returned. The statement
  * takes any number of issuances (issuance_batcher.ts groups concurrent ones), so its text never
- * changes and PostgreSQL can keep it prepared.
+ * changes and PostgreSQL can keep it prepared. A DPoP-bound token's proof is recorded as used by the
+ * same statement (RFC 9449 §11.1): one statement, one commit per token, and a token only when its
+ * proof was not used before.
  */
 
 /** One issuance as the statement takes it (JSON keys are the column names). */
@@ -34,6 +37,10 @@ export interface IssuanceRow {
   external_issuer: string | null;
   external_subject: string | null;
   external_token_id: string | null;
+  /** RFC 9449 §11.1: the SHA-256 of the DPoP proof's `jkt` and `jti` (binding/dpop_replay.ts), null when no proof binds the token. */
+  proof_key_hash: string | null;
+  /** Until when the proof is remembered. */
+  proof_expires_at: string | null;
 }
 
 /** The `act` claim's acting party (RFC 8693 §4.1), for the ledger's actor column. */
@@ -64,7 +71,16 @@ export function issuanceRowOf(type: IssuanceRow['type'], issued: IssuedToken, fa
     external_issuer: issued.external?.issuer ?? null,
     external_subject: issued.external?.subject ?? null,
     external_token_id: issued.external?.tokenId ?? null,
+    ...proofColumnsOf(issued),
   };
+}
+
+/** The single-use proof of a DPoP-bound token, as the statement records it: only its key's hash is stored. */
+function proofColumnsOf(issued: IssuedToken): Pick<IssuanceRow, 'proof_key_hash' | 'proof_expires_at'> {
+  const proof = issued.binding.method === 'bearer' ? undefined : issued.binding.singleUseProof;
+  return proof === undefined
+    ? { proof_key_hash: null, proof_expires_at: null }
+    : { proof_key_hash: hashIdentifier(proof.key), proof_expires_at: proof.expiresAt.toISOString() };
 }
 
 /** The issuance statement refused: the client was suspended after the token path checked it. */
@@ -72,6 +88,17 @@ export class ClientSuspendedError extends Error {
   constructor(readonly clientId: string) {
     super(`client ${clientId} is suspended`);
     this.name = 'ClientSuspendedError';
+  }
+}
+
+/**
+ * The issuance statement refused a DPoP-bound token: its proof was already used to obtain a token
+ * (RFC 9449 §11.1), on this instance or another, or by another issuance of the same statement.
+ */
+export class ProofReplayedError extends Error {
+  constructor(readonly tokenId: string, readonly thumbprint: string) {
+    super(`replayed DPoP proof jti for jkt ${thumbprint}`);
+    this.name = 'ProofReplayedError';
   }
 }
 
@@ -90,7 +117,7 @@ export class ParentRefusedError extends Error {
 /** What the statement did with one issuance: recorded it, or refused it (nothing of it was written). */
 export type IssuanceOutcome =
   | { recorded: true }
-  | { recorded: false; error: ClientSuspendedError | ParentRefusedError };
+  | { recorded: false; error: ClientSuspendedError | ProofReplayedError | ParentRefusedError };
 
 /**
  * One statement, one implicit transaction, for every issuance given. It is prepared once per
@@ -114,10 +141,16 @@ export type IssuanceOutcome =
  * - the client rows are locked before any token row (the InitPlan in `ancestor`), the roots before
  *   the other ancestors, each group in id order: suspensions and revocations take their locks in
  *   the same order, so none of them can deadlock with an issuance.
+ * - the DPoP proofs (RFC 9449 §11.1) last, after every client and ancestor row, in key order: an
+ *   insert of a proof another statement is inserting waits for that statement and then finds the
+ *   proof used; the proof is the only row two issuances can both write, so no cycle can form. Of two
+ *   issuances in one statement with one proof, the one with the lower token id claims it. A proof
+ *   whose record has expired but not been swept counts as unused and is recorded again. A proof is
+ *   used once the statement commits even if its issuance was refused for another reason.
  * Then it inserts the events and inventory rows of the issuances it accepts (an exchanged token's
  * subject is its parent's) and answers, per issuance, whether it was recorded or why not. A batch
- * without exchanged tokens runs a second text of the statement without the lineage part (each text
- * is prepared once per connection), so client_credentials does not pay for it.
+ * without exchanged tokens runs a text of the statement without the lineage part, one without DPoP
+ * proofs a text without the proofs (STATEMENTS below).
  */
 // The issuances given, and the state row of each one's client, locked.
 const INPUT_CTES = `
@@ -126,7 +159,7 @@ WITH RECURSIVE input AS (
     type text, client_id text, subject text, resource text, scope text, token_id text, token_format text, binding_method text,
     binding_thumbprint text, expires_at timestamptz, parent_token_id text, actor text, request_id text,
     source_address text, instance_id text, issued_at timestamptz, act jsonb,
-    external_issuer text, external_subject text, external_token_id text)
+    external_issuer text, external_subject text, external_token_id text, proof_key_hash text, proof_expires_at timestamptz)
 ), client_state AS MATERIALIZED (
   SELECT client_id, suspended FROM client_states WHERE client_id IN (SELECT client_id FROM input)
   ORDER BY client_id FOR SHARE
@@ -150,11 +183,32 @@ const LINEAGE_CTES = `), ancestry (child_id, token_id, parent_token_id, hops) AS
   CROSS JOIN LATERAL (SELECT t.token_id, t.revoked_at FROM issued_tokens t WHERE t.token_id = o.token_id FOR SHARE) l
 `;
 
+// The DPoP proofs, recorded once, after the locks of lockedFirst (the lock order above); proof_used:
+// the issuances whose proof this statement recorded.
+const proofCtes = (lockedFirst: 'client_state' | 'ancestor') => `), proof_claim AS MATERIALIZED (
+  SELECT DISTINCT ON (proof_key_hash) proof_key_hash, proof_expires_at, token_id FROM input
+  WHERE proof_key_hash IS NOT NULL AND (SELECT count(*) FROM ${lockedFirst}) >= 0
+  ORDER BY proof_key_hash, token_id
+), proof AS (
+  INSERT INTO dpop_proofs (key_hash, expires_at)
+  SELECT proof_key_hash, proof_expires_at FROM proof_claim ORDER BY proof_key_hash
+  ON CONFLICT (key_hash) DO UPDATE SET expires_at = excluded.expires_at WHERE dpop_proofs.expires_at <= now()
+  RETURNING key_hash
+), proof_used AS MATERIALIZED (
+  SELECT c.token_id FROM proof_claim c JOIN proof p ON p.key_hash = c.proof_key_hash
+`;
+
+// RFC 9449 §11.1: a token whose proof this statement did not record used a proof already used.
+const proofReplayed = (proofs: boolean) => (proofs
+  ? `WHEN i.proof_key_hash IS NOT NULL AND NOT EXISTS (SELECT FROM proof_used u WHERE u.token_id = i.token_id) THEN 'proof_replayed'`
+  : '');
+
 // Each issuance's refusal, if any, from the locked rows.
-const LINEAGE_VERDICT = `), verdict AS MATERIALIZED (
+const lineageVerdict = (proofs: boolean) => `), verdict AS MATERIALIZED (
   SELECT i.token_id, i.client_id, revoked.token_id AS revoked_id,
     CASE
       WHEN s.suspended THEN 'client_suspended'
+      ${proofReplayed(proofs)}
       WHEN i.parent_token_id IS NULL THEN NULL
       WHEN NOT EXISTS (SELECT FROM ancestry a WHERE a.child_id = i.token_id) THEN 'parent_unknown'
       WHEN revoked.token_id IS NOT NULL THEN 'ancestor_revoked'
@@ -169,10 +223,10 @@ const LINEAGE_VERDICT = `), verdict AS MATERIALIZED (
   ) revoked ON true
 `;
 
-// Without exchanged tokens, only the client can refuse.
-const CLIENT_VERDICT = `
+// Without exchanged tokens, only the client and the proof can refuse.
+const clientVerdict = (proofs: boolean) => `
 ), verdict AS MATERIALIZED (
-  SELECT i.token_id, i.client_id, NULL::text AS revoked_id, CASE WHEN s.suspended THEN 'client_suspended' END AS refusal
+  SELECT i.token_id, i.client_id, NULL::text AS revoked_id, CASE WHEN s.suspended THEN 'client_suspended' ${proofReplayed(proofs)} END AS refusal
   FROM input i LEFT JOIN client_state s ON s.client_id = i.client_id
 `;
 
@@ -204,14 +258,31 @@ const WRITES = `), event AS (
 SELECT v.token_id, v.client_id, v.refusal, v.revoked_id, t.token_id IS NOT NULL AS recorded
 FROM verdict v LEFT JOIN token t ON t.token_id = v.token_id`;
 
-const RECORD_ISSUANCES: PreparedStatement = { name: 'tether_record_issuances', text: INPUT_CTES + CLIENT_VERDICT + WRITES };
-const RECORD_EXCHANGES: PreparedStatement = { name: 'tether_record_exchanges', text: INPUT_CTES + LINEAGE_CTES + LINEAGE_VERDICT + WRITES };
+/**
+ * The statement's four texts, each prepared once per connection: a batch without exchanged tokens
+ * skips the lineage, one without DPoP proofs the proofs, so that client_credentials with mTLS pays
+ * for neither (the empty parts cost it ~5 % in `npm run bench`, docs/benchmarks.md).
+ */
+const STATEMENTS = {
+  issuances: { name: 'tether_record_issuances', text: INPUT_CTES + clientVerdict(false) + WRITES },
+  issuancesWithProofs: { name: 'tether_record_issuances_proofs', text: INPUT_CTES + proofCtes('client_state') + clientVerdict(true) + WRITES },
+  exchanges: { name: 'tether_record_exchanges', text: INPUT_CTES + LINEAGE_CTES + lineageVerdict(false) + WRITES },
+  exchangesWithProofs: { name: 'tether_record_exchanges_proofs', text: INPUT_CTES + LINEAGE_CTES + proofCtes('ancestor') + lineageVerdict(true) + WRITES },
+} as const satisfies Record<string, PreparedStatement>;
 
-function refusalOf(row: Record<string, unknown>, parentOf: Map<string, string | null>): ClientSuspendedError | ParentRefusedError {
+function statementFor(rows: readonly IssuanceRow[]): PreparedStatement {
+  const exchanges = rows.some((row) => row.parent_token_id !== null);
+  const proofs = rows.some((row) => row.proof_key_hash !== null);
+  if (exchanges) return proofs ? STATEMENTS.exchangesWithProofs : STATEMENTS.exchanges;
+  return proofs ? STATEMENTS.issuancesWithProofs : STATEMENTS.issuances;
+}
+
+function refusalOf(row: Record<string, unknown>, given: Map<string, IssuanceRow>): ClientSuspendedError | ProofReplayedError | ParentRefusedError {
   const tokenId = row.token_id as string;
-  const parent = parentOf.get(tokenId) ?? null;
+  const parent = given.get(tokenId)?.parent_token_id ?? null;
   switch (row.refusal) {
     case 'client_suspended': return new ClientSuspendedError(row.client_id as string);
+    case 'proof_replayed': return new ProofReplayedError(tokenId, given.get(tokenId)?.binding_thumbprint ?? 'unknown');
     case 'ancestor_revoked':
       return new ParentRefusedError(tokenId, 'ancestor_revoked', row.revoked_id === parent
         ? `subject token ${parent} was revoked`
@@ -231,11 +302,10 @@ export async function recordIssuances(knex: Knex, rows: readonly IssuanceRow[]):
   // A named prepared statement on a pooled connection: PostgreSQL parses and plans it once per
   // connection instead of per issuance (docs/ledger.md), and knex's query building is skipped
   // (docs/benchmarks.md). PGlite runs it through knex.
-  const exchanges = rows.some((row) => row.parent_token_id !== null);
-  const answered = await runPrepared(knex, exchanges ? RECORD_EXCHANGES : RECORD_ISSUANCES, [JSON.stringify(rows)]);
-  const parentOf = new Map(rows.map((row) => [row.token_id, row.parent_token_id]));
+  const answered = await runPrepared(knex, statementFor(rows), [JSON.stringify(rows)]);
+  const given = new Map(rows.map((row) => [row.token_id, row]));
   return new Map(answered.map((row): [string, IssuanceOutcome] => [
     row.token_id as string,
-    row.recorded === true ? { recorded: true } : { recorded: false, error: refusalOf(row, parentOf) },
+    row.recorded === true ? { recorded: true } : { recorded: false, error: refusalOf(row, given) },
   ]));
 }

@@ -41,8 +41,8 @@ function countRequest(
 }
 
 /**
- * The token path refuses a replayed proof with this private detail (grants/issuance_steps.ts,
- * rejectReplayedProof); test/observability/metrics.test.ts replays a proof and reads the counter.
+ * The token path refuses a replayed proof with this private detail (binding/dpop.ts
+ * replayedProofRefusal); test/observability/metrics.test.ts replays a proof and reads the counter.
  */
 function isDpopReplay(ctx: Context): boolean {
   const error = rememberedRejection(ctx)?.error;

@@ -8,6 +8,7 @@ const row = (tokenId: string, clientId = 'c'): IssuanceRow => ({
   type: 'token.issued', client_id: clientId, subject: null, resource: 'r', scope: '', token_id: tokenId, token_format: 'jwt', binding_method: 'bearer',
   binding_thumbprint: null, expires_at: '2030-01-01T00:00:00Z', parent_token_id: null, actor: null, request_id: 'q', source_address: null,
   instance_id: 'i', issued_at: '2030-01-01T00:00:00Z', act: null, external_issuer: null, external_subject: null, external_token_id: null,
+  proof_key_hash: null, proof_expires_at: null,
 });
 
 interface Statement {

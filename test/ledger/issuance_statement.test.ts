@@ -33,6 +33,7 @@ function row(tokenId: string, parent: string | null, clientId = 'orders-api'): I
     token_id: tokenId, token_format: 'jwt', binding_method: 'bearer', binding_thumbprint: null, expires_at: new Date(Date.now() + 300_000).toISOString(),
     parent_token_id: parent, actor: parent ? 'orders-api' : null, request_id: 'statement-test', source_address: null, instance_id: 'test',
     issued_at: new Date().toISOString(), act: null, external_issuer: null, external_subject: null, external_token_id: null,
+    proof_key_hash: null, proof_expires_at: null,
   };
 }
 
