@@ -4,8 +4,8 @@ import { isJwsAlgorithm, JWS_ALGORITHMS } from '../config/jws_algorithms.js';
 import { Refusal } from '../oauth/refusal.js';
 
 /**
- * DPoP (RFC 9449) on the token path, in one place: the proof oidc-provider validated (its validator,
- * reached through provider/internals.ts, is passed in), the algorithm check that names what is
+ * DPoP (RFC 9449) on the token path, in one place: the proof checked as oidc-provider checks its own
+ * grants' proofs (dpop_token_proof.ts, passed in), the algorithm check that names what is
  * supported, and the refusal of a proof used before (its single use is recorded with the token:
  * dpop_replay.ts).
  */
@@ -24,7 +24,7 @@ export interface DpopProofs {
 }
 
 export interface DpopDependencies {
-  /** oidc-provider's own validation of the request's DPoP header (provider/internals.ts). */
+  /** The check of the request's DPoP header (dpop_token_proof.ts). */
   validate(ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined>;
 }
 
@@ -51,7 +51,7 @@ function requireSupportedProofAlgorithm(proof: string): void {
   try {
     alg = decodeProtectedHeader(proof).alg;
   } catch {
-    // Not a JWS at all: oidc-provider's validation refuses it as such.
+    // Not a JWS at all: the proof check refuses it as such.
     return;
   }
   if (isJwsAlgorithm(alg)) return;

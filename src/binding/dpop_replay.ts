@@ -19,7 +19,7 @@ export interface ProofRecord {
 }
 
 /** oidc-provider accepts a proof whose iat is within this many seconds of now (its CHALLENGE_OK_WINDOW). */
-const DPOP_PROOF_WINDOW_SECONDS = 300;
+export const DPOP_PROOF_WINDOW_SECONDS = 300;
 
 /** The record that makes `proof` single-use: kept until no clock within the window could accept it again. */
 export function proofRecordOf(proof: ValidatedDpopProof, now = Date.now()): ProofRecord {

@@ -3,6 +3,7 @@ import type { JSONWebKeySet } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import { dpopProofs } from '../binding/dpop.js';
+import { tokenRequestProofCheck } from '../binding/dpop_token_proof.js';
 import { isTrustedProxy } from '../binding/proxy_certificate.js';
 import { tokenBinder } from '../binding/token_binder.js';
 import { configErrorOfIssues } from '../config/load_config.js';
@@ -31,7 +32,7 @@ import { signingPolicyOf } from '../keys/signing_policy.js';
 import { ALLOWED_JWS_ALGORITHMS } from '../provider/client_metadata.js';
 import { buildConfigSnapshot, createLiveConfig, type ConfigSnapshot } from '../provider/config_snapshot.js';
 import { createProvider } from '../provider/create_provider.js';
-import { installSigningKeys, validateDpopProof } from '../provider/internals.js';
+import { dpopNoncesOf, installSigningKeys } from '../provider/internals.js';
 import { createAdapterFactory } from '../storage/adapter.js';
 import { timedGrant } from '../observability/issuance_timing.js';
 import type { TetherMetrics } from '../observability/metrics.js';
@@ -187,7 +188,13 @@ export async function createTetherApp(options: TetherAppOptions): Promise<Tether
     snapshotOf,
     ledger: issuanceLedger,
     mint: tokenMint(provider, config.signing.algorithm),
-    binder: tokenBinder(dpopProofs({ validate: (ctx) => validateDpopProof(provider, ctx) })),
+    binder: tokenBinder(dpopProofs({
+      validate: tokenRequestProofCheck({
+        algorithms: ALLOWED_JWS_ALGORITHMS,
+        nonces: dpopNoncesOf(provider),
+        requireNonce: (ctx) => snapshotOf(ctx).config.dpop.requireNonce,
+      }),
+    })),
     requestFactsOf: (ctx) => requestFactsOf(ctx, instanceId),
     ownTokens,
     opaqueTokens: { find: (value, options) => provider.ClientCredentials.find(value, options) },

@@ -1,7 +1,8 @@
 // The only module that reaches into oidc-provider's internals (pinned version, see package.json).
 //
-// DPoP: oidc-provider validates DPoP proofs for its built-in grants but does not export the
-// validator; our own grant handlers (client_credentials, token exchange) need the same validation.
+// DPoP: oidc-provider makes and checks the DPoP nonces (RFC 9449 §8) of its built-in grants' proofs
+// but does not export them; the proofs of our own grants (binding/dpop_token_proof.ts) use the same
+// nonces, so that a nonce oidc-provider issued is accepted by them and the other way round.
 //
 // Signing keys: oidc-provider takes them once, at construction (`jwks`); Tether's keys change while
 // it runs (keys/live_signing_keys.ts). The provider signs with instance(provider).keystore, looked
@@ -15,19 +16,17 @@
 // configuration it started with: Client.find is replaced by a lookup in that snapshot, of Client
 // instances built (and so validated) when the snapshot is made, as oidc-provider builds static ones.
 // @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
-import validateDpopInternal from 'oidc-provider/lib/helpers/validate_dpop.js';
-// @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
 import initializeKeystore from 'oidc-provider/lib/helpers/initialize_keystore.js';
 // @ts-expect-error -- deep import of an untyped module of the pinned oidc-provider version
 import providerInternals from 'oidc-provider/lib/helpers/weak_cache.js';
 import type { JWK } from 'jose';
 import type { Client, ClientMetadata, KoaContextWithOIDC, Provider } from 'oidc-provider';
-import type { ValidatedDpopProof } from '../binding/dpop.js';
+import type { DpopNonces } from '../binding/dpop_token_proof.js';
 import { signingKeyOf } from './node_crypto_signing_key.js';
 
-/** Validates the request's DPoP header; undefined when there is none. Throws InvalidDpopProof / UseDpopNonce. */
-export async function validateDpopProof(provider: Provider, ctx: KoaContextWithOIDC): Promise<ValidatedDpopProof | undefined> {
-  return (validateDpopInternal as (p: Provider, c: KoaContextWithOIDC) => Promise<ValidatedDpopProof | undefined>)(provider, ctx);
+/** oidc-provider's DPoP nonces (lib/provider.js, from `features.dPoP.nonceSecret`); undefined without a secret. */
+export function dpopNoncesOf(provider: Provider): DpopNonces | undefined {
+  return (providerInternals as (p: Provider) => { DPoPNonces?: DpopNonces })(provider).DPoPNonces;
 }
 
 /**

@@ -1,31 +1,46 @@
 /**
  * Verification of a DPoP proof presented with a DPoP-bound access token (RFC 9449 §4.3 and §7).
- * jose computes the key's thumbprint and imports the key; node:crypto verifies the signature
- * (jws_signature.ts); the checks of §4.3 around them, in its order, are here.
+ * jose imports the key (once per key: {@link createDpopKeyCache}); node:crypto verifies the signature
+ * (jws_signature.ts); the checks of §4.3 around them, in its order, are here. The signature part
+ * ({@link verifyDpopProofSignature}) is exported for the Tether server's token endpoint, which
+ * checks the claims of a proof that binds a new token by its own rules.
  *
  * @module
  */
-import { calculateJwkThumbprint, importJWK } from 'jose';
+import { importJWK } from 'jose';
 import { isSupportedAlgorithm, jwkFitsAlgorithm, publicMembers, type PublicJwk, type SupportedAlgorithm } from './algorithms.js';
 import { isCanonicalBase64url } from './base64url.js';
 import { parseCompactJws, parseJsonObject, typIs, type CompactJws, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
 import type { DpopNonceSource } from './dpop_nonce.js';
 import { VerifierError } from './errors.js';
 import { isValidSignature, verificationKeyOf, type VerificationKey } from './jws_signature.js';
+import { jwkThumbprint } from './jwk_thumbprint.js';
 import type { ReplayStore } from './replay_store.js';
 import { normalizeHttpUri } from './request_uri.js';
 import { sha256Base64url } from './sha256.js';
 
 
-/** What proof verification needs from the configuration. */
-export interface DpopRules {
+/** What checking a proof's signature needs from the configuration (RFC 9449 §4.3 checks 2–7). */
+export interface DpopProofSignatureRules {
   readonly algorithms: ReadonlySet<string>;
+  readonly maxProofBytes: number;
+  readonly keyCache: DpopKeyCache;
+}
+
+/** What proof verification needs from the configuration. */
+export interface DpopRules extends DpopProofSignatureRules {
   readonly maxAgeSeconds: number;
   readonly clockToleranceSeconds: number;
-  readonly maxProofBytes: number;
   readonly replayStore: ReplayStore;
   readonly nonce: DpopNonceSource | undefined;
-  readonly keyCache: DpopKeyCache;
+}
+
+/** A DPoP proof whose signature is its embedded key's. */
+export interface SignedDpopProof {
+  readonly header: JsonObject;
+  readonly claims: JsonObject;
+  /** The RFC 7638 thumbprint of the proof's key (RFC 9449 §6.1 `cnf.jkt`). */
+  readonly thumbprint: string;
 }
 
 /** The request a proof must match. */
@@ -60,6 +75,26 @@ const MAX_JTI_LENGTH = 256;
  */
 export async function verifyDpopProof(request: DpopRequest, rules: DpopRules, now: number): Promise<void> {
   const proof = singleProof(request.proof);
+  // RFC 9449 §7.1: the proof must be signed by the key the token is bound to.
+  const { claims, thumbprint } = await verifyDpopProofSignature(proof, rules, request.jkt);
+  const { jti, iat } = checkProofClaims(claims, request, rules, now);
+  await checkNonce(claims.nonce, rules.nonce);
+  // RFC 9449 §11.1: a proof is accepted once. Recorded last, so that only proofs that passed every
+  // other check occupy the store. The key is scoped to the DPoP key: jti values are chosen by
+  // clients and need only be unique per key.
+  const expiresAt = (iat + rules.maxAgeSeconds + 2 * rules.clockToleranceSeconds) * 1000;
+  if (await recordProof(rules.replayStore, `${thumbprint}:${jti}`, expiresAt)) {
+    throw new VerifierError('ERR_DPOP_PROOF_REPLAYED', 'DPoP proof was already used');
+  }
+}
+
+/**
+ * RFC 9449 §4.3 checks 2–7 of one proof: a JWS of `typ` dpop+jwt, an allowed algorithm, no `crit`, a
+ * public `jwk` of the key type the algorithm needs, and the signature by that key; the claims are
+ * parsed only once they are authentic. With `expectedThumbprint`, a proof by another key is refused
+ * before its key is imported (ERR_DPOP_KEY_MISMATCH). Rejects with a {@link VerifierError}.
+ */
+export async function verifyDpopProofSignature(proof: string, rules: DpopProofSignatureRules, expectedThumbprint?: string): Promise<SignedDpopProof> {
   const jws = parseCompactJws(proof, rules.maxProofBytes, PROOF_CODES, 'DPoP proof');
   const { header } = jws;
   // RFC 9449 §4.3 checks 4–7: type, algorithm, key.
@@ -70,22 +105,15 @@ export async function verifyDpopProof(request: DpopRequest, rules: DpopRules, no
   }
   if (header.crit !== undefined) throw new VerifierError('ERR_DPOP_PROOF_MALFORMED', 'DPoP proof has critical header parameters');
   const jwk = proofPublicKey(header.jwk, alg);
-  const thumbprint = await thumbprintOf(jwk);
-  // RFC 9449 §7.1: the proof must be signed by the key the token is bound to. Checked before the
-  // signature so that a proof with a foreign key costs no key import.
-  if (thumbprint !== request.jkt) throw new VerifierError('ERR_DPOP_KEY_MISMATCH', 'DPoP proof key is not the key the token is bound to');
+  // The members are the required ones, strings of base64url (proofPublicKey): the thumbprint is
+  // jose's calculateJwkThumbprint, computed without its asynchronous digest (jwk_thumbprint.ts).
+  const thumbprint = jwkThumbprint(jwk);
+  if (expectedThumbprint !== undefined && thumbprint !== expectedThumbprint) {
+    throw new VerifierError('ERR_DPOP_KEY_MISMATCH', 'DPoP proof key is not the key the token is bound to');
+  }
   const key = await rules.keyCache.get(jwk, alg, thumbprint);
   if (key === undefined) throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk is not a usable public key');
-  const claims = verifiedClaims(jws, key, alg);
-  const { jti, iat } = checkProofClaims(claims, request, rules, now);
-  await checkNonce(claims.nonce, rules.nonce);
-  // RFC 9449 §11.1: a proof is accepted once. Recorded last, so that only proofs that passed every
-  // other check occupy the store. The key is scoped to the DPoP key: jti values are chosen by
-  // clients and need only be unique per key.
-  const expiresAt = (iat + rules.maxAgeSeconds + 2 * rules.clockToleranceSeconds) * 1000;
-  if (await recordProof(rules.replayStore, `${thumbprint}:${jti}`, expiresAt)) {
-    throw new VerifierError('ERR_DPOP_PROOF_REPLAYED', 'DPoP proof was already used');
-  }
+  return { header, claims: verifiedClaims(jws, key, alg), thumbprint };
 }
 
 /**
@@ -140,15 +168,6 @@ function proofPublicKey(value: unknown, alg: SupportedAlgorithm): PublicJwk {
     throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk members are not base64url');
   }
   return publicJwk;
-}
-
-/** jose's RFC 7638 thumbprint of the proof key; a key jose cannot hash is not a usable key. */
-async function thumbprintOf(jwk: PublicJwk): Promise<string> {
-  try {
-    return await calculateJwkThumbprint({ ...jwk }, 'sha256');
-  } catch (cause) {
-    throw new VerifierError('ERR_DPOP_PROOF_JWK', 'DPoP proof jwk is not a usable public key', { cause });
-  }
 }
 
 /** RFC 9449 §4.2 claims and §4.3 checks 8–12. */

@@ -56,7 +56,8 @@ export type { IntrospectionClientAuth, IntrospectionOptions, RevocationListOptio
 export { certificateThumbprint } from './certificate.js';
 export type { ClientCertificateInput } from './certificate.js';
 export { jwkThumbprint } from './jwk_thumbprint.js';
-export { accessTokenHash } from './dpop_proof.js';
+export { accessTokenHash, createDpopKeyCache, verifyDpopProofSignature } from './dpop_proof.js';
+export type { DpopKeyCache, DpopProofSignatureRules, SignedDpopProof } from './dpop_proof.js';
 export {
   createClientCertificateHeaderReader,
   isTrustedPeer,

@@ -1,7 +1,7 @@
 /**
- * JWK thumbprints (RFC 7638), as used by `cnf.jkt` (RFC 9449 §6.1), for callers that need one
- * synchronously (minting test tokens, logging). The verifier itself compares jose's
- * `calculateJwkThumbprint`; a test keeps the two equal.
+ * JWK thumbprints (RFC 7638), as used by `cnf.jkt` (RFC 9449 §6.1), computed synchronously: by the
+ * DPoP proof check (dpop_proof.ts, after it has checked the members) and by callers minting test
+ * tokens. A test keeps it equal to jose's `calculateJwkThumbprint`.
  *
  * @module
  */
