@@ -39,13 +39,12 @@ async function timeToFirstToken(launch: () => ChildProcess, endpoint: Endpoint, 
 function buildCompiledCli(workDir: string): string {
   const buildDir = path.join(workDir, 'build');
   mkdirSync(buildDir, { recursive: true });
-  // The compiled CLI imports the verifier package through node_modules, i.e. its dist/ (as `npm run
-  // build` makes it first); a fresh clone has none.
+  // The compiled CLI imports the verifier package through node_modules, i.e. its dist/, which `npm
+  // run build` makes first. It is built here every time: a fresh clone has none, and one left by an
+  // earlier build may lack what the working tree's CLI imports (it did: 2026-12-04).
   const packageDir = path.join(REPO_ROOT, 'packages', 'resource-server');
-  if (!existsSync(path.join(packageDir, 'dist', 'index.js'))) {
-    const built = spawnSync(process.execPath, [path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(packageDir, 'tsconfig.build.json')], { cwd: packageDir, encoding: 'utf8' });
-    if (built.status !== 0) throw new Error(`could not build tether-oauth-resource-server: ${built.stdout}${built.stderr}`);
-  }
+  const built = spawnSync(process.execPath, [path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(packageDir, 'tsconfig.build.json')], { cwd: packageDir, encoding: 'utf8' });
+  if (built.status !== 0) throw new Error(`could not build tether-oauth-resource-server: ${built.stdout}${built.stderr}`);
   const tsc = spawnSync(process.execPath, [path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(REPO_ROOT, 'tsconfig.build.json'), '--outDir', path.join(buildDir, 'dist')], { cwd: REPO_ROOT, encoding: 'utf8' });
   const main = path.join(buildDir, 'dist', 'src', 'main.js');
   if (!existsSync(main)) throw new Error(`could not compile the CLI: ${tsc.stdout}${tsc.stderr}`);
