@@ -119,6 +119,8 @@ const CASES: [string, () => string | undefined, string?][] = [
   ['a valid Ed25519 proof', () => proof({ key: KEYS.Ed25519 })],
   ['not a JWS', () => 'abc'],
   ['two segments', () => proof().split('.').slice(0, 2).join('.')],
+  // Two DPoP header fields, as Node joins them (RFC 9449 §4.3 check 1: exactly one).
+  ['two proofs in one header', () => `${proof()}, ${proof()}`],
   ['header not JSON', () => proof({ rawHeader: b64('{nope') })],
   ['typ missing', () => proof({ header: { typ: undefined } })],
   ['typ JWT', () => proof({ header: { typ: 'JWT' } })],
