@@ -20,13 +20,21 @@ for (let i = 0; i < 64; i++) {
 
 /** True when `s` is a canonical unpadded base64url string (RFC 7515 §2 `BASE64URL`). */
 export function isCanonicalBase64url(s: string): boolean {
-  if (!ALPHABET.test(s)) return false;
-  const rest = s.length % 4;
+  return ALPHABET.test(s) && hasCanonicalEnd(s, 0, s.length);
+}
+
+/**
+ * For `s.slice(start, end)`, already known to be in the base64url alphabet: true when its length
+ * and its last character are those of a canonical encoding. A caller that checked the alphabet of
+ * a whole compact JWS at once checks each segment's end with this, without copying it.
+ */
+export function hasCanonicalEnd(s: string, start: number, end: number): boolean {
+  const rest = (end - start) % 4;
   // A single leftover character carries 6 bits: never a whole byte, so never valid.
   if (rest === 1) return false;
   if (rest === 0) return true;
   // The unused low bits of the last character must be zero (RFC 4648 §3.5 canonical encoding).
-  const last = VALUE[s.charCodeAt(s.length - 1)] ?? -1;
+  const last = VALUE[s.charCodeAt(end - 1)] ?? -1;
   const unusedBitsMask = rest === 2 ? 0x0f : 0x03;
   return (last & unusedBitsMask) === 0;
 }

@@ -7,8 +7,9 @@
  *
  * @module
  */
-import { isCanonicalBase64url } from './base64url.js';
+import { hasCanonicalEnd } from './base64url.js';
 import { VerifierError, type VerifierErrorCode } from './errors.js';
+import type { HeaderMemo } from './header_memo.js';
 
 /** A JSON object as it came off the wire: nothing about its members is known yet. */
 export type JsonObject = { readonly [member: string]: unknown };
@@ -24,6 +25,8 @@ export interface JwsErrorCodes {
 export interface CompactJws {
   /** The protected header, parsed (a JSON object). */
   readonly header: JsonObject;
+  /** The protected header as it came, encoded. */
+  readonly headerSegment: string;
   /** The ASCII bytes of `BASE64URL(header) '.' BASE64URL(payload)` (RFC 7515 §5.2 step 8). */
   readonly signingInput: Buffer;
   /** The payload segment, still encoded. */
@@ -33,28 +36,49 @@ export interface CompactJws {
 }
 
 /**
+ * The characters of a compact JWS: three segments in the base64url alphabet, the header and payload
+ * not empty. One scan of the whole string; each segment's end is then checked on its own.
+ */
+const COMPACT_JWS_ALPHABET = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/**
  * Refuses oversize input first, then anything that is not exactly three canonical base64url
  * segments with a JSON object for a header; returns the parts, unverified.
  */
-export function parseCompactJws(compact: string, maxBytes: number, codes: JwsErrorCodes, what: string): CompactJws {
+export function parseCompactJws(compact: string, maxBytes: number, codes: JwsErrorCodes, what: string, headers?: HeaderMemo): CompactJws {
   // The size check comes before any decoding or parsing, so that a huge value costs nothing.
   if (compact.length > maxBytes) throw new VerifierError(codes.tooLarge, `${what} is too large`);
-  const segments = compact.split('.');
-  // RFC 7516 §7.1: five segments is a JWE. Encrypted tokens are not accepted: Tether signs only.
-  if (segments.length === 5) throw new VerifierError(codes.encrypted, `${what} is encrypted (JWE); only signed tokens are accepted`);
-  const [header = '', payload = '', signature = ''] = segments;
+  if (!COMPACT_JWS_ALPHABET.test(compact)) {
+    // RFC 7516 §7.1: five segments is a JWE. Encrypted tokens are not accepted: Tether signs only.
+    if (compact.split('.').length === 5) throw new VerifierError(codes.encrypted, `${what} is encrypted (JWE); only signed tokens are accepted`);
+    throw new VerifierError(codes.malformed, `${what} is not a compact JWS`);
+  }
+  const headerEnd = compact.indexOf('.');
+  const payloadEnd = compact.indexOf('.', headerEnd + 1);
   // Node's base64 decoder ignores non-zero trailing bits, so one signature would have several
   // spellings; only the canonical one is accepted, or anything keyed on the token string (replay
   // records, caches, ledgers) could be given the same token under another name.
   // An empty signature is left for the algorithm check to refuse (`alg: none` gets ERR_*_ALGORITHM).
-  if (segments.length !== 3 || header === '' || payload === '' || ![header, payload, signature].every(isCanonicalBase64url)) {
+  if (!hasCanonicalEnd(compact, 0, headerEnd) || !hasCanonicalEnd(compact, headerEnd + 1, payloadEnd) || !hasCanonicalEnd(compact, payloadEnd + 1, compact.length)) {
     throw new VerifierError(codes.malformed, `${what} is not a compact JWS`);
   }
-  const parsed = parseJsonObject(Buffer.from(header, 'base64url'));
+  const headerSegment = compact.slice(0, headerEnd);
+  const parsed = headers?.headerOf(headerSegment) ?? decodeJsonObject(headerSegment);
   if (parsed === undefined) throw new VerifierError(codes.malformed, `${what} header is not a JSON object`);
   // Every character is in the base64url alphabet (checked above): latin1 is the exact ASCII bytes.
-  const signingInput = Buffer.from(compact.slice(0, header.length + 1 + payload.length), 'latin1');
-  return { header: parsed, signingInput, payload, signature: Buffer.from(signature, 'base64url') };
+  const signingInput = Buffer.from(compact.slice(0, payloadEnd), 'latin1');
+  return {
+    header: parsed,
+    headerSegment,
+    signingInput,
+    payload: compact.slice(headerEnd + 1, payloadEnd),
+    signature: Buffer.from(compact.slice(payloadEnd + 1), 'base64url'),
+  };
+}
+
+/** A base64url segment's JSON, when it is a plain object (the segment's alphabet already checked). */
+export function decodeJsonObject(segment: string): JsonObject | undefined {
+  return jsonObjectOf(Buffer.from(segment, 'base64url').toString('utf8'));
 }
 
 /** The (unverified) protected header of a compact JWS, after the checks of {@link parseCompactJws}. */
@@ -64,9 +88,13 @@ export function protectedHeaderOf(compact: string, maxBytes: number, codes: JwsE
 
 /** Parses UTF-8 JSON and returns it only when it is a plain object (not an array, null or scalar). */
 export function parseJsonObject(bytes: Uint8Array): JsonObject | undefined {
+  return jsonObjectOf(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+}
+
+function jsonObjectOf(text: string): JsonObject | undefined {
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+    value = JSON.parse(text);
   } catch {
     return undefined;
   }

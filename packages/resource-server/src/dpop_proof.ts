@@ -10,7 +10,7 @@
 import { importJWK } from 'jose';
 import { isSupportedAlgorithm, jwkFitsAlgorithm, publicMembers, type PublicJwk, type SupportedAlgorithm } from './algorithms.js';
 import { isCanonicalBase64url } from './base64url.js';
-import { parseCompactJws, parseJsonObject, typIs, type CompactJws, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
+import { parseCompactJws, decodeJsonObject, typIs, type CompactJws, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
 import type { DpopNonceSource } from './dpop_nonce.js';
 import { VerifierError } from './errors.js';
 import { isValidSignature, verificationKeyOf, type VerificationKey } from './jws_signature.js';
@@ -122,7 +122,7 @@ export async function verifyDpopProofSignature(proof: string, rules: DpopProofSi
  */
 function verifiedClaims(jws: CompactJws, key: VerificationKey, alg: SupportedAlgorithm): JsonObject {
   if (!isValidSignature(alg, key, jws.signingInput, jws.signature)) throw new VerifierError('ERR_DPOP_PROOF_SIGNATURE', 'DPoP proof signature is invalid');
-  const claims = parseJsonObject(Buffer.from(jws.payload, 'base64url'));
+  const claims = decodeJsonObject(jws.payload);
   if (claims === undefined) throw new VerifierError('ERR_DPOP_PROOF_MALFORMED', 'DPoP proof payload is not a JSON object');
   return claims;
 }

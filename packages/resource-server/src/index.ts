@@ -41,6 +41,8 @@ export { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './algorithms.js';
 export { verifySignedJws } from './signed_jws.js';
 export { typIs } from './compact_jws.js';
 export type { SignedJwsKey, SignedJwsRules } from './signed_jws.js';
+export { createHeaderMemo } from './header_memo.js';
+export type { HeaderMemo } from './header_memo.js';
 export { createSignatureMemo } from './signature_memo.js';
 export type { SignatureMemo } from './signature_memo.js';
 export { verificationKeyOf } from './jws_signature.js';

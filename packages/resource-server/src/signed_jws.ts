@@ -7,8 +7,9 @@
  * @module
  */
 import type { SupportedAlgorithm } from './algorithms.js';
-import { parseCompactJws, parseJsonObject, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
+import { parseCompactJws, decodeJsonObject, type JsonObject, type JwsErrorCodes } from './compact_jws.js';
 import { VerifierError } from './errors.js';
+import type { HeaderMemo } from './header_memo.js';
 import { isValidSignature, type VerificationKey } from './jws_signature.js';
 import type { SignatureMemo } from './signature_memo.js';
 
@@ -20,6 +21,8 @@ export interface SignedJwsRules {
   readonly algorithms: ReadonlySet<string>;
   /** Signatures already verified (signature_memo.ts); absent, every signature is checked. */
   readonly memo?: SignatureMemo;
+  /** Headers of tokens already verified (header_memo.ts); absent, every header is decoded. */
+  readonly headers?: HeaderMemo;
 }
 
 /** The key for a header's algorithm and key id; rejects (with any error, passed on) when there is none. */
@@ -32,7 +35,7 @@ const TOKEN_CODES: JwsErrorCodes = { tooLarge: 'ERR_TOKEN_TOO_LARGE', malformed:
  * rejects with a {@link VerifierError} (`ERR_TOKEN_*`) for anything else, or with what `key` rejects with.
  */
 export async function verifySignedJws(compact: string, rules: SignedJwsRules, key: SignedJwsKey): Promise<{ header: JsonObject; payload: JsonObject }> {
-  const jws = parseCompactJws(compact, rules.maxBytes, TOKEN_CODES, 'access token');
+  const jws = parseCompactJws(compact, rules.maxBytes, TOKEN_CODES, 'access token', rules.headers);
   const { alg, kid } = checkHeader(jws.header, rules.algorithms);
   const verificationKey = await key(alg, kid);
   // The same string verified by the same key object before: the check is a pure function of both.
@@ -42,8 +45,9 @@ export async function verifySignedJws(compact: string, rules: SignedJwsRules, ke
     }
     rules.memo?.record(compact, verificationKey);
   }
+  rules.headers?.record(jws.headerSegment, jws.header);
   // Nothing of the payload is looked at before its signature is known to be the issuer's.
-  const payload = parseJsonObject(Buffer.from(jws.payload, 'base64url'));
+  const payload = decodeJsonObject(jws.payload);
   if (payload === undefined) throw new VerifierError('ERR_TOKEN_MALFORMED', 'access token claims are not a JSON object');
   return { header: jws.header, payload };
 }

@@ -14,6 +14,7 @@ import type { FetchJsonOptions, FetchLike } from './fetch_json.js';
 import { createIssuerMetadataSource, isHttpUrl } from './issuer_metadata.js';
 import { createJwksCache, type JsonWebKeySet } from './jwks_cache.js';
 import { createMemoryReplayStore, type ReplayStore } from './replay_store.js';
+import { createHeaderMemo } from './header_memo.js';
 import { createSignatureMemo } from './signature_memo.js';
 import { createRevocationChecker, type RevocationChecker, type RevocationOptions } from './revocation.js';
 import { acceptedUse, refusedUse, type UseEvent, type UseRecorder } from './use_event.js';
@@ -164,6 +165,7 @@ export function createVerifier(options: VerifierOptions): Verifier {
       maxBytes: settings.maxTokenBytes,
       algorithms: new Set(settings.algorithms),
       memo: createSignatureMemo(options.signatureCacheSize ?? DEFAULT_SIGNATURE_CACHE_SIZE),
+      headers: createHeaderMemo(),
     },
   };
   const dpop = dpopRules(options.dpop, settings, rules, now);
