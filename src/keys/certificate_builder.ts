@@ -41,6 +41,8 @@ export interface CertificateRequest {
   signingKey: KeyObject;
   /** RFC 5280 §4.2.1.1: the issuer's key identifier; absent for a CA's own certificate. */
   authorityKeyIdentifier?: Buffer;
+  /** RFC 5280 §4.2.1.2: `publicKey`'s identifier, when the caller has it already (keyIdentifierOf). */
+  subjectKeyIdentifier?: Buffer;
   /** A CA that signs end-entity certificates only (pathLenConstraint 0), or an end entity for this purpose. */
   role: 'ca' | 'serverAuth' | 'clientAuth';
   /** RFC 5280 §4.2.1.6 subjectAltName entries. */
@@ -49,6 +51,8 @@ export interface CertificateRequest {
 
 /** The DER encoding of the certificate `request` describes, signed by `request.signingKey`. */
 export function buildCertificate(request: CertificateRequest): Buffer {
+  const subjectPublicKeyInfo = AsnConvert.parse(spkiOf(request.publicKey), SubjectPublicKeyInfo);
+  const subjectKeyIdentifier = request.subjectKeyIdentifier ?? identifierOf(subjectPublicKeyInfo);
   const tbsCertificate = new TBSCertificate({
     version: Version.v3,
     serialNumber: arrayBufferOf(Buffer.from(request.serialNumber, 'hex')),
@@ -58,8 +62,8 @@ export function buildCertificate(request: CertificateRequest): Buffer {
     // X509Certificate#validToDate inside a test runner's context) fails.
     validity: new Validity({ notBefore: new Date(request.notBefore.getTime()), notAfter: new Date(request.notAfter.getTime()) }),
     subject: request.subject,
-    subjectPublicKeyInfo: AsnConvert.parse(spkiOf(request.publicKey), SubjectPublicKeyInfo),
-    extensions: new Extensions(extensionsOf(request)),
+    subjectPublicKeyInfo,
+    extensions: new Extensions(extensionsOf(request, subjectKeyIdentifier)),
   });
   const tbs = Buffer.from(AsnConvert.serialize(tbsCertificate));
   // node:crypto signs ECDSA as the DER Ecdsa-Sig-Value that RFC 5758 §3.2 asks for.
@@ -81,7 +85,10 @@ export function subjectNameOf(der: Buffer): Name {
 
 /** RFC 5280 §4.2.1.2 method (1): SHA-1 of the subjectPublicKey bits. */
 export function keyIdentifierOf(publicKey: KeyObject): Buffer {
-  const { subjectPublicKey } = AsnConvert.parse(spkiOf(publicKey), SubjectPublicKeyInfo);
+  return identifierOf(AsnConvert.parse(spkiOf(publicKey), SubjectPublicKeyInfo));
+}
+
+function identifierOf({ subjectPublicKey }: SubjectPublicKeyInfo): Buffer {
   return createHash('sha1').update(Buffer.from(subjectPublicKey)).digest();
 }
 
@@ -93,7 +100,7 @@ function spkiOf(publicKey: KeyObject): Buffer {
   return publicKey.export({ type: 'spki', format: 'der' });
 }
 
-function extensionsOf(request: CertificateRequest): Extension[] {
+function extensionsOf(request: CertificateRequest, subjectKeyIdentifier: Buffer): Extension[] {
   const ca = request.role === 'ca';
   const names = request.alternativeNames ?? [];
   return [
@@ -101,7 +108,7 @@ function extensionsOf(request: CertificateRequest): Extension[] {
     extension(id_ce_keyUsage, true, new KeyUsage(ca ? KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign : KeyUsageFlags.digitalSignature)),
     ...(ca ? [] : [extension(id_ce_extKeyUsage, false, new ExtendedKeyUsage([request.role === 'serverAuth' ? id_kp_serverAuth : id_kp_clientAuth]))]),
     ...(names.length > 0 ? [extension(id_ce_subjectAltName, false, new SubjectAlternativeName(names.map(generalNameOf)))] : []),
-    extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(keyIdentifierOf(request.publicKey))),
+    extension(id_ce_subjectKeyIdentifier, false, new SubjectKeyIdentifier(subjectKeyIdentifier)),
     ...(request.authorityKeyIdentifier
       ? [extension(id_ce_authorityKeyIdentifier, false, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(request.authorityKeyIdentifier) }))]
       : []),

@@ -46,7 +46,8 @@ export function generateCa(name: string): Generated {
     publicKey: keys.publicKey,
     signingKey: keys.privateKey,
     role: 'ca',
-  }), keys);
+    subjectKeyIdentifier: keys.identifier,
+  }), keys, subject);
 }
 
 export function generateServer(ca: Signer, hostnames: readonly string[], name: string): Generated {
@@ -65,7 +66,7 @@ function clientAlternativeNames(name: string): AlternativeName[] {
 
 export function generateSelfSignedClient(name: string, validity: IssueClientCertificateOptions): Generated {
   const keys = generateKeyPair();
-  const self: Signer = { subject: nameOf([['CN', name]]), notAfter: undefined, privateKey: keys.privateKey, keyIdentifier: keyIdentifierOf(keys.publicKey) };
+  const self: Signer = { subject: nameOf([['CN', name]]), notAfter: undefined, privateKey: keys.privateKey, keyIdentifier: keys.identifier };
   return generateLeaf(self, name, clientAlternativeNames(name), 'clientAuth', validity, keys);
 }
 
@@ -78,9 +79,10 @@ function generateLeaf(
   keys: KeyPair = generateKeyPair(),
 ): Generated {
   const now = Date.now();
+  const subject = nameOf([['CN', commonName]]);
   return generated(buildCertificate({
     serialNumber: serialNumber(),
-    subject: nameOf([['CN', commonName]]),
+    subject,
     issuer: issuer.subject,
     notBefore: validity.notBefore ?? new Date(now - CLOCK_SKEW_MS),
     notAfter: validity.notAfter ?? earliest(new Date(now + LEAF_VALIDITY_DAYS * DAY_MS), issuer.notAfter),
@@ -89,18 +91,24 @@ function generateLeaf(
     authorityKeyIdentifier: issuer.keyIdentifier,
     role,
     alternativeNames,
-  }), keys);
+    subjectKeyIdentifier: keys.identifier,
+  }), keys, subject);
 }
 
-function generated(der: Buffer, keys: KeyPair): Generated {
+/**
+ * The certificate `der` just built for `keys` and `subject`, with what it signs as: the very name
+ * object it was built with (serialized the same way into each certificate it issues) and its key's
+ * identifier, computed once per key.
+ */
+function generated(der: Buffer, keys: KeyPair, subject: Signer['subject']): Generated {
   return {
     der,
     certificatePem: pemOf('CERTIFICATE', der),
     privateKeyPem: pemOf('PRIVATE KEY', keys.privateKey.export({ type: 'pkcs8', format: 'der' })),
-    subject: subjectNameOf(der),
+    subject,
     notAfter: new X509Certificate(der).validToDate,
     privateKey: keys.privateKey,
-    keyIdentifier: keyIdentifierOf(keys.publicKey),
+    keyIdentifier: keys.identifier,
   };
 }
 
@@ -118,10 +126,13 @@ export function signerFromPem(ca: Pick<CertificateAndKey, 'certificatePem' | 'pr
 interface KeyPair {
   readonly publicKey: KeyObject;
   readonly privateKey: KeyObject;
+  /** RFC 5280 §4.2.1.2 method (1) identifier of the public key. */
+  readonly identifier: Buffer;
 }
 
 function generateKeyPair(): KeyPair {
-  return generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { publicKey, privateKey, identifier: keyIdentifierOf(publicKey) };
 }
 
 function serialNumber(): string {
