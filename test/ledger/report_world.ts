@@ -65,9 +65,30 @@ export interface ReportTimes {
 /** A refusal count that tells the reasons apart: the n-th reason of the package's list, n + 1 presentations. */
 export const refusalCount = (reason: UseRefusalReason) => USE_REFUSAL_REASONS.indexOf(reason) + 1;
 
-export async function seedReportWorld(knex: Knex): Promise<ReportTimes> {
+/** The earliest of the world's times "earlier today" is 2 hours back; past offsets fit in this span. */
+const PAST_SPAN = 3 * HOUR;
+/** Far enough from midnight that the compressed past offsets, in whole seconds, stay apart. */
+const MIN_SINCE_MIDNIGHT = 60_000;
+
+/**
+ * `now` in whole seconds, and the time `offset` ms from it. Everything the world puts "earlier
+ * today" (an hour ago, two hours ago) must fall on today's UTC date, or a run in the first hours
+ * after midnight UTC would find it in yesterday's window (it did, at 00:35): within `PAST_SPAN` of
+ * midnight, past offsets are scaled into the time since midnight, in the same order. Future offsets
+ * (expiries) stay as they are.
+ */
+async function worldClock(): Promise<{ now: Date; at: (offset: number) => Date }> {
+  // In the first seconds of a day, wait (at most MIN_SINCE_MIDNIGHT) so the scaled times keep their order.
+  const untilRoom = MIN_SINCE_MIDNIGHT - (Date.now() - windowStart(1).getTime());
+  if (untilRoom > 0) await new Promise((resolve) => setTimeout(resolve, untilRoom + 1000));
   const now = new Date(Math.floor(Date.now() / 1000) * 1000);
-  const at = (offset: number) => new Date(now.getTime() + offset);
+  const sinceMidnight = now.getTime() - windowStart(1, now).getTime();
+  const scale = Math.min(1, sinceMidnight / PAST_SPAN);
+  return { now, at: (offset) => new Date(now.getTime() + (offset < 0 ? Math.round((offset * scale) / 1000) * 1000 : offset)) };
+}
+
+export async function seedReportWorld(knex: Knex): Promise<ReportTimes> {
+  const { now, at } = await worldClock();
   const from30 = windowStart(30, now);
   const times: ReportTimes = {
     now,
