@@ -1,9 +1,13 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import {
+  AuthorityKeyIdentifier, Certificate, id_ce_authorityKeyIdentifier, id_ce_subjectKeyIdentifier, SubjectKeyIdentifier, SubjectPublicKeyInfo, type Name,
+} from '@peculiar/asn1-x509';
 import { Agent } from 'undici';
 import { peerCertificateOf } from '../../src/binding/socket_certificate.js';
 import {
@@ -250,6 +254,30 @@ describe('createEphemeralPki', () => {
     const [one, two] = await Promise.all([createEphemeralPki(), createEphemeralPki()]);
     expect(one.ca.certificatePem).not.toBe(two.ca.certificatePem);
     expect(new X509Certificate(one.ca.certificatePem).subject).not.toBe(new X509Certificate(two.ca.certificatePem).subject);
+  });
+
+  it('16 at once: each leaf names its own CA byte for byte, carries its key identifiers, and is signed by that CA alone', async () => {
+    const pkis = await Promise.all(Array.from({ length: 16 }, () => createEphemeralPki({ clientNames: ['a', 'b'] })));
+    const nameBytes = (name: Name) => Buffer.from(AsnConvert.serialize(name));
+    const extensionOf = (der: Buffer, id: string) => AsnConvert.parse(der, Certificate).tbsCertificate.extensions?.find((e) => e.extnID === id);
+    pkis.forEach((pki, index) => {
+      const caDer = new X509Certificate(pki.ca.certificatePem).raw;
+      const ca = AsnConvert.parse(caDer, Certificate).tbsCertificate;
+      const caKeyId = Buffer.from(AsnConvert.parse(extensionOf(caDer, id_ce_subjectKeyIdentifier)!.extnValue.buffer, SubjectKeyIdentifier).buffer);
+      for (const leafPem of [pki.server.certificatePem, pki.clients.a!.certificatePem, pki.clients.b!.certificatePem]) {
+        const leaf = new X509Certificate(leafPem);
+        expect(nameBytes(AsnConvert.parse(leaf.raw, Certificate).tbsCertificate.issuer).equals(nameBytes(ca.subject))).toBe(true);
+        const authority = AsnConvert.parse(extensionOf(leaf.raw, id_ce_authorityKeyIdentifier)!.extnValue.buffer, AuthorityKeyIdentifier);
+        expect(Buffer.from(authority.keyIdentifier!.buffer).equals(caKeyId)).toBe(true);
+        const ownKeyId = Buffer.from(AsnConvert.parse(extensionOf(leaf.raw, id_ce_subjectKeyIdentifier)!.extnValue.buffer, SubjectKeyIdentifier).buffer);
+        const spki = AsnConvert.parse(leaf.publicKey.export({ type: 'spki', format: 'der' }), SubjectPublicKeyInfo);
+        expect(ownKeyId.equals(createHash('sha1').update(Buffer.from(spki.subjectPublicKey)).digest())).toBe(true);
+        expect(leaf.verify(new X509Certificate(pki.ca.certificatePem).publicKey)).toBe(true);
+        const other = new X509Certificate(pkis[(index + 1) % pkis.length]!.ca.certificatePem);
+        expect(leaf.checkIssued(other)).toBe(false);
+        expect(leaf.verify(other.publicKey)).toBe(false);
+      }
+    });
   });
 
   it('leaves no Reflect metadata shim behind', async () => {

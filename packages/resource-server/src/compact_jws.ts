@@ -76,7 +76,10 @@ export function parseCompactJws(compact: string, maxBytes: number, codes: JwsErr
   };
 }
 
-/** A base64url segment's JSON, when it is a plain object (the segment's alphabet already checked). */
+/**
+ * A base64url segment's JSON, when it is a plain object. Node's decoder skips what is not base64url:
+ * a caller that needs the segment canonical checks it first (parseCompactJws does).
+ */
 export function decodeJsonObject(segment: string): JsonObject | undefined {
   return jsonObjectOf(Buffer.from(segment, 'base64url').toString('utf8'));
 }

@@ -7,7 +7,7 @@
  */
 import type { BindingKind } from './binding.js';
 import type { VerifierError, VerifierErrorCode } from './errors.js';
-import { parseJsonObject, type JsonObject } from './compact_jws.js';
+import { decodeJsonObject, type JsonObject } from './compact_jws.js';
 import { useRefusalReason, type UseRefusalReason } from './use_reasons.js';
 import type { AccessTokenClaims } from './verify_access_token.js';
 
@@ -52,7 +52,7 @@ const claimed = (value: unknown): string | undefined =>
 export function unverifiedPayloadOf(token: string): JsonObject | undefined {
   const segments = token.split('.');
   if (segments.length !== 3 || segments[1] === undefined || segments[1] === '') return undefined;
-  return parseJsonObject(Buffer.from(segments[1], 'base64url'));
+  return decodeJsonObject(segments[1]);
 }
 
 function bindingOf(binding: BindingKind): UseBinding {
