@@ -1,10 +1,21 @@
 // TypeScript ESM tests run through ts-jest under `node --experimental-vm-modules` (see package.json "test").
+import { rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 // Commands the tests spawn under tsx (`node --import tsx src/main.ts`) may run in another folder;
 // this keeps them reading tsconfig.json's `paths`, which resolve the workspace packages to their
 // sources (an unbuilt checkout has no packages/*/dist).
 process.env.TSX_TSCONFIG_PATH ??= fileURLToPath(new URL('./tsconfig.json', import.meta.url));
+
+// One folder per Jest run where test/support/ports.ts claims each port it hands out, so that two
+// test files running at once in different workers never get the same one; the workers inherit it.
+if (!process.env.TETHER_TEST_PORT_CLAIMS) {
+  const claims = path.join(os.tmpdir(), `tether-test-ports-${process.pid}-${Date.now()}`);
+  process.env.TETHER_TEST_PORT_CLAIMS = claims;
+  process.on('exit', () => rmSync(claims, { recursive: true, force: true }));
+}
 
 /** @type {import('jest').Config} */
 export default {

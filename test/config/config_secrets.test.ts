@@ -1,9 +1,9 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfigFile, parseConfig } from '../../src/config/load_config.js';
 import { runTetherToEnd } from '../cli/cli_support.js';
+import { freePort } from '../support/ports.js';
 
 /**
  * Issue 12 item 9: a configuration error never prints a secret, whatever the error and wherever the
@@ -176,13 +176,6 @@ describe('files', () => {
   });
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('tether start --config bad.yaml (the real command line)', () => {
   let dir: string;

@@ -1,7 +1,6 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { chmod, copyFile, link, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { decodeJwt } from 'jose';
@@ -10,6 +9,7 @@ import { Agent, fetch } from 'undici';
 import { parse as parseYaml } from 'yaml';
 import { createEmptyPostgresDatabase } from '../support/database.js';
 import { dockerignoreFilter, parseDockerfile, replayDockerfile, type ReplayedImage } from './dockerfile.js';
+import { freePort } from '../support/ports.js';
 
 // No Docker engine runs here. This test builds what the Dockerfile builds by replaying the
 // Dockerfile's own instructions (test/deploy/dockerfile.ts), then runs the replayed image's
@@ -48,13 +48,6 @@ async function runToEnd(command: string[], options: Parameters<typeof start>[1])
   return { code, output: running.output() };
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function exists(file: string): Promise<boolean> {
   return stat(file).then(() => true, () => false);

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { stopProcess, waitUntilAccepting } from './child_server.js';
@@ -55,14 +54,8 @@ export interface RunningNginx {
   stop(): Promise<void>;
 }
 
-/** A port that was free a moment ago (bind port 0, read it, close): the caller binds it next. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, host, resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+/** Ports for processes a test starts: see test/support/ports.ts. */
+export { freePort } from './ports.js';
 
 export async function startNginx(options: NginxOptions): Promise<RunningNginx> {
   if (!existsSync(NGINX_BINARY)) throw new Error(`nginx is not installed at ${NGINX_BINARY} (Debian: apt-get install nginx-light; or set NGINX)`);

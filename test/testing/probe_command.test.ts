@@ -2,7 +2,6 @@
 // in-process, and with a running one (`--issuer`). With DATABASE_URL, Tether's data lives in a fresh
 // PostgreSQL database; otherwise in an embedded PGlite directory.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -21,6 +20,7 @@ import { createOrdersApi, type Authenticate } from '../../examples/orders_api/or
 import { listenOrdersApi } from '../../examples/orders_api/server.js';
 import { weakenedAuthentication } from '../../examples/orders_api/weakened_copies.js';
 import { createEmptyPostgresDatabase } from '../support/database.js';
+import { freePort } from '../support/ports.js';
 
 const ORDERS = 'https://orders.example.test';
 
@@ -41,14 +41,6 @@ let pki: DevPki;
 let postgres: { url: string; drop(): Promise<void> } | undefined;
 const savedDatabaseUrl = process.env.DATABASE_URL;
 const closers: (() => Promise<unknown>)[] = [];
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port: free } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return free;
-}
 
 beforeAll(async () => {
   directory = mkdtempSync(join(tmpdir(), 'tether-probe-cli-'));

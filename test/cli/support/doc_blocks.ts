@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cp, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -59,13 +58,8 @@ export function matchesShown(actual: unknown, expected: unknown): boolean {
   return actual === expected;
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+/** Ports for processes a test starts: see test/support/ports.ts. */
+export { freePort } from '../../support/ports.js';
 
 /**
  * A folder that looks like a fresh checkout to the commands (package.json, bin/, src/, the
