@@ -1,35 +1,56 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, normalize, sep } from 'node:path';
+import { join } from 'node:path';
 
 const BLOCK = 512;
 
+/** One entry of a data-directory tarball: its path inside the data directory, checked. */
+export type DataDirEntry =
+  | { kind: 'directory'; path: string }
+  | { kind: 'file'; path: string; data: Uint8Array };
+
 /**
- * Unpacks a PGlite data-directory tarball (`PGlite#dumpDataDir('none')`: ustar, directories and
- * regular files only, names like `/base/5/1259`) into `directory`.
- *
- * Why not let PGlite load it: `new PGlite({ dataDir, loadDataDir })` boots a whole database just to
- * write these files, which costs more than the files themselves on first start. Anything unexpected
- * (other entry types, names escaping the folder) throws, and the caller falls back to PGlite.
+ * The entries of a PGlite data-directory tarball (`PGlite#dumpDataDir('none')`: ustar, directories
+ * and regular files only, names like `/base/5/1259`), in archive order (a folder before what it
+ * holds). Paths are relative, `/`-separated and never leave the data directory; a file's `data` is a
+ * view into `tarball` (a plain Uint8Array, whose `slice()` copies). Anything unexpected (other entry types, names escaping the folder, a truncated
+ * archive) throws.
  */
-export function extractDataDirTarball(tarball: Uint8Array, directory: string): void {
-  mkdirSync(directory, { recursive: true, mode: 0o700 });
+export function* dataDirTarEntries(tarball: Uint8Array): Generator<DataDirEntry> {
   for (let offset = 0; offset + BLOCK <= tarball.length; ) {
     const header = tarball.subarray(offset, offset + BLOCK);
     const name = entryName(header);
     if (name === '') break; // two zero blocks end the archive
     const size = octalField(header, 124, 12);
     const type = String.fromCharCode(header[156] ?? 0);
-    const target = safeTarget(directory, name);
+    const relative = safeRelativePath(name);
     const dataStart = offset + BLOCK;
     if (type === '5') {
-      mkdirSync(target, { recursive: true, mode: 0o700 });
+      if (relative !== '') yield { kind: 'directory', path: relative };
     } else if (type === '0' || type === '\0') {
       if (dataStart + size > tarball.length) throw new Error(`truncated tarball at ${name}`);
-      writeFileSync(target, tarball.subarray(dataStart, dataStart + size), { mode: 0o600 });
+      if (relative === '') throw new Error(`tar file entry without a name: ${JSON.stringify(name)}`);
+      // A plain Uint8Array view even of a Buffer: a Buffer's slice() is another view, not a copy.
+      yield { kind: 'file', path: relative, data: new Uint8Array(tarball.buffer, tarball.byteOffset + dataStart, size) };
     } else {
       throw new Error(`unsupported tar entry type ${JSON.stringify(type)} for ${name}`);
     }
     offset = dataStart + Math.ceil(size / BLOCK) * BLOCK;
+  }
+}
+
+/**
+ * Unpacks a data-directory tarball (see {@link dataDirTarEntries}) into `directory`.
+ *
+ * Why not let PGlite load it: `new PGlite({ dataDir, loadDataDir })` boots a whole database just to
+ * write these files, which costs more than the files themselves on first start. Anything unexpected
+ * throws, and the caller falls back to PGlite.
+ */
+export function extractDataDirTarball(tarball: Uint8Array, directory: string): void {
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  for (const entry of dataDirTarEntries(tarball)) {
+    const target = join(directory, ...entry.path.split('/'));
+    if (entry.kind === 'directory') mkdirSync(target, { recursive: true, mode: 0o700 });
+    else writeFileSync(target, entry.data, { mode: 0o600 });
   }
 }
 
@@ -53,10 +74,8 @@ function octalField(header: Uint8Array, start: number, length: number): number {
 }
 
 /** Entry names are relative to the data directory (a leading `/` included); none may leave it. */
-function safeTarget(directory: string, name: string): string {
-  const relative = normalize(name.replace(/^\/+/, ''));
-  if (relative === '..' || relative.startsWith(`..${sep}`) || relative.split(sep).includes('..')) {
-    throw new Error(`tar entry escapes the data directory: ${name}`);
-  }
-  return join(directory, relative);
+function safeRelativePath(name: string): string {
+  const parts = name.split('/').filter((part) => part !== '' && part !== '.');
+  if (parts.includes('..')) throw new Error(`tar entry escapes the data directory: ${name}`);
+  return parts.join('/');
 }

@@ -32,6 +32,33 @@ describe('openDatabase({ memory })', () => {
       await second.value.close();
     }
   });
+
+  it('shares no file bytes between databases: pages one writes to disk never reach one opened later', async () => {
+    // Every in-memory database is filled from the same snapshot bytes (pglite_memory.ts); if a file
+    // of one were a view of them, the pages it writes back in place (a catalog page changed by
+    // CREATE TABLE, written out by CHECKPOINT) would be what the next database starts from.
+    const writer = await openDatabase({ memory: true });
+    try {
+      await writer.knex.raw('CREATE TABLE written_by_first (id int primary key)');
+      await writer.knex.raw('INSERT INTO written_by_first SELECT generate_series(1, 2000)');
+      await writer.knex('server_secrets').insert({ name: 'checkpointed', secret: 'x' });
+      await writer.knex.raw('CHECKPOINT');
+      expect(Number((await writer.knex.raw('SELECT count(*) AS n FROM written_by_first')).rows[0].n)).toBe(2000);
+    } finally {
+      await writer.close();
+    }
+    const later = await openDatabase({ memory: true });
+    try {
+      expect((await later.knex.raw("SELECT to_regclass('written_by_first') AS t")).rows[0].t).toBeNull();
+      expect(await later.knex('server_secrets').where({ name: 'checkpointed' }).first()).toBeUndefined();
+      expect(await pendingMigrations(later.knex)).toEqual([]);
+      // The catalog is whole: a table can still be made and used.
+      await later.knex.raw('CREATE TABLE written_by_first (id int primary key)');
+      await later.knex.raw('INSERT INTO written_by_first VALUES (1)');
+    } finally {
+      await later.close();
+    }
+  });
 });
 
 describe('openDatabase({ directory })', () => {

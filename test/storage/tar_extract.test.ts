@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { extractDataDirTarball } from '../../src/storage/tar_extract.js';
+import { dataDirTarEntries, extractDataDirTarball } from '../../src/storage/tar_extract.js';
 
 /** A minimal ustar archive: enough for the extractor, which ignores checksums and ownership. */
 function tarball(entries: Array<{ name: string; type: '0' | '5' | '2'; data?: string }>): Uint8Array {
@@ -49,5 +49,34 @@ describe('extractDataDirTarball', () => {
     expect(() => extractDataDirTarball(tarball([{ name: '/../escaped', type: '0', data: 'x' }]), directory)).toThrow(/escapes/);
     expect(existsSync(join(directory, '..', 'escaped'))).toBe(false);
     expect(() => extractDataDirTarball(tarball([{ name: '/link', type: '2' }]), directory)).toThrow(/unsupported/);
+  });
+});
+
+describe('dataDirTarEntries', () => {
+  it('yields folders before what they hold, with paths relative to the data directory and file bytes as views', () => {
+    const archive = tarball([
+      { name: '/base', type: '5' },
+      { name: '/base/5', type: '5' },
+      { name: '/base/5/1259', type: '0', data: 'pg_class page' },
+      { name: '/PG_VERSION', type: '0', data: '17\n' },
+      { name: '/pg_wal/000000010000000000000001', type: '0', data: '' },
+    ]);
+    const entries = [...dataDirTarEntries(archive)].map((entry) => (entry.kind === 'file'
+      ? { kind: entry.kind, path: entry.path, data: Buffer.from(entry.data).toString(), view: entry.data.buffer === archive.buffer }
+      : entry));
+    expect(entries).toEqual([
+      { kind: 'directory', path: 'base' },
+      { kind: 'directory', path: 'base/5' },
+      { kind: 'file', path: 'base/5/1259', data: 'pg_class page', view: true },
+      { kind: 'file', path: 'PG_VERSION', data: '17\n', view: true },
+      { kind: 'file', path: 'pg_wal/000000010000000000000001', data: '', view: true },
+    ]);
+  });
+
+  it('refuses any name with a .. part, even one that would come back inside, and a truncated file', () => {
+    expect(() => [...dataDirTarEntries(tarball([{ name: '/base/../../etc/passwd', type: '0', data: 'x' }]))]).toThrow(/escapes/);
+    expect(() => [...dataDirTarEntries(tarball([{ name: '/base/../PG_VERSION', type: '0', data: 'x' }]))]).toThrow(/escapes/);
+    const truncated = tarball([{ name: '/PG_VERSION', type: '0', data: 'x'.repeat(600) }]).subarray(0, 512 + 100);
+    expect(() => [...dataDirTarEntries(truncated)]).toThrow(/truncated/);
   });
 });
