@@ -4,9 +4,9 @@
  *
  * Measured (2 vCPU): gunzipping the snapshot costs ~70 ms a call and, in a fresh process, compiling
  * PGlite's 9 MB WebAssembly module ~100 ms more. Here both are done once per process and shared as
- * immutable values (the tarball's bytes and a `WebAssembly.Module`), and the compile runs on V8's background
- * threads while the snapshot is read and unpacked. Nothing mutable is shared: every call gets its own
- * PGlite.
+ * immutable values (the tarball's bytes and a `WebAssembly.Module`), and the compile runs on V8's
+ * background threads while the snapshot is read and unpacked. Nothing mutable is shared: every call
+ * gets its own PGlite, and each of its files its own copy of the bytes.
  *
  * PostgreSQL's default 128 MB of shared buffers are zeroed at every start (~70 ms here); a test
  * database of a few hundred rows needs a fraction of that.
@@ -59,8 +59,9 @@ export async function createInMemoryPglite(): Promise<PGlite> {
  * every parent folder of every file and the file itself through Emscripten's path lookup several
  * times (exists? make it, write it, set its time): about 30 % of an in-memory open here, for ~470
  * files (docs/benchmarks.md). Here each folder is made once, in archive order (a folder comes before
- * what it holds), and each file is given a copy of its bytes of its own: PostgreSQL writes pages back
- * into its files in place, and no database may ever see another's pages (test/storage/database.test.ts).
+ * what it holds), and each file is given a copy of its bytes of its own: PostgreSQL writes pages
+ * back into its files in place, and no database may ever see another's pages
+ * (test/storage/database.test.ts).
  */
 class SnapshotMemoryFs extends MemoryFS {
   readonly #snapshot: Uint8Array;

@@ -12,8 +12,8 @@ export type DataDirEntry =
  * The entries of a PGlite data-directory tarball (`PGlite#dumpDataDir('none')`: ustar, directories
  * and regular files only, names like `/base/5/1259`), in archive order (a folder before what it
  * holds). Paths are relative, `/`-separated and never leave the data directory; a file's `data` is a
- * view into `tarball` (a plain Uint8Array, whose `slice()` copies). Anything unexpected (other entry types, names escaping the folder, a truncated
- * archive) throws.
+ * view into `tarball` (a plain Uint8Array, whose `slice()` copies). Anything unexpected (other
+ * entry types, names escaping the folder, a truncated archive) throws.
  */
 export function* dataDirTarEntries(tarball: Uint8Array): Generator<DataDirEntry> {
   for (let offset = 0; offset + BLOCK <= tarball.length; ) {
