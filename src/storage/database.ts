@@ -127,14 +127,16 @@ function openPostgres(url: string, timeouts: DatabaseTimeouts, log: KnexLog): Da
 interface PgClient {
   query(...args: unknown[]): unknown;
   connection: { stream: { destroy(error?: Error): void } };
+  /** knex's mark of a connection that ended: its pool discards a marked connection instead of handing it out. */
+  __knex__disposed?: unknown;
 }
 
 /**
  * pg's query_timeout answers the caller but leaves the abandoned query active on its connection: the
  * next query given that connection would queue behind it, and after a freeze the server would still
- * answer it. A connection whose query timed out is therefore closed at once; knex then marks it
- * disposed (it ended) and the pool opens a fresh one when the next query needs it, so service comes
- * back by itself when the database does. (A connection the server or the network cut is already
+ * answer it. A connection whose query timed out is therefore marked disposed and closed at once; the
+ * pool opens a fresh one when the next query needs it, so service comes back by itself when the
+ * database does. (A connection the server or the network cut is already
  * discarded that way.)
  */
 function discardOnQueryTimeout(connection: PgClient, done: (error: Error | null, connection: PgClient) => void): void {
@@ -143,7 +145,12 @@ function discardOnQueryTimeout(connection: PgClient, done: (error: Error | null,
     const callback = args.at(-1);
     if (typeof callback === 'function') {
       args[args.length - 1] = (error: Error | null, result: unknown) => {
-        if (error?.message === 'Query read timeout') connection.connection.stream.destroy();
+        if (error?.message === 'Query read timeout') {
+          // Marked now: knex marks it itself only when the socket's close is reported, a turn of the
+          // event loop later, and a query given in between (in this turn) would get this connection.
+          connection.__knex__disposed = error;
+          connection.connection.stream.destroy();
+        }
         (callback as (error: Error | null, result: unknown) => void)(error, result);
       };
     }

@@ -165,6 +165,33 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
     }
   });
 
+  test('a query given in the same turn as the timeout (the database back by then) gets a new connection, not the abandoned one', async () => {
+    // The CI failure this reproduces: on a starved machine the test's next query ran in the same
+    // turn of the event loop as the timeout, before the abandoned socket's close was reported, and
+    // the pool handed it the closed connection ("Connection terminated unexpectedly").
+    const target = new URL(ledger.url!);
+    const proxy = await startFreezableProxy({ host: target.hostname, port: Number(target.port || 5432) });
+    const database = await openDatabase({ url: proxy.proxiedUrl(ledger.url!), timeouts: TIMEOUTS });
+    try {
+      const [{ pid: before }] = (await database.knex.raw('select pg_backend_pid() as pid')).rows;
+      proxy.freeze();
+      const next = await database.knex.raw('select pg_backend_pid() as pid').then(
+        () => { throw new Error('the frozen query answered'); },
+        (error: Error) => {
+          expect(error.message).toMatch(/Query read timeout$/);
+          // Still in the turn of the timeout: thaw and ask again at once.
+          proxy.thaw();
+          return database.knex.raw('select pg_backend_pid() as pid');
+        },
+      );
+      expect(next.rows[0].pid).not.toBe(before);
+    } finally {
+      proxy.thaw();
+      await database.close();
+      await proxy.close();
+    }
+  });
+
   test('a new connection to a frozen server fails within connectTimeout, before the thaw', async () => {
     const target = new URL(ledger.url!);
     const proxy = await startFreezableProxy({ host: target.hostname, port: Number(target.port || 5432) });
