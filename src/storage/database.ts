@@ -136,8 +136,7 @@ interface PgClient {
  * next query given that connection would queue behind it, and after a freeze the server would still
  * answer it. A connection whose query timed out is therefore marked disposed and closed at once; the
  * pool opens a fresh one when the next query needs it, so service comes back by itself when the
- * database does. (A connection the server or the network cut is already
- * discarded that way.)
+ * database does. (A connection the server or the network cut is already discarded that way.)
  */
 function discardOnQueryTimeout(connection: PgClient, done: (error: Error | null, connection: PgClient) => void): void {
   const query = connection.query.bind(connection);

@@ -2,7 +2,7 @@ import knexFactory, { type Knex } from 'knex';
 import { openDatabase, type Database } from '../../src/storage/database.js';
 import { migrateToLatest } from '../../src/storage/migrate.js';
 import { createEmptyPostgresDatabase, openTestDatabase } from '../support/database.js';
-import { startFreezableProxy } from './freezable_proxy.js';
+import { startFreezableProxy, type FreezableProxy } from './freezable_proxy.js';
 
 /**
  * Each bound on a database wait, alone (issue 13 §4; the outage test has them together under load).
@@ -134,13 +134,24 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
     }
   });
 
-  test('frozen mid-query: the query fails on the client side before the thaw; its connection is dropped and the next query gets a new one', async () => {
+  /** The database behind a freezable proxy, one query answered (its backend's pid), then frozen; cleaned up after `check`. */
+  async function frozenAfterOneQuery(check: (frozen: { proxy: FreezableProxy; database: Database; before: number }) => Promise<void>): Promise<void> {
     const target = new URL(ledger.url!);
     const proxy = await startFreezableProxy({ host: target.hostname, port: Number(target.port || 5432) });
     const database = await openDatabase({ url: proxy.proxiedUrl(ledger.url!), timeouts: TIMEOUTS });
     try {
       const [{ pid: before }] = (await database.knex.raw('select pg_backend_pid() as pid')).rows;
       proxy.freeze();
+      await check({ proxy, database, before });
+    } finally {
+      proxy.thaw();
+      await database.close();
+      await proxy.close();
+    }
+  }
+
+  test('frozen mid-query: the query fails on the client side before the thaw; its connection is dropped and the next query gets a new one', async () => {
+    await frozenAfterOneQuery(async ({ proxy, database, before }) => {
       const frozen = outcomeOf(database.knex.raw('select pg_backend_pid() as pid'));
       for (let slice = 0; slice < 50 && !frozen.settled; slice += 1) await sleep(100);
       const settledWhileFrozen = frozen.settled;
@@ -158,23 +169,14 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
         if (lingering > 0) await sleep(50);
       }
       expect(lingering).toBe(0);
-    } finally {
-      proxy.thaw();
-      await database.close();
-      await proxy.close();
-    }
+    });
   });
 
   test('a query given in the same turn as the timeout (the database back by then) gets a new connection, not the abandoned one', async () => {
     // The CI failure this reproduces: on a starved machine the test's next query ran in the same
     // turn of the event loop as the timeout, before the abandoned socket's close was reported, and
     // the pool handed it the closed connection ("Connection terminated unexpectedly").
-    const target = new URL(ledger.url!);
-    const proxy = await startFreezableProxy({ host: target.hostname, port: Number(target.port || 5432) });
-    const database = await openDatabase({ url: proxy.proxiedUrl(ledger.url!), timeouts: TIMEOUTS });
-    try {
-      const [{ pid: before }] = (await database.knex.raw('select pg_backend_pid() as pid')).rows;
-      proxy.freeze();
+    await frozenAfterOneQuery(async ({ proxy, database, before }) => {
       const next = await database.knex.raw('select pg_backend_pid() as pid').then(
         () => { throw new Error('the frozen query answered'); },
         (error: Error) => {
@@ -185,11 +187,7 @@ const onPostgres = Boolean(process.env.DATABASE_URL);
         },
       );
       expect(next.rows[0].pid).not.toBe(before);
-    } finally {
-      proxy.thaw();
-      await database.close();
-      await proxy.close();
-    }
+    });
   });
 
   test('a new connection to a frozen server fails within connectTimeout, before the thaw', async () => {
