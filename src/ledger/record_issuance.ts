@@ -123,7 +123,9 @@ export type IssuanceOutcome =
  * One statement, one implicit transaction, for every issuance given. It is prepared once per
  * connection and then runs on a generic plan that may have been made when `issued_tokens` was
  * small: every read of `issued_tokens` is therefore a probe by primary key per row (LATERAL …
- * LIMIT 1, which the planner cannot turn into a hash join over the whole table).
+ * LIMIT 1, which the planner cannot turn into a hash join over the whole table). A plan made while
+ * the table was known to be small reads it whole for each probe instead; PostgreSQL's autovacuum
+ * replans it as the table grows, and on PGlite storage/pglite_analyze.ts does (docs/ledger.md).
  * Under READ COMMITTED a row
  * *locked* by a statement is read in its latest committed version, even if it changed after the
  * statement's snapshot was taken; every other row is read as of the snapshot. So every fact the
@@ -230,8 +232,8 @@ const clientVerdict = (proofs: boolean) => `
   FROM input i LEFT JOIN client_state s ON s.client_id = i.client_id
 `;
 
-// The accepted issuances' events and inventory rows, and one answer per issuance.
-const WRITES = `), event AS (
+// The accepted issuances' events, then their inventory rows (tokenInsert), and one answer per issuance.
+const EVENTS = `), event AS (
   INSERT INTO ledger_events (type, client_id, resource, scope, token_id, token_format, binding_method, binding_thumbprint,
                              expires_at, parent_token_id, actor, request_id, source_address, instance_id, details)
   SELECT i.type, i.client_id, i.resource, i.scope, i.token_id, i.token_format, i.binding_method, i.binding_thumbprint,
@@ -241,18 +243,31 @@ const WRITES = `), event AS (
   FROM input i JOIN verdict v ON v.token_id = i.token_id
   WHERE v.refusal IS NULL
   RETURNING token_id
-), token AS (
+`;
+
+/**
+ * The inventory rows. An exchanged token takes what it inherits from its parent's row: the subject
+ * (RFC 8693 §2.1) and, for a token exchanged from a federated one, the external identity (so it stays
+ * traceable to it). A batch without exchanged tokens has no parent to read, and its text reads none:
+ * a probe of issued_tokens per row that could only find nothing, and whose plan, made once per
+ * session, became a sequential scan of the whole table when the session began with issued_tokens
+ * known to be small (PGlite, which has no autovacuum to replan it: docs/ledger.md).
+ */
+const tokenInsert = (lineage: boolean) => `), token AS (
   INSERT INTO issued_tokens (token_id, format, client_id, subject, resource, scope, binding_method, binding_thumbprint, issued_at, expires_at, parent_token_id, act,
                              external_issuer, external_subject, external_token_id)
-  SELECT i.token_id, i.token_format, i.client_id,
-         -- RFC 8693 §2.1: an exchanged token keeps the subject token's subject.
-         COALESCE(i.subject, p.subject, i.client_id),
+  ${lineage
+    ? `SELECT i.token_id, i.token_format, i.client_id, COALESCE(i.subject, p.subject, i.client_id),
          i.resource, i.scope, i.binding_method, i.binding_thumbprint, i.issued_at, i.expires_at, i.parent_token_id, i.act,
-         -- Federation: a token exchanged from a federated one stays traceable to the external identity.
          COALESCE(i.external_issuer, p.external_issuer), CASE WHEN i.external_issuer IS NOT NULL THEN i.external_subject ELSE p.external_subject END,
          CASE WHEN i.external_issuer IS NOT NULL THEN i.external_token_id ELSE p.external_token_id END
   FROM input i JOIN event e ON e.token_id = i.token_id
-  LEFT JOIN LATERAL (SELECT t.subject, t.external_issuer, t.external_subject, t.external_token_id FROM issued_tokens t WHERE t.token_id = i.parent_token_id LIMIT 1) p ON true
+  LEFT JOIN LATERAL (SELECT t.subject, t.external_issuer, t.external_subject, t.external_token_id FROM issued_tokens t WHERE t.token_id = i.parent_token_id LIMIT 1) p ON true`
+    : `SELECT i.token_id, i.token_format, i.client_id, COALESCE(i.subject, i.client_id),
+         i.resource, i.scope, i.binding_method, i.binding_thumbprint, i.issued_at, i.expires_at, i.parent_token_id, i.act,
+         i.external_issuer, CASE WHEN i.external_issuer IS NOT NULL THEN i.external_subject END,
+         CASE WHEN i.external_issuer IS NOT NULL THEN i.external_token_id END
+  FROM input i JOIN event e ON e.token_id = i.token_id`}
   RETURNING token_id
 )
 SELECT v.token_id, v.client_id, v.refusal, v.revoked_id, t.token_id IS NOT NULL AS recorded
@@ -264,13 +279,14 @@ FROM verdict v LEFT JOIN token t ON t.token_id = v.token_id`;
  * for neither (the empty parts cost it ~5 % in `npm run bench`, docs/benchmarks.md).
  */
 const STATEMENTS = {
-  issuances: { name: 'tether_record_issuances', text: INPUT_CTES + clientVerdict(false) + WRITES },
-  issuancesWithProofs: { name: 'tether_record_issuances_proofs', text: INPUT_CTES + proofCtes('client_state') + clientVerdict(true) + WRITES },
-  exchanges: { name: 'tether_record_exchanges', text: INPUT_CTES + LINEAGE_CTES + lineageVerdict(false) + WRITES },
-  exchangesWithProofs: { name: 'tether_record_exchanges_proofs', text: INPUT_CTES + LINEAGE_CTES + proofCtes('ancestor') + lineageVerdict(true) + WRITES },
+  issuances: { name: 'tether_record_issuances', text: INPUT_CTES + clientVerdict(false) + EVENTS + tokenInsert(false) },
+  issuancesWithProofs: { name: 'tether_record_issuances_proofs', text: INPUT_CTES + proofCtes('client_state') + clientVerdict(true) + EVENTS + tokenInsert(false) },
+  exchanges: { name: 'tether_record_exchanges', text: INPUT_CTES + LINEAGE_CTES + lineageVerdict(false) + EVENTS + tokenInsert(true) },
+  exchangesWithProofs: { name: 'tether_record_exchanges_proofs', text: INPUT_CTES + LINEAGE_CTES + proofCtes('ancestor') + lineageVerdict(true) + EVENTS + tokenInsert(true) },
 } as const satisfies Record<string, PreparedStatement>;
 
-function statementFor(rows: readonly IssuanceRow[]): PreparedStatement {
+/** The text a batch runs (exported for the tests of its plans). */
+export function issuanceStatementFor(rows: readonly Pick<IssuanceRow, 'parent_token_id' | 'proof_key_hash'>[]): PreparedStatement {
   const exchanges = rows.some((row) => row.parent_token_id !== null);
   const proofs = rows.some((row) => row.proof_key_hash !== null);
   if (exchanges) return proofs ? STATEMENTS.exchangesWithProofs : STATEMENTS.exchanges;
@@ -302,7 +318,7 @@ export async function recordIssuances(knex: Knex, rows: readonly IssuanceRow[]):
   // A named prepared statement on a pooled connection: PostgreSQL parses and plans it once per
   // connection instead of per issuance (docs/ledger.md), and knex's query building is skipped
   // (docs/benchmarks.md). PGlite runs it through knex.
-  const answered = await runPrepared(knex, statementFor(rows), [JSON.stringify(rows)]);
+  const answered = await runPrepared(knex, issuanceStatementFor(rows), [JSON.stringify(rows)]);
   const given = new Map(rows.map((row) => [row.token_id, row]));
   return new Map(answered.map((row): [string, IssuanceOutcome] => [
     row.token_id as string,

@@ -10,6 +10,7 @@ import type { KnexLog } from '../observability/library_logs.js';
 import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
 import { createInMemoryPglite } from './pglite_memory.js';
 import { compiledPgliteModule } from './pglite_wasm.js';
+import { startGrowthAnalysis } from './pglite_analyze.js';
 import { createPgliteKnex } from './pglite_knex.js';
 import { migratedSnapshotOrUndefined } from './pglite_snapshot.js';
 import { extractDataDirTarball } from './tar_extract.js';
@@ -210,11 +211,14 @@ async function seedDirectory(directory: string, log: KnexLog): Promise<void> {
 
 function wrapPglite(pglite: PGlite, timeouts: DatabaseTimeouts, log: KnexLog, lock?: DirectoryLock): Database {
   const knex = createPgliteKnex(pglite, { acquireTimeoutMs: timeouts.acquireTimeout, log });
+  // Single-user PostgreSQL has no autovacuum: statistics refreshed as tables grow (pglite_analyze.ts).
+  const analysis = startGrowthAnalysis(knex, { warn: (message) => log.warn(message) });
   return {
     knex,
     kind: 'pglite',
     close: async () => {
       try {
+        await analysis.stop();
         await knex.destroy();
         // knex closes PGlite only if it ever handed out the connection.
         if (!pglite.closed) await pglite.close();

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { ensureClientStates } from '../../src/ledger/client_states.js';
 import { MAX_LINEAGE_DEPTH } from '../../src/ledger/lineage.js';
-import { ClientSuspendedError, ParentRefusedError, recordIssuances, type IssuanceOutcome, type IssuanceRow } from '../../src/ledger/record_issuance.js';
+import { ClientSuspendedError, issuanceStatementFor, ParentRefusedError, recordIssuances, type IssuanceOutcome, type IssuanceRow } from '../../src/ledger/record_issuance.js';
 import { revokeTokens } from '../../src/ledger/revoke_tokens.js';
 import type { Database } from '../../src/storage/database.js';
 import { openTestDatabase } from '../support/database.js';
@@ -116,6 +116,45 @@ test(`a lineage grows to ${MAX_LINEAGE_DEPTH} ancestors and no deeper`, async ()
   // The deepest lineage is revoked whole from its root: the walk down reaches every level.
   const revoked = await revokeTokens(knex, { tokenIds: [ids[0]!] }, { actor: 'test', reason: 'deep' }, { requestId: 'r', sourceAddress: undefined, instanceId: 'test' });
   expect(revoked.map((token) => token.tokenId).sort()).toEqual([...ids, deepest].sort());
+});
+
+/** The tables a plan reads with a scan of its own (not its CTEs' or a function's output), from EXPLAIN's JSON. */
+function scannedTables(plan: Record<string, unknown>): string[] {
+  const own = typeof plan['Relation Name'] === 'string' && String(plan['Node Type']).includes('Scan') ? [`${String(plan['Node Type'])} on ${String(plan['Relation Name'])}`] : [];
+  const children = (plan.Plans as Record<string, unknown>[] | undefined) ?? [];
+  return [...own, ...children.flatMap(scannedTables)];
+}
+
+/**
+ * The plan the session keeps for a statement (a generic plan, as PostgreSQL settles on for a
+ * prepared statement after its first executions), made while issued_tokens is known to hold a handful
+ * of rows: the state in which a sequential scan of it is the cheapest plan, and stays the plan as the
+ * table grows (on PGlite no autovacuum replans it).
+ */
+async function sessionPlanWithSmallStatistics(text: string): Promise<string[]> {
+  await chain(3);
+  return knex.transaction(async (trx) => {
+    await trx.raw('ANALYZE issued_tokens');
+    await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
+    await trx.raw(`PREPARE plan_probe (jsonb) AS ${text.replace('$1::jsonb', '$1')}`);
+    try {
+      const explained = await trx.raw("EXPLAIN (FORMAT JSON) EXECUTE plan_probe('[]')");
+      const [{ 'QUERY PLAN': [root] }] = explained.rows as [{ 'QUERY PLAN': [{ Plan: Record<string, unknown> }] }];
+      return scannedTables(root.Plan);
+    } finally {
+      await trx.raw('DEALLOCATE plan_probe');
+    }
+  });
+}
+
+test.each([
+  ['client_credentials', { parent_token_id: null, proof_key_hash: null }],
+  ['DPoP-bound', { parent_token_id: null, proof_key_hash: 'h' }],
+])('a batch without exchanged tokens (%s) reads no issued_tokens row, whatever the statistics say', async (_kind, batch) => {
+  const scans = await sessionPlanWithSmallStatistics(issuanceStatementFor([batch]).text);
+  expect(scans.filter((scan) => scan.includes('issued_tokens'))).toEqual([]);
+  // The statement's reads are the client's state (and the proof's row): neither grows with the tokens issued.
+  expect(scans.every((scan) => /on (client_states|dpop_proofs)$/.test(scan))).toBe(true);
 });
 
 const onPostgres = Boolean(process.env.DATABASE_URL);
