@@ -1,4 +1,3 @@
-import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
 import { BINDING_METHODS, tokenTypeOf, type TokenBinding } from '../binding/methods.js';
 import { replayedProofRefusal } from '../binding/dpop.js';
@@ -105,16 +104,22 @@ async function mintAccessToken(provider: Provider, signingAlgorithm: TetherConfi
   });
   // RFC 7800 `cnf`: oidc-provider keeps the thumbprint under the method's cnf member (`x5t#S256`, `jkt`).
   if (request.binding.method !== 'bearer') (token as unknown as Record<string, string>)[BINDING_METHODS[request.binding.method].cnfMember] = request.binding.thumbprint;
-  // An absolute exp wins over expiresIn in oidc-provider's token formats, so the clock moving on
-  // between policy and minting cannot carry the token past its bound.
-  if (request.notAfter) token.exp = Math.min(Math.floor(Date.now() / 1000) + request.lifetimeSeconds, Math.floor(request.notAfter.getTime() / 1000));
+  // iat and exp are set here, and oidc-provider's token formats use them as given (each falls back to
+  // the clock only when absent): the ledger row then takes them from the token model, with no decoding
+  // of the JWT just signed (docs/benchmarks.md, 2026-12-08), and both come from one reading of the clock.
+  // An absolute exp also keeps the clock moving on between policy and minting from carrying the token
+  // past its bound.
+  token.iat = Math.floor(Date.now() / 1000);
+  token.exp = request.notAfter
+    ? Math.min(token.iat + request.lifetimeSeconds, Math.floor(request.notAfter.getTime() / 1000))
+    : token.iat + request.lifetimeSeconds;
   // Read back by the provider's extraTokenClaims hook (create_provider.ts), which otherwise resets it;
   // its JWT customizer puts `sub` back over the client id that oidc-provider writes.
   setExtraClaims(token, { ...request.claims, sub: request.subject || undefined, act: request.act });
 
   ctx.oidc.entity('ClientCredentials', token);
   const value = await timedStep(ctx, 'signing', () => databaseStep(() => token.save()));
-  const { tokenId, issuedAt, expiresAt } = tokenFacts(request.resource.format, value, token);
+  const { tokenId, issuedAt, expiresAt } = tokenFacts(request.resource.format, token);
 
   return {
     value,
@@ -134,13 +139,13 @@ async function mintAccessToken(provider: Provider, signingAlgorithm: TetherConfi
   };
 }
 
-function tokenFacts(format: 'jwt' | 'opaque', value: string, token: { jti?: string; iat?: number; exp?: number; expiration: number }) {
-  if (format === 'jwt') {
-    const { jti, iat, exp } = decodeJwt(value);
-    return { tokenId: jti!, issuedAt: new Date(iat! * 1000), expiresAt: new Date(exp! * 1000) };
-  }
-  const iat = token.iat ?? Math.floor(Date.now() / 1000);
-  return { tokenId: opaqueTokenId(token.jti!), issuedAt: new Date(iat * 1000), expiresAt: new Date((token.exp ?? iat + token.expiration) * 1000) };
+/** The ledger's facts of a token just minted, from its model: a JWT's jti, iat and exp are the model's (set above). */
+function tokenFacts(format: 'jwt' | 'opaque', token: { jti?: string; iat?: number; exp?: number }) {
+  return {
+    tokenId: format === 'jwt' ? token.jti! : opaqueTokenId(token.jti!),
+    issuedAt: new Date(token.iat! * 1000),
+    expiresAt: new Date(token.exp! * 1000),
+  };
 }
 
 /**
