@@ -11,6 +11,7 @@ import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
 import { createInMemoryPglite } from './pglite_memory.js';
 import { compiledPgliteModule } from './pglite_wasm.js';
 import { startGrowthAnalysis } from './pglite_analyze.js';
+import { giveBack, leaseOf, rememberPristine, takeIdle } from './pglite_reuse.js';
 import { createPgliteKnex } from './pglite_knex.js';
 import { migratedSnapshotOrUndefined } from './pglite_snapshot.js';
 import { extractDataDirTarball } from './tar_extract.js';
@@ -159,8 +160,31 @@ function discardOnQueryTimeout(connection: PgClient, done: (error: Error | null,
   done(null, connection);
 }
 
+/**
+ * An in-memory database: an emptied one given back by an earlier owner in this process if there is
+ * one, else a new one from the snapshot (pglite_reuse.ts). Its owner holds a lease on it, and
+ * `close()` gives it back.
+ */
 async function openPgliteMemory(timeouts: DatabaseTimeouts, log: KnexLog): Promise<Database> {
-  return wrapPglite(await createInMemoryPglite(), timeouts, log);
+  let pglite = takeIdle();
+  if (pglite === undefined) {
+    pglite = await createInMemoryPglite();
+    await rememberPristine(pglite);
+  }
+  const lease = leaseOf(pglite);
+  const owned = pglite;
+  const knex = createPgliteKnex(lease.pglite, { acquireTimeoutMs: timeouts.acquireTimeout, log, leavesPgliteOpen: true });
+  const analysis = startGrowthAnalysis(knex, { warn: (message) => log.warn(message) });
+  return {
+    knex,
+    kind: 'pglite',
+    close: async () => {
+      await analysis.stop();
+      await knex.destroy();
+      await lease.end();
+      await giveBack(owned);
+    },
+  };
 }
 
 /** Starts reading the snapshot and compiling PGlite ahead of `openDatabase({ memory: true })`. */
