@@ -119,7 +119,7 @@ export async function coldStartSection(context: BenchContext): Promise<ColdStart
     const { result: times } = await nextMessage<{ type: 'result'; result: StartTetherTimes }>(child, 'result', 120_000);
     await stopChild(child, 2000);
     result.startTether.push(times);
-    log(`cold start: startTether() first ${round(times.firstStartToToken)} ms (+ import ${round(times.importHarness)} ms), further ${times.furtherStartToToken.map((t) => round(t)).join(', ')} ms`);
+    log(`cold start: startTether() first ${round(times.firstStartToToken)} ms (+ import ${round(times.importHarness)} ms), further ${times.furtherStartToToken.map((t) => round(t)).join(', ')} ms; close() ${times.close.map((t) => round(t)).join(', ')} ms`);
   }
   return result;
 }

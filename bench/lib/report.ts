@@ -95,6 +95,7 @@ export function coldStartLines(report: BenchReport): ColdStartLine[] {
   const cold = report.coldStart;
   if (!cold) return [];
   const furtherAll = cold.startTether.flatMap((times) => times.furtherStartToToken);
+  const closeAll = cold.startTether.flatMap((times) => times.close);
   return [
     { what: '`tether dev` (the installed command: compiled), existing data folder → first token', ms: median(cold.tetherDev), detail: `runs: ${cold.tetherDev.map((ms) => round(ms)).join(', ')}; banner printed at ${round(median(cold.tetherDevReady))} ms` },
     { what: '`npm run dev` (TypeScript through tsx), existing data folder → first token', ms: median(cold.tetherDevTsx), detail: `runs: ${cold.tetherDevTsx.map((ms) => round(ms)).join(', ')}` },
@@ -103,6 +104,7 @@ export function coldStartLines(report: BenchReport): ColdStartLine[] {
     { what: 'oauth2-mock-server 9.3.0 → first token', ms: median(cold.mock), detail: `runs: ${cold.mock.map((ms) => round(ms)).join(', ')}` },
     { what: '`startTether()`, first in a process → first token', ms: median(cold.startTether.map((times) => times.firstStartToToken)), detail: `after importing the harness (${round(median(cold.startTether.map((times) => times.importHarness)))} ms); process start → first token ${round(median(cold.startTether.map((times) => times.processStartToFirstToken)))} ms` },
     { what: '`startTether()`, each further one → first token', ms: median(furtherAll), detail: `runs: ${furtherAll.map((ms) => round(ms)).join(', ')}` },
+    { what: '`close()` of a started Tether (its database emptied for the next)', ms: median(closeAll), detail: `runs: ${closeAll.map((ms) => round(ms)).join(', ')}` },
   ];
 }
 
