@@ -139,7 +139,8 @@ async function emptied(pglite: PGlite): Promise<boolean> {
 /** Takes a database back from its owner: kept for the next one if it empties to the snapshot's state, else closed. */
 export async function giveBack(pglite: PGlite): Promise<void> {
   const reusable = idle.length < MAX_IDLE && (await emptied(pglite).catch(() => false));
-  if (reusable) {
+  // Asked again after the wait: databases given back at once all saw room before any was kept.
+  if (reusable && idle.length < MAX_IDLE) {
     const waiting: IdleDatabase = {
       pglite,
       expiry: setTimeout(() => {

@@ -158,3 +158,18 @@ test('a process whose last database was given back exits on its own', async () =
   });
   expect({ code, signal }).toEqual({ code: 0, signal: null });
 }, 40_000);
+
+test('16 databases given back at once: at most two are kept, the rest closed', async () => {
+  const opened = await Promise.all(Array.from({ length: 16 }, () => openDatabase({ memory: true })));
+  // A write in each, so that a reused one shows by its transaction id.
+  await Promise.all(opened.map((database, index) => database.knex('client_states').insert({ client_id: `burst-${index}` })));
+  await Promise.all(opened.map((database) => database.close()));
+  const next = await Promise.all(Array.from({ length: 16 }, () => openDatabase({ memory: true })));
+  const reused = [];
+  for (const database of next) {
+    if ((await nextTransactionId(database.knex)) > fresh.xid) reused.push(database);
+    expect(await rowCounts(database.knex)).toEqual(fresh.counts);
+  }
+  expect(reused.length).toBe(2);
+  await Promise.all(next.map((database) => database.close()));
+}, 60_000);
