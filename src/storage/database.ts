@@ -7,7 +7,7 @@ import knexFactory, { type Knex } from 'knex';
 
 import { databaseTimeoutsMs } from '../config/schema.js';
 import type { KnexLog } from '../observability/library_logs.js';
-import { lockDatabaseDirectory, type DirectoryLock } from './directory_lock.js';
+import { lockDatabaseDirectory } from './directory_lock.js';
 import { createInMemoryPglite } from './pglite_memory.js';
 import { compiledPgliteModule } from './pglite_wasm.js';
 import { startGrowthAnalysis } from './pglite_analyze.js';
@@ -171,20 +171,15 @@ async function openPgliteMemory(timeouts: DatabaseTimeouts, log: KnexLog): Promi
     pglite = await createInMemoryPglite();
     await rememberPristine(pglite);
   }
-  const lease = leaseOf(pglite);
   const owned = pglite;
-  const knex = createPgliteKnex(lease.pglite, { acquireTimeoutMs: timeouts.acquireTimeout, log, leavesPgliteOpen: true });
-  const analysis = startGrowthAnalysis(knex, { warn: (message) => log.warn(message) });
-  return {
-    knex,
-    kind: 'pglite',
-    close: async () => {
-      await analysis.stop();
-      await knex.destroy();
+  const lease = leaseOf(owned);
+  return wrapPglite(lease.pglite, timeouts, log, {
+    leavesPgliteOpen: true,
+    afterClose: async () => {
       await lease.end();
       await giveBack(owned);
     },
-  };
+  });
 }
 
 /** Starts reading the snapshot and compiling PGlite ahead of `openDatabase({ memory: true })`. */
@@ -206,7 +201,7 @@ async function openPgliteDirectory(directory: string, timeouts: DatabaseTimeouts
       dataDir: absolute,
       ...(pgliteWasmModule ? { pgliteWasmModule } : {}),
     });
-    return wrapPglite(pglite, timeouts, log, lock);
+    return wrapPglite(pglite, timeouts, log, { afterClose: () => lock.release() });
   } catch (error) {
     lock.release();
     throw error;
@@ -233,9 +228,18 @@ async function seedDirectory(directory: string, log: KnexLog): Promise<void> {
   }
 }
 
-function wrapPglite(pglite: PGlite, timeouts: DatabaseTimeouts, log: KnexLog, lock?: DirectoryLock): Database {
-  const knex = createPgliteKnex(pglite, { acquireTimeoutMs: timeouts.acquireTimeout, log });
-  // Single-user PostgreSQL has no autovacuum: statistics refreshed as tables grow (pglite_analyze.ts).
+/**
+ * knex over a PGlite, with the growth analysis single-user PostgreSQL needs (it has no autovacuum:
+ * pglite_analyze.ts). `close()` stops both, then runs `afterClose` (release the folder's lock, or
+ * give an in-memory database back); without `leavesPgliteOpen` it closes the PGlite first.
+ */
+function wrapPglite(
+  pglite: PGlite,
+  timeouts: DatabaseTimeouts,
+  log: KnexLog,
+  ending: { leavesPgliteOpen?: boolean; afterClose?: () => Promise<void> | void } = {},
+): Database {
+  const knex = createPgliteKnex(pglite, { acquireTimeoutMs: timeouts.acquireTimeout, log, leavesPgliteOpen: ending.leavesPgliteOpen });
   const analysis = startGrowthAnalysis(knex, { warn: (message) => log.warn(message) });
   return {
     knex,
@@ -245,9 +249,9 @@ function wrapPglite(pglite: PGlite, timeouts: DatabaseTimeouts, log: KnexLog, lo
         await analysis.stop();
         await knex.destroy();
         // knex closes PGlite only if it ever handed out the connection.
-        if (!pglite.closed) await pglite.close();
+        if (!ending.leavesPgliteOpen && !pglite.closed) await pglite.close();
       } finally {
-        lock?.release();
+        await ending.afterClose?.();
       }
     },
   };

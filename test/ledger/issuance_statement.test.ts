@@ -5,6 +5,7 @@ import { ClientSuspendedError, issuanceStatementFor, ParentRefusedError, recordI
 import { revokeTokens } from '../../src/ledger/revoke_tokens.js';
 import type { Database } from '../../src/storage/database.js';
 import { openTestDatabase } from '../support/database.js';
+import { scansOfPrepared } from '../support/plan_scans.js';
 
 /**
  * The issuance statement on its own (record_issuance.ts), on the run's database: what it refuses
@@ -118,13 +119,6 @@ test(`a lineage grows to ${MAX_LINEAGE_DEPTH} ancestors and no deeper`, async ()
   expect(revoked.map((token) => token.tokenId).sort()).toEqual([...ids, deepest].sort());
 });
 
-/** The tables a plan reads with a scan of its own (not its CTEs' or a function's output), from EXPLAIN's JSON. */
-function scannedTables(plan: Record<string, unknown>): string[] {
-  const own = typeof plan['Relation Name'] === 'string' && String(plan['Node Type']).includes('Scan') ? [`${String(plan['Node Type'])} on ${String(plan['Relation Name'])}`] : [];
-  const children = (plan.Plans as Record<string, unknown>[] | undefined) ?? [];
-  return [...own, ...children.flatMap(scannedTables)];
-}
-
 /**
  * The plan the session keeps for a statement (a generic plan, as PostgreSQL settles on for a
  * prepared statement after its first executions), made while issued_tokens is known to hold a handful
@@ -138,9 +132,7 @@ async function sessionPlanWithSmallStatistics(text: string): Promise<string[]> {
     await trx.raw('SET LOCAL plan_cache_mode = force_generic_plan');
     await trx.raw(`PREPARE plan_probe (jsonb) AS ${text.replace('$1::jsonb', '$1')}`);
     try {
-      const explained = await trx.raw("EXPLAIN (FORMAT JSON) EXECUTE plan_probe('[]')");
-      const [{ 'QUERY PLAN': [root] }] = explained.rows as [{ 'QUERY PLAN': [{ Plan: Record<string, unknown> }] }];
-      return scannedTables(root.Plan);
+      return await scansOfPrepared(trx, 'plan_probe');
     } finally {
       await trx.raw('DEALLOCATE plan_probe');
     }

@@ -1,6 +1,7 @@
 import { issuanceStatementFor } from '../../src/ledger/record_issuance.js';
 import { openDatabase, type Database } from '../../src/storage/database.js';
 import { analyzeGrownTables, startGrowthAnalysis } from '../../src/storage/pglite_analyze.js';
+import { scansOfPrepared } from '../support/plan_scans.js';
 
 /**
  * The embedded database has no autovacuum (src/storage/pglite_analyze.ts): a plan its session made
@@ -33,16 +34,7 @@ async function countedPages(table: string): Promise<number> {
   return Number(result.rows[0]!.relpages);
 }
 
-/** The scan nodes of the session's plan for the prepared statement `name`, as "<node> on <table>". */
-async function scansOf(name: string): Promise<string[]> {
-  const explained = await database.knex.raw(`EXPLAIN (FORMAT JSON) EXECUTE ${name}('[]')`);
-  const [{ 'QUERY PLAN': [root] }] = explained.rows as [{ 'QUERY PLAN': [{ Plan: Record<string, unknown> }] }];
-  const walk = (plan: Record<string, unknown>): string[] => [
-    ...(typeof plan['Relation Name'] === 'string' && String(plan['Node Type']).includes('Scan') ? [`${String(plan['Node Type'])} on ${String(plan['Relation Name'])}`] : []),
-    ...((plan.Plans as Record<string, unknown>[] | undefined) ?? []).flatMap(walk),
-  ];
-  return walk(root.Plan);
-}
+const scansOf = (name: string) => scansOfPrepared(database.knex, name);
 
 test('a session plan made while issued_tokens was small is made again once the table has grown and been analyzed', async () => {
   const { knex } = database;
